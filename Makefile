@@ -1,0 +1,69 @@
+# Everything a fresh machine needs goes through these targets; each creates
+# .venv when it is missing and installs what it needs into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# Defaults for `make run`; override on the command line (make run HTTP_PORT=8010).
+GOSSIP_PORT ?= 7946
+HTTP_PORT ?= 8000
+BIND ?= 127.0.0.1
+
+.PHONY: run test lint typecheck unit bench bench-http bench-memory clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/twistd --nodaemon --pidfile= disperse \
+		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT)
+
+test: lint typecheck unit
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+# Benchmarks need wrk (Debian package) and taskset; see bench/README.md.
+bench: bench-http bench-memory
+
+bench-http: $(VENV)/.installed-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/http
+
+bench-memory: $(VENV)/.installed-test
+	$(BIN)/python bench/memory
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Wire compatibility with HashiCorp memberlist (Go): builds our Go peer
+# offline against Debian's packages, then runs the interop-marked tests.
+GO_BUILD_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off \
+	GOFLAGS=-mod=mod GOCACHE=$(CURDIR)/build/go-cache
+
+.PHONY: interop
+interop: $(VENV)/.installed-test
+	@command -v go >/dev/null \
+		&& test -d /usr/share/gocode/src/github.com/hashicorp/memberlist \
+		|| (apt-get update -qq \
+			&& apt-get install -y -qq golang-go golang-github-hashicorp-memberlist-dev)
+	mkdir -p build
+	$(GO_BUILD_ENV) go build -o build/memberlist-peer ./interop/memberlist-peer
+	$(BIN)/python -m pytest -m interop tests/interop

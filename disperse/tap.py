@@ -1,0 +1,225 @@
+"""
+The C{twistd disperse} command: options, environment fallbacks, and wiring
+one L{Node} to its front ends. This is the only place that resolves the
+global reactor.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.python import usage
+
+from disperse.config import (
+    NodeConfig,
+    parseHostPort,
+    parsePort,
+    parseSize,
+)
+from disperse.node import Node
+from disperse.web.api import CacheAPI
+from disperse.web.service import DisperseSite, HTTPService
+
+DEFAULT_GOSSIP_PORT = 7946
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_MAX_MEMORY = "256MB"
+DEFAULT_MAX_VALUE_SIZE = "4MiB"
+MAX_KEY_SIZE = 1024
+
+# Flags that fall back to the environment variables the original used.
+ENVIRONMENT = {"port": "PORT", "http-port": "HTTP_PORT", "node-name": "NODE_NAME"}
+
+
+def _guessAdvertiseAddress(bind: str) -> str:
+    """
+    The address peers should use when we bind to a wildcard: the one the
+    kernel would use to reach the outside, found without sending anything.
+    """
+    if bind not in ("0.0.0.0", "::", ""):
+        return bind
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routing lookup only
+        address: str = probe.getsockname()[0]
+        return address
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd disperse}. Flags win over the environment variables
+    C{PORT}, C{HTTP_PORT}, C{PEER} and C{NODE_NAME}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run one Disperse node: a gossip member on a UDP port and an HTTP "
+        "cache API. Start more nodes with --peer pointing at any member."
+    )
+
+    optParameters = [
+        [
+            "port",
+            "p",
+            None,
+            f"Gossip port, UDP (default {DEFAULT_GOSSIP_PORT}; env PORT).",
+        ],
+        [
+            "http-port",
+            None,
+            None,
+            "HTTP API: a port number or a Twisted endpoint such as "
+            "tcp:8000:interface=127.0.0.1 "
+            f"(default {DEFAULT_HTTP_PORT}; env HTTP_PORT).",
+        ],
+        [
+            "node-name",
+            "n",
+            None,
+            "Unique name of this node (default host-port; env NODE_NAME).",
+        ],
+        ["bind", "b", "0.0.0.0", "Address to listen on."],
+        [
+            "advertise",
+            "a",
+            None,
+            "Address other nodes use to reach this one (default: the bind "
+            "address, or this host's outbound address when binding to all).",
+        ],
+        [
+            "max-memory",
+            None,
+            DEFAULT_MAX_MEMORY,
+            "Byte budget of the store; least recently used keys are evicted "
+            "beyond it (e.g. 512MB, 2GiB).",
+        ],
+        [
+            "max-value-size",
+            None,
+            DEFAULT_MAX_VALUE_SIZE,
+            "Largest value accepted; larger PUTs get 413.",
+        ],
+        ["access-log", None, None, "Write an HTTP access log to this file."],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self._environ = os.environ if environ is None else environ
+        self["peers"] = []
+
+    def opt_peer(self, peer: str) -> None:
+        """
+        host:port of a member's gossip port to join through; repeatable, and
+        a comma-separated list is accepted (env PEER).
+        """
+        self["peers"].extend(self._parsePeers(peer))
+
+    def _parsePeers(self, text: str) -> list[tuple[str, int]]:
+        peers = []
+        for item in text.split(","):
+            if item.strip():
+                try:
+                    peers.append(parseHostPort(item, DEFAULT_GOSSIP_PORT))
+                except ValueError as e:
+                    raise usage.UsageError(f"--peer: {e}") from None
+        return peers
+
+    def postOptions(self) -> None:
+        for flag, variable in ENVIRONMENT.items():
+            if self[flag] is None and self._environ.get(variable):
+                self[flag] = self._environ[variable]
+        if not self["peers"] and self._environ.get("PEER"):
+            self["peers"] = self._parsePeers(self._environ["PEER"])
+
+        try:
+            self["port"] = parsePort(self["port"] or str(DEFAULT_GOSSIP_PORT))
+        except ValueError as e:
+            raise usage.UsageError(f"--port: {e}") from None
+        self["http-port"] = self._httpEndpoint(
+            self["http-port"] or str(DEFAULT_HTTP_PORT)
+        )
+        for flag in ("max-memory", "max-value-size"):
+            try:
+                self[flag] = parseSize(self[flag])
+            except ValueError as e:
+                raise usage.UsageError(f"--{flag}: {e}") from None
+            if self[flag] <= 0:
+                raise usage.UsageError(f"--{flag} must be positive")
+        if self["max-value-size"] > self["max-memory"]:
+            raise usage.UsageError("--max-value-size must not exceed --max-memory")
+        if self["advertise"] is None:
+            self["advertise"] = _guessAdvertiseAddress(self["bind"])
+        if not self["node-name"]:
+            self["node-name"] = f"{socket.gethostname()}-{self['port']}"
+
+    def _httpEndpoint(self, text: str) -> str:
+        # A bare port number becomes a TCP endpoint on the bind address;
+        # anything else must already be a Twisted endpoint description.
+        if text.isdigit():
+            try:
+                port = parsePort(text)
+            except ValueError as e:
+                raise usage.UsageError(f"--http-port: {e}") from None
+            interface = self["bind"].replace(":", "\\:")
+            return f"tcp:{port}:interface={interface}"
+        if ":" not in text:
+            raise usage.UsageError(
+                f"--http-port: {text!r} is neither a port number nor an endpoint"
+                " such as tcp:8000:interface=127.0.0.1"
+            )
+        return text
+
+    def nodeConfig(self) -> NodeConfig:
+        return NodeConfig(
+            nodeName=self["node-name"],
+            bindAddress=self["bind"],
+            advertiseAddress=self["advertise"],
+            gossipPort=self["port"],
+            httpEndpoint=self["http-port"],
+            peers=tuple(self["peers"]),
+            maxMemory=self["max-memory"],
+            maxValueSize=self["max-value-size"],
+            maxKeySize=MAX_KEY_SIZE,
+            accessLog=self["access-log"],
+        )
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build a node and its front ends from parsed options.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor  # noqa: PLC0415
+
+        reactor = globalReactor
+    clock: IReactorTime = reactor
+    config = options.nodeConfig()
+    node = Node(config, clock)
+
+    try:
+        endpoint = serverFromString(reactor, config.httpEndpoint)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(f"--http-port: {config.httpEndpoint!r}: {e}") from None
+    site = DisperseSite(CacheAPI(node).resource(), logPath=config.accessLog)
+
+    def listening(port: IListeningPort) -> None:
+        node.httpPort = getattr(port.getHost(), "port", None)
+
+    HTTPService(endpoint, site, clock, onListening=listening).setServiceParent(node)
+
+    # Objects made during start-up live as long as the process; moving them
+    # out of the collector's reach keeps full collections (and the latency
+    # spikes they cause under load) short.
+    core: IReactorCore = reactor
+    core.callWhenRunning(gc.freeze)
+    return node

@@ -1,0 +1,267 @@
+"""
+The public HTTP API: a Klein app bound to a L{Node}.
+
+It keeps the original project's contract (routes, status codes and bodies
+that the seed's curl commands and scripts rely on) and extends it without
+breaking it: numeric and absent durations, binary values, HEAD, health and
+statistics, and JSON errors that say what was wrong.
+
+Handlers only translate: request in, a call on the node, response out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from disperse.config import parseDuration
+from disperse.node import Node
+from disperse.store import ValueTooLarge
+
+TEXT = b"text/plain; charset=utf-8"
+JSON = b"application/json"
+OCTETS = b"application/octet-stream"
+
+INT64_MAX = 2**63 - 1
+NS_PER_MS = 1_000_000
+MS_PER_S = 1000
+
+# How much a JSON PUT body may exceed the largest value: the envelope and
+# the escaping of the value itself.
+JSON_BODY_SLACK = 64 * 1024
+
+_INT64_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+class BadRequest(Exception):
+    """
+    The request cannot be served as sent; the message says why.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _durationToTtlMs(duration: object) -> int:
+    """
+    Turn the seed's C{duration} (nanoseconds, as a decimal string or, as an
+    extension, a JSON number) into a time to live in whole milliseconds,
+    rounded up so that nothing expires before it was asked to. Absent, empty
+    and zero mean no expiry.
+    """
+    if duration is None or duration == "":
+        return 0
+    if isinstance(duration, bool):
+        raise BadRequest(400, "duration must be an integer number of nanoseconds")
+    if isinstance(duration, str):
+        if not _INT64_TEXT.match(duration):
+            raise BadRequest(400, "duration must be an integer number of nanoseconds")
+        nanoseconds = int(duration)
+    elif isinstance(duration, int):
+        nanoseconds = duration
+    elif isinstance(duration, float) and duration.is_integer():
+        nanoseconds = int(duration)
+    else:
+        raise BadRequest(400, "duration must be an integer number of nanoseconds")
+    if nanoseconds < 0:
+        raise BadRequest(400, "duration must not be negative")
+    if nanoseconds > INT64_MAX:
+        raise BadRequest(400, "duration is out of range (at most 2^63-1 ns)")
+    return -(-nanoseconds // NS_PER_MS)
+
+
+def _ttlTextToMs(text: str) -> int:
+    """
+    Parse the C{ttl} query parameter or C{X-TTL} header of a binary PUT:
+    seconds, or a number with a unit (C{500ms}, C{30s}, C{5m}, C{1h}).
+    """
+    try:
+        seconds = parseDuration(text)
+    except ValueError as e:
+        raise BadRequest(400, str(e)) from None
+    if not math.isfinite(seconds) or seconds * MS_PER_S > INT64_MAX:
+        raise BadRequest(400, "ttl is out of range")
+    return math.ceil(seconds * MS_PER_S)
+
+
+class CacheAPI:
+    """
+    The HTTP front end of one node.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        config = node.config
+        self._maxKeySize = config.maxKeySize
+        self._maxValueSize = config.maxValueSize
+        self._maxBodySize = config.maxValueSize + JSON_BODY_SLACK
+
+    def resource(self) -> IResource:
+        resource: IResource = self.app.resource()
+        return resource
+
+    # Errors, in one place
+
+    @app.handle_errors(BadRequest)
+    def _badRequest(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, BadRequest)
+        return self._error(request, error.code, error.message)
+
+    @app.handle_errors(NotFound)
+    def _notFound(self, request: IRequest, failure: Failure) -> bytes:
+        return self._error(request, 404, "no such route")
+
+    @app.handle_errors(MethodNotAllowed)
+    def _notAllowed(self, request: IRequest, failure: Failure) -> bytes:
+        return self._error(request, 405, "method not allowed on this route")
+
+    @app.handle_errors(Exception)
+    def _internalError(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.failure(
+            "internal error serving {method} {path}",
+            failure,
+            method=request.method,
+            path=request.path,
+        )
+        return self._error(request, 500, "internal error")
+
+    @staticmethod
+    def _error(request: IRequest, code: int, message: str) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", JSON)
+        return json.dumps({"error": message}).encode("utf-8")
+
+    @staticmethod
+    def _json(request: IRequest, body: Any) -> bytes:
+        request.setHeader(b"content-type", JSON)
+        return json.dumps(body).encode("utf-8")
+
+    @staticmethod
+    def _text(request: IRequest, code: int, body: bytes) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", TEXT)
+        return body
+
+    # Routes
+
+    @app.route("/cache/members", methods=["GET", "HEAD"])
+    def members(self, request: IRequest) -> bytes:
+        return self._json(
+            request, [member.asSeedJSON() for member in self._node.members()]
+        )
+
+    @app.route("/cache/<path:key>", branch=False)
+    def cache(self, request: IRequest, key: str) -> bytes:
+        # One route for every method keeps the common GET path to a single
+        # rule match, and lets other methods get the seed's 405 body.
+        if len(key) > self._maxKeySize // 4 and (
+            len(key.encode("utf-8", "surrogatepass")) > self._maxKeySize
+        ):
+            raise BadRequest(414, f"key is longer than {self._maxKeySize} bytes")
+        method = request.method
+        if method in (b"GET", b"HEAD"):
+            return self._get(request, key)
+        if method == b"PUT":
+            return self._put(request, key)
+        if method == b"DELETE":
+            self._node.delete(key)
+            return self._text(request, 200, b"OK")
+        return self._text(request, 405, b"Method not allowed")
+
+    def _get(self, request: IRequest, key: str) -> bytes:
+        record = self._node.get(key)
+        if record is None:
+            return self._text(request, 404, b"Not Found")
+        request.setHeader(b"content-type", OCTETS if record.binary else TEXT)
+        return record.value
+
+    def _put(self, request: IRequest, key: str) -> bytes:
+        body = self._readBody(request)
+        contentType = (request.getHeader(b"content-type") or b"").lower()
+        if contentType.startswith(b"application/json"):
+            (value, ttlMs), binary = self._parseJSON(body), False
+        elif contentType.startswith(OCTETS):
+            value, ttlMs, binary = body, self._binaryTtl(request), True
+        else:
+            raise BadRequest(400, "Content-Type must be application/json")
+        if len(value) > self._maxValueSize:
+            raise BadRequest(413, f"value is larger than {self._maxValueSize} bytes")
+        try:
+            self._node.put(key, value, ttlMs, binary)
+        except ValueTooLarge:
+            raise BadRequest(
+                413, "value does not fit in this node's memory budget"
+            ) from None
+        return self._text(request, 200, b"OK")
+
+    def _readBody(self, request: IRequest) -> bytes:
+        content = request.content
+        if content is None:
+            return b""
+        content.seek(0, 2)
+        size = content.tell()
+        if size > self._maxBodySize:
+            raise BadRequest(413, f"body is larger than {self._maxBodySize} bytes")
+        content.seek(0)
+        body: bytes = content.read()
+        return body
+
+    def _parseJSON(self, body: bytes) -> tuple[bytes, int]:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise BadRequest(400, "Invalid JSON format") from None
+        if not isinstance(document, dict):
+            raise BadRequest(400, "Invalid JSON format")
+        value = document.get("value")
+        if value is None or value == "":
+            raise BadRequest(400, "Missing required fields")
+        if not isinstance(value, str):
+            raise BadRequest(
+                400,
+                "value must be a string (send other data as application/octet-stream)",
+            )
+        try:
+            encoded = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(400, "value is not valid Unicode") from None
+        return encoded, _durationToTtlMs(document.get("duration"))
+
+    def _binaryTtl(self, request: IRequest) -> int:
+        """
+        The time to live of a binary PUT: the C{X-TTL} header or the C{ttl}
+        query parameter (seconds or a number with a unit), or the C{duration}
+        query parameter (nanoseconds, as in JSON bodies).
+        """
+        args = request.args or {}
+        header = request.getHeader(b"x-ttl")
+        if header is not None:
+            return _ttlTextToMs(header.decode("ascii", "replace"))
+        if b"ttl" in args:
+            return _ttlTextToMs(args[b"ttl"][0].decode("ascii", "replace"))
+        if b"duration" in args:
+            return _durationToTtlMs(args[b"duration"][0].decode("ascii", "replace"))
+        return 0
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    def health(self, request: IRequest) -> bytes:
+        return self._json(request, {"status": "ok", "node": self._node.config.nodeName})
+
+    @app.route("/stats", methods=["GET", "HEAD"])
+    def stats(self, request: IRequest) -> bytes:
+        return self._json(request, self._node.stats())

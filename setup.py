@@ -1,0 +1,42 @@
+"""
+Packaging for Disperse, a distributed cache on Twisted.
+
+The twistd plugin lives in C{twisted/plugins/}, which must not become a
+package of its own: installing a C{twisted/__init__.py} would shadow Twisted.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="disperse",
+    version="0.1.0",
+    description="A distributed cache on Twisted: SWIM gossip, HTTP API, TTLs",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=[*find_packages(exclude=["tests*", "bench*"]), "twisted.plugins"],
+    package_dir={"": "."},
+    package_data={"disperse": ["py.typed"]},
+    install_requires=[
+        "twisted>=24.7",
+        "klein>=24.8",
+        "treq>=24.9",
+        "msgpack>=1.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6.100",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
+            "ruff>=0.6",
+        ],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+    ],
+)

@@ -1,0 +1,328 @@
+"""
+Tests for L{disperse.store}: a Hypothesis state machine against a reference
+model, and examples of expiry, eviction, tombstones and merging.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+)
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from disperse.store import ENTRY_OVERHEAD, HybridLogicalClock, Record, Store
+from disperse.store.hlc import fromMs, physicalMs
+from disperse.store.store import ValueTooLarge
+
+START = 1_700_000_000.0
+
+keys = st.sampled_from([f"k{i}" for i in range(12)])
+values = st.binary(max_size=40)
+
+
+def entrySize(key: str, value: bytes) -> int:
+    return len(key) + len(value) + ENTRY_OVERHEAD
+
+
+class StoreModel(RuleBasedStateMachine):
+    """
+    The store against a dictionary: what was written is read back unless it
+    expired, was deleted or was evicted; evictions happen only to stay within
+    the budget and are all accounted for; the byte count is exact.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.budget = 6 * (ENTRY_OVERHEAD + 30)
+        self.store = Store(self.clock, nodeId=7, maxBytes=self.budget, tombstoneTtl=5)
+        # key -> (value or None for a tombstone, expiresAtMs)
+        self.model: dict[str, tuple[bytes | None, int]] = {}
+
+    def nowMs(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def live(self, key: str) -> bool:
+        entry = self.model.get(key)
+        return entry is not None and (not entry[1] or entry[1] > self.nowMs())
+
+    def reconcile(self, written: str | None, evictionsBefore: int) -> None:
+        """
+        Drop from the model what the store evicted, checking each was an
+        eviction: only ever to honour the budget, never the key just written.
+        """
+        vanished = [key for key in self.model if not self.store.occupies(key)]
+        assert written not in vanished
+        assert len(vanished) == self.store.evictions - evictionsBefore
+        for key in vanished:
+            del self.model[key]
+
+    def forgetDropped(self) -> None:
+        """
+        Drop from the model what the store dropped on its own, checking it
+        had expired.
+        """
+        for key in [k for k in self.model if not self.store.occupies(k)]:
+            assert not self.live(key)
+            del self.model[key]
+
+    @rule(key=keys, value=values, ttlMs=st.sampled_from([0, 0, 1, 500, 1500, 4000]))
+    def put(self, key: str, value: bytes, ttlMs: int) -> None:
+        before = self.store.evictions
+        record = self.store.put(key, value, ttlMs)
+        assert record.expiresAtMs == (self.nowMs() + ttlMs if ttlMs else 0)
+        self.model[key] = (value, record.expiresAtMs)
+        self.reconcile(key, before)
+
+    @rule(key=keys)
+    def get(self, key: str) -> None:
+        record = self.store.get(key)
+        if self.live(key) and self.model[key][0] is not None:
+            assert record is not None
+            assert record.value == self.model[key][0]
+        else:
+            assert record is None
+            # Reading an expired entry drops it.
+            if key in self.model and not self.live(key):
+                del self.model[key]
+
+    @rule(key=keys)
+    def delete(self, key: str) -> None:
+        before = self.store.evictions
+        existed = self.live(key) and self.model[key][0] is not None
+        assert self.store.delete(key) == existed
+        self.model[key] = (None, self.nowMs() + 5000)
+        self.reconcile(key, before)
+
+    @rule(seconds=st.sampled_from([0.001, 0.4, 1.0, 2.5, 6.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(budget=st.integers(min_value=1, max_value=5))
+    def sweep(self, budget: int) -> None:
+        assert self.store.sweep(budget) <= budget
+        self.forgetDropped()
+
+    @precondition(lambda self: bool(self.model))
+    @rule()
+    def sweepEverything(self) -> None:
+        # A full sweep drops every entry whose expiry second has passed (and
+        # may drop others already expired), and the byte count is exactly
+        # what remains.
+        self.clock.advance(1.0)
+        while self.store.sweep(1000):
+            pass
+        for key, (_, expiresAtMs) in self.model.items():
+            if expiresAtMs and (expiresAtMs // 1000 + 1) * 1000 <= self.nowMs():
+                assert not self.store.occupies(key)
+        self.forgetDropped()
+        expected = sum(
+            entrySize(key, value or b"") for key, (value, _) in self.model.items()
+        )
+        assert self.store.stats().bytes == expected
+
+    @invariant()
+    def withinBudget(self) -> None:
+        assert self.store.stats().bytes <= self.budget
+
+    @invariant()
+    def recordsMatch(self) -> None:
+        for key in self.model:
+            record = self.store.record(key)
+            if self.live(key):
+                assert record is not None
+                value, expiresAtMs = self.model[key]
+                assert record.tombstone == (value is None)
+                assert record.value == (value or b"")
+                assert record.expiresAtMs == expiresAtMs
+            else:
+                assert record is None
+
+    @invariant()
+    def keyCount(self) -> None:
+        live = [k for k in self.model if self.live(k) and self.model[k][0] is not None]
+        # Expired entries not yet swept do not count as keys, but the store
+        # only learns they expired when it looks; so the count is bounded by
+        # the model's, and equal to it after a sweep.
+        assert len(self.store) >= len(live)
+
+
+TestStoreModel = StoreModel.TestCase
+TestStoreModel.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None
+)
+
+
+class StoreTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+
+    def test_roundTrip(self) -> None:
+        store = Store(self.clock, nodeId=1)
+        store.put("k", b"\x00\xffbinary", binary=True)
+        record = store.get("k")
+        assert record is not None
+        self.assertEqual((record.value, record.binary), (b"\x00\xffbinary", True))
+        self.assertEqual(record.nodeId, 1)
+
+    def test_expiryIsExactToTheMillisecond(self) -> None:
+        store = Store(self.clock, nodeId=1)
+        store.put("k", b"v", ttlMs=1500)
+        self.clock.advance(1.499)
+        self.assertIsNotNone(store.get("k"))
+        self.clock.advance(0.001)
+        self.assertIsNone(store.get("k"))
+        self.assertEqual(store.stats().expirations, 1)
+
+    def test_sweepRemovesExpiredKeysWithoutReads(self) -> None:
+        """
+        Keys that expire are dropped by the sweep without anybody reading
+        them, in bounded steps, so they do not pile up in memory.
+        """
+        store = Store(self.clock, nodeId=1)
+        for i in range(1000):
+            store.put(f"k{i}", b"v", ttlMs=1000)
+        store.put("stays", b"v")
+        self.clock.advance(2)
+        looked = [store.sweep(300) for _ in range(5)]
+        self.assertEqual(looked, [300, 300, 300, 100, 0])
+        self.assertEqual(len(store), 1)
+        stats = store.stats()
+        self.assertEqual(stats.expirations, 1000)
+        self.assertEqual(stats.bytes, entrySize("stays", b"v"))
+
+    def test_sweepSkipsRewrittenKeys(self) -> None:
+        store = Store(self.clock, nodeId=1)
+        store.put("k", b"old", ttlMs=1000)
+        store.put("k", b"new", ttlMs=10_000)
+        self.clock.advance(3)
+        store.sweep(100)
+        record = store.get("k")
+        assert record is not None
+        self.assertEqual(record.value, b"new")
+
+    def test_evictsLeastRecentlyUsed(self) -> None:
+        """
+        Beyond the budget the least recently used key goes first: a key read
+        since it was written gets a second chance.
+        """
+        store = Store(self.clock, nodeId=1, maxBytes=3 * entrySize("a", b"v"))
+        for key in "abc":
+            store.put(key, b"v")
+        store.get("a")
+        store.put("d", b"v")
+        self.assertEqual(
+            [k for k in "abcd" if store.record(k) is not None], ["a", "c", "d"]
+        )
+        store.put("e", b"v")
+        self.assertEqual(
+            [k for k in "abcde" if store.record(k) is not None], ["a", "d", "e"]
+        )
+        self.assertEqual(store.stats().evictions, 2)
+
+    def test_valueLargerThanBudget(self) -> None:
+        store = Store(self.clock, nodeId=1, maxBytes=1000)
+        self.assertRaises(ValueTooLarge, store.put, "k", b"x" * 1000)
+        self.assertEqual(store.stats().bytes, 0)
+
+    def test_deleteLeavesTombstoneThatWinsOverOlderWrites(self) -> None:
+        store = Store(self.clock, nodeId=1)
+        older = store.put("k", b"v")
+        self.assertTrue(store.delete("k"))
+        self.assertFalse(store.delete("k"))
+        self.assertIsNone(store.get("k"))
+        self.assertFalse(store.merge("k", older))
+        self.assertIsNone(store.get("k"))
+        tombstone = store.record("k")
+        assert tombstone is not None
+        self.assertTrue(tombstone.tombstone)
+        self.assertEqual(store.stats().tombstones, 1)
+        self.assertEqual(len(store), 0)
+
+    def test_tombstonesArePurged(self) -> None:
+        store = Store(self.clock, nodeId=1, tombstoneTtl=60)
+        store.delete("k")
+        self.clock.advance(61)
+        store.sweep(10)
+        self.assertEqual(store.stats().tombstones, 0)
+        self.assertEqual(store.stats().bytes, 0)
+
+    def test_mergeExpiredRecordIsIgnored(self) -> None:
+        store = Store(self.clock, nodeId=1)
+        expired = Record(b"v", int(START * 1000) - 1, fromMs(int(START * 1000)), 2)
+        self.assertFalse(store.merge("k", expired))
+        self.assertIsNone(store.record("k"))
+
+    def test_localWritesOrderAfterObservedVersions(self) -> None:
+        store = Store(self.clock, nodeId=1)
+        future = Record(b"remote", 0, fromMs(int(START * 1000) + 60_000), 2)
+        self.assertTrue(store.merge("k", future))
+        local = store.put("k", b"local")
+        self.assertGreater(local.version, future.version)
+
+
+records = st.builds(
+    Record,
+    value=st.binary(max_size=8),
+    expiresAtMs=st.just(0),
+    timestamp=st.integers(min_value=fromMs(1), max_value=fromMs(3)),
+    nodeId=st.integers(min_value=0, max_value=3),
+    tombstone=st.booleans(),
+)
+
+
+class MergeTests(SynchronousTestCase):
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from("abc"), records), max_size=8))
+    def test_anyDeliveryOrderConverges(self, writes: list[tuple[str, Record]]) -> None:
+        """
+        Replicas that receive the same writes in any order hold the same
+        records afterwards (last writer wins by version).
+        """
+        states = set()
+        for order in itertools.islice(itertools.permutations(writes), 24):
+            clock = Clock()
+            store = Store(clock, nodeId=9)
+            for key, record in order:
+                store.merge(key, record)
+            states.add(
+                tuple(sorted((k, r.version, r.value) for k, r in store.records()))
+            )
+        self.assertLessEqual(len(states), 1)
+
+
+class HybridLogicalClockTests(SynchronousTestCase):
+    def test_followsWallClock(self) -> None:
+        clock = Clock()
+        clock.advance(START)
+        hlc = HybridLogicalClock(clock)
+        self.assertEqual(physicalMs(hlc.now()), int(START * 1000))
+
+    def test_strictlyIncreasingWhenClockStandsStillOrStepsBack(self) -> None:
+        clock = Clock()
+        clock.advance(START)
+        hlc = HybridLogicalClock(clock)
+        first = hlc.now()
+        second = hlc.now()
+        clock.rightNow -= 10
+        third = hlc.now()
+        self.assertLess(first, second)
+        self.assertLess(second, third)
+
+    def test_observedTimestampsAreOvertaken(self) -> None:
+        clock = Clock()
+        clock.advance(START)
+        hlc = HybridLogicalClock(clock)
+        remote = fromMs(int(START * 1000) + 5000) + 3
+        hlc.observe(remote)
+        self.assertGreater(hlc.now(), remote)
