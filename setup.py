@@ -24,6 +24,7 @@ setup(
         "klein>=24.8",
         "treq>=24.9",
         "msgpack>=1.0",
+        "cryptography>=42",
     ],
     extras_require={
         "test": [

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
@@ -103,7 +104,13 @@ class HTTPService(Service):
         results: list[Any] = []
         self._endpoint.listen(self._site).addBoth(results.append)
         if isinstance(results[0], Failure):
-            results[0].raiseException()
+            # A port in use is an operator's mistake, not a bug: say so in
+            # one line and exit, rather than with a traceback.
+            results[0].trap(CannotListenError)
+            self.log.critical(
+                "HTTP API cannot listen: {reason}", reason=results[0].getErrorMessage()
+            )
+            raise SystemExit(1)
         self.port = results[0]
         super().privilegedStartService()
 

@@ -1,0 +1,148 @@
+"""
+Integration tests: real C{twistd disperse} processes on loopback, driven
+with the original project's curl commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.process import TWISTD, runningNode
+
+pytestmark = pytest.mark.integration
+
+CURL = shutil.which("curl")
+
+
+def curl(*args: str) -> tuple[int, str]:
+    """
+    Run curl as a user would; the status code and the body.
+    """
+    assert CURL is not None, "curl is needed for the integration tests"
+    result = subprocess.run(
+        [CURL, "-s", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    body, _, code = result.stdout.rpartition("\n")
+    return int(code), body
+
+
+def test_seedCurlCommands() -> None:
+    """
+    The original README's PUT, GET and DELETE commands, verbatim but for
+    the port, answer as the original did.
+    """
+    with runningNode("--node-name", "alpha") as node:
+        url = f"{node.url}/cache/John10"
+        assert curl(
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"value": "test", "duration": "9000000000000"}',
+            url,
+        ) == (200, "OK")
+        assert curl("-X", "GET", "-H", "Content-Type: application/json", url) == (
+            200,
+            "test",
+        )
+        assert curl("-X", "DELETE", "-H", "Content-Type: application/json", url) == (
+            200,
+            "OK",
+        )
+        assert curl("-X", "GET", "-H", "Content-Type: application/json", url) == (
+            404,
+            "Not Found",
+        )
+
+        code, body = curl(f"{node.url}/cache/members")
+        assert code == 200
+        [member] = json.loads(body)
+        assert (member["name"], member["http_port"]) == ("alpha", node.httpPort)
+
+        code, body = curl(f"{node.url}/stats")
+        stats = json.loads(body)
+        assert (stats["sets"], stats["deletes"], stats["hits"], stats["misses"]) == (
+            1,
+            1,
+            1,
+            1,
+        )
+        # Values never reach the log.
+        assert not any('"test"' in line or " test" in line for line in node.lines)
+
+        # twistd shuts down cleanly on SIGTERM, then exits by the same signal
+        # so that supervisors see why it stopped.
+        assert node.terminate() == -signal.SIGTERM
+        node.waitFor(re.compile("Server Shut Down"))
+
+
+def test_binaryRoundTrip(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 4096
+    source = tmp_path / "payload.bin"
+    source.write_bytes(payload)
+    copy = tmp_path / "copy.bin"
+    with runningNode() as node:
+        assert curl(
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            f"@{source}",
+            f"{node.url}/cache/blob?ttl=1h",
+        ) == (200, "OK")
+        code, _ = curl("-o", str(copy), f"{node.url}/cache/blob")
+        assert code == 200
+        assert copy.read_bytes() == payload
+
+
+def test_badOptionIsOneLine() -> None:
+    result = subprocess.run(
+        [TWISTD, "--nodaemon", "disperse", "--port", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .endswith("--port: 'x' is not a port number")
+    )
+
+
+def test_portInUse() -> None:
+    with runningNode() as first:
+        result = subprocess.run(
+            [
+                TWISTD,
+                "--nodaemon",
+                "--pidfile=",
+                "disperse",
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                f"tcp:{first.httpPort}:interface=127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "Traceback" not in result.stdout + result.stderr
+        assert "HTTP API cannot listen" in result.stdout

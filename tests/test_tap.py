@@ -1,0 +1,181 @@
+"""
+Tests for L{disperse.tap}: whole parsed configurations, environment
+fallbacks, bad values, and the service tree C{makeService} builds.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from disperse.config import NodeConfig, parseDuration, parseHostPort, parseSize
+from disperse.node import Node
+from disperse.tap import Options, makeService
+from disperse.web.service import HTTPService
+
+
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> NodeConfig:
+    options = Options(environ=environ or {})
+    options.parseOptions(argv)
+    return options.nodeConfig()
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        config = parse(["--advertise", "10.1.2.3"])
+        self.assertEqual(
+            config,
+            NodeConfig(
+                nodeName=f"{socket.gethostname()}-7946",
+                bindAddress="0.0.0.0",
+                advertiseAddress="10.1.2.3",
+                gossipPort=7946,
+                httpEndpoint="tcp:8000:interface=0.0.0.0",
+                peers=(),
+                maxMemory=256_000_000,
+                maxValueSize=4 * 1024 * 1024,
+                maxKeySize=1024,
+                accessLog=None,
+            ),
+        )
+
+    def test_everyFlag(self) -> None:
+        config = parse(
+            [
+                "--port=7001",
+                "--http-port=9001",
+                "--node-name=alpha",
+                "--bind=127.0.0.1",
+                "--peer=127.0.0.1:7000",
+                "--peer=db.example:7002,[::1]:7003",
+                "--max-memory=1GiB",
+                "--max-value-size=512K",
+                "--access-log=/tmp/access.log",
+            ]
+        )
+        self.assertEqual(
+            config,
+            NodeConfig(
+                nodeName="alpha",
+                bindAddress="127.0.0.1",
+                advertiseAddress="127.0.0.1",
+                gossipPort=7001,
+                httpEndpoint="tcp:9001:interface=127.0.0.1",
+                peers=(("127.0.0.1", 7000), ("db.example", 7002), ("::1", 7003)),
+                maxMemory=1024**3,
+                maxValueSize=512 * 1024,
+                maxKeySize=1024,
+                accessLog="/tmp/access.log",
+            ),
+        )
+
+    def test_environmentFallbacks(self) -> None:
+        environ = {
+            "PORT": "7947",
+            "HTTP_PORT": "8001",
+            "PEER": "127.0.0.1:7946,127.0.0.1:7948",
+            "NODE_NAME": "beta",
+        }
+        config = parse(["--bind=127.0.0.1"], environ)
+        self.assertEqual(
+            (config.gossipPort, config.httpEndpoint, config.peers, config.nodeName),
+            (
+                7947,
+                "tcp:8001:interface=127.0.0.1",
+                (("127.0.0.1", 7946), ("127.0.0.1", 7948)),
+                "beta",
+            ),
+        )
+
+    def test_flagsWinOverEnvironment(self) -> None:
+        environ = {"PORT": "1", "HTTP_PORT": "2", "PEER": "a:3", "NODE_NAME": "env"}
+        config = parse(
+            ["--port=7000", "--http-port=8000", "--peer=b:4", "--node-name=flag"],
+            environ,
+        )
+        self.assertEqual(
+            (config.gossipPort, config.httpEndpoint, config.peers, config.nodeName),
+            (7000, "tcp:8000:interface=0.0.0.0", (("b", 4),), "flag"),
+        )
+
+    def test_endpointDescription(self) -> None:
+        config = parse(["--http-port", "tcp:0:interface=127.0.0.1"])
+        self.assertEqual(config.httpEndpoint, "tcp:0:interface=127.0.0.1")
+
+    def test_ipv6BindInEndpoint(self) -> None:
+        config = parse(["--bind", "::1", "--http-port", "8000"])
+        self.assertEqual(config.httpEndpoint, "tcp:8000:interface=\\:\\:1")
+
+    def test_badValues(self) -> None:
+        cases = [
+            (["--port", "seventy"], "--port: 'seventy' is not a port number"),
+            (["--port", "70000"], "--port: port 70000 is out of range 0-65535"),
+            (["--http-port", "fast"], "--http-port: 'fast' is neither a port number"),
+            (["--max-memory", "lots"], "--max-memory: 'lots' is not a size"),
+            (["--max-memory", "0"], "--max-memory must be positive"),
+            (
+                ["--max-memory", "1MB", "--max-value-size", "2MB"],
+                "--max-value-size must not exceed --max-memory",
+            ),
+            (["--peer", "host:port"], "--peer: 'port' is not a port number"),
+            (["--peer", ":7946"], "--peer: ':7946' has no host"),
+        ]
+        for argv, message in cases:
+            with self.assertRaises(usage.UsageError) as raised:
+                parse(argv)
+            self.assertTrue(
+                str(raised.exception).startswith(message), (argv, str(raised.exception))
+            )
+
+    def test_badEnvironment(self) -> None:
+        with self.assertRaises(usage.UsageError):
+            parse([], {"PORT": "x"})
+
+
+class ParsingTests(SynchronousTestCase):
+    def test_sizes(self) -> None:
+        self.assertEqual(
+            [
+                parseSize(s)
+                for s in ("100", "1KB", "1kib", "1K", "2MB", "1.5GiB", "3 gb")
+            ],
+            [100, 1000, 1024, 1024, 2_000_000, 1536 * 1024**2, 3_000_000_000],
+        )
+
+    def test_durations(self) -> None:
+        self.assertEqual(
+            [parseDuration(s) for s in ("10", "500ms", "2m", "1h", "1d", "250us")],
+            [10.0, 0.5, 120.0, 3600.0, 86400.0, 0.00025],
+        )
+        self.assertRaises(ValueError, parseDuration, "-1s")
+        self.assertRaises(ValueError, parseDuration, "1 fortnight")
+
+    def test_hostPort(self) -> None:
+        self.assertEqual(parseHostPort("host", 7946), ("host", 7946))
+        self.assertEqual(parseHostPort("[fe80::1]:7000", 7946), ("fe80::1", 7000))
+        self.assertEqual(parseHostPort("fe80::1", 7946), ("fe80::1", 7946))
+        self.assertRaises(ValueError, parseHostPort, "[::1", 7946)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_tree(self) -> None:
+        """
+        One node, with the HTTP service listening on the configured
+        endpoint, and the node learning the port it got.
+        """
+        options = Options(environ={})
+        options.parseOptions(["--http-port", "tcp:8123:interface=127.0.0.1"])
+        reactor = MemoryReactorClock()
+        node = makeService(options, reactor)
+        assert isinstance(node, Node)
+        [http] = list(node)
+        assert isinstance(http, HTTPService)
+        node.privilegedStartService()
+        node.startService()
+        [(port, _factory, _backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8123, "127.0.0.1"))
+        self.assertEqual(node.httpPort, 8123)
+        self.successResultOf(node.stopService())
