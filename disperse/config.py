@@ -10,6 +10,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from disperse.gossip.config import GossipSettings
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _SIZE_UNITS = {
     "": 1,
@@ -146,3 +148,5 @@ class NodeConfig:
     maxValueSize: int = 4 * 1024**2
     maxKeySize: int = 1024
     accessLog: str | None = None
+    zone: str = ""
+    gossip: GossipSettings = field(default_factory=GossipSettings)

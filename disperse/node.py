@@ -14,10 +14,13 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from disperse.config import NodeConfig, nodeIdFor
+from disperse.gossip.messages import NodeState
+from disperse.gossip.service import Membership, decodeMeta, encodeMeta
+from disperse.gossip.swim import Member
+from disperse.logs import logger
 from disperse.store import Record, Store
 
 # The active expiry sweep looks at this many candidates per tick, so a burst
@@ -46,6 +49,10 @@ class MemberInfo:
         }
 
 
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class Node(MultiService):
     """
     One Disperse node.
@@ -53,7 +60,7 @@ class Node(MultiService):
     @ivar httpPort: the TCP port the HTTP API listens on, once it does.
     """
 
-    log = Logger()
+    log = logger()
 
     def __init__(self, config: NodeConfig, clock: IReactorTime) -> None:
         super().__init__()
@@ -62,6 +69,7 @@ class Node(MultiService):
         self.nodeId = nodeIdFor(config.nodeName)
         self.store = Store(clock, self.nodeId, maxBytes=config.maxMemory)
         self.httpPort: int | None = None
+        self.membership: Membership | None = None
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
 
@@ -94,6 +102,46 @@ class Node(MultiService):
     def _sweeperStopped(self, failure: Failure) -> None:
         self.log.failure("expiry sweep stopped", failure)
 
+    # Membership
+
+    def setMembership(self, membership: Membership) -> None:
+        """
+        Take C{membership} as this node's view of the cluster; it runs as a
+        child service, and this node listens to its changes.
+        """
+        self.membership = membership
+        membership.setServiceParent(self)
+
+    def gossipMeta(self) -> bytes:
+        """
+        The metadata this node gossips about itself.
+        """
+        return encodeMeta(
+            self.config.advertiseAddress, self.httpPort or 0, self.config.zone
+        )
+
+    def memberJoined(self, member: Member) -> None:
+        self._memberChanged("joined", member)
+
+    def memberUpdated(self, member: Member) -> None:
+        self._memberChanged("updated", member)
+
+    def memberLeft(self, member: Member) -> None:
+        self._memberChanged("left", member)
+
+    def memberFailed(self, member: Member) -> None:
+        self._memberChanged("failed", member)
+
+    def _memberChanged(self, change: str, member: Member) -> None:
+        self.log.info(
+            "member {member} {change} ({host}:{port}, incarnation {incarnation})",
+            member=member.name,
+            change=change,
+            host=member.host,
+            port=member.port,
+            incarnation=member.incarnation,
+        )
+
     # Operations for the front ends
 
     def get(self, key: str) -> Record | None:
@@ -111,14 +159,47 @@ class Node(MultiService):
         """
         The members this node believes alive or suspect, itself included.
         """
+        if self.membership is None or self.membership.swim is None:
+            return [
+                MemberInfo(
+                    name=self.config.nodeName,
+                    addr=self.config.advertiseAddress,
+                    port=self.config.gossipPort,
+                    httpPort=self.httpPort or 0,
+                )
+            ]
         return [
             MemberInfo(
-                name=self.config.nodeName,
-                addr=self.config.advertiseAddress,
-                port=self.config.gossipPort,
-                httpPort=self.httpPort or 0,
+                name=member.name,
+                addr=member.host,
+                port=member.port,
+                httpPort=_int(decodeMeta(member.meta).get("http_port")),
             )
+            for member in self.membership.liveMembers()
         ]
+
+    def clusterMembers(self) -> list[dict[str, Any]]:
+        """
+        Every member this node knows of, in any state, with what an operator
+        needs to find it.
+        """
+        if self.membership is None:
+            return []
+        described = []
+        for member in self.membership.members():
+            meta = decodeMeta(member.meta)
+            described.append(
+                {
+                    "name": member.name,
+                    "gossip_addr": f"{member.host}:{member.port}",
+                    "http_addr": meta.get("http_addr"),
+                    "state": NodeState(member.state).name,
+                    "incarnation": member.incarnation,
+                    "zone": meta.get("zone", ""),
+                    "last_change": member.stateChange,
+                }
+            )
+        return described
 
     def stats(self) -> dict[str, Any]:
         return {"node": self.config.nodeName, **asdict(self.store.stats())}

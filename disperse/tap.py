@@ -6,10 +6,16 @@ global reactor.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gc
+import ipaddress
+import json
 import os
+import random
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService
@@ -19,10 +25,15 @@ from twisted.python import usage
 
 from disperse.config import (
     NodeConfig,
+    parseDuration,
     parseHostPort,
     parsePort,
     parseSize,
 )
+from disperse.gossip.config import PROFILES, GossipSettings
+from disperse.gossip.crypto import Keyring
+from disperse.gossip.service import Membership
+from disperse.logs import LEVELS, setLevel
 from disperse.node import Node
 from disperse.web.api import CacheAPI
 from disperse.web.service import DisperseSite, HTTPService
@@ -53,6 +64,21 @@ def _guessAdvertiseAddress(bind: str) -> str:
         return "127.0.0.1"
     finally:
         probe.close()
+
+
+def _resolveAddress(host: str) -> str:
+    """
+    The IP address for C{host}: gossip carries addresses, not names.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        return socket.gethostbyname(host)
+    except OSError as e:
+        raise usage.UsageError(f"--advertise: cannot resolve {host!r}: {e}") from None
 
 
 class Options(usage.Options):
@@ -110,6 +136,76 @@ class Options(usage.Options):
             "Largest value accepted; larger PUTs get 413.",
         ],
         ["access-log", None, None, "Write an HTTP access log to this file."],
+        ["zone", None, "", "Zone (rack, data centre) label of this node."],
+        [
+            "log-level",
+            None,
+            "info",
+            "Log events at this level and above: debug, info, warn, error.",
+        ],
+        [
+            "profile",
+            None,
+            "lan",
+            "Gossip timing preset: local, lan or wan (memberlist's presets).",
+        ],
+        [
+            "label",
+            None,
+            "",
+            "Gossip label: nodes with different labels ignore each other.",
+        ],
+        [
+            "gossip-key",
+            None,
+            None,
+            "Encrypt gossip with this base64 AES key of 16, 24 or 32 bytes "
+            "(env DISPERSE_GOSSIP_KEY).",
+        ],
+        [
+            "keyring-file",
+            None,
+            None,
+            "JSON file with a list of base64 gossip keys, the first used to "
+            "encrypt, all tried to decrypt.",
+        ],
+    ]
+
+    # Knobs that override the chosen --profile: (flag, GossipConfig field,
+    # parser, help).
+    gossipKnobs: list[tuple[str, str, Callable[[str], float], str]] = [
+        (
+            "gossip-interval",
+            "gossipInterval",
+            parseDuration,
+            "Time between gossip rounds.",
+        ),
+        ("gossip-nodes", "gossipNodes", int, "Members each gossip round sends to."),
+        (
+            "probe-interval",
+            "probeInterval",
+            parseDuration,
+            "Time between failure probes.",
+        ),
+        ("probe-timeout", "probeTimeout", parseDuration, "Wait for a direct ack."),
+        (
+            "indirect-checks",
+            "indirectChecks",
+            int,
+            "Members asked to probe indirectly.",
+        ),
+        ("suspicion-mult", "suspicionMult", int, "Scales the suspicion timeout."),
+        ("retransmit-mult", "retransmitMult", int, "Scales broadcast retransmits."),
+        (
+            "push-pull-interval",
+            "pushPullInterval",
+            parseDuration,
+            "Time between full state exchanges (0 turns them off).",
+        ),
+    ]
+    optParameters += [
+        [flag, None, None, f"{text} (default: from --profile)"]
+        for flag, _, _, text in gossipKnobs
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -159,8 +255,62 @@ class Options(usage.Options):
             raise usage.UsageError("--max-value-size must not exceed --max-memory")
         if self["advertise"] is None:
             self["advertise"] = _guessAdvertiseAddress(self["bind"])
+        self["advertise"] = _resolveAddress(self["advertise"])
+        self["gossip"] = self._gossipSettings()
+        if self["log-level"] not in LEVELS:
+            raise usage.UsageError(
+                f"--log-level: {self['log-level']!r} is not one of {', '.join(LEVELS)}"
+            )
         if not self["node-name"]:
             self["node-name"] = f"{socket.gethostname()}-{self['port']}"
+
+    def _gossipSettings(self) -> GossipSettings:
+        profile = PROFILES.get(self["profile"])
+        if profile is None:
+            raise usage.UsageError(
+                f"--profile: {self['profile']!r} is not one of {', '.join(PROFILES)}"
+            )
+        knobs: dict[str, Any] = {}
+        for flag, name, parse, _ in self.gossipKnobs:
+            if self[flag] is not None:
+                try:
+                    value = parse(self[flag])
+                except ValueError as e:
+                    raise usage.UsageError(f"--{flag}: {e}") from None
+                if value < 0 or (value == 0 and name != "pushPullInterval"):
+                    raise usage.UsageError(f"--{flag} must be positive")
+                knobs[name] = value
+        return GossipSettings(
+            config=replace(profile(), **knobs),
+            label=self["label"],
+            keyring=self._keyring(),
+        )
+
+    def _keyring(self) -> Keyring | None:
+        keys: list[str] = []
+        if self["keyring-file"]:
+            try:
+                with open(self["keyring-file"], encoding="utf-8") as f:
+                    loaded = json.load(f)
+            except (OSError, ValueError) as e:
+                raise usage.UsageError(f"--keyring-file: {e}") from None
+            if not isinstance(loaded, list) or not all(
+                isinstance(k, str) for k in loaded
+            ):
+                raise usage.UsageError("--keyring-file must hold a JSON list of keys")
+            keys.extend(loaded)
+        key = self["gossip-key"] or self._environ.get("DISPERSE_GOSSIP_KEY")
+        if key:
+            keys.insert(0, key)
+        if not keys:
+            return None
+        try:
+            decoded = [base64.b64decode(k, validate=True) for k in keys]
+            return Keyring(decoded[0], decoded[1:])
+        except (ValueError, binascii.Error) as e:
+            raise usage.UsageError(
+                f"gossip keys must be base64 of 16, 24 or 32 bytes ({e})"
+            ) from None
 
     def _httpEndpoint(self, text: str) -> str:
         # A bare port number becomes a TCP endpoint on the bind address;
@@ -191,6 +341,8 @@ class Options(usage.Options):
             maxValueSize=self["max-value-size"],
             maxKeySize=MAX_KEY_SIZE,
             accessLog=self["access-log"],
+            zone=self["zone"],
+            gossip=self["gossip"],
         )
 
 
@@ -203,6 +355,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = globalReactor
     clock: IReactorTime = reactor
+    setLevel(options["log-level"])
     config = options.nodeConfig()
     node = Node(config, clock)
 
@@ -216,6 +369,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         node.httpPort = getattr(port.getHost(), "port", None)
 
     HTTPService(endpoint, site, clock, onListening=listening).setServiceParent(node)
+    # Started after the HTTP service, so that the metadata it gossips
+    # carries the HTTP port actually bound.
+    membership = Membership(
+        name=config.nodeName,
+        bindAddress=config.bindAddress,
+        advertiseAddress=config.advertiseAddress,
+        port=config.gossipPort,
+        seeds=config.peers,
+        settings=config.gossip,
+        reactor=reactor,
+        meta=node.gossipMeta,
+        listener=node,
+        rng=random.Random(),
+    )
+    node.setMembership(membership)
 
     # Objects made during start-up live as long as the process; moving them
     # out of the collector's reach keeps full collections (and the latency

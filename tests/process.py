@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _LISTENING = re.compile(r"HTTP API listening on (?P<host>[^\s]+):(?P<port>\d+)")
+_GOSSIP = re.compile(r"gossip listening on (?P<host>[^\s]+):(?P<port>\d+)")
 DEADLINE = 30.0
 
 # The twistd installed beside the interpreter running the tests.
@@ -51,6 +52,7 @@ class NodeProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.httpPort = int(self.waitFor(_LISTENING).group("port"))
+        self.gossipPort = int(self.waitFor(_GOSSIP).group("port"))
 
     @property
     def url(self) -> str:
@@ -65,15 +67,22 @@ class NodeProcess:
         with self._changed:
             self._changed.notify_all()
 
+    def mark(self) -> int:
+        """
+        A position in the log, for L{waitFor} to search from.
+        """
+        with self._changed:
+            return len(self.lines)
+
     def waitFor(
-        self, pattern: re.Pattern[str], deadline: float = DEADLINE
+        self, pattern: re.Pattern[str], deadline: float = DEADLINE, since: int = 0
     ) -> re.Match[str]:
         """
-        The first log line matching C{pattern}, waiting up to C{deadline}
-        seconds for it to appear.
+        The first log line (from line C{since} on) matching C{pattern},
+        waiting up to C{deadline} seconds for it to appear.
         """
         end = time.monotonic() + deadline
-        seen = 0
+        seen = since
         with self._changed:
             while True:
                 for line in self.lines[seen:]:

@@ -5,15 +5,17 @@ fallbacks, bad values, and the service tree C{makeService} builds.
 
 from __future__ import annotations
 
+import json
 import socket
 
-from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.config import NodeConfig, parseDuration, parseHostPort, parseSize
+from disperse.gossip.service import Membership
 from disperse.node import Node
 from disperse.tap import Options, makeService
+from disperse.testing import MemoryReactorWithUDP
 from disperse.web.service import HTTPService
 
 
@@ -167,15 +169,34 @@ class MakeServiceTests(SynchronousTestCase):
         endpoint, and the node learning the port it got.
         """
         options = Options(environ={})
-        options.parseOptions(["--http-port", "tcp:8123:interface=127.0.0.1"])
-        reactor = MemoryReactorClock()
+        options.parseOptions(
+            [
+                "--http-port",
+                "tcp:8123:interface=127.0.0.1",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "7001",
+            ]
+        )
+        reactor = MemoryReactorWithUDP()
         node = makeService(options, reactor)
         assert isinstance(node, Node)
-        [http] = list(node)
+        [http, membership] = list(node)
         assert isinstance(http, HTTPService)
+        assert isinstance(membership, Membership)
         node.privilegedStartService()
         node.startService()
-        [(port, _factory, _backlog, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (8123, "127.0.0.1"))
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(8123, "127.0.0.1"), (7001, "127.0.0.1")],
+        )
+        [udp] = reactor.udpPorts
+        self.assertEqual((udp.interface, udp.port), ("127.0.0.1", 7001))
         self.assertEqual(node.httpPort, 8123)
+        self.assertEqual(
+            json.loads(node.gossipMeta()),
+            {"http_addr": "127.0.0.1:8123", "http_port": 8123, "zone": ""},
+        )
         self.successResultOf(node.stopService())
+        self.assertFalse(udp.listening)

@@ -17,13 +17,13 @@ import re
 from typing import Any
 
 from klein import Klein
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from disperse.config import parseDuration
+from disperse.logs import logger
 from disperse.node import Node
 from disperse.store import ValueTooLarge
 
@@ -101,7 +101,7 @@ class CacheAPI:
     """
 
     app = Klein()
-    log = Logger()
+    log = logger()
 
     def __init__(self, node: Node) -> None:
         self._node = node
@@ -257,6 +257,10 @@ class CacheAPI:
         if b"duration" in args:
             return _durationToTtlMs(args[b"duration"][0].decode("ascii", "replace"))
         return 0
+
+    @app.route("/cluster/members", methods=["GET", "HEAD"])
+    def clusterMembers(self, request: IRequest) -> bytes:
+        return self._json(request, self._node.clusterMembers())
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:

@@ -17,10 +17,11 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+
+from disperse.logs import logger
 
 # How long a stopping node waits for requests in flight.
 DRAIN_TIMEOUT = 10.0
@@ -83,7 +84,7 @@ class HTTPService(Service):
     @ivar port: the listening port, once listening.
     """
 
-    log = Logger()
+    log = logger()
 
     def __init__(
         self,
