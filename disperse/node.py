@@ -202,4 +202,18 @@ class Node(MultiService):
         return described
 
     def stats(self) -> dict[str, Any]:
-        return {"node": self.config.nodeName, **asdict(self.store.stats())}
+        stats: dict[str, Any] = {
+            "node": self.config.nodeName,
+            **asdict(self.store.stats()),
+        }
+        membership = self.membership
+        if membership is not None:
+            states: dict[str, int] = {state.name: 0 for state in NodeState}
+            for member in membership.members():
+                states[NodeState(member.state).name] += 1
+            gossip: dict[str, Any] = {"members": states, **asdict(membership.counters)}
+            if membership.swim is not None:
+                gossip.update(asdict(membership.swim.counters))
+                gossip["healthScore"] = membership.swim.healthScore
+            stats["gossip"] = gossip
+        return stats

@@ -262,7 +262,9 @@ class Options(usage.Options):
                 f"--log-level: {self['log-level']!r} is not one of {', '.join(LEVELS)}"
             )
         if not self["node-name"]:
-            self["node-name"] = f"{socket.gethostname()}-{self['port']}"
+            # host-port is unique per host, unless the OS picks the port.
+            suffix = self["port"] or f"pid{os.getpid()}"
+            self["node-name"] = f"{socket.gethostname()}-{suffix}"
 
     def _gossipSettings(self) -> GossipSettings:
         profile = PROFILES.get(self["profile"])
