@@ -226,6 +226,11 @@ class CacheAPITests(SynchronousTestCase):
         self.assertEqual(response.code, 414)
         self.assertEqual(self.request("GET", "/cache/" + "k" * 1024).code, 404)
 
+    def test_keyNotUTF8(self) -> None:
+        self.assertError(
+            self.request("GET", "/cache/a%FF"), 400, "key is not valid UTF-8"
+        )
+
     def test_xIsSyncAccepted(self) -> None:
         response = self.request(
             "PUT",
@@ -302,6 +307,7 @@ class CacheAPITests(SynchronousTestCase):
         self.put("k", SEED_PUT_BODY)
         hit = self.request("HEAD", "/cache/k")
         self.assertEqual((hit.code, hit.body), (200, b""))
+        self.assertEqual(hit.header("content-length"), "4")
         self.assertEqual(self.request("HEAD", "/cache/missing").code, 404)
 
     def test_health(self) -> None:

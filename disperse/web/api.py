@@ -19,7 +19,8 @@ from typing import Any
 from klein import Klein
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from disperse.config import parseDuration
@@ -95,6 +96,38 @@ def _ttlTextToMs(text: str) -> int:
     return math.ceil(seconds * MS_PER_S)
 
 
+class _Front(Resource):
+    """
+    The root of the site. C{/cache/<key>} is the hot path of a cache, so it
+    is served straight from here; every other route goes through the Klein
+    app, whose routing and response handling cost about as much again as
+    serving a key.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: CacheAPI, routes: IResource) -> None:
+        super().__init__()
+        self._api = api
+        self._routes = routes
+
+    def render(self, request: Request) -> bytes:
+        path = request.postpath or []
+        if (
+            len(path) > 1
+            and path[0] == b"cache"
+            and path[-1]
+            and not (
+                len(path) == 2
+                and path[1] == b"members"
+                and request.method in (b"GET", b"HEAD")
+            )
+        ):
+            return self._api.serveKey(request, path[1:])
+        body: bytes = self._routes.render(request)
+        return body
+
+
 class CacheAPI:
     """
     The HTTP front end of one node.
@@ -111,8 +144,7 @@ class CacheAPI:
         self._maxBodySize = config.maxValueSize + JSON_BODY_SLACK
 
     def resource(self) -> IResource:
-        resource: IResource = self.app.resource()
-        return resource
+        return _Front(self, self.app.resource())
 
     # Errors, in one place
 
@@ -165,17 +197,35 @@ class CacheAPI:
             request, [member.asSeedJSON() for member in self._node.members()]
         )
 
-    @app.route("/cache/<path:key>", branch=False)
-    def cache(self, request: IRequest, key: str) -> bytes:
-        # One route for every method keeps the common GET path to a single
-        # rule match, and lets other methods get the seed's 405 body.
-        if len(key) > self._maxKeySize // 4 and (
-            len(key.encode("utf-8", "surrogatepass")) > self._maxKeySize
-        ):
+    def serveKey(self, request: IRequest, segments: list[bytes]) -> bytes:
+        """
+        Serve C{/cache/<key>} for every method, the errors of the cache
+        routes included. C{segments} is the path after C{/cache}, already
+        percent-decoded (so C{a%2Fb} and C{a/b} name the same key).
+        """
+        try:
+            return self._serveKey(request, segments)
+        except BadRequest as e:
+            return self._error(request, e.code, e.message)
+        except Exception:
+            body: bytes = self._internalError(request, Failure())
+            return body
+
+    def _serveKey(self, request: IRequest, segments: list[bytes]) -> bytes:
+        raw = b"/".join(segments)
+        if len(raw) > self._maxKeySize:
             raise BadRequest(414, f"key is longer than {self._maxKeySize} bytes")
+        try:
+            key = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(400, "key is not valid UTF-8") from None
         method = request.method
-        if method in (b"GET", b"HEAD"):
+        if method == b"GET":
             return self._get(request, key)
+        if method == b"HEAD":
+            body = self._get(request, key)
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return b""
         if method == b"PUT":
             return self._put(request, key)
         if method == b"DELETE":
