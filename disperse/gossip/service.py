@@ -11,17 +11,18 @@ streams are counted, logged at debug level, and dropped.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
@@ -37,7 +38,7 @@ from twisted.internet.protocol import (
     ServerFactory,
     connectionDone,
 )
-from twisted.internet.threads import deferToThread
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from disperse.gossip import wire
@@ -107,6 +108,36 @@ def decodeMeta(meta: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return decoded if isinstance(decoded, dict) else {}
+
+
+Resolver: TypeAlias = Callable[[str, int], "Deferred[list[Address]]"]
+
+
+def _lookup(host: str, port: int) -> list[Address]:
+    addresses: list[Address] = []
+    for info in socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM):
+        address = (str(info[4][0]), int(info[4][1]))
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def threadedResolver(reactor: Any) -> Resolver:
+    """
+    Resolve with the system resolver in the reactor's thread pool; IP
+    literals need no lookup.
+    """
+
+    def resolve(host: str, port: int) -> Deferred[list[Address]]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return deferToThreadPool(
+                reactor, reactor.getThreadPool(), _lookup, host, port
+            )
+        return succeed([(host, port)])
+
+    return resolve
 
 
 def _hostPort(address: IAddress) -> Address:
@@ -259,7 +290,12 @@ class Membership(Service):
         meta: Callable[[], bytes],
         listener: MembershipListener | None = None,
         rng: random.Random | None = None,
+        resolve: Resolver | None = None,
     ) -> None:
+        """
+        @param resolve: how seed names become addresses; by default the
+            system resolver, in a thread.
+        """
         self.nodeName = name
         self._bindAddress = bindAddress
         self._advertiseAddress = advertiseAddress
@@ -271,6 +307,7 @@ class Membership(Service):
         self._meta = meta
         self._listener = listener
         self._rng = rng or random.Random()
+        self._resolve = resolve or threadedResolver(reactor)
         self.counters = GossipCounters()
         self.swim: Swim | None = None
         self._udp: IListeningPort | None = None
@@ -416,15 +453,12 @@ class Membership(Service):
         addresses: list[Address] = []
         for host, port in self._seeds:
             try:
-                infos = await deferToThread(
-                    socket.getaddrinfo, host, port, 0, socket.SOCK_DGRAM
-                )
+                resolved = await self._resolve(host, port)
             except OSError as e:
                 self.log.info("cannot resolve seed {host}: {error}", host=host, error=e)
                 selfOnly = False
                 continue
-            for info in infos:
-                address = (str(info[4][0]), int(info[4][1]))
+            for address in resolved:
                 if address != me and address not in addresses:
                     addresses.append(address)
         return addresses, selfOnly and not addresses
@@ -508,7 +542,9 @@ class Membership(Service):
         settings = self.settings
         reply: Deferred[StreamMessage] = Deferred()
         protocol = _StreamProtocol(self, self.newDecoder(False), reply)
-        endpoint = HostnameEndpoint(
+        # Members are known by IP address, so no name resolution here.
+        endpointType = TCP6ClientEndpoint if ":" in addr[0] else TCP4ClientEndpoint
+        endpoint = endpointType(
             self._reactor, addr[0], addr[1], timeout=settings.config.streamTimeout
         )
         data = wire.encodeStream(
