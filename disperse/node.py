@@ -8,6 +8,7 @@ ends never reach into each other or into the store directly.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,12 @@ from twisted.python.failure import Failure
 
 from disperse.config import NodeConfig, nodeIdFor
 from disperse.gossip.messages import NodeState
-from disperse.gossip.service import Membership, decodeMeta, encodeMeta
+from disperse.gossip.service import (
+    KeyringError,
+    Membership,
+    decodeMeta,
+    encodeMeta,
+)
 from disperse.gossip.swim import Member
 from disperse.logs import logger
 from disperse.store import Record, Store
@@ -47,6 +53,13 @@ class MemberInfo:
             "name": self.name,
             "port": self.port,
         }
+
+
+def keyFingerprint(key: bytes) -> str:
+    """
+    A short name for a key that does not reveal it.
+    """
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
 def _int(value: object) -> int:
@@ -177,6 +190,34 @@ class Node(MultiService):
             )
             for member in self.membership.liveMembers()
         ]
+
+    def gossipKeys(self) -> dict[str, Any]:
+        """
+        Fingerprints (never the keys) of the gossip keyring, primary first.
+        """
+        keyring = self.membership.settings.keyring if self.membership else None
+        if keyring is None:
+            return {"encryption": False, "keys": []}
+        return {
+            "encryption": True,
+            "primary": keyFingerprint(keyring.primaryKey),
+            "keys": [keyFingerprint(key) for key in keyring.keys],
+        }
+
+    def changeGossipKeys(self, operation: str, key: bytes) -> None:
+        """
+        Install, use (make primary) or remove a gossip key on this node.
+
+        @raise KeyringError: if the step cannot be done.
+        """
+        if self.membership is None:
+            raise KeyringError("this node has no gossip membership")
+        change = {
+            "install": self.membership.installKey,
+            "use": self.membership.useKey,
+            "remove": self.membership.removeKey,
+        }[operation]
+        change(key)
 
     def clusterMembers(self) -> list[dict[str, Any]]:
         """

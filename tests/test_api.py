@@ -6,6 +6,7 @@ on a L{Clock}.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -14,8 +15,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.config import NodeConfig
-from disperse.node import Node
+from disperse.gossip.config import GossipSettings
+from disperse.gossip.crypto import Keyring
+from disperse.gossip.service import Membership
+from disperse.node import Node, keyFingerprint
 from disperse.store import Record
+from disperse.testing import MemoryReactorWithUDP
 from disperse.web.api import CacheAPI
 
 START = 1_700_000_000.0
@@ -367,3 +372,71 @@ class CacheAPITests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         # The node goes on serving.
         self.assertEqual(self.request("GET", "/health").code, 200)
+
+
+class GossipKeysAPITests(SynchronousTestCase):
+    """
+    Rotating gossip keys over HTTP: install, use, remove; fingerprints only.
+    """
+
+    def setUp(self) -> None:
+        self.old, self.new = b"o" * 16, b"n" * 32
+        settings = GossipSettings(keyring=Keyring(self.old))
+        config = NodeConfig(nodeName="alpha", gossip=settings)
+        reactor = MemoryReactorWithUDP()
+        self.node = Node(config, reactor)
+        self.node.setMembership(
+            Membership(
+                name="alpha",
+                bindAddress="127.0.0.1",
+                advertiseAddress="127.0.0.1",
+                port=7946,
+                seeds=[],
+                settings=settings,
+                reactor=reactor,
+                meta=lambda: b"{}",
+            )
+        )
+        self.stub: Any = StubTreq(CacheAPI(self.node).resource())
+
+    def call(self, operation: str, key: bytes | str) -> tuple[int, Any]:
+        text = key if isinstance(key, str) else base64.b64encode(key).decode()
+        d = self.stub.post(
+            f"{URL}/cluster/keys/{operation}", data=json.dumps({"key": text}).encode()
+        )
+        self.stub.flush()
+        response = self.successResultOf(d)
+        return response.code, json.loads(
+            self.successResultOf(self.stub.content(response))
+        )
+
+    def test_rotation(self) -> None:
+        old, new = keyFingerprint(self.old), keyFingerprint(self.new)
+        self.assertEqual(
+            self.call("install", self.new),
+            (200, {"encryption": True, "primary": old, "keys": [old, new]}),
+        )
+        self.assertEqual(
+            self.call("use", self.new),
+            (200, {"encryption": True, "primary": new, "keys": [new, old]}),
+        )
+        self.assertEqual(
+            self.call("remove", self.old),
+            (200, {"encryption": True, "primary": new, "keys": [new]}),
+        )
+        membership = self.node.membership
+        assert membership is not None and membership.settings.keyring is not None
+        self.assertEqual(membership.settings.keyring.keys, (self.new,))
+
+    def test_refusals(self) -> None:
+        self.assertEqual(
+            self.call("remove", self.old),
+            (409, {"error": "the primary key cannot be removed; use another first"}),
+        )
+        self.assertEqual(
+            self.call("use", self.new),
+            (409, {"error": "install the key before making it primary"}),
+        )
+        self.assertEqual(self.call("install", "not base64!")[0], 400)
+        self.assertEqual(self.call("install", b"short")[0], 400)
+        self.assertEqual(self.call("rotate", self.new)[0], 404)

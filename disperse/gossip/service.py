@@ -17,7 +17,7 @@ import os
 import random
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeAlias
 
 from twisted.application.service import Service
@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 
 from disperse.gossip import wire
 from disperse.gossip.config import GossipSettings
+from disperse.gossip.crypto import Keyring
 from disperse.gossip.messages import (
     Ack,
     NodeState,
@@ -63,6 +64,12 @@ LEAVE_TIMEOUT = 5.0
 META_MAX_SIZE = 512
 # How often binding UDP and TCP to the same OS-chosen port is attempted.
 BIND_ATTEMPTS = 10
+
+
+class KeyringError(ValueError):
+    """
+    A key rotation step that cannot be done; the message says why.
+    """
 
 
 @dataclass
@@ -625,6 +632,52 @@ class Membership(Service):
         self.counters.badStreams += 1
         peer = _hostPort(transport.getPeer()) if transport is not None else None
         self.log.debug("dropped a stream from {peer}: {error}", peer=peer, error=error)
+
+    # Key rotation
+
+    def installKey(self, key: bytes) -> None:
+        """
+        Accept C{key} for decryption too, ahead of making it primary.
+
+        @raise KeyringError: if this node does not encrypt gossip.
+        """
+        keyring = self._keyring()
+        if key not in keyring.keys:
+            self._setKeyring(Keyring(keyring.primaryKey, [*keyring.keys[1:], key]))
+
+    def useKey(self, key: bytes) -> None:
+        """
+        Encrypt with C{key} from now on; it must be installed already.
+        """
+        keyring = self._keyring()
+        if key not in keyring.keys:
+            raise KeyringError("install the key before making it primary")
+        self._setKeyring(Keyring(key, [k for k in keyring.keys if k != key]))
+
+    def removeKey(self, key: bytes) -> None:
+        """
+        Stop accepting C{key}; the primary key cannot be removed.
+        """
+        keyring = self._keyring()
+        if key == keyring.primaryKey:
+            raise KeyringError("the primary key cannot be removed; use another first")
+        if key not in keyring.keys:
+            raise KeyringError("no such key")
+        self._setKeyring(
+            Keyring(keyring.primaryKey, [k for k in keyring.keys if k != key])
+        )
+
+    def _keyring(self) -> Keyring:
+        keyring = self.settings.keyring
+        if keyring is None:
+            raise KeyringError(
+                "gossip encryption is off on this node; start it with --gossip-key"
+            )
+        return keyring
+
+    def _setKeyring(self, keyring: Keyring) -> None:
+        self.settings = replace(self.settings, keyring=keyring)
+        self.log.info("gossip keyring now has {count} keys", count=len(keyring.keys))
 
     # Queries
 

@@ -11,6 +11,8 @@ Handlers only translate: request in, a call on the node, response out.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
 import math
 import re
@@ -24,6 +26,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from disperse.config import parseDuration
+from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node
 from disperse.store import ValueTooLarge
@@ -271,13 +274,18 @@ class CacheAPI:
         body: bytes = content.read()
         return body
 
-    def _parseJSON(self, body: bytes) -> tuple[bytes, int]:
+    @staticmethod
+    def _jsonObject(body: bytes) -> dict[str, Any]:
         try:
             document = json.loads(body)
         except ValueError:
             raise BadRequest(400, "Invalid JSON format") from None
         if not isinstance(document, dict):
             raise BadRequest(400, "Invalid JSON format")
+        return document
+
+    def _parseJSON(self, body: bytes) -> tuple[bytes, int]:
+        document = self._jsonObject(body)
         value = document.get("value")
         if value is None or value == "":
             raise BadRequest(400, "Missing required fields")
@@ -311,6 +319,50 @@ class CacheAPI:
     @app.route("/cluster/members", methods=["GET", "HEAD"])
     def clusterMembers(self, request: IRequest) -> bytes:
         return self._json(request, self._node.clusterMembers())
+
+    @app.route("/cluster/keys", methods=["GET", "HEAD"])
+    def gossipKeys(self, request: IRequest) -> bytes:
+        self._requireLocal(request)
+        return self._json(request, self._node.gossipKeys())
+
+    @app.route("/cluster/keys/<operation>", methods=["POST"])
+    def changeGossipKeys(self, request: IRequest, operation: str) -> bytes:
+        """
+        Rotate gossip keys on this node: C{install} a new key everywhere,
+        then C{use} it everywhere, then C{remove} the old one.
+        """
+        self._requireLocal(request)
+        if operation not in ("install", "use", "remove"):
+            raise BadRequest(404, "operation must be install, use or remove")
+        document = self._jsonObject(self._readBody(request))
+        text = document.get("key")
+        if not isinstance(text, str):
+            raise BadRequest(400, 'body must be {"key": "<base64 key>"}')
+        try:
+            key = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise BadRequest(400, "key is not base64") from None
+        if len(key) not in (16, 24, 32):
+            raise BadRequest(400, "key must be 16, 24 or 32 bytes")
+        try:
+            self._node.changeGossipKeys(operation, key)
+        except KeyringError as e:
+            raise BadRequest(409, str(e)) from None
+        return self._json(request, self._node.gossipKeys())
+
+    @staticmethod
+    def _requireLocal(request: IRequest) -> None:
+        # Until client tokens exist, keyring administration is only for
+        # whoever can reach the node from its own host.
+        host = getattr(request.getClientAddress(), "host", "")
+        try:
+            local = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = False
+        if not local:
+            raise BadRequest(
+                403, "keyring administration is only allowed from loopback"
+            )
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
