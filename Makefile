@@ -10,7 +10,7 @@ GOSSIP_PORT ?= 7946
 HTTP_PORT ?= 8000
 BIND ?= 127.0.0.1
 
-.PHONY: run test lint typecheck unit bench bench-http bench-memory clean
+.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ $(VENV)/.installed-test: setup.py | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= disperse \
 		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT)
+
+# Three nodes on this machine: HTTP 8000-8002, gossip 7946-7948, joined
+# through the first. Ctrl-C stops all three.
+cluster: $(VENV)/.installed
+	@trap 'kill 0' INT TERM; \
+	for i in 0 1 2; do \
+		$(BIN)/twistd --nodaemon --pidfile= disperse --bind $(BIND) --profile local \
+			--node-name node$$i --port $$((7946 + i)) --http-port $$((8000 + i)) \
+			--peer $(BIND):7946 & \
+	done; \
+	wait
 
 test: lint typecheck unit
 
