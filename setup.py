@@ -25,6 +25,7 @@ setup(
         "treq>=24.9",
         "msgpack>=1.0",
         "cryptography>=42",
+        "xxhash>=3.0",
     ],
     extras_require={
         "test": [
