@@ -264,6 +264,27 @@ class Store:
 
     # Writing
 
+    def newRecord(
+        self,
+        value: bytes,
+        ttlMs: int = 0,
+        binary: bool = False,
+        tombstone: bool = False,
+    ) -> Record:
+        """
+        A record versioned by this store's clock, not stored: what a
+        coordinator sends to every replica.
+
+        @param ttlMs: time to live in milliseconds from now; 0 for no expiry
+            (a tombstone always expires after the tombstone time to live).
+        """
+        if ttlMs < 0:
+            raise ValueError("ttlMs must not be negative")
+        if tombstone:
+            ttlMs = self._tombstoneTtlMs
+        expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
+        return Record(value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary)
+
     def put(
         self, key: str, value: bytes, ttlMs: int = 0, binary: bool = False
     ) -> Record:
@@ -273,10 +294,7 @@ class Store:
         @param ttlMs: time to live in milliseconds from now; 0 for no expiry.
         @raise ValueTooLarge: if the entry alone exceeds the byte budget.
         """
-        if ttlMs < 0:
-            raise ValueError("ttlMs must not be negative")
-        expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
-        record = Record(value, expiresAtMs, self.hlc.now(), self.nodeId, False, binary)
+        record = self.newRecord(value, ttlMs, binary)
         self._store(key, record.encode())
         self.sets += 1
         return record
@@ -289,10 +307,7 @@ class Store:
         """
         current = self.record(key)
         existed = current is not None and not current.tombstone
-        tombstone = Record(
-            b"", self.nowMs() + self._tombstoneTtlMs, self.hlc.now(), self.nodeId, True
-        )
-        self._store(key, tombstone.encode())
+        self._store(key, self.newRecord(b"", tombstone=True).encode())
         self.deletes += 1
         return existed
 

@@ -1,0 +1,432 @@
+"""
+Coordinating reads and writes across the replicas of a key.
+
+Any node accepts any request and coordinates it: a write is stamped here
+(hybrid logical clock, this node's id, absolute expiry) and sent to every
+replica the partition table names; it succeeds once the consistency level's
+number of replicas acknowledged. A read asks as many replicas as the level
+needs (more if some fail), returns the newest record, and repairs replicas
+that answered with something older. Replicas that miss a write get it later
+through hinted handoff.
+
+Talking to other nodes goes through a L{PeerClient}; the one used in
+production speaks signed HTTP (L{disperse.cluster.peers}), tests use an
+in-memory network. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from disperse.cluster.hints import HintStore
+from disperse.cluster.placement import MemberSpec, PartitionTable, Replicas
+from disperse.logs import logger
+from disperse.store import Record, Store
+
+# How often hints are offered to replicas that are back, and how many at once.
+HINT_INTERVAL = 1.0
+HINT_BATCH = 500
+
+
+class Consistency(enum.Enum):
+    """
+    How many replicas must answer: one, a majority, or all of them.
+    """
+
+    one = "one"
+    quorum = "quorum"
+    all = "all"
+
+    def required(self, replicas: int) -> int:
+        if self is Consistency.one:
+            return min(1, replicas)
+        if self is Consistency.quorum:
+            return replicas // 2 + 1
+        return replicas
+
+
+class PeerClient(Protocol):
+    """
+    How a coordinator reaches the other replicas. Every call fails (rather
+    than hangs) once its deadline has passed.
+    """
+
+    def apply(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        """
+        Have C{member} merge C{records}; fires once it has.
+        """
+
+    def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
+        """
+        C{member}'s current record of each key (tombstones included).
+        """
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """
+    How a write went: C{acks} replicas of C{replicas} hold it.
+    """
+
+    acks: int
+    required: int
+    replicas: int
+
+    @property
+    def ok(self) -> bool:
+        return self.acks >= self.required
+
+
+@dataclass(frozen=True)
+class ReadOutcome:
+    """
+    How a read went: the newest of the records C{answered} replicas gave.
+    """
+
+    record: Record | None
+    answered: int
+    required: int
+    replicas: int
+
+    @property
+    def ok(self) -> bool:
+        return self.answered >= self.required
+
+    @property
+    def value(self) -> Record | None:
+        """
+        The live value read, if any (a tombstone reads as nothing).
+        """
+        record = self.record
+        return None if record is None or record.tombstone else record
+
+
+@dataclass
+class ReplicationCounters:
+    writes: int = 0
+    writesUnderReplicated: int = 0
+    reads: int = 0
+    readsUnderReplicated: int = 0
+    readRepairs: int = 0
+    applied: int = 0
+    remoteFailures: int = 0
+
+
+class _WriteRun:
+    """
+    One write waiting for acknowledgements.
+    """
+
+    def __init__(
+        self, replicator: Replicator, outcome: WriteOutcome, remote: int
+    ) -> None:
+        self.replicator = replicator
+        self.acks = outcome.acks
+        self.required = outcome.required
+        self.replicas = outcome.replicas
+        self.pending = remote
+        self.done: Deferred[WriteOutcome] = Deferred()
+        self.timer: IDelayedCall | None = None
+
+    def answered(self, acked: bool) -> None:
+        self.pending -= 1
+        self.acks += int(acked)
+        if self.acks >= self.required or not self.pending:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.done.called:
+            return
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        outcome = WriteOutcome(self.acks, self.required, self.replicas)
+        if not outcome.ok:
+            self.replicator.counters.writesUnderReplicated += 1
+        self.done.callback(outcome)
+
+
+class _ReadRun:
+    """
+    One read gathering answers, asking further replicas when one fails.
+    """
+
+    def __init__(
+        self,
+        replicator: Replicator,
+        key: str,
+        required: int,
+        replicas: int,
+        candidates: list[str],
+    ) -> None:
+        self.replicator = replicator
+        self.key = key
+        self.required = required
+        self.replicas = replicas
+        self.candidates = candidates
+        self.answers: dict[str, Record | None] = {}
+        self.pending = 0
+        self.done: Deferred[ReadOutcome] = Deferred()
+        self.timer: IDelayedCall | None = None
+
+    def ask(self, count: int) -> None:
+        for _ in range(min(count, len(self.candidates))):
+            member = self.candidates.pop(0)
+            self.pending += 1
+            self.replicator._peers.fetch(member, [self.key]).addCallbacks(
+                self.answered,
+                self.failed,
+                callbackArgs=(member,),
+                errbackArgs=(member,),
+            )
+
+    def answered(self, records: list[Record | None], member: str) -> None:
+        self.pending -= 1
+        self.answers[member] = records[0] if records else None
+        if len(self.answers) >= self.required:
+            self.finish()
+
+    def failed(self, failure: Failure, member: str) -> None:
+        self.pending -= 1
+        self.replicator._remoteFailed("fetch", member, failure)
+        if not self.done.called:
+            self.ask(1)
+            if not self.pending:
+                self.finish()
+
+    def finish(self) -> None:
+        if self.done.called:
+            return
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.done.callback(self.replicator._settleRead(self))
+
+
+class Replicator:
+    """
+    The replication layer of one node.
+
+    @ivar table: the current partition table.
+    """
+
+    log = logger()
+
+    def __init__(
+        self,
+        *,
+        nodeName: str,
+        store: Store,
+        clock: IReactorTime,
+        peers: PeerClient,
+        replicas: Replicas = 3,
+        timeout: float = 1.0,
+        hints: HintStore | None = None,
+    ) -> None:
+        self.nodeName = nodeName
+        self._store = store
+        self._clock = clock
+        self._peers = peers
+        self._replicas: Replicas = replicas
+        self._timeout = timeout
+        self.hints = hints if hints is not None else HintStore(64 * 1024 * 1024)
+        self.counters = ReplicationCounters()
+        self._members: frozenset[MemberSpec] = frozenset({MemberSpec(nodeName)})
+        self.table = PartitionTable.build(self._members, replicas)
+        self._hintLoop = LoopingCall(self._deliverHints)
+        self._hintLoop.clock = clock
+
+    # Life cycle and membership
+
+    def start(self) -> None:
+        self._hintLoop.start(HINT_INTERVAL, now=False).addErrback(
+            lambda f: self.log.failure("hint delivery stopped", f)
+        )
+
+    def stop(self) -> None:
+        if self._hintLoop.running:
+            self._hintLoop.stop()
+
+    def updateMembers(self, members: Iterable[MemberSpec]) -> None:
+        """
+        The members that hold data changed: rebuild the partition table.
+        This node is always a member of its own view.
+        """
+        specs = {m for m in members if m.name != self.nodeName}
+        mine = next(
+            (m for m in members if m.name == self.nodeName), MemberSpec(self.nodeName)
+        )
+        specs.add(mine)
+        frozen = frozenset(specs)
+        if frozen == self._members:
+            return
+        self._members = frozen
+        self.table = PartitionTable.build(frozen, self._replicas)
+        self.log.info(
+            "partition table rebuilt for {count} members ({digest})",
+            count=len(frozen),
+            digest=self.table.digest(),
+        )
+
+    def owners(self, key: str) -> tuple[str, ...]:
+        return self.table.ownersOf(key) or (self.nodeName,)
+
+    # Writes
+
+    def write(
+        self, key: str, record: Record, level: Consistency
+    ) -> WriteOutcome | Deferred[WriteOutcome]:
+        """
+        Send C{record} to every replica of C{key}.
+
+        @return: the outcome, at once when the local replica alone meets the
+            level, else a L{Deferred} that fires when enough replicas
+            answered, all answered, or the timeout passed.
+        """
+        self.counters.writes += 1
+        owners = self.owners(key)
+        required = level.required(len(owners))
+        acks = 0
+        remote = []
+        for owner in owners:
+            if owner == self.nodeName:
+                # A replica that already holds something newer has the
+                # write's effect too: that counts as an acknowledgement.
+                self._store.merge(key, record)
+                acks += 1
+            else:
+                remote.append(owner)
+        outcome = WriteOutcome(acks, required, len(owners))
+        if not remote:
+            if not outcome.ok:
+                self.counters.writesUnderReplicated += 1
+            return outcome
+        run = _WriteRun(self, outcome, len(remote))
+        for owner in remote:
+            self._peers.apply(owner, [(key, record)]).addCallbacks(
+                lambda _: run.answered(True),
+                self._applyFailed,
+                errbackArgs=(owner, key, record, run),
+            )
+        if outcome.ok:
+            return outcome
+        if not run.done.called:
+            run.timer = self._clock.callLater(self._timeout, run.finish)
+        return run.done
+
+    def _applyFailed(
+        self, failure: Failure, member: str, key: str, record: Record, run: _WriteRun
+    ) -> None:
+        self._remoteFailed("apply", member, failure)
+        self.hints.add(member, key, record)
+        run.answered(False)
+
+    # Reads
+
+    def read(self, key: str, level: Consistency) -> ReadOutcome | Deferred[ReadOutcome]:
+        """
+        The newest record of C{key} among as many replicas as C{level} needs.
+
+        @return: the outcome, at once when the local replica alone meets the
+            level, else a L{Deferred}.
+        """
+        self.counters.reads += 1
+        owners = self.owners(key)
+        required = level.required(len(owners))
+        others = [owner for owner in owners if owner != self.nodeName]
+        local = len(others) < len(owners)
+        if local and required <= 1:
+            return ReadOutcome(self._store.record(key), 1, required, len(owners))
+        run = _ReadRun(self, key, required, len(owners), others)
+        if local:
+            run.answers[self.nodeName] = self._store.record(key)
+        run.ask(required - len(run.answers))
+        if not run.pending:
+            run.finish()
+        elif not run.done.called:
+            run.timer = self._clock.callLater(self._timeout, run.finish)
+        return run.done
+
+    def _settleRead(self, run: _ReadRun) -> ReadOutcome:
+        newest: Record | None = None
+        for record in run.answers.values():
+            if record is not None and (
+                newest is None or record.precedence > newest.precedence
+            ):
+                newest = record
+        if newest is not None:
+            self._store.hlc.observe(newest.timestamp)
+            for member, record in run.answers.items():
+                if record is None or record.precedence < newest.precedence:
+                    self._repair(member, run.key, newest)
+        outcome = ReadOutcome(newest, len(run.answers), run.required, run.replicas)
+        if not outcome.ok:
+            self.counters.readsUnderReplicated += 1
+        return outcome
+
+    def _repair(self, member: str, key: str, record: Record) -> None:
+        self.counters.readRepairs += 1
+        if member == self.nodeName:
+            self._store.merge(key, record)
+            return
+        self._peers.apply(member, [(key, record)]).addErrback(
+            lambda f: self._remoteFailed("read repair", member, f)
+        )
+
+    # Serving other coordinators
+
+    def applyLocal(self, records: Iterable[tuple[str, Record]]) -> list[bool]:
+        """
+        Merge records another node sent; whether each changed this replica.
+        """
+        applied = [self._store.merge(key, record) for key, record in records]
+        self.counters.applied += sum(applied)
+        return applied
+
+    def fetchLocal(self, keys: Iterable[str]) -> list[Record | None]:
+        return [self._store.record(key) for key in keys]
+
+    # Hinted handoff
+
+    def _deliverHints(self) -> None:
+        # Offer each reachable member a batch of what it missed; a failure
+        # puts the batch back for the next round.
+        names = {m.name for m in self._members}
+        for member in self.hints.members():
+            if member not in names:
+                continue
+            batch = self.hints.take(member, HINT_BATCH)
+            if not batch:
+                continue
+            self._peers.apply(member, batch).addCallbacks(
+                self._hintsDelivered,
+                self._hintsFailed,
+                callbackArgs=(len(batch),),
+                errbackArgs=(member, batch),
+            )
+
+    def _hintsDelivered(self, result: object, count: int) -> None:
+        self.hints.delivered(count)
+
+    def _hintsFailed(
+        self, failure: Failure, member: str, batch: list[tuple[str, Record]]
+    ) -> None:
+        self._remoteFailed("hint delivery", member, failure)
+        self.hints.restore(member, batch)
+
+    def _remoteFailed(self, what: str, member: str, failure: Failure) -> None:
+        self.counters.remoteFailures += 1
+        self.log.debug(
+            "{what} to {member} failed: {error}",
+            what=what,
+            member=member,
+            error=failure.getErrorMessage(),
+        )

@@ -1,0 +1,107 @@
+"""
+An in-memory network between replicators, on one clock: node-to-node calls
+take a configurable latency and fail when a node is down or cut off, as the
+HTTP peer client does, so whole clusters can be tested deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IReactorTime
+
+from disperse.cluster.replicator import Replicator
+from disperse.store import Record
+
+T = TypeVar("T")
+
+
+class MemoryPeerNetwork:
+    """
+    Replicators by name, and which of them can reach which.
+
+    @ivar down: names of nodes that refuse every call (a crashed process).
+    @ivar silent: names of nodes that never answer (a paused process); calls
+        to them fail after C{timeout}.
+    @ivar cut: C{(source, target)} pairs that cannot talk (a partition).
+    @ivar calls: how many calls each C{(source, target)} made.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, latency: float = 0.001, timeout: float = 1.0
+    ) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.timeout = timeout
+        self.nodes: dict[str, Replicator] = {}
+        self.down: set[str] = set()
+        self.silent: set[str] = set()
+        self.cut: set[tuple[str, str]] = set()
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def client(self, source: str) -> MemoryPeerClient:
+        return MemoryPeerClient(self, source)
+
+    def partition(self, side: set[str], other: set[str]) -> None:
+        for a in side:
+            for b in other:
+                self.cut.update({(a, b), (b, a)})
+
+    def heal(self) -> None:
+        self.cut.clear()
+
+    def call(
+        self, source: str, target: str, work: Callable[[Replicator], T]
+    ) -> Deferred[T]:
+        self.calls[source, target] = self.calls.get((source, target), 0) + 1
+        result: Deferred[T] = Deferred()
+
+        def arrive() -> None:
+            node = self.nodes.get(target)
+            if node is None or target in self.down or (source, target) in self.cut:
+                result.errback(ConnectionRefusedError(target))
+            elif target in self.silent:
+                self.clock.callLater(
+                    self.timeout - self.latency,
+                    result.errback,
+                    TimeoutError(f"{target} did not answer"),
+                )
+            else:
+                answer = work(node)
+                self.clock.callLater(self.latency, result.callback, answer)
+
+        self.clock.callLater(self.latency, arrive)
+        return result
+
+
+class MemoryPeerClient:
+    """
+    One node's view of the network: a L{disperse.cluster.replicator.PeerClient}.
+    Records are encoded and decoded on the way, as on the wire.
+    """
+
+    def __init__(self, network: MemoryPeerNetwork, source: str) -> None:
+        self._network = network
+        self._source = source
+
+    def apply(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        copies = [(key, Record.decode(record.encode())) for key, record in records]
+        return self._network.call(
+            self._source, member, lambda node: node.applyLocal(copies)
+        )
+
+    def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
+        wanted = list(keys)
+        return self._network.call(
+            self._source,
+            member,
+            lambda node: [
+                None if r is None else Record.decode(r.encode())
+                for r in node.fetchLocal(wanted)
+            ],
+        )

@@ -1,0 +1,289 @@
+"""
+Tests for L{disperse.cluster.replicator}: several replicators on one Clock
+over an in-memory network. Quorums, hinted handoff, read repair and
+convergence of concurrent writers.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from disperse.cluster.hints import HintStore
+from disperse.cluster.placement import MemberSpec
+from disperse.cluster.replicator import (
+    HINT_INTERVAL,
+    Consistency,
+    ReadOutcome,
+    Replicator,
+    WriteOutcome,
+)
+from disperse.config import nodeIdFor
+from disperse.store import Record, Store
+from disperse.testing.peers import MemoryPeerNetwork
+
+START = 1_700_000_000.0
+NAMES = ["n0", "n1", "n2"]
+T = TypeVar("T")
+
+
+class Cluster:
+    """
+    Three (or more) replicators with their stores, all owning every key.
+    """
+
+    def __init__(self, names: list[str] = NAMES, replicas: int = 3) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.network = MemoryPeerNetwork(self.clock)
+        self.stores: dict[str, Store] = {}
+        self.nodes: dict[str, Replicator] = {}
+        for name in names:
+            store = Store(self.clock, nodeIdFor(name))
+            node = Replicator(
+                nodeName=name,
+                store=store,
+                clock=self.clock,
+                peers=self.network.client(name),
+                replicas=replicas,
+                hints=HintStore(1024 * 1024),
+            )
+            node.updateMembers([MemberSpec(n) for n in names])
+            node.start()
+            self.stores[name] = store
+            self.nodes[name] = node
+        self.network.nodes.update(self.nodes)
+
+    def settle(self, seconds: float = 0.1) -> None:
+        for _ in range(int(seconds / 0.001)):
+            self.clock.advance(0.001)
+
+    def resolve(self, result: T | Deferred[T], seconds: float = 2.0) -> T:
+        if not isinstance(result, Deferred):
+            return result
+        answers: list[T] = []
+        result.addCallback(answers.append)
+        steps = 0
+        while not answers and steps < seconds / 0.001:
+            self.clock.advance(0.001)
+            steps += 1
+        assert answers, "no answer in time"
+        return answers[0]
+
+    def put(self, via: str, key: str, value: bytes, level: Consistency) -> WriteOutcome:
+        record = self.stores[via].newRecord(value)
+        return self.resolve(self.nodes[via].write(key, record, level))
+
+    def delete(self, via: str, key: str, level: Consistency) -> WriteOutcome:
+        record = self.stores[via].newRecord(b"", tombstone=True)
+        return self.resolve(self.nodes[via].write(key, record, level))
+
+    def get(self, via: str, key: str, level: Consistency) -> ReadOutcome:
+        return self.resolve(self.nodes[via].read(key, level))
+
+    def holds(self, key: str) -> dict[str, bytes | None]:
+        held = {}
+        for name, store in self.stores.items():
+            record = store.record(key)
+            held[name] = None if record is None or record.tombstone else record.value
+        return held
+
+
+class ConsistencyTests(SynchronousTestCase):
+    def test_required(self) -> None:
+        self.assertEqual(
+            [
+                (level.value, level.required(n))
+                for level in Consistency
+                for n in (1, 3, 5)
+            ],
+            [
+                ("one", 1),
+                ("one", 1),
+                ("one", 1),
+                ("quorum", 1),
+                ("quorum", 2),
+                ("quorum", 3),
+                ("all", 1),
+                ("all", 3),
+                ("all", 5),
+            ],
+        )
+
+
+class ReplicatorTests(SynchronousTestCase):
+    def test_quorumWriteReachesEveryReplica(self) -> None:
+        cluster = Cluster()
+        outcome = cluster.put("n0", "k", b"v", Consistency.quorum)
+        self.assertEqual(outcome, WriteOutcome(acks=2, required=2, replicas=3))
+        cluster.settle()
+        self.assertEqual(cluster.holds("k"), {"n0": b"v", "n1": b"v", "n2": b"v"})
+        read = cluster.get("n1", "k", Consistency.quorum)
+        self.assertEqual((read.ok, read.value and read.value.value), (True, b"v"))
+
+    def test_readAfterAcknowledgedWriteSeesIt(self) -> None:
+        """
+        Quorum writes and quorum reads overlap: a read on another node right
+        after the write's acknowledgement sees it, even with one replica
+        down.
+        """
+        cluster = Cluster()
+        cluster.network.down.add("n2")
+        self.assertTrue(cluster.put("n0", "k", b"v1", Consistency.quorum).ok)
+        read = cluster.get("n1", "k", Consistency.quorum)
+        assert read.value is not None
+        self.assertEqual(read.value.value, b"v1")
+
+    def test_hintedHandoff(self) -> None:
+        cluster = Cluster()
+        cluster.network.down.add("n2")
+        self.assertTrue(cluster.put("n0", "k", b"v", Consistency.quorum).ok)
+        cluster.settle()
+        self.assertEqual(cluster.nodes["n0"].hints.pending("n2"), 1)
+        self.assertIsNone(cluster.holds("k")["n2"])
+        cluster.network.down.discard("n2")
+        cluster.settle(HINT_INTERVAL + 0.1)
+        self.assertEqual(cluster.holds("k")["n2"], b"v")
+        self.assertEqual(cluster.nodes["n0"].hints.counters.delivered, 1)
+        self.assertEqual(cluster.nodes["n0"].hints.pending("n2"), 0)
+
+    def test_underReplicatedWrite(self) -> None:
+        """
+        When the level cannot be met the outcome says how many replicas took
+        the write; the ones that did keep it, the others get hints.
+        """
+        cluster = Cluster()
+        cluster.network.down.update({"n1", "n2"})
+        outcome = cluster.put("n0", "k", b"v", Consistency.quorum)
+        self.assertEqual(outcome, WriteOutcome(acks=1, required=2, replicas=3))
+        self.assertFalse(outcome.ok)
+        self.assertEqual(cluster.holds("k")["n0"], b"v")
+        self.assertEqual(cluster.nodes["n0"].hints.members(), ["n1", "n2"])
+
+    def test_unansweredReplicaTimesOut(self) -> None:
+        cluster = Cluster()
+        cluster.network.silent.update({"n1", "n2"})
+        outcome = cluster.put("n0", "k", b"v", Consistency.all)
+        self.assertEqual(outcome, WriteOutcome(acks=1, required=3, replicas=3))
+        read = cluster.get("n0", "k", Consistency.quorum)
+        self.assertEqual((read.answered, read.ok), (1, False))
+
+    def test_readAsksAnotherReplicaWhenOneFails(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        cluster.network.down.add("n1")
+        read = cluster.get("n2", "k", Consistency.all)
+        self.assertEqual((read.answered, read.ok), (2, False))
+        read = cluster.get("n2", "k", Consistency.quorum)
+        self.assertEqual((read.answered, read.ok), (2, True))
+
+    def test_readRepair(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"old", Consistency.all)
+        cluster.network.down.add("n2")
+        cluster.put("n0", "k", b"new", Consistency.quorum)
+        cluster.nodes["n0"].hints.forget("n2")
+        cluster.network.down.discard("n2")
+        self.assertEqual(cluster.holds("k")["n2"], b"old")
+        read = cluster.get("n2", "k", Consistency.all)
+        assert read.value is not None
+        self.assertEqual(read.value.value, b"new")
+        cluster.settle()
+        self.assertEqual(cluster.holds("k"), {"n0": b"new", "n1": b"new", "n2": b"new"})
+        self.assertEqual(cluster.nodes["n2"].counters.readRepairs, 1)
+
+    def test_deleteReplicates(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        self.assertTrue(cluster.delete("n1", "k", Consistency.quorum).ok)
+        cluster.settle()
+        self.assertEqual(cluster.holds("k"), {"n0": None, "n1": None, "n2": None})
+        self.assertIsNone(cluster.get("n2", "k", Consistency.quorum).value)
+
+    def test_localReadAtOneIsImmediate(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        outcome = cluster.nodes["n1"].read("k", Consistency.one)
+        assert isinstance(outcome, ReadOutcome) and outcome.value is not None
+        self.assertEqual(outcome.value.value, b"v")
+
+    def test_nonOwnerCoordinates(self) -> None:
+        """
+        With more nodes than replicas, a node that holds no replica of a key
+        still serves it, by asking the owners.
+        """
+        names = [f"n{i}" for i in range(5)]
+        cluster = Cluster(names, replicas=3)
+        key = next(
+            f"k{i}"
+            for i in range(100)
+            if "n0" not in cluster.nodes["n0"].owners(f"k{i}")
+        )
+        self.assertTrue(cluster.put("n0", key, b"v", Consistency.quorum).ok)
+        cluster.settle()
+        self.assertIsNone(cluster.stores["n0"].record(key))
+        read = cluster.get("n0", key, Consistency.quorum)
+        assert read.value is not None
+        self.assertEqual(read.value.value, b"v")
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(NAMES), st.binary(min_size=1, max_size=3)),
+            min_size=1,
+            max_size=8,
+        ),
+        st.sets(st.sampled_from(NAMES), max_size=1),
+    )
+    def test_concurrentWritersConverge(
+        self, writes: list[tuple[str, bytes]], down: set[str]
+    ) -> None:
+        """
+        Writers on different nodes, at level one, some replicas down: once
+        everyone is back and hints are delivered, every replica holds the
+        same record, the one with the highest version.
+        """
+        cluster = Cluster()
+        cluster.network.down.update(down)
+        pending = []
+        for via, value in writes:
+            if via in down:
+                continue
+            record = cluster.stores[via].newRecord(value)
+            pending.append(record)
+            cluster.nodes[via].write("k", record, Consistency.one)
+        cluster.network.down.clear()
+        cluster.settle(HINT_INTERVAL * 2)
+        records = {name: store.record("k") for name, store in cluster.stores.items()}
+        if pending:
+            newest = max(pending, key=lambda r: r.precedence)
+            self.assertEqual(set(records.values()), {newest})
+
+
+class HintStoreTests(SynchronousTestCase):
+    def record(self, size: int) -> Record:
+        return Record(b"x" * size, 0, 1, 1)
+
+    def test_boundedOldestDropped(self) -> None:
+        hints = HintStore(maxBytes=1000)
+        for i in range(10):
+            hints.add("a" if i % 2 else "b", f"k{i}", self.record(100))
+        self.assertLessEqual(hints.bytes, 1000)
+        self.assertEqual(hints.counters.queued, 10)
+        self.assertGreater(hints.counters.dropped, 0)
+        kept = hints.take("a", 100) + hints.take("b", 100)
+        self.assertEqual(len(kept) + hints.counters.dropped, 10)
+        self.assertEqual(hints.bytes, 0)
+
+    def test_restoreKeepsOrder(self) -> None:
+        hints = HintStore(maxBytes=10_000)
+        for i in range(3):
+            hints.add("a", f"k{i}", self.record(1))
+        taken = hints.take("a", 2)
+        hints.restore("a", taken)
+        self.assertEqual([k for k, _ in hints.take("a", 10)], ["k0", "k1", "k2"])
