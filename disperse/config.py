@@ -10,6 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from disperse.cluster.placement import Replicas
 from disperse.gossip.config import GossipSettings
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
@@ -150,3 +151,8 @@ class NodeConfig:
     accessLog: str | None = None
     zone: str = ""
     gossip: GossipSettings = field(default_factory=GossipSettings)
+    replicas: Replicas = 3
+    readConsistency: str = "quorum"
+    writeConsistency: str = "quorum"
+    replicaTimeout: float = 1.0
+    clusterSecret: bytes | None = None

@@ -9,14 +9,26 @@ ends never reach into each other or into the store directly.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from disperse.cluster.hints import HintStore
+from disperse.cluster.placement import MemberSpec
+from disperse.cluster.replicator import (
+    Consistency,
+    PeerClient,
+    ReadOutcome,
+    Replicator,
+    WriteOutcome,
+)
 from disperse.config import NodeConfig, nodeIdFor
 from disperse.gossip.messages import NodeState
 from disperse.gossip.service import (
@@ -27,7 +39,7 @@ from disperse.gossip.service import (
 )
 from disperse.gossip.swim import Member
 from disperse.logs import logger
-from disperse.store import Record, Store
+from disperse.store import Record, Store, ValueTooLarge
 
 # The active expiry sweep looks at this many candidates per tick, so a burst
 # of expiring keys costs a little time on many ticks, never a long pause.
@@ -66,6 +78,20 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+class _NoPeers:
+    """
+    The peer client of a node that has no way to reach others (yet).
+    """
+
+    def apply(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        return fail(ConnectionRefusedError(member))
+
+    def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
+        return fail(ConnectionRefusedError(member))
+
+
 class Node(MultiService):
     """
     One Disperse node.
@@ -83,6 +109,17 @@ class Node(MultiService):
         self.store = Store(clock, self.nodeId, maxBytes=config.maxMemory)
         self.httpPort: int | None = None
         self.membership: Membership | None = None
+        self.replicator = Replicator(
+            nodeName=config.nodeName,
+            store=self.store,
+            clock=clock,
+            peers=_NoPeers(),
+            replicas=config.replicas,
+            timeout=config.replicaTimeout,
+            hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
+        )
+        self.readConsistency = Consistency(config.readConsistency)
+        self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
 
@@ -91,6 +128,7 @@ class Node(MultiService):
     def startService(self) -> None:
         super().startService()
         self._sweeper.start(SWEEP_INTERVAL, now=False).addErrback(self._sweeperStopped)
+        self.replicator.start()
         self.log.info(
             "node {name} started (max memory {maxMemory} bytes, max value size"
             " {maxValueSize} bytes)",
@@ -102,6 +140,7 @@ class Node(MultiService):
     def stopService(self) -> Any:
         if self._sweeper.running:
             self._sweeper.stop()
+        self.replicator.stop()
         return super().stopService()
 
     def _sweep(self) -> None:
@@ -116,6 +155,12 @@ class Node(MultiService):
         self.log.failure("expiry sweep stopped", failure)
 
     # Membership
+
+    def setPeers(self, peers: PeerClient) -> None:
+        """
+        Reach other replicas through C{peers}.
+        """
+        self.replicator.peers = peers
 
     def setMembership(self, membership: Membership) -> None:
         """
@@ -146,6 +191,7 @@ class Node(MultiService):
         self._memberChanged("failed", member)
 
     def _memberChanged(self, change: str, member: Member) -> None:
+        self._updatePlacement()
         self.log.info(
             "member {member} {change} ({host}:{port}, incarnation {incarnation})",
             member=member.name,
@@ -155,17 +201,85 @@ class Node(MultiService):
             incarnation=member.incarnation,
         )
 
+    def _updatePlacement(self) -> None:
+        # Data lives on members that run Disperse (they publish an HTTP
+        # address); plain memberlist peers in the cluster hold none.
+        if self.membership is None:
+            return
+        holders = []
+        for member in self.membership.liveMembers():
+            meta = decodeMeta(member.meta)
+            if meta.get("http_addr"):
+                holders.append(MemberSpec(member.name, str(meta.get("zone", ""))))
+        self.replicator.updateMembers(holders)
+
+    def peerAddress(self, name: str) -> str | None:
+        """
+        The HTTP address (host:port) of member C{name}, if known.
+        """
+        member = (
+            self.membership.swim.member(name)
+            if self.membership and self.membership.swim
+            else None
+        )
+        if member is None:
+            return None
+        address = decodeMeta(member.meta).get("http_addr")
+        return address if isinstance(address, str) else None
+
     # Operations for the front ends
 
-    def get(self, key: str) -> Record | None:
-        return self.store.get(key)
+    def get(
+        self, key: str, level: Consistency | None = None
+    ) -> ReadOutcome | Deferred[ReadOutcome]:
+        """
+        Read C{key} from its replicas at C{level} (the node's default read
+        consistency if not given).
+        """
+        outcome = self.replicator.read(key, level or self.readConsistency)
+        if isinstance(outcome, Deferred):
+            return outcome.addCallback(self._countRead)
+        return self._countRead(outcome)
+
+    def _countRead(self, outcome: ReadOutcome) -> ReadOutcome:
+        self.store.countLookup(outcome.value is not None)
+        return outcome
 
     def put(
+        self,
+        key: str,
+        value: bytes,
+        ttlMs: int = 0,
+        binary: bool = False,
+        level: Consistency | None = None,
+    ) -> WriteOutcome | Deferred[WriteOutcome]:
+        """
+        Write C{value} to the replicas of C{key}.
+
+        @raise ValueTooLarge: if the entry cannot fit this node's budget.
+        """
+        if not self.store.fits(key, value):
+            raise ValueTooLarge(key)
+        record = self.store.newRecord(value, ttlMs, binary)
+        return self.replicator.write(key, record, level or self.writeConsistency)
+
+    def delete(
+        self, key: str, level: Consistency | None = None
+    ) -> WriteOutcome | Deferred[WriteOutcome]:
+        record = self.store.newRecord(b"", tombstone=True)
+        return self.replicator.write(key, record, level or self.writeConsistency)
+
+    # This node's store alone: the original's X-Is-Sync
+
+    def getLocal(self, key: str) -> Record | None:
+        return self.store.get(key)
+
+    def putLocal(
         self, key: str, value: bytes, ttlMs: int = 0, binary: bool = False
     ) -> Record:
         return self.store.put(key, value, ttlMs, binary)
 
-    def delete(self, key: str) -> bool:
+    def deleteLocal(self, key: str) -> bool:
         return self.store.delete(key)
 
     def members(self) -> list[MemberInfo]:
@@ -257,4 +371,16 @@ class Node(MultiService):
                 gossip.update(asdict(membership.swim.counters))
                 gossip["healthScore"] = membership.swim.healthScore
             stats["gossip"] = gossip
+        stats["replication"] = {
+            **asdict(self.replicator.counters),
+            "hintsQueued": self.replicator.hints.counters.queued,
+            "hintsDelivered": self.replicator.hints.counters.delivered,
+            "hintsDropped": self.replicator.hints.counters.dropped,
+            "hintsPending": sum(
+                self.replicator.hints.pending(m)
+                for m in self.replicator.hints.members()
+            ),
+            "members": len(self.replicator.table.members),
+            "table": self.replicator.table.digest(),
+        }
         return stats

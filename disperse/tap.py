@@ -23,6 +23,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
 from twisted.python import usage
 
+from disperse.cluster.peers import HTTPPeerClient
+from disperse.cluster.placement import parseReplicas
+from disperse.cluster.protocol import Signer, Verifier, deriveSecret
 from disperse.config import (
     NodeConfig,
     parseDuration,
@@ -36,6 +39,7 @@ from disperse.gossip.service import Membership
 from disperse.logs import LEVELS, setLevel
 from disperse.node import Node
 from disperse.web.api import CacheAPI
+from disperse.web.peer import PeerAPI
 from disperse.web.service import DisperseSite, HTTPService
 
 DEFAULT_GOSSIP_PORT = 7946
@@ -43,6 +47,8 @@ DEFAULT_HTTP_PORT = 8000
 DEFAULT_MAX_MEMORY = "256MB"
 DEFAULT_MAX_VALUE_SIZE = "4MiB"
 MAX_KEY_SIZE = 1024
+# The cluster secret of nodes bound to loopback when none is given.
+DEVELOPMENT_SECRET = "disperse development cluster on one host"  # noqa: S105
 
 # Flags that fall back to the environment variables the original used.
 ENVIRONMENT = {"port": "PORT", "http-port": "HTTP_PORT", "node-name": "NODE_NAME"}
@@ -64,6 +70,13 @@ def _guessAdvertiseAddress(bind: str) -> str:
         return "127.0.0.1"
     finally:
         probe.close()
+
+
+def _isLoopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _resolveAddress(host: str) -> str:
@@ -114,7 +127,12 @@ class Options(usage.Options):
             None,
             "Unique name of this node (default host-port; env NODE_NAME).",
         ],
-        ["bind", "b", "0.0.0.0", "Address to listen on."],
+        [
+            "bind",
+            "b",
+            "127.0.0.1",
+            "Address to listen on; serving other hosts needs --cluster-secret.",
+        ],
         [
             "advertise",
             "a",
@@ -137,6 +155,27 @@ class Options(usage.Options):
         ],
         ["access-log", None, None, "Write an HTTP access log to this file."],
         ["zone", None, "", "Zone (rack, data centre) label of this node."],
+        [
+            "replicas",
+            "r",
+            "3",
+            "Copies of each key (capped at the cluster size), or 'all'.",
+        ],
+        ["read-consistency", None, "quorum", "Default for reads: one, quorum, all."],
+        ["write-consistency", None, "quorum", "Default for writes: one, quorum, all."],
+        [
+            "replica-timeout",
+            None,
+            "1s",
+            "How long a coordinator waits for replicas.",
+        ],
+        [
+            "cluster-secret",
+            None,
+            None,
+            "Secret (16+ characters) authenticating node-to-node traffic; the "
+            "same on every node (env DISPERSE_CLUSTER_SECRET).",
+        ],
         [
             "log-level",
             None,
@@ -257,6 +296,7 @@ class Options(usage.Options):
             self["advertise"] = _guessAdvertiseAddress(self["bind"])
         self["advertise"] = _resolveAddress(self["advertise"])
         self["gossip"] = self._gossipSettings()
+        self._replication()
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(
                 f"--log-level: {self['log-level']!r} is not one of {', '.join(LEVELS)}"
@@ -265,6 +305,37 @@ class Options(usage.Options):
             # host-port is unique per host, unless the OS picks the port.
             suffix = self["port"] or f"pid{os.getpid()}"
             self["node-name"] = f"{socket.gethostname()}-{suffix}"
+
+    def _replication(self) -> None:
+        try:
+            self["replicas"] = parseReplicas(self["replicas"])
+        except ValueError as e:
+            raise usage.UsageError(f"--replicas: {e}") from None
+        for flag in ("read-consistency", "write-consistency"):
+            if self[flag] not in ("one", "quorum", "all"):
+                raise usage.UsageError(f"--{flag} must be one, quorum or all")
+        try:
+            self["replica-timeout"] = parseDuration(self["replica-timeout"])
+        except ValueError as e:
+            raise usage.UsageError(f"--replica-timeout: {e}") from None
+        if self["replica-timeout"] <= 0:
+            raise usage.UsageError("--replica-timeout must be positive")
+        secret = self["cluster-secret"] or self._environ.get("DISPERSE_CLUSTER_SECRET")
+        if secret:
+            try:
+                self["cluster-secret"] = deriveSecret(secret)
+            except ValueError as e:
+                raise usage.UsageError(f"--cluster-secret: {e}") from None
+        elif _isLoopback(self["bind"]):
+            # Nodes that only listen on this host can only be reached from
+            # it: a well-known secret protects nothing less than a real one.
+            self["cluster-secret"] = deriveSecret(DEVELOPMENT_SECRET)
+        else:
+            raise usage.UsageError(
+                "nodes listening beyond loopback need --cluster-secret (or "
+                "DISPERSE_CLUSTER_SECRET), the same on every node, so that "
+                "only members can write to replicas"
+            )
 
     def _gossipSettings(self) -> GossipSettings:
         profile = PROFILES.get(self["profile"])
@@ -345,6 +416,11 @@ class Options(usage.Options):
             accessLog=self["access-log"],
             zone=self["zone"],
             gossip=self["gossip"],
+            replicas=self["replicas"],
+            readConsistency=self["read-consistency"],
+            writeConsistency=self["write-consistency"],
+            replicaTimeout=self["replica-timeout"],
+            clusterSecret=self["cluster-secret"],
         )
 
 
@@ -365,7 +441,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         endpoint = serverFromString(reactor, config.httpEndpoint)
     except (ValueError, TypeError, KeyError) as e:
         raise usage.UsageError(f"--http-port: {config.httpEndpoint!r}: {e}") from None
-    site = DisperseSite(CacheAPI(node).resource(), logPath=config.accessLog)
+    secret = config.clusterSecret or deriveSecret(DEVELOPMENT_SECRET)
+    node.setPeers(
+        HTTPPeerClient(reactor, node.peerAddress, Signer(secret), config.replicaTimeout)
+    )
+    peerAPI = PeerAPI(node, Verifier(secret, clock))
+    site = DisperseSite(
+        CacheAPI(node, peer=peerAPI.resource()).resource(), logPath=config.accessLog
+    )
 
     def listening(port: IListeningPort) -> None:
         node.httpPort = getattr(port.getHost(), "port", None)

@@ -14,12 +14,12 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.cluster.replicator import Consistency, ReadOutcome
 from disperse.config import NodeConfig
 from disperse.gossip.config import GossipSettings
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.service import Membership
 from disperse.node import Node, keyFingerprint
-from disperse.store import Record
 from disperse.testing import MemoryReactorWithUDP
 from disperse.web.api import CacheAPI
 
@@ -362,7 +362,7 @@ class CacheAPITests(SynchronousTestCase):
         )
 
     def test_internalErrorIsContained(self) -> None:
-        def broken(key: str) -> Record | None:
+        def broken(key: str, level: Consistency | None = None) -> ReadOutcome:
             raise RuntimeError("secret value in message")
 
         self.node.get = broken  # type: ignore[method-assign]

@@ -11,10 +11,11 @@ import socket
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.cluster.protocol import deriveSecret
 from disperse.config import NodeConfig, parseDuration, parseHostPort, parseSize
 from disperse.gossip.service import Membership
 from disperse.node import Node
-from disperse.tap import Options, makeService
+from disperse.tap import DEVELOPMENT_SECRET, Options, makeService
 from disperse.testing import MemoryReactorWithUDP
 from disperse.web.service import HTTPService
 
@@ -32,15 +33,20 @@ class OptionsTests(SynchronousTestCase):
             config,
             NodeConfig(
                 nodeName=f"{socket.gethostname()}-7946",
-                bindAddress="0.0.0.0",
+                bindAddress="127.0.0.1",
                 advertiseAddress="10.1.2.3",
                 gossipPort=7946,
-                httpEndpoint="tcp:8000:interface=0.0.0.0",
+                httpEndpoint="tcp:8000:interface=127.0.0.1",
                 peers=(),
                 maxMemory=256_000_000,
                 maxValueSize=4 * 1024 * 1024,
                 maxKeySize=1024,
                 accessLog=None,
+                replicas=3,
+                readConsistency="quorum",
+                writeConsistency="quorum",
+                replicaTimeout=1.0,
+                clusterSecret=deriveSecret(DEVELOPMENT_SECRET),
             ),
         )
 
@@ -56,6 +62,11 @@ class OptionsTests(SynchronousTestCase):
                 "--max-memory=1GiB",
                 "--max-value-size=512K",
                 "--access-log=/tmp/access.log",
+                "--replicas=all",
+                "--read-consistency=one",
+                "--write-consistency=all",
+                "--replica-timeout=250ms",
+                "--cluster-secret=sixteen chars or more",
             ]
         )
         self.assertEqual(
@@ -71,6 +82,11 @@ class OptionsTests(SynchronousTestCase):
                 maxValueSize=512 * 1024,
                 maxKeySize=1024,
                 accessLog="/tmp/access.log",
+                replicas="all",
+                readConsistency="one",
+                writeConsistency="all",
+                replicaTimeout=0.25,
+                clusterSecret=deriveSecret("sixteen chars or more"),
             ),
         )
 
@@ -100,7 +116,7 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(
             (config.gossipPort, config.httpEndpoint, config.peers, config.nodeName),
-            (7000, "tcp:8000:interface=0.0.0.0", (("b", 4),), "flag"),
+            (7000, "tcp:8000:interface=127.0.0.1", (("b", 4),), "flag"),
         )
 
     def test_endpointDescription(self) -> None:
@@ -124,6 +140,13 @@ class OptionsTests(SynchronousTestCase):
             ),
             (["--peer", "host:port"], "--peer: 'port' is not a port number"),
             (["--peer", ":7946"], "--peer: ':7946' has no host"),
+            (["--replicas", "0"], "--replicas:"),
+            (["--read-consistency", "most"], "--read-consistency must be one"),
+            (["--cluster-secret", "short"], "--cluster-secret:"),
+            (
+                ["--bind", "0.0.0.0", "--advertise", "10.0.0.1"],
+                "nodes listening beyond loopback need --cluster-secret",
+            ),
         ]
         for argv, message in cases:
             with self.assertRaises(usage.UsageError) as raised:
@@ -131,6 +154,15 @@ class OptionsTests(SynchronousTestCase):
             self.assertTrue(
                 str(raised.exception).startswith(message), (argv, str(raised.exception))
             )
+
+    def test_clusterSecretFromEnvironment(self) -> None:
+        config = parse(
+            ["--bind", "0.0.0.0", "--advertise", "10.0.0.1"],
+            {"DISPERSE_CLUSTER_SECRET": "a secret of the whole cluster"},
+        )
+        self.assertEqual(
+            config.clusterSecret, deriveSecret("a secret of the whole cluster")
+        )
 
     def test_badEnvironment(self) -> None:
         with self.assertRaises(usage.UsageError):

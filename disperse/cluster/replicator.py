@@ -182,7 +182,7 @@ class _ReadRun:
         for _ in range(min(count, len(self.candidates))):
             member = self.candidates.pop(0)
             self.pending += 1
-            self.replicator._peers.fetch(member, [self.key]).addCallbacks(
+            self.replicator.peers.fetch(member, [self.key]).addCallbacks(
                 self.answered,
                 self.failed,
                 callbackArgs=(member,),
@@ -234,7 +234,7 @@ class Replicator:
         self.nodeName = nodeName
         self._store = store
         self._clock = clock
-        self._peers = peers
+        self.peers = peers
         self._replicas: Replicas = replicas
         self._timeout = timeout
         self.hints = hints if hints is not None else HintStore(64 * 1024 * 1024)
@@ -311,7 +311,7 @@ class Replicator:
             return outcome
         run = _WriteRun(self, outcome, len(remote))
         for owner in remote:
-            self._peers.apply(owner, [(key, record)]).addCallbacks(
+            self.peers.apply(owner, [(key, record)]).addCallbacks(
                 lambda _: run.answered(True),
                 self._applyFailed,
                 errbackArgs=(owner, key, record, run),
@@ -344,10 +344,12 @@ class Replicator:
         others = [owner for owner in owners if owner != self.nodeName]
         local = len(others) < len(owners)
         if local and required <= 1:
-            return ReadOutcome(self._store.record(key), 1, required, len(owners))
+            return ReadOutcome(
+                self._store.record(key, touch=True), 1, required, len(owners)
+            )
         run = _ReadRun(self, key, required, len(owners), others)
         if local:
-            run.answers[self.nodeName] = self._store.record(key)
+            run.answers[self.nodeName] = self._store.record(key, touch=True)
         run.ask(required - len(run.answers))
         if not run.pending:
             run.finish()
@@ -377,7 +379,7 @@ class Replicator:
         if member == self.nodeName:
             self._store.merge(key, record)
             return
-        self._peers.apply(member, [(key, record)]).addErrback(
+        self.peers.apply(member, [(key, record)]).addErrback(
             lambda f: self._remoteFailed("read repair", member, f)
         )
 
@@ -406,15 +408,16 @@ class Replicator:
             batch = self.hints.take(member, HINT_BATCH)
             if not batch:
                 continue
-            self._peers.apply(member, batch).addCallbacks(
+            self.peers.apply(member, batch).addCallbacks(
                 self._hintsDelivered,
                 self._hintsFailed,
-                callbackArgs=(len(batch),),
+                callbackArgs=(member, len(batch)),
                 errbackArgs=(member, batch),
             )
 
-    def _hintsDelivered(self, result: object, count: int) -> None:
+    def _hintsDelivered(self, result: object, member: str, count: int) -> None:
         self.hints.delivered(count)
+        self.log.info("delivered {count} hints to {member}", count=count, member=member)
 
     def _hintsFailed(
         self, failure: Failure, member: str, batch: list[tuple[str, Record]]

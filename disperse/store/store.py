@@ -224,10 +224,12 @@ class Store:
         self.misses += 1
         return None
 
-    def record(self, key: str) -> Record | None:
+    def record(self, key: str, touch: bool = False) -> Record | None:
         """
         The current record of C{key}, tombstones included, without counting
-        a hit or touching recency: what replication compares against.
+        a hit: what replication compares against.
+
+        @param touch: mark the key recently used (a client read it).
         """
         blob = self._entries.get(key)
         if blob is None:
@@ -235,7 +237,27 @@ class Store:
         record = Record.decode(blob)
         if record.expiresAtMs and record.expiresAtMs <= self.nowMs():
             return None
+        if touch:
+            self._referenced.add(key)
         return record
+
+    def countLookup(self, found: bool) -> None:
+        """
+        Count a client read answered elsewhere (by a replica set) as a hit
+        or a miss.
+        """
+        if found:
+            self.hits += 1
+        else:
+            self.misses += 1
+
+    def fits(self, key: str, value: bytes) -> bool:
+        """
+        Whether an entry of this size can be stored at all.
+        """
+        return self.maxBytes is None or (
+            len(key) + len(value) + ENTRY_OVERHEAD <= self.maxBytes
+        )
 
     def records(self) -> Iterator[tuple[str, Record]]:
         """
@@ -283,7 +305,9 @@ class Store:
         if tombstone:
             ttlMs = self._tombstoneTtlMs
         expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
-        return Record(value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary)
+        return Record(
+            value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary
+        )
 
     def put(
         self, key: str, value: bytes, ttlMs: int = 0, binary: bool = False
@@ -327,6 +351,10 @@ class Store:
         if current is not None and current.precedence >= record.precedence:
             return False
         self._store(key, record.encode())
+        if record.tombstone:
+            self.deletes += 1
+        else:
+            self.sets += 1
         return True
 
     def sweep(self, budget: int) -> int:

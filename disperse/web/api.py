@@ -16,20 +16,25 @@ import ipaddress
 import json
 import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from disperse.cluster.replicator import Consistency, ReadOutcome, WriteOutcome
 from disperse.config import parseDuration
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node
-from disperse.store import ValueTooLarge
+from disperse.store import Record, ValueTooLarge
+
+T = TypeVar("T")
 
 TEXT = b"text/plain; charset=utf-8"
 JSON = b"application/json"
@@ -109,12 +114,15 @@ class _Front(Resource):
 
     isLeaf = True
 
-    def __init__(self, api: CacheAPI, routes: IResource) -> None:
+    def __init__(
+        self, api: CacheAPI, routes: IResource, peer: IResource | None
+    ) -> None:
         super().__init__()
         self._api = api
         self._routes = routes
+        self._peer = peer
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         path = request.postpath or []
         if (
             len(path) > 1
@@ -127,6 +135,9 @@ class _Front(Resource):
             )
         ):
             return self._api.serveKey(request, path[1:])
+        if path and path[0] == b"internal" and self._peer is not None:
+            peerBody: bytes = self._peer.render(request)
+            return peerBody
         body: bytes = self._routes.render(request)
         return body
 
@@ -139,15 +150,19 @@ class CacheAPI:
     app = Klein()
     log = logger()
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, peer: IResource | None = None) -> None:
+        """
+        @param peer: the node-to-node API, served under C{/internal/}.
+        """
         self._node = node
+        self._peer = peer
         config = node.config
         self._maxKeySize = config.maxKeySize
         self._maxValueSize = config.maxValueSize
         self._maxBodySize = config.maxValueSize + JSON_BODY_SLACK
 
     def resource(self) -> IResource:
-        return _Front(self, self.app.resource())
+        return _Front(self, self.app.resource(), self._peer)
 
     # Errors, in one place
 
@@ -200,7 +215,7 @@ class CacheAPI:
             request, [member.asSeedJSON() for member in self._node.members()]
         )
 
-    def serveKey(self, request: IRequest, segments: list[bytes]) -> bytes:
+    def serveKey(self, request: IRequest, segments: list[bytes]) -> bytes | int:
         """
         Serve C{/cache/<key>} for every method, the errors of the cache
         routes included. C{segments} is the path after C{/cache}, already
@@ -214,7 +229,7 @@ class CacheAPI:
             body: bytes = self._internalError(request, Failure())
             return body
 
-    def _serveKey(self, request: IRequest, segments: list[bytes]) -> bytes:
+    def _serveKey(self, request: IRequest, segments: list[bytes]) -> bytes | int:
         raw = b"/".join(segments)
         if len(raw) > self._maxKeySize:
             raise BadRequest(414, f"key is longer than {self._maxKeySize} bytes")
@@ -223,27 +238,137 @@ class CacheAPI:
         except UnicodeDecodeError:
             raise BadRequest(400, "key is not valid UTF-8") from None
         method = request.method
-        if method == b"GET":
-            return self._get(request, key)
-        if method == b"HEAD":
-            body = self._get(request, key)
-            request.setHeader(b"content-length", b"%d" % len(body))
-            return b""
+        local = request.getHeader(b"x-is-sync") == b"true"
+        if method in (b"GET", b"HEAD"):
+            if local:
+                return self._renderRecord(request, self._node.getLocal(key))
+            return self._later(
+                request, self._node.get(key, self._level(request)), self._renderRead
+            )
         if method == b"PUT":
-            return self._put(request, key)
+            value, ttlMs, binary = self._parsePut(request)
+            try:
+                if local:
+                    self._node.putLocal(key, value, ttlMs, binary)
+                    return self._text(request, 200, b"OK")
+                written = self._node.put(
+                    key, value, ttlMs, binary, self._level(request)
+                )
+            except ValueTooLarge:
+                raise BadRequest(
+                    413, "value does not fit in this node's memory budget"
+                ) from None
+            return self._later(request, written, self._renderWrite)
         if method == b"DELETE":
-            self._node.delete(key)
-            return self._text(request, 200, b"OK")
+            if local:
+                self._node.deleteLocal(key)
+                return self._text(request, 200, b"OK")
+            return self._later(
+                request, self._node.delete(key, self._level(request)), self._renderWrite
+            )
         return self._text(request, 405, b"Method not allowed")
 
-    def _get(self, request: IRequest, key: str) -> bytes:
-        record = self._node.get(key)
+    @staticmethod
+    def _level(request: IRequest) -> Consistency | None:
+        """
+        The consistency level asked for, by the C{X-Consistency} header or
+        the C{consistency} query parameter; C{None} for the node's default.
+        """
+        text = request.getHeader(b"x-consistency")
+        if text is None:
+            values = (request.args or {}).get(b"consistency")
+            text = values[0] if values else None
+        if text is None:
+            return None
+        try:
+            return Consistency(text.decode("ascii", "replace").lower())
+        except ValueError:
+            raise BadRequest(400, "consistency must be one, quorum or all") from None
+
+    def _later(
+        self,
+        request: IRequest,
+        result: T | Deferred[T],
+        render: Callable[[IRequest, T], bytes],
+    ) -> bytes | int:
+        """
+        Render C{result} now, or when it arrives (then answer
+        C{NOT_DONE_YET}).
+        """
+        if not isinstance(result, Deferred):
+            return render(request, result)
+
+        def arrived(outcome: T) -> None:
+            try:
+                body = render(request, outcome)
+            except Exception:
+                body = self._internalError(request, Failure())
+            self._finishLater(request, body)
+
+        def failed(failure: Failure) -> None:
+            self._finishLater(request, self._internalError(request, failure))
+
+        result.addCallbacks(arrived, failed)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _finishLater(request: IRequest, body: bytes) -> None:
+        if getattr(request, "_disconnected", False) or getattr(
+            request, "finished", False
+        ):
+            return
+        request.setHeader(b"content-length", b"%d" % len(body))
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    def _renderRead(self, request: IRequest, outcome: ReadOutcome) -> bytes:
+        request.setHeader(b"x-disperse-replicas", b"%d" % outcome.replicas)
+        request.setHeader(b"x-disperse-answered", b"%d" % outcome.answered)
+        if not outcome.ok:
+            request.setResponseCode(503)
+            request.setHeader(b"content-type", JSON)
+            return json.dumps(
+                {
+                    "error": f"only {outcome.answered} of {outcome.replicas} replicas"
+                    f" answered; {outcome.required} required",
+                    "answered": outcome.answered,
+                    "required": outcome.required,
+                    "replicas": outcome.replicas,
+                }
+            ).encode("utf-8")
+        return self._renderRecord(request, outcome.value)
+
+    def _renderRecord(self, request: IRequest, record: Record | None) -> bytes:
         if record is None:
             return self._text(request, 404, b"Not Found")
         request.setHeader(b"content-type", OCTETS if record.binary else TEXT)
+        if request.method == b"HEAD":
+            request.setHeader(b"content-length", b"%d" % len(record.value))
+            return b""
         return record.value
 
-    def _put(self, request: IRequest, key: str) -> bytes:
+    def _renderWrite(self, request: IRequest, outcome: WriteOutcome) -> bytes:
+        request.setHeader(b"x-disperse-replicas", b"%d" % outcome.replicas)
+        request.setHeader(b"x-disperse-acks", b"%d" % outcome.acks)
+        if outcome.ok:
+            return self._text(request, 200, b"OK")
+        # Not a plain failure: the replicas that took the write keep it, and
+        # the others get it through hinted handoff.
+        request.setResponseCode(503)
+        request.setHeader(b"content-type", JSON)
+        return json.dumps(
+            {
+                "error": f"the write reached {outcome.acks} of {outcome.replicas}"
+                f" replicas; {outcome.required} required. Replicas that missed it"
+                " will receive it when they are back",
+                "acks": outcome.acks,
+                "required": outcome.required,
+                "replicas": outcome.replicas,
+            }
+        ).encode("utf-8")
+
+    def _parsePut(self, request: IRequest) -> tuple[bytes, int, bool]:
         body = self._readBody(request)
         contentType = (request.getHeader(b"content-type") or b"").lower()
         if contentType.startswith(b"application/json"):
@@ -254,13 +379,7 @@ class CacheAPI:
             raise BadRequest(400, "Content-Type must be application/json")
         if len(value) > self._maxValueSize:
             raise BadRequest(413, f"value is larger than {self._maxValueSize} bytes")
-        try:
-            self._node.put(key, value, ttlMs, binary)
-        except ValueTooLarge:
-            raise BadRequest(
-                413, "value does not fit in this node's memory budget"
-            ) from None
-        return self._text(request, 200, b"OK")
+        return value, ttlMs, binary
 
     def _readBody(self, request: IRequest) -> bytes:
         content = request.content

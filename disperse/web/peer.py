@@ -1,0 +1,101 @@
+"""
+The node-to-node HTTP API: replica writes and reads that other nodes send
+while coordinating requests. Every request must carry a valid signature
+made with the cluster secret; anything else is refused before its body is
+decoded, so a client can never forge a replica write.
+"""
+
+from __future__ import annotations
+
+from klein import Klein
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from disperse.cluster.protocol import (
+    SIGNATURE_HEADER,
+    ApplyRequest,
+    ApplyResponse,
+    FetchRequest,
+    FetchResponse,
+    ProtocolError,
+    SignatureError,
+    Verifier,
+)
+from disperse.logs import logger
+from disperse.node import Node
+from disperse.store import Record
+
+# A batch of replica writes may be much larger than one client request.
+MAX_PEER_BODY = 64 * 1024 * 1024
+
+
+class PeerAPI:
+    """
+    The internal routes, under C{/internal/v1/}.
+    """
+
+    app = Klein()
+    log = logger()
+
+    def __init__(self, node: Node, verifier: Verifier) -> None:
+        self._node = node
+        self._verifier = verifier
+        self.refused = 0
+
+    def resource(self) -> IResource:
+        resource: IResource = self.app.resource()
+        return resource
+
+    @app.route("/internal/v1/<kind>", methods=["POST"])
+    def call(self, request: IRequest, kind: str) -> bytes:
+        content = request.content
+        body = b""
+        if content is not None:
+            content.seek(0, 2)
+            if content.tell() > MAX_PEER_BODY:
+                return self._refuse(request, 413, "body too large")
+            content.seek(0)
+            body = content.read()
+        try:
+            self._verifier.verify(
+                request.method, request.uri, body, request.getHeader(SIGNATURE_HEADER)
+            )
+        except SignatureError as e:
+            return self._refuse(request, 401, str(e))
+        try:
+            if kind == "apply":
+                records = ApplyRequest.decode(body).records
+                applied = self._node.replicator.applyLocal(
+                    (key, Record.decode(blob)) for key, blob in records
+                )
+                answer = ApplyResponse(tuple(applied)).encode()
+            elif kind == "fetch":
+                keys = FetchRequest.decode(body).keys
+                found = self._node.replicator.fetchLocal(keys)
+                answer = FetchResponse(
+                    tuple(None if r is None else r.encode() for r in found)
+                ).encode()
+            else:
+                return self._refuse(request, 404, "no such call")
+        except ProtocolError as e:
+            return self._refuse(request, 400, str(e))
+        request.setHeader(b"content-type", b"application/x-msgpack")
+        return answer
+
+    def _refuse(self, request: IRequest, code: int, reason: str) -> bytes:
+        self.refused += 1
+        self.log.warn(
+            "refused a peer request from {client}: {reason}",
+            client=getattr(request.getClientAddress(), "host", "?"),
+            reason=reason,
+        )
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return reason.encode("utf-8")
+
+    @app.handle_errors(Exception)
+    def _internalError(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.failure("internal error serving a peer request", failure)
+        request.setResponseCode(500)
+        return b"internal error"
