@@ -586,7 +586,7 @@ class Membership(Service):
             )
         except wire.WireError as e:
             counters.badPackets += 1
-            if "decrypt" in str(e):
+            if isinstance(e, wire.DecryptError):
                 counters.decryptFailures += 1
             self.log.debug(
                 "dropped a packet from {source}: {error}", source=source, error=e
@@ -630,6 +630,8 @@ class Membership(Service):
 
     def streamRejected(self, transport: Any, error: wire.WireError) -> None:
         self.counters.badStreams += 1
+        if isinstance(error, wire.DecryptError):
+            self.counters.decryptFailures += 1
         peer = _hostPort(transport.getPeer()) if transport is not None else None
         self.log.debug("dropped a stream from {peer}: {error}", peer=peer, error=error)
 

@@ -56,6 +56,7 @@ __all__ = [
     "LABEL_MAX_SIZE",
     "MAX_PACKET_SIZE",
     "MAX_STREAM_SIZE",
+    "DecryptError",
     "Keyring",
     "Packet",
     "StreamDecoder",
@@ -115,6 +116,13 @@ class WireError(ValueError):
     """
     Bytes that are not a valid memberlist message (truncated, corrupt,
     oversized, wrongly typed, failing authentication or a label check).
+    """
+
+
+class DecryptError(WireError):
+    """
+    No installed key could decrypt a packet or stream: usually a node
+    configured with another key.
     """
 
 
@@ -813,7 +821,7 @@ def decodePacket(
             encrypted = True
         except crypto.DecryptionError as e:
             if verifyIncoming:
-                raise WireError(f"cannot decrypt packet: {e}") from e
+                raise DecryptError(f"cannot decrypt packet: {e}") from e
     if len(data) >= _CRC_HEADER.size and data[0] == MessageType.hasCrc:
         _, expected = _CRC_HEADER.unpack_from(data)
         data = data[_CRC_HEADER.size :]
@@ -1190,7 +1198,7 @@ class StreamDecoder:
                 self._keyring.keys, payload, header + self.label.encode("utf-8")
             )
         except crypto.DecryptionError as e:
-            raise WireError(f"cannot decrypt stream: {e}") from e
+            raise DecryptError(f"cannot decrypt stream: {e}") from e
         self.encrypted = True
         return _parseCompleteStream(plain, self._maxSize, allowCompressed=True)
 

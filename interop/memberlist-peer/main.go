@@ -5,6 +5,11 @@
 // the node is up, then (with -events) one line per membership event or user
 // message.  Logs go to stderr.
 //
+// In member events, "state" is always 0 (alive) with Debian's memberlist
+// 0.2.2: it keeps a member's state in its private nodeState and never updates
+// the Node.State it hands to NotifyLeave, so a "leave" event does not tell a
+// member that left from one declared dead.
+//
 // With -golden it instead prints reference encodings produced by Go's own
 // msgpack codec and compress/lzw, for use as test fixtures, and exits.
 //
@@ -242,6 +247,7 @@ func main() {
 	meta := flag.String("meta", "", "node metadata")
 	userState := flag.String("user-state", "", "user state sent in push/pull exchanges")
 	protocol := flag.Int("protocol", int(memberlist.ProtocolVersion2Compatible), "protocol version to speak")
+	pushPull := flag.Duration("push-pull-interval", 0, "time between periodic push/pull exchanges (0: memberlist's local default, 15s)")
 	golden := flag.Bool("golden", false, "print reference encodings as JSON and exit")
 	flag.Parse()
 
@@ -263,6 +269,9 @@ func main() {
 	conf.Logger = logger
 	conf.Events = events{enabled: *printEvents}
 	conf.Delegate = &delegate{meta: []byte(*meta), userState: []byte(*userState), report: *printEvents}
+	if *pushPull > 0 {
+		conf.PushPullInterval = *pushPull
+	}
 
 	if *key != "" {
 		secret, err := base64.StdEncoding.DecodeString(*key)

@@ -212,3 +212,38 @@ class MetaTests(SynchronousTestCase):
 
     def test_tooLarge(self) -> None:
         self.assertRaises(ValueError, encodeMeta, "10.0.0.1", 8000, "z" * 600)
+
+
+class StreamDecryptTests(SynchronousTestCase):
+    def test_wrongKeyStreamCountsAsDecryptFailure(self) -> None:
+        """
+        A join with the wrong key is a push/pull stream that does not
+        decrypt: counted as such, so a key mismatch is visible.
+        """
+        reactor = MemoryReactorWithUDP()
+        membership = Membership(
+            name="a",
+            bindAddress="127.0.0.1",
+            advertiseAddress="127.0.0.1",
+            port=7946,
+            seeds=[],
+            settings=GossipSettings(keyring=Keyring(KEY)),
+            reactor=reactor,
+            meta=lambda: b"{}",
+        )
+        membership.privilegedStartService()
+        membership.startService()
+        [(_, factory, _, _)] = reactor.tcpServers
+        protocol = factory.buildProtocol(IPv4Address("TCP", *PEER))
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            wire.encodeStream(
+                PushPull(True), keyring=Keyring(b"x" * 16), nonce=b"n" * 12
+            )
+        )
+        self.assertEqual(
+            (membership.counters.badStreams, membership.counters.decryptFailures),
+            (1, 1),
+        )
