@@ -18,13 +18,18 @@ from hypothesis.stateful import (
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.cluster.merkle import MerkleTree
+from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.store import ENTRY_OVERHEAD, HybridLogicalClock, Record, Store
 from disperse.store.hlc import fromMs, physicalMs
 from disperse.store.store import ValueTooLarge
 
 START = 1_700_000_000.0
 
-keys = st.sampled_from([f"k{i}" for i in range(12)])
+KEYS = [f"k{i}" for i in range(12)]
+keys = st.sampled_from(KEYS)
+# The partitions the model's keys fall in: the only ones with entries.
+PARTITIONS = sorted({partitionOf(key) for key in KEYS})
 values = st.binary(max_size=40)
 
 
@@ -148,6 +153,27 @@ class StoreModel(RuleBasedStateMachine):
                 assert record is None
 
     @invariant()
+    def treesMatchRecords(self) -> None:
+        """
+        Every partition's Merkle root is that of a tree rebuilt from its
+        entries: the unexpired records, and the expired entries not dropped
+        yet (which the tree counts until they are removed).
+        """
+        byPartition: dict[int, list[tuple[str, Record]]] = {}
+        for key, record in self.store.records(expired=True):
+            byPartition.setdefault(partitionOf(key), []).append((key, record))
+        for partition in PARTITIONS:
+            rebuilt = MerkleTree.fromRecords(byPartition.get(partition, ()))
+            assert self.store.partitionRoot(partition) == rebuilt.root()
+            assert self.store.partitionEntries(partition) == rebuilt.entries
+        unexpired = dict(self.store.records())
+        for partition in byPartition:
+            listed = self.store.partitionRecords(partition, range(256))
+            assert dict(listed) == {
+                k: r for k, r in unexpired.items() if partitionOf(k) == partition
+            }
+
+    @invariant()
     def keyCount(self) -> None:
         live = [k for k in self.model if self.live(k) and self.model[k][0] is not None]
         # Expired entries not yet swept do not count as keys, but the store
@@ -262,6 +288,46 @@ class StoreTests(SynchronousTestCase):
         expired = Record(b"v", int(START * 1000) - 1, fromMs(int(START * 1000)), 2)
         self.assertFalse(store.merge("k", expired))
         self.assertIsNone(store.record("k"))
+
+    def test_repairMergeDoesNotEvict(self) -> None:
+        """
+        A merge with evict=False takes a key the store has no entry for only
+        when that evicts nothing, and a newer version of a held key always.
+        """
+        size = entrySize("a", b"v")
+        store = Store(self.clock, nodeId=1, maxBytes=2 * size)
+        store.put("a", b"v")
+        store.put("b", b"v")
+        other = Store(self.clock, nodeId=2)
+        self.assertFalse(store.merge("c", other.newRecord(b"v"), evict=False))
+        self.assertFalse(store.occupies("c"))
+        self.assertTrue(store.merge("a", other.newRecord(b"w"), evict=False))
+        self.assertEqual(store.stats().evictions, 0)
+        self.assertTrue(store.merge("c", other.newRecord(b"v")))
+        self.assertEqual(store.stats().evictions, 1)
+
+    def test_partitionTreesFollowEveryChange(self) -> None:
+        """
+        Writes, deletes, expiry and eviction all reach the partition's tree:
+        a store that ends empty has empty roots.
+        """
+        store = Store(self.clock, nodeId=1, maxBytes=2 * entrySize("k0", b"v"))
+        store.put("k0", b"v", ttlMs=1000)
+        store.put("k1", b"v")
+        partition = partitionOf("k1")
+        self.assertNotEqual(store.partitionRoot(partition), bytes(8))
+        store.put("k2", b"v", ttlMs=1000)  # evicts k0
+        store.delete("k1")
+        self.clock.advance(store._tombstoneTtlMs / 1000 + 2)
+        store.sweep(100)
+        store.get("k2")
+        self.assertEqual(store.stats().evictions, 1)
+        self.assertEqual(
+            [store.partitionRoot(p) for p in range(PARTITION_COUNT)],
+            [bytes(8)] * PARTITION_COUNT,
+        )
+        self.assertRaises(ValueError, store.partitionRecords, PARTITION_COUNT, [0])
+        self.assertRaises(ValueError, store.partitionRecords, 0, [256])
 
     def test_localWritesOrderAfterObservedVersions(self) -> None:
         store = Store(self.clock, nodeId=1)

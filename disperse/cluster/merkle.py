@@ -28,7 +28,19 @@ The tree does not remember which keys it holds: a set of keys per leaf
 would cost 40 to 100 bytes per key, by keys per leaf (C{bench/merkle}),
 a quarter to over half of what the store spends per entry, for a list
 needed only while a repair runs. The caller enumerates the keys of the
-differing leaves itself (L{keysByLeaf}, L{leafHash}), one hash per key.
+differing leaves itself (L{keysByLeaf}, L{leafHash}), one hash per key: the
+store keeps its entries in one dictionary per partition, so that is a walk
+over one partition (L{disperse.store.Store.partitionRecords}).
+
+The store keeps one tree per partition, of the shape
+L{disperse.store.store.TREE_DEPTH} and C{TREE_FANOUT}, and feeds it from
+the two places an entry changes (L{MerkleTree.updateEncoded}). A tree
+counts an entry until the store removes it, so an expired entry not swept
+yet still counts: two replicas can differ for a second or two over it, and
+the exchange that follows finds nothing to repair (expired records are
+absent to every reader). Evicted entries are removed, so a full replica's
+trees differ from its peers' until they evict the same keys; repairs do
+not evict to take such keys back (L{disperse.store.Store.merge}).
 
 Exchange over the network, in rounds (see L{reconcile} for the loop): one
 side opens with its digests of one level (L{MerkleTree.opening}); the other
@@ -49,10 +61,13 @@ import struct
 from array import array
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import xxhash
 
-from disperse.store.store import Record
+if TYPE_CHECKING:
+    # Only for annotations: the store imports this module to keep its trees.
+    from disperse.store.store import Record
 
 # Seeds of the two xxh3 hashes, fixed for ever: distinct from each other and
 # from placement's key hash (xxh64, another seed), so that the keys of one
@@ -216,13 +231,21 @@ class MerkleTree:
 
     def updateBlobs(self, key: str, old: bytes | None, new: bytes | None) -> None:
         """
-        L{update} from encoded records, the form the store keeps: what
-        L{disperse.store.Store} calls on every write, merge, expiry and
-        eviction. Hashes the key once for the leaf and each record once:
-        about a microsecond for an overwrite (C{bench/merkle}).
+        L{update} from encoded records, the form the store keeps. Hashes the
+        key once for the leaf and each record once: about a microsecond for
+        an overwrite (C{bench/merkle}).
+        """
+        self.updateEncoded(key.encode(), old, new)
+
+    def updateEncoded(
+        self, encoded: bytes, old: bytes | None, new: bytes | None
+    ) -> None:
+        """
+        L{updateBlobs} for a caller that has the key's UTF-8 bytes already:
+        what L{disperse.store.Store} calls on every write, merge, expiry,
+        eviction and purge (it hashed those bytes for the partition).
         """
         # updateLeaf inlined: this runs on every write of the store.
-        encoded = key.encode()
         suffix = encoded + _KEY_LENGTH(len(encoded))
         if old is None:
             if new is None:

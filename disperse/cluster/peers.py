@@ -5,7 +5,9 @@ Each call is signed with the cluster secret (L{disperse.cluster.protocol})
 and carried by treq over a persistent connection pool. Calls to the same
 peer that arrive while a request to it is in flight are gathered into the
 next request, so a burst of small writes costs a few round trips, not one
-each. Every call fails after the timeout rather than hanging.
+each. Anti-entropy calls (digests, ranges, repairs) are rare and already
+sized by their caller, so they go one request each. Every call fails after
+the timeout rather than hanging.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from twisted.internet.error import ConnectError
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
+from disperse.cluster.merkle import Digests
 from disperse.cluster.protocol import (
     NONCE_SIZE,
     SIGNATURE_HEADER,
     ApplyRequest,
     ApplyResponse,
+    DigestRequest,
+    DigestResponse,
     FetchRequest,
     FetchResponse,
+    RangeRequest,
+    RangeResponse,
     Signer,
 )
 from disperse.logs import logger
@@ -39,6 +46,10 @@ MAX_IN_FLIGHT = 2
 # A request carries at most this many items, and roughly this many bytes.
 MAX_ITEMS = 1000
 MAX_BYTES = 8 * 1024 * 1024
+# Repairs go to the apply endpoint with this query: the receiver takes a key
+# it has no entry for only if that evicts nothing. The query is signed with
+# the path; a node that does not know it ignores it and simply applies.
+REPAIR_QUERY = b"?repair=1"
 
 
 class PeerUnreachable(ConnectError):
@@ -96,6 +107,37 @@ class HTTPPeerClient:
         return d.addCallback(
             lambda blobs: [None if b is None else Record.decode(b) for b in blobs]
         )
+
+    # RepairClient: one request per call
+
+    def digests(
+        self, member: str, partition: int, level: int, nodes: Sequence[int]
+    ) -> Deferred[Digests]:
+        body = DigestRequest(partition, level, tuple(nodes)).encode()
+        return Deferred.fromCoroutine(
+            self._post(member, PEER_PATH + b"digest", body)
+        ).addCallback(lambda data: DigestResponse.decode(data).toDigests())
+
+    def range(
+        self, member: str, partition: int, leaves: Sequence[int]
+    ) -> Deferred[list[tuple[str, Record]]]:
+        body = RangeRequest(partition, tuple(leaves)).encode()
+        return Deferred.fromCoroutine(
+            self._post(member, PEER_PATH + b"range", body)
+        ).addCallback(
+            lambda data: [
+                (key, Record.decode(blob))
+                for key, blob in RangeResponse.decode(data).records
+            ]
+        )
+
+    def repair(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        body = ApplyRequest(tuple((k, r.encode()) for k, r in records)).encode()
+        return Deferred.fromCoroutine(
+            self._post(member, PEER_PATH + b"apply" + REPAIR_QUERY, body)
+        ).addCallback(lambda data: list(ApplyResponse.decode(data).applied))
 
     # Batching
 
@@ -155,14 +197,23 @@ class HTTPPeerClient:
             self._queues.pop((member, kind), None)
 
     async def _send(self, member: str, kind: str, items: list[Any]) -> list[Any]:
-        address = self._addressOf(member)
-        if address is None:
-            raise PeerUnreachable(f"no HTTP address known for {member}")
         if kind == "apply":
             body = ApplyRequest(tuple(items)).encode()
         else:
             body = FetchRequest(tuple(items)).encode()
-        path = PEER_PATH + kind.encode("ascii")
+        data = await self._post(member, PEER_PATH + kind.encode("ascii"), body)
+        if kind == "apply":
+            return list(ApplyResponse.decode(data).applied)
+        return list(FetchResponse.decode(data).records)
+
+    async def _post(self, member: str, path: bytes, body: bytes) -> bytes:
+        """
+        POST a signed C{body} to C{path} (and query) on C{member}; the
+        answer's body.
+        """
+        address = self._addressOf(member)
+        if address is None:
+            raise PeerUnreachable(f"no HTTP address known for {member}")
         signature = self._signer.sign(
             b"POST",
             path,
@@ -187,9 +238,7 @@ class HTTPPeerClient:
         data = await content
         if response.code != 200:
             raise PeerUnreachable(f"{member} answered {response.code}")
-        if kind == "apply":
-            return list(ApplyResponse.decode(data).applied)
-        return list(FetchResponse.decode(data).records)
+        return data
 
 
 def _itemSize(item: Any) -> int:

@@ -7,7 +7,10 @@ replica the partition table names; it succeeds once the consistency level's
 number of replicas acknowledged. A read asks as many replicas as the level
 needs (more if some fail), returns the newest record, and repairs replicas
 that answered with something older. Replicas that miss a write get it later
-through hinted handoff.
+through hinted handoff, and whatever both miss is found by anti-entropy
+(L{disperse.cluster.antientropy}), which this module serves: a partition's
+Merkle digests (L{Replicator.digestsLocal}) and the records of some of its
+leaves (L{Replicator.rangeLocal}).
 
 Talking to other nodes goes through a L{PeerClient}; the one used in
 production speaks signed HTTP (L{disperse.cluster.peers}), tests use an
@@ -17,7 +20,7 @@ in-memory network. Time comes from the injected clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,13 +30,26 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.hints import HintStore
-from disperse.cluster.placement import MemberSpec, PartitionTable, Replicas
+from disperse.cluster.merkle import Digests
+from disperse.cluster.placement import (
+    PARTITION_COUNT,
+    MemberSpec,
+    PartitionTable,
+    Replicas,
+)
 from disperse.logs import logger
 from disperse.store import Record, Store
 
 # How often hints are offered to replicas that are back, and how many at once.
 HINT_INTERVAL = 1.0
 HINT_BATCH = 500
+
+# A range answer carries at most this many records and about this many
+# bytes (the protocol's batch limit, and well under the peer API's body
+# limit); the asker sees a partial answer as a difference left for the next
+# exchange.
+RANGE_MAX_RECORDS = 10_000
+RANGE_MAX_BYTES = 16 * 1024 * 1024
 
 
 class Consistency(enum.Enum):
@@ -69,6 +85,36 @@ class PeerClient(Protocol):
     def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
         """
         C{member}'s current record of each key (tombstones included).
+        """
+
+
+class RepairClient(PeerClient, Protocol):
+    """
+    A L{PeerClient} that also carries anti-entropy exchanges.
+    """
+
+    def digests(
+        self, member: str, partition: int, level: int, nodes: Sequence[int]
+    ) -> Deferred[Digests]:
+        """
+        C{member}'s Merkle digests of C{nodes} of C{level} of C{partition}'s
+        tree (level 0 is the root).
+        """
+
+    def range(
+        self, member: str, partition: int, leaves: Sequence[int]
+    ) -> Deferred[list[tuple[str, Record]]]:
+        """
+        C{member}'s unexpired records (tombstones included) of C{leaves} of
+        C{partition}'s tree.
+        """
+
+    def repair(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        """
+        Have C{member} merge C{records} as a repair: like L{apply}, but a
+        key it has no entry for is taken only if that evicts nothing.
         """
 
 
@@ -243,6 +289,9 @@ class Replicator:
         self.table = PartitionTable.build(self._members, replicas)
         self._hintLoop = LoopingCall(self._deliverHints)
         self._hintLoop.clock = clock
+        self._tableListeners: list[
+            Callable[[PartitionTable, PartitionTable], object]
+        ] = []
 
     # Life cycle and membership
 
@@ -269,12 +318,32 @@ class Replicator:
         if frozen == self._members:
             return
         self._members = frozen
+        old = self.table
         self.table = PartitionTable.build(frozen, self._replicas)
         self.log.info(
             "partition table rebuilt for {count} members ({digest})",
             count=len(frozen),
             digest=self.table.digest(),
         )
+        for listener in list(self._tableListeners):
+            try:
+                listener(old, self.table)
+            except Exception:
+                self.log.failure("partition table listener failed")
+
+    def addTableListener(
+        self, listener: Callable[[PartitionTable, PartitionTable], object]
+    ) -> None:
+        """
+        Call C{listener(old, new)} after every rebuild of the partition
+        table.
+        """
+        self._tableListeners.append(listener)
+
+    def removeTableListener(
+        self, listener: Callable[[PartitionTable, PartitionTable], object]
+    ) -> None:
+        self._tableListeners.remove(listener)
 
     def owners(self, key: str) -> tuple[str, ...]:
         return self.table.ownersOf(key) or (self.nodeName,)
@@ -385,16 +454,55 @@ class Replicator:
 
     # Serving other coordinators
 
-    def applyLocal(self, records: Iterable[tuple[str, Record]]) -> list[bool]:
+    def applyLocal(
+        self, records: Iterable[tuple[str, Record]], evict: bool = True
+    ) -> list[bool]:
         """
         Merge records another node sent; whether each changed this replica.
+
+        @param evict: C{False} for a repair: a key with no entry here is
+            taken only if that evicts nothing (L{Store.merge}).
         """
-        applied = [self._store.merge(key, record) for key, record in records]
+        store = self._store
+        applied = [store.merge(key, record, evict) for key, record in records]
         self.counters.applied += sum(applied)
         return applied
 
     def fetchLocal(self, keys: Iterable[str]) -> list[Record | None]:
         return [self._store.record(key) for key in keys]
+
+    def digestsLocal(self, partition: int, level: int, nodes: Iterable[int]) -> Digests:
+        """
+        This replica's digests of C{nodes} of C{level} of C{partition}'s
+        Merkle tree.
+
+        @raise ValueError: for a partition, level or node outside the tree
+            (the request came from the network).
+        """
+        _checkPartition(partition)
+        tree = self._store.partitionTree(partition)
+        out: dict[int, bytes] = {}
+        for node in nodes:
+            out[node] = tree.digest(level, node)
+        return Digests(level, out)
+
+    def rangeLocal(
+        self, partition: int, leaves: Iterable[int]
+    ) -> list[tuple[str, Record]]:
+        """
+        This replica's unexpired records of C{leaves} of C{partition}'s
+        tree, up to L{RANGE_MAX_RECORDS} and about L{RANGE_MAX_BYTES}.
+
+        @raise ValueError: for a partition or leaf outside the tree.
+        """
+        _checkPartition(partition)
+        records = self._store.partitionRecords(partition, leaves)
+        size = 0
+        for count, (key, record) in enumerate(records):
+            size += len(key) + len(record.value)
+            if count >= RANGE_MAX_RECORDS or size > RANGE_MAX_BYTES:
+                return records[: max(count, 1)]
+        return records
 
     # Hinted handoff
 
@@ -433,3 +541,8 @@ class Replicator:
             member=member,
             error=failure.getErrorMessage(),
         )
+
+
+def _checkPartition(partition: int) -> None:
+    if not 0 <= partition < PARTITION_COUNT:
+        raise ValueError(f"partition {partition} outside 0..{PARTITION_COUNT - 1}")

@@ -23,6 +23,19 @@ order; a read or overwrite marks the key referenced; the eviction hand skips
 Expiry is lazy on read and active through a timing wheel: each entry with an
 expiry is listed in the bucket of its expiry second, and L{Store.sweep}
 empties buckets whose second has passed, a bounded number of keys per call.
+
+Entries are kept in one dictionary per placement partition
+(L{disperse.cluster.placement.partitionOf}) rather than one for the whole
+store, and each partition has a Merkle tree (L{disperse.cluster.merkle})
+that every change of an entry updates: write, merge, delete, expiry,
+eviction, tombstone purge all go through L{Store._store} or
+L{Store._remove}. Anti-entropy compares the trees and then needs the
+records of a few leaves of one partition; sharding the dictionary lets it
+list them by walking one partition instead of the whole store, at no memory
+cost per entry (a separate index of keys per partition would cost 30 to 100
+bytes a key), for one extra key hash on every lookup. A tree counts an
+entry until it is removed, expired or not: readers of the tree treat
+expired records as absent and the sweep removes them within seconds.
 """
 
 from __future__ import annotations
@@ -30,10 +43,14 @@ from __future__ import annotations
 import heapq
 import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import xxhash
+
+from disperse.cluster.merkle import MerkleTree, leafHash
+from disperse.cluster.placement import KEY_SEED, PARTITION_COUNT
 from disperse.store.hlc import HybridLogicalClock
 from disperse.timesource import TimeSource
 
@@ -53,6 +70,20 @@ ENTRY_OVERHEAD = 168
 DEFAULT_TOMBSTONE_TTL = 3600.0
 
 _WHEEL_SLACK = 65536
+
+# partitionOf inlined on the lookup path: a function call would cost more
+# than the hash.
+_xxh64 = xxhash.xxh64_intdigest
+_PARTITION_MASK = PARTITION_COUNT - 1
+
+# The shape of every partition's Merkle tree: part of the contract between
+# nodes, like the digests (both sides of an exchange must agree). 256
+# leaves: a few keys a leaf at a thousand keys a partition.
+TREE_DEPTH = 2
+TREE_FANOUT = 16
+_LEAF_COUNT = TREE_FANOUT**TREE_DEPTH
+_LEAF_SHIFT = 64 - TREE_DEPTH * (TREE_FANOUT.bit_length() - 1)
+_EMPTY_ROOT = bytes(8)
 
 
 class Record(NamedTuple):
@@ -145,7 +176,7 @@ class ValueTooLarge(ValueError):
 class Store:
     """
     Keys (C{str}) to versioned values (C{bytes}) with expiry, tombstones and a
-    byte budget.
+    byte budget, with a Merkle tree per partition.
 
     @ivar hlc: the clock that versions local writes.
     """
@@ -163,7 +194,10 @@ class Store:
         self._tombstoneTtlMs = int(tombstoneTtl * 1000)
         self.hlc = HybridLogicalClock(clock)
 
-        self._entries: dict[str, bytes] = {}
+        # One dictionary per partition (64 bytes each while empty).
+        self._parts: list[dict[str, bytes]] = [{} for _ in range(PARTITION_COUNT)]
+        self._trees: list[MerkleTree | None] = [None] * PARTITION_COUNT
+        self._count = 0
         self._ring: deque[str] = deque()
         self._referenced: set[str] = set()
         self._buckets: dict[int, list[str]] = {}
@@ -189,21 +223,24 @@ class Store:
         The number of live keys (tombstones and expired keys not swept yet
         are not counted as keys, though the latter still hold memory).
         """
-        return len(self._entries) - self._tombstones
+        return self._count - self._tombstones
+
+    def _part(self, key: str) -> dict[str, bytes]:
+        return self._parts[_xxh64(key.encode(), KEY_SEED) & _PARTITION_MASK]
 
     def occupies(self, key: str) -> bool:
         """
         Whether an entry for C{key} still takes up memory: a live value, a
         tombstone, or an expired entry that has not been dropped yet.
         """
-        return key in self._entries
+        return key in self._part(key)
 
     def get(self, key: str) -> Record | None:
         """
         The live value of C{key}, or C{None} when it is missing, expired or
         deleted. Counts a hit or a miss and marks the key recently used.
         """
-        blob = self._entries.get(key)
+        blob = self._parts[_xxh64(key.encode(), KEY_SEED) & _PARTITION_MASK].get(key)
         if blob is not None:
             expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
             if expiresAtMs and expiresAtMs <= self.nowMs():
@@ -231,7 +268,7 @@ class Store:
 
         @param touch: mark the key recently used (a client read it).
         """
-        blob = self._entries.get(key)
+        blob = self._part(key).get(key)
         if blob is None:
             return None
         record = Record.decode(blob)
@@ -259,16 +296,33 @@ class Store:
             len(key) + len(value) + ENTRY_OVERHEAD <= self.maxBytes
         )
 
-    def records(self) -> Iterator[tuple[str, Record]]:
+    def hasRoom(self, key: str, record: Record) -> bool:
         """
-        Every unexpired record, tombstones included, in no particular order.
+        Whether C{record} could be stored under C{key} without evicting
+        anything.
+        """
+        if self.maxBytes is None:
+            return True
+        old = self._part(key).get(key)
+        grows = self._size(key, record.encode())
+        if old is not None:
+            grows -= self._size(key, old)
+        return self._bytes + grows <= self.maxBytes
+
+    def records(self, expired: bool = False) -> Iterator[tuple[str, Record]]:
+        """
+        Every record, tombstones included, in no particular order.
         The store must not be changed while this is being iterated.
+
+        @param expired: include the expired entries not dropped yet (what
+            the Merkle trees still count).
         """
         now = self.nowMs()
-        for key, blob in self._entries.items():
-            record = Record.decode(blob)
-            if not record.expiresAtMs or record.expiresAtMs > now:
-                yield key, record
+        for part in self._parts:
+            for key, blob in part.items():
+                record = Record.decode(blob)
+                if expired or not record.expiresAtMs or record.expiresAtMs > now:
+                    yield key, record
 
     def stats(self) -> StoreStats:
         return StoreStats(
@@ -283,6 +337,59 @@ class Store:
             evictions=self.evictions,
             expirations=self.expirations,
         )
+
+    # Partitions, for anti-entropy
+
+    def partitionTree(self, partition: int) -> MerkleTree:
+        """
+        The Merkle tree of C{partition}'s entries, made (empty) on first
+        use. Callers read and compare it; only the store updates it.
+        """
+        tree = self._trees[partition]
+        if tree is None:
+            tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
+        return tree
+
+    def partitionRoot(self, partition: int) -> bytes:
+        """
+        The root digest of C{partition}'s tree: equal on two replicas that
+        hold the same entries.
+        """
+        tree = self._trees[partition]
+        return _EMPTY_ROOT if tree is None else tree.root()
+
+    def partitionEntries(self, partition: int) -> int:
+        """
+        How many entries C{partition} holds: values and tombstones, and
+        expired entries not dropped yet.
+        """
+        return len(self._parts[partition])
+
+    def partitionRecords(
+        self, partition: int, leaves: Iterable[int]
+    ) -> list[tuple[str, Record]]:
+        """
+        The unexpired records, tombstones included, of the keys of
+        C{partition} that fall in C{leaves} of its tree: what a repair
+        compares once an exchange has named the differing leaves. One hash
+        per entry of the partition.
+
+        @raise ValueError: for a partition or leaf outside the tree.
+        """
+        if not 0 <= partition < PARTITION_COUNT:
+            raise ValueError(f"partition {partition} outside 0..{PARTITION_COUNT - 1}")
+        wanted = set(leaves)
+        if any(not 0 <= leaf < _LEAF_COUNT for leaf in wanted):
+            raise ValueError(f"leaf outside 0..{_LEAF_COUNT - 1}")
+        now = self.nowMs()
+        out = []
+        for key, blob in self._parts[partition].items():
+            if leafHash(key) >> _LEAF_SHIFT not in wanted:
+                continue
+            record = Record.decode(blob)
+            if not record.expiresAtMs or record.expiresAtMs > now:
+                out.append((key, record))
+        return out
 
     # Writing
 
@@ -335,13 +442,18 @@ class Store:
         self.deletes += 1
         return existed
 
-    def merge(self, key: str, record: Record) -> bool:
+    def merge(self, key: str, record: Record, evict: bool = True) -> bool:
         """
         Apply a record made elsewhere (a replica write, a hint, a repair) if
         it is newer than what is stored: last writer wins by
         L{Record.precedence}, so every replica ends with the same record
         whatever order copies arrive in.
 
+        @param evict: whether to make room by evicting when C{key} has no
+            entry here. A repair passes C{False}: a full replica lacks keys
+            because it evicted them, and taking them back would only evict
+            others, which the next repair would bring back in turn. A newer
+            version of a key held here is always taken.
         @return: whether the record was applied.
         """
         self.hlc.observe(record.timestamp)
@@ -349,6 +461,8 @@ class Store:
             return False
         current = self.record(key)
         if current is not None and current.precedence >= record.precedence:
+            return False
+        if not evict and current is None and not self.hasRoom(key, record):
             return False
         self._store(key, record.encode())
         if record.tombstone:
@@ -374,7 +488,7 @@ class Store:
                 key = bucket.pop()
                 looked += 1
                 self._wheelRefs -= 1
-                blob = self._entries.get(key)
+                blob = self._part(key).get(key)
                 if blob is not None:
                     expiresAtMs = _HEADER.unpack_from(blob)[0]
                     if expiresAtMs and expiresAtMs <= now:
@@ -396,24 +510,32 @@ class Store:
         size = self._size(key, blob)
         if self.maxBytes is not None and size > self.maxBytes:
             raise ValueTooLarge(key)
-        old = self._entries.get(key)
+        encoded = key.encode()
+        partition = _xxh64(encoded, KEY_SEED) & _PARTITION_MASK
+        part = self._parts[partition]
+        old = part.get(key)
         oldExpiry = 0
         if old is None:
             self._ring.append(key)
+            self._count += 1
         else:
             self._bytes -= self._size(key, old)
             self._referenced.add(key)
             oldExpiry = _HEADER.unpack_from(old)[0]
             if old[HEADER_SIZE - 1] & FLAG_TOMBSTONE:
                 self._tombstones -= 1
-        self._entries[key] = blob
+        part[key] = blob
+        tree = self._trees[partition]
+        if tree is None:
+            tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
+        tree.updateEncoded(encoded, old, blob)
         self._bytes += size
         if blob[HEADER_SIZE - 1] & FLAG_TOMBSTONE:
             self._tombstones += 1
         expiresAtMs = _HEADER.unpack_from(blob)[0]
         if expiresAtMs and expiresAtMs // 1000 != oldExpiry // 1000:
             self._schedule(key, expiresAtMs)
-        if len(self._ring) > 2 * len(self._entries) + _WHEEL_SLACK:
+        if len(self._ring) > 2 * self._count + _WHEEL_SLACK:
             self._compactRing()
         if self.maxBytes is not None:
             while self._bytes > self.maxBytes:
@@ -427,7 +549,7 @@ class Store:
             heapq.heappush(self._bucketHeap, second)
         bucket.append(key)
         self._wheelRefs += 1
-        if self._wheelRefs > 2 * len(self._entries) + _WHEEL_SLACK:
+        if self._wheelRefs > 2 * self._count + _WHEEL_SLACK:
             self._rebuildWheel()
 
     def _rebuildWheel(self) -> None:
@@ -437,10 +559,11 @@ class Store:
         self._buckets = {}
         self._bucketHeap = []
         self._wheelRefs = 0
-        for key, blob in self._entries.items():
-            expiresAtMs = _HEADER.unpack_from(blob)[0]
-            if expiresAtMs:
-                self._schedule(key, expiresAtMs)
+        for part in self._parts:
+            for key, blob in part.items():
+                expiresAtMs = _HEADER.unpack_from(blob)[0]
+                if expiresAtMs:
+                    self._schedule(key, expiresAtMs)
 
     def _compactRing(self) -> None:
         # Keys removed by expiry leave their ring slot behind, and a key
@@ -448,7 +571,7 @@ class Store:
         seen: set[str] = set()
         ring: deque[str] = deque()
         for key in self._ring:
-            if key in self._entries and key not in seen:
+            if key not in seen and key in self._part(key):
                 seen.add(key)
                 ring.append(key)
         self._ring = ring
@@ -458,10 +581,10 @@ class Store:
         referenced = self._referenced
         while ring:
             key = ring.popleft()
-            blob = self._entries.get(key)
+            blob = self._part(key).get(key)
             if blob is None:
                 continue
-            if key in referenced or (key == protect and len(self._entries) > 1):
+            if key in referenced or (key == protect and self._count > 1):
                 referenced.discard(key)
                 ring.append(key)
                 continue
@@ -471,7 +594,13 @@ class Store:
         raise AssertionError("byte budget exceeded by an empty store")
 
     def _remove(self, key: str, blob: bytes) -> None:
-        del self._entries[key]
+        encoded = key.encode()
+        partition = _xxh64(encoded, KEY_SEED) & _PARTITION_MASK
+        del self._parts[partition][key]
+        tree = self._trees[partition]
+        assert tree is not None, "an entry without its partition's tree"
+        tree.updateEncoded(encoded, blob, None)
+        self._count -= 1
         self._referenced.discard(key)
         self._bytes -= self._size(key, blob)
         if blob[HEADER_SIZE - 1] & FLAG_TOMBSTONE:

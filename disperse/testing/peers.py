@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime
 
+from disperse.cluster.merkle import Digests
 from disperse.cluster.replicator import Replicator
 from disperse.store import Record
 
@@ -79,8 +80,9 @@ class MemoryPeerNetwork:
 
 class MemoryPeerClient:
     """
-    One node's view of the network: a L{disperse.cluster.replicator.PeerClient}.
-    Records are encoded and decoded on the way, as on the wire.
+    One node's view of the network: a
+    L{disperse.cluster.replicator.RepairClient}. Records are encoded and
+    decoded on the way, as on the wire.
     """
 
     def __init__(self, network: MemoryPeerNetwork, source: str) -> None:
@@ -104,4 +106,35 @@ class MemoryPeerClient:
                 None if r is None else Record.decode(r.encode())
                 for r in node.fetchLocal(wanted)
             ],
+        )
+
+    def digests(
+        self, member: str, partition: int, level: int, nodes: Sequence[int]
+    ) -> Deferred[Digests]:
+        wanted = list(nodes)
+        return self._network.call(
+            self._source,
+            member,
+            lambda node: node.digestsLocal(partition, level, wanted),
+        )
+
+    def range(
+        self, member: str, partition: int, leaves: Sequence[int]
+    ) -> Deferred[list[tuple[str, Record]]]:
+        wanted = list(leaves)
+        return self._network.call(
+            self._source,
+            member,
+            lambda node: [
+                (key, Record.decode(record.encode()))
+                for key, record in node.rangeLocal(partition, wanted)
+            ],
+        )
+
+    def repair(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        copies = [(key, Record.decode(record.encode())) for key, record in records]
+        return self._network.call(
+            self._source, member, lambda node: node.applyLocal(copies, evict=False)
         )

@@ -1,6 +1,7 @@
 """
 The node-to-node HTTP API: replica writes and reads that other nodes send
-while coordinating requests. Every request must carry a valid signature
+while coordinating requests, and the Merkle digests and leaf ranges of
+anti-entropy exchanges. Every request must carry a valid signature
 made with the cluster secret; anything else is refused before its body is
 decoded, so a client can never forge a replica write.
 """
@@ -16,9 +17,12 @@ from disperse.cluster.protocol import (
     SIGNATURE_HEADER,
     ApplyRequest,
     ApplyResponse,
+    DigestRequest,
+    DigestResponse,
     FetchRequest,
     FetchResponse,
-    ProtocolError,
+    RangeRequest,
+    RangeResponse,
     SignatureError,
     Verifier,
 )
@@ -64,21 +68,39 @@ class PeerAPI:
         except SignatureError as e:
             return self._refuse(request, 401, str(e))
         try:
+            replicator = self._node.replicator
             if kind == "apply":
                 records = ApplyRequest.decode(body).records
-                applied = self._node.replicator.applyLocal(
-                    (key, Record.decode(blob)) for key, blob in records
+                # A repair (anti-entropy) must not evict to take a key.
+                repair = request.args.get(b"repair") == [b"1"]
+                applied = replicator.applyLocal(
+                    ((key, Record.decode(blob)) for key, blob in records),
+                    evict=not repair,
                 )
                 answer = ApplyResponse(tuple(applied)).encode()
             elif kind == "fetch":
                 keys = FetchRequest.decode(body).keys
-                found = self._node.replicator.fetchLocal(keys)
+                found = replicator.fetchLocal(keys)
                 answer = FetchResponse(
                     tuple(None if r is None else r.encode() for r in found)
                 ).encode()
+            elif kind == "digest":
+                asked = DigestRequest.decode(body)
+                digests = replicator.digestsLocal(
+                    asked.partition, asked.level, asked.nodes
+                )
+                answer = DigestResponse.fromDigests(digests).encode()
+            elif kind == "range":
+                wanted = RangeRequest.decode(body)
+                inRange = replicator.rangeLocal(wanted.partition, wanted.leaves)
+                answer = RangeResponse(
+                    tuple((key, r.encode()) for key, r in inRange)
+                ).encode()
             else:
                 return self._refuse(request, 404, "no such call")
-        except ProtocolError as e:
+        except ValueError as e:
+            # ProtocolError, and a partition, level or node outside the
+            # tree.
             return self._refuse(request, 400, str(e))
         request.setHeader(b"content-type", b"application/x-msgpack")
         return answer

@@ -1,7 +1,7 @@
 """
 Tests for L{disperse.cluster.replicator}: several replicators on one Clock
-over an in-memory network. Quorums, hinted handoff, read repair and
-convergence of concurrent writers.
+over an in-memory network. Quorums, hinted handoff, read repair,
+convergence of concurrent writers, and serving anti-entropy exchanges.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.hints import HintStore
-from disperse.cluster.placement import MemberSpec
+from disperse.cluster.merkle import Digests
+from disperse.cluster.placement import (
+    PARTITION_COUNT,
+    MemberSpec,
+    PartitionTable,
+    partitionOf,
+)
 from disperse.cluster.replicator import (
     HINT_INTERVAL,
     Consistency,
@@ -287,3 +293,72 @@ class HintStoreTests(SynchronousTestCase):
         taken = hints.take("a", 2)
         hints.restore("a", taken)
         self.assertEqual([k for k, _ in hints.take("a", 10)], ["k0", "k1", "k2"])
+
+
+class ServingAntiEntropyTests(SynchronousTestCase):
+    """
+    What a replica answers to anti-entropy exchanges, and the table
+    listeners that trigger catch-ups.
+    """
+
+    def test_digestsAndRange(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        cluster.settle()
+        node = cluster.nodes["n1"]
+        store = cluster.stores["n1"]
+        partition = partitionOf("k")
+        tree = store.partitionTree(partition)
+        self.assertEqual(
+            node.digestsLocal(partition, 0, [0]), Digests(0, {0: tree.root()})
+        )
+        leaf = tree.leafOf("k")
+        answer = node.digestsLocal(partition, 2, [leaf, (leaf + 1) % 256])
+        self.assertEqual(
+            cluster.stores["n0"].partitionTree(partition).compare(answer), []
+        )
+        self.assertEqual(node.rangeLocal(partition, [leaf]), [("k", store.record("k"))])
+        self.assertEqual(node.rangeLocal(partition, [(leaf + 1) % 256]), [])
+        for bad in [
+            lambda: node.digestsLocal(PARTITION_COUNT, 0, [0]),
+            lambda: node.digestsLocal(0, 3, [0]),
+            lambda: node.digestsLocal(0, 1, [16]),
+            lambda: node.rangeLocal(0, [256]),
+            lambda: node.rangeLocal(-1, [0]),
+        ]:
+            self.assertRaises(ValueError, bad)
+
+    def test_tableListeners(self) -> None:
+        clock = Clock()
+        node = Replicator(
+            nodeName="a",
+            store=Store(clock, 1),
+            clock=clock,
+            peers=MemoryPeerNetwork(clock).client("a"),
+        )
+        seen: list[tuple[int, int]] = []
+
+        def listener(old: PartitionTable, new: PartitionTable) -> None:
+            seen.append((len(old.members), len(new.members)))
+
+        node.addTableListener(listener)
+        node.updateMembers([MemberSpec("a"), MemberSpec("b")])
+        node.updateMembers([MemberSpec("b"), MemberSpec("a")])
+        node.removeTableListener(listener)
+        node.updateMembers([MemberSpec("a")])
+        self.assertEqual(seen, [(1, 2)])
+
+    def test_repairApplyDoesNotEvict(self) -> None:
+        clock = Clock()
+        store = Store(clock, 1, maxBytes=300)
+        node = Replicator(
+            nodeName="a",
+            store=store,
+            clock=clock,
+            peers=MemoryPeerNetwork(clock).client("a"),
+        )
+        store.put("held", b"v")
+        record = Store(clock, 2).newRecord(b"x" * 100)
+        self.assertEqual(node.applyLocal([("new", record)], evict=False), [False])
+        self.assertEqual(node.applyLocal([("new", record)]), [True])
+        self.assertEqual(store.stats().evictions, 1)

@@ -1,0 +1,379 @@
+"""
+Anti-entropy: replicas of a partition compare Merkle trees in the
+background and repair whatever writes, hints and read repairs all missed,
+and a node that joins or restarts catches up on the partitions it now owns.
+
+This module owns the schedule and the exchange. Every C{interval} seconds
+(each round starting a random fraction of C{jitter} intervals late, so that
+the nodes of a cluster do not all compare at the same moment) a round walks
+the partitions this node holds with other owners, up to
+C{partitionsPerRound} of them, and exchanges each with one co-owner, taking
+the co-owners in turn from round to round, so that every pair of replicas
+meets within as many rounds as a partition has other owners. An exchange:
+
+  1. asks the peer for its root digest of the partition and compares it
+     with the local tree (one round trip; most partitions stop here);
+  2. descends the tree level by level, asking for the peer's digests of
+     the children of the nodes that differ, down to the differing leaves;
+  3. fetches the peer's records of those leaves (a few leaves a request),
+     merges locally the ones that are newer (last writer wins, as
+     everywhere), and pushes back the local records the peer lacks or holds
+     older.
+
+Expired records count as absent on both sides. A repair never evicts to
+take a key the receiver has no entry for (L{disperse.store.Store.merge}):
+a full replica is missing keys because it evicted them.
+
+No more than C{maxInFlight} exchanges run at once, so that a round (or a
+newcomer catching up on hundreds of partitions) costs peers a few requests
+at a time and client traffic is not starved. When the partition table
+changes (L{Replicator.addTableListener}), each partition this node newly
+holds is exchanged with its previous owners ahead of the periodic rounds;
+a node that starts sees itself as the only member, so when the cluster
+appears every partition it holds with others is new to it.
+
+Time comes from the injected clock and randomness from the injected
+C{random.Random}, so tests run whole clusters deterministically.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from disperse.cluster.placement import PARTITION_COUNT, PartitionTable
+from disperse.cluster.replicator import RepairClient, Replicator
+from disperse.logs import logger
+from disperse.store import Record, Store
+
+DEFAULT_INTERVAL = 10.0
+# Each round starts up to this fraction of the interval late.
+DEFAULT_JITTER = 0.1
+# Exchanges running at once, on this node's initiative.
+DEFAULT_MAX_IN_FLIGHT = 4
+# Leaves asked for in one range request: at a few keys a leaf, a few hundred
+# records an answer.
+LEAVES_PER_RANGE = 32
+# Records pushed to a peer in one repair request.
+PUSH_BATCH = 500
+
+
+@dataclass
+class AntiEntropyCounters:
+    """
+    @ivar rounds: periodic rounds started.
+    @ivar roundsOverrun: rounds skipped because the previous one had not
+        finished its partitions yet.
+    @ivar compared: exchanges run to the end (partitions compared).
+    @ivar differing: exchanges whose partitions differed at the root.
+    @ivar keysPulled: records merged here from peers.
+    @ivar keysPushed: records peers merged from here.
+    @ivar catchUps: exchanges queued because the table changed.
+    @ivar failures: exchanges that failed (peer down, timeout, bad answer).
+    """
+
+    rounds: int = 0
+    roundsOverrun: int = 0
+    compared: int = 0
+    differing: int = 0
+    keysPulled: int = 0
+    keysPushed: int = 0
+    catchUps: int = 0
+    failures: int = 0
+
+
+class AntiEntropy:
+    """
+    The anti-entropy process of one node.
+
+    @ivar peers: how exchanges reach other nodes; may be replaced at any
+        time (the next exchange uses the new one).
+    @ivar inFlight: exchanges running now.
+    @ivar maxInFlightSeen: the most that ever ran at once.
+    """
+
+    log = logger()
+
+    def __init__(
+        self,
+        *,
+        replicator: Replicator,
+        store: Store,
+        peers: RepairClient,
+        clock: IReactorTime,
+        random: random.Random,
+        interval: float = DEFAULT_INTERVAL,
+        jitter: float = DEFAULT_JITTER,
+        maxInFlight: int = DEFAULT_MAX_IN_FLIGHT,
+        partitionsPerRound: int = PARTITION_COUNT,
+    ) -> None:
+        if interval <= 0 or not 0 <= jitter < 1:
+            raise ValueError("interval must be positive and jitter in [0, 1)")
+        if maxInFlight < 1 or partitionsPerRound < 1:
+            raise ValueError("maxInFlight and partitionsPerRound must be >= 1")
+        self._replicator = replicator
+        self._store = store
+        self.peers = peers
+        self._clock = clock
+        self._random = random
+        self.interval = interval
+        self.jitter = jitter
+        self.maxInFlight = maxInFlight
+        self.partitionsPerRound = partitionsPerRound
+        self.counters = AntiEntropyCounters()
+        self.inFlight = 0
+        self.maxInFlightSeen = 0
+        self._running = False
+        self._round = 0
+        self._cursor = 0
+        # Catch-ups first, then the current round's partitions.
+        self._urgent: deque[tuple[int, str]] = deque()
+        self._urgentPending: set[tuple[int, str]] = set()
+        self._queue: deque[int] = deque()
+        self._delayedRound: IDelayedCall | None = None
+        # Catch-up exchanges running, and the keys pulled when the current
+        # catch-up began, to report it once it is over.
+        self._urgentInFlight = 0
+        self._catchUpFrom: int | None = None
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+        replicator.addTableListener(self.tableChanged)
+
+    # Life cycle
+
+    def start(self) -> None:
+        """
+        Start the periodic rounds (the first one interval from now), and
+        any catch-up queued already.
+        """
+        self._running = True
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: self.log.failure("anti-entropy stopped", f)
+        )
+        self._pump()
+
+    def stop(self) -> None:
+        """
+        Stop scheduling exchanges; those running finish on their own.
+        """
+        self._running = False
+        if self._loop.running:
+            self._loop.stop()
+        if self._delayedRound is not None and self._delayedRound.active():
+            self._delayedRound.cancel()
+        self._delayedRound = None
+        self._queue.clear()
+        self._urgent.clear()
+        self._urgentPending.clear()
+
+    # Scheduling
+
+    def _tick(self) -> None:
+        delay = self._random.uniform(0, self.jitter * self.interval)
+        self._delayedRound = self._clock.callLater(delay, self.runRound)
+
+    def runRound(self) -> None:
+        """
+        Queue this round's partitions: the next C{partitionsPerRound} this
+        node holds with other owners.
+        """
+        self._delayedRound = None
+        if self._queue:
+            # The last round is still going: its partitions are due first.
+            self.counters.roundsOverrun += 1
+            return
+        table = self._replicator.table
+        me = self._replicator.nodeName
+        held = sorted(p for p in table.partitionsOf(me) if len(table.owners(p)) > 1)
+        self.counters.rounds += 1
+        self._round += 1
+        if not held:
+            return
+        count = min(self.partitionsPerRound, len(held))
+        start = self._cursor % len(held)
+        self._cursor = start + count
+        self._queue.extend((held + held)[start : start + count])
+        self._pump()
+
+    def tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
+        """
+        Queue an exchange of each partition this node newly holds with each
+        of its previous owners still in the table (with its new co-owners
+        when none is): how a joining or restarted node catches up.
+        """
+        me = self._replicator.nodeName
+        live = {member.name for member in new.members}
+        for partition in sorted(new.partitionsOf(me)):
+            others = [o for o in new.owners(partition) if o != me]
+            if not others:
+                continue
+            before = old.owners(partition)
+            previous = [o for o in before if o != me]
+            if me in before and previous:
+                # Held it already alongside others: the rounds keep it.
+                continue
+            sources = [o for o in previous if o in live] or others
+            for source in sources:
+                job = (partition, source)
+                if job not in self._urgentPending:
+                    self._urgentPending.add(job)
+                    self._urgent.append(job)
+                    self.counters.catchUps += 1
+        if self._urgent and self._catchUpFrom is None:
+            self._catchUpFrom = self.counters.keysPulled
+            self.log.info(
+                "catching up {count} partition exchanges after a table change",
+                count=len(self._urgent),
+            )
+        self._pump()
+
+    def _pump(self) -> None:
+        # Start queued exchanges up to the in-flight bound; each one that
+        # ends calls this again.
+        while self._running and self.inFlight < self.maxInFlight:
+            urgent = bool(self._urgent)
+            if urgent:
+                job = self._urgent.popleft()
+                self._urgentPending.discard(job)
+                partition, peer = job
+                self._urgentInFlight += 1
+            elif self._queue:
+                partition = self._queue.popleft()
+                chosen = self._coOwner(partition)
+                if chosen is None:
+                    continue
+                peer = chosen
+            else:
+                return
+            self.inFlight += 1
+            self.maxInFlightSeen = max(self.maxInFlightSeen, self.inFlight)
+            Deferred.fromCoroutine(self.exchange(partition, peer)).addErrback(
+                self._failed, partition, peer
+            ).addBoth(self._finished, urgent)
+
+    def _coOwner(self, partition: int) -> str | None:
+        # Co-owners in turn, round by round: over as many rounds as there
+        # are, this node meets each of them.
+        me = self._replicator.nodeName
+        others = [o for o in self._replicator.table.owners(partition) if o != me]
+        if not others:
+            return None
+        return others[(self._round + partition) % len(others)]
+
+    def _failed(self, failure: Failure, partition: int, peer: str) -> None:
+        self.counters.failures += 1
+        self.log.debug(
+            "anti-entropy of partition {partition} with {peer} failed: {error}",
+            partition=partition,
+            peer=peer,
+            error=failure.getErrorMessage(),
+        )
+
+    def _finished(self, result: object, urgent: bool) -> None:
+        self.inFlight -= 1
+        if urgent:
+            self._urgentInFlight -= 1
+        self._pump()
+        if (
+            self._catchUpFrom is not None
+            and not self._urgent
+            and not self._urgentInFlight
+        ):
+            self.log.info(
+                "caught up: {pulled} keys pulled from other replicas",
+                pulled=self.counters.keysPulled - self._catchUpFrom,
+            )
+            self._catchUpFrom = None
+
+    # The exchange
+
+    async def exchange(self, partition: int, peer: str) -> None:
+        """
+        Compare C{partition} with C{peer} and repair both sides.
+        """
+        tree = self._store.partitionTree(partition)
+        theirs = await self.peers.digests(peer, partition, 0, [0])
+        differing = tree.compare(theirs)
+        if differing:
+            self.counters.differing += 1
+        level = 0
+        while differing and level < tree.depth:
+            nodes = [
+                child for node in differing for child in tree.children(level, node)
+            ]
+            theirs = await self.peers.digests(peer, partition, level + 1, nodes)
+            level += 1
+            differing = tree.compare(theirs)
+        for start in range(0, len(differing), LEAVES_PER_RANGE):
+            leaves = differing[start : start + LEAVES_PER_RANGE]
+            remote = await self.peers.range(peer, partition, leaves)
+            await self._repair(partition, peer, leaves, remote)
+        self.counters.compared += 1
+
+    async def _repair(
+        self,
+        partition: int,
+        peer: str,
+        leaves: Sequence[int],
+        remote: Sequence[tuple[str, Record]],
+    ) -> None:
+        store = self._store
+        now = store.nowMs()
+        ours = dict(store.partitionRecords(partition, leaves))
+        theirs: dict[str, Record] = {}
+        for key, record in remote:
+            if record.expiresAtMs and record.expiresAtMs <= now:
+                continue
+            theirs[key] = record
+            mine = ours.get(key)
+            newer = mine is None or mine.precedence < record.precedence
+            if newer and store.merge(key, record, evict=False):
+                self.counters.keysPulled += 1
+        push = []
+        for key, record in ours.items():
+            held = theirs.get(key)
+            if held is None or held.precedence < record.precedence:
+                push.append((key, record))
+        for start in range(0, len(push), PUSH_BATCH):
+            applied = await self.peers.repair(peer, push[start : start + PUSH_BATCH])
+            self.counters.keysPushed += sum(1 for done in applied if done)
+
+    # Reporting
+
+    def stats(self) -> dict[str, int]:
+        """
+        The counters, and the exchanges running and waiting now.
+        """
+        return {
+            **asdict(self.counters),
+            "inFlight": self.inFlight,
+            "queued": len(self._queue) + len(self._urgent),
+        }
+
+    def partitionInfo(self) -> list[dict[str, Any]]:
+        """
+        Every partition: its owners, whether this node holds it, and this
+        node's entries (values, tombstones, expired not swept yet) and
+        Merkle root (hex) of it.
+        """
+        table = self._replicator.table
+        me = self._replicator.nodeName
+        store = self._store
+        return [
+            {
+                "partition": partition,
+                "owners": list(table.owners(partition)),
+                "held": me in table.owners(partition),
+                "entries": store.partitionEntries(partition),
+                "root": store.partitionRoot(partition).hex(),
+            }
+            for partition in range(PARTITION_COUNT)
+        ]

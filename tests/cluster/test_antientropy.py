@@ -1,0 +1,338 @@
+"""
+Tests for L{disperse.cluster.antientropy}: whole clusters of replicators
+with their anti-entropy on one Clock over the in-memory network. Repairs of
+missed writes, convergence after a network partition heals, catch-up of a
+node restarted empty, tombstones and expiry, pacing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from disperse.cluster.antientropy import AntiEntropy
+from disperse.cluster.hints import HintStore
+from disperse.cluster.placement import PARTITION_COUNT, MemberSpec, partitionOf
+from disperse.cluster.replicator import Consistency, Replicator
+from disperse.config import nodeIdFor
+from disperse.store import Store
+from disperse.testing.peers import MemoryPeerNetwork
+
+START = 1_700_000_000.0
+INTERVAL = 10.0
+JITTER = 0.1
+# Two rounds are due within this long of any moment: two intervals, the
+# second round's jitter, and time for its exchanges to finish.
+TWO_ROUNDS = 2 * INTERVAL + JITTER * INTERVAL + 2.0
+
+
+class Cluster:
+    """
+    Replicators with their stores and anti-entropy, on one clock.
+    """
+
+    def __init__(
+        self, names: Iterable[str] = ("n0", "n1", "n2"), maxInFlight: int = 4
+    ) -> None:
+        self.names = list(names)
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.network = MemoryPeerNetwork(self.clock)
+        self.maxInFlight = maxInFlight
+        self.stores: dict[str, Store] = {}
+        self.nodes: dict[str, Replicator] = {}
+        self.ae: dict[str, AntiEntropy] = {}
+        for index, name in enumerate(self.names):
+            self.boot(name, seed=index)
+        # Each node saw itself alone before it saw the others, so it starts
+        # by catching up with them: let that finish.
+        self.run(3.0)
+
+    def boot(self, name: str, seed: int) -> None:
+        """
+        Start (or restart, empty) node C{name}, seeing every member.
+        """
+        old = self.ae.get(name)
+        if old is not None:
+            old.stop()
+            self.nodes[name].stop()
+        store = Store(self.clock, nodeIdFor(name))
+        node = Replicator(
+            nodeName=name,
+            store=store,
+            clock=self.clock,
+            peers=self.network.client(name),
+            hints=HintStore(1024 * 1024),
+        )
+        ae = AntiEntropy(
+            replicator=node,
+            store=store,
+            peers=self.network.client(name),
+            clock=self.clock,
+            random=random.Random(seed),
+            interval=INTERVAL,
+            jitter=JITTER,
+            maxInFlight=self.maxInFlight,
+        )
+        node.start()
+        ae.start()
+        self.stores[name] = store
+        self.nodes[name] = node
+        self.ae[name] = ae
+        self.network.nodes[name] = node
+        node.updateMembers([MemberSpec(n) for n in self.names])
+
+    def run(self, seconds: float) -> None:
+        """
+        Advance the clock by C{seconds}, event by event.
+        """
+        end = self.clock.seconds() + seconds
+        while self.clock.calls and self.clock.calls[0].getTime() <= end:
+            self.clock.advance(
+                max(0.0, self.clock.calls[0].getTime() - self.clock.seconds())
+            )
+        self.clock.advance(end - self.clock.seconds())
+
+    def write(self, via: str, key: str, value: bytes, level: Consistency) -> None:
+        record = self.stores[via].newRecord(value)
+        self.nodes[via].write(key, record, level)
+
+    def seed(self, keys: Iterable[str], on: Iterable[str]) -> None:
+        """
+        Store a record of each key, its name as value, on the owners among
+        C{on}, as replicated writes would (written straight to the stores:
+        the Clock sorts its calls on each callLater, so thousands of calls
+        in flight would be slow).
+        """
+        holders = list(on)
+        writer = self.stores[holders[0]]
+        for key in keys:
+            record = writer.newRecord(key.encode())
+            for name in holders:
+                if name in self.nodes[name].table.ownersOf(key):
+                    self.stores[name].merge(key, record)
+
+    def isolate(self, name: str) -> None:
+        """
+        Cut C{name} off from every other node, both ways.
+        """
+        self.network.partition({name}, set(self.names) - {name})
+
+    def forgetHints(self) -> None:
+        for node in self.nodes.values():
+            for member in node.hints.members():
+                node.hints.forget(member)
+
+    def roots(self, name: str) -> list[bytes]:
+        store = self.stores[name]
+        return [store.partitionRoot(p) for p in range(PARTITION_COUNT)]
+
+    def value(self, name: str, key: str) -> bytes | None:
+        record = self.stores[name].record(key)
+        return None if record is None or record.tombstone else record.value
+
+
+class AntiEntropyTests(SynchronousTestCase):
+    def test_missedWritesRepaired(self) -> None:
+        """
+        A replica that was down while keys were written, and whose hints
+        were lost, holds them all within two intervals.
+        """
+        cluster = Cluster()
+        cluster.isolate("n2")
+        for i in range(50):
+            cluster.write("n0", f"k{i}", b"v%d" % i, Consistency.quorum)
+        cluster.run(0.1)
+        cluster.forgetHints()
+        cluster.network.heal()
+        self.assertEqual(cluster.value("n2", "k0"), None)
+        cluster.run(TWO_ROUNDS)
+        self.assertEqual(
+            [cluster.value("n2", f"k{i}") for i in range(50)],
+            [b"v%d" % i for i in range(50)],
+        )
+        self.assertEqual(cluster.roots("n2"), cluster.roots("n0"))
+        repaired = sum(
+            ae.counters.keysPulled + ae.counters.keysPushed
+            for ae in cluster.ae.values()
+        )
+        self.assertEqual(repaired, 50)
+
+    def test_healedPartitionConverges(self) -> None:
+        """
+        Writes on both sides of a network partition, to the same keys and to
+        others: once it heals, every replica of every partition has the same
+        root within two intervals, and the newest write of each key won.
+        """
+        cluster = Cluster()
+        cluster.network.partition({"n0"}, {"n1", "n2"})
+        for i in range(200):
+            cluster.write("n0", f"a{i}", b"n0", Consistency.one)
+            cluster.write("n1", f"b{i}", b"n1", Consistency.one)
+        cluster.run(0.1)
+        for i in range(100):
+            cluster.write("n2", f"a{i}", b"newer", Consistency.one)
+        cluster.run(0.1)
+        cluster.forgetHints()
+        cluster.network.heal()
+        cluster.run(TWO_ROUNDS)
+        roots = {name: cluster.roots(name) for name in cluster.names}
+        self.assertEqual(roots["n0"], roots["n1"])
+        self.assertEqual(roots["n0"], roots["n2"])
+        for name in cluster.names:
+            self.assertEqual(cluster.value(name, "a0"), b"newer")
+            self.assertEqual(cluster.value(name, "a150"), b"n0")
+            self.assertEqual(cluster.value(name, "b7"), b"n1")
+
+    def test_restartedEmptyNodeCatchesUp(self) -> None:
+        """
+        A node that restarts with an empty store catches up every key it
+        owns as soon as it sees the cluster, before any periodic round.
+        """
+        names = [f"n{i}" for i in range(5)]
+        cluster = Cluster(names)
+        keys = [f"key{i}" for i in range(3000)]
+        cluster.seed(keys, on=names)
+        cluster.boot("n3", seed=99)
+        self.assertEqual(len(cluster.stores["n3"]), 0)
+        cluster.run(INTERVAL * 0.5)
+        table = cluster.nodes["n3"].table
+        owned = [key for key in keys if "n3" in table.owners(partitionOf(key))]
+        self.assertGreater(len(owned), 1000)
+        self.assertEqual(
+            [key for key in owned if cluster.value("n3", key) != key.encode()], []
+        )
+        self.assertEqual(len(cluster.stores["n3"]), len(owned))
+        ae = cluster.ae["n3"]
+        self.assertEqual(ae.counters.rounds, 0)
+        self.assertEqual(ae.counters.keysPulled, len(owned))
+        self.assertEqual(ae.counters.failures, 0)
+
+    def test_thousandsOfMissedKeysInBoundedRounds(self) -> None:
+        """
+        Thousands of keys missed by one replica are repaired within two
+        rounds, at a few requests per partition.
+        """
+        cluster = Cluster()
+        keys = [f"k{i}" for i in range(5000)]
+        cluster.seed(keys, on=["n0", "n1"])
+        calls = sum(cluster.network.calls.values())
+        cluster.run(TWO_ROUNDS)
+        missing = [key for key in keys if cluster.value("n2", key) != key.encode()]
+        self.assertEqual(missing, [])
+        for ae in cluster.ae.values():
+            self.assertLessEqual(ae.counters.rounds, 2)
+        # Two rounds of 1024 root comparisons on each of three nodes, and
+        # for the partitions that differ a descent, a range and a push.
+        calls = sum(cluster.network.calls.values()) - calls
+        self.assertLess(calls, 3 * 2 * PARTITION_COUNT + 6 * PARTITION_COUNT)
+
+    def test_missedDeleteDoesNotResurrect(self) -> None:
+        """
+        A replica that missed a delete gets the tombstone; its stale value
+        never comes back to the others.
+        """
+        cluster = Cluster()
+        cluster.write("n0", "k", b"v", Consistency.all)
+        cluster.run(0.1)
+        cluster.isolate("n2")
+        cluster.nodes["n0"].write(
+            "k", cluster.stores["n0"].newRecord(b"", tombstone=True), Consistency.one
+        )
+        cluster.run(0.1)
+        cluster.forgetHints()
+        cluster.network.heal()
+        self.assertEqual(cluster.value("n2", "k"), b"v")
+        cluster.run(TWO_ROUNDS)
+        for name in cluster.names:
+            record = cluster.stores[name].record("k")
+            assert record is not None
+            self.assertTrue(record.tombstone)
+        self.assertEqual(cluster.roots("n0"), cluster.roots("n2"))
+
+    def test_expiredRecordsNotResurrected(self) -> None:
+        """
+        An expired record still held by a replica that has not swept it is
+        not copied back to replicas that dropped it.
+        """
+        cluster = Cluster()
+        record = cluster.stores["n0"].newRecord(b"v", ttlMs=2000)
+        cluster.nodes["n0"].write("k", record, Consistency.all)
+        cluster.run(3.0)
+        for name in ("n0", "n1"):
+            cluster.stores[name].sweep(100)
+            self.assertFalse(cluster.stores[name].occupies("k"))
+        self.assertTrue(cluster.stores["n2"].occupies("k"))
+        cluster.run(TWO_ROUNDS)
+        for name in ("n0", "n1"):
+            self.assertFalse(cluster.stores[name].occupies("k"))
+        self.assertIsNone(cluster.stores["n2"].record("k"))
+        repaired = sum(
+            ae.counters.keysPulled + ae.counters.keysPushed
+            for ae in cluster.ae.values()
+        )
+        self.assertEqual(repaired, 0)
+
+    def test_pacingBoundsInFlight(self) -> None:
+        """
+        However many partitions differ, no more than maxInFlight exchanges
+        run at once on a node.
+        """
+        cluster = Cluster(maxInFlight=2)
+        cluster.seed([f"k{i}" for i in range(2000)], on=["n0", "n1"])
+        peak = 0
+        end = cluster.clock.seconds() + TWO_ROUNDS
+        while cluster.clock.seconds() < end:
+            cluster.run(0.001)
+            peak = max(peak, *(ae.inFlight for ae in cluster.ae.values()))
+        self.assertEqual(peak, 2)
+        for ae in cluster.ae.values():
+            self.assertEqual(ae.maxInFlightSeen, 2)
+        self.assertEqual(
+            [i for i in range(2000) if cluster.value("n2", f"k{i}") is None], []
+        )
+
+    def test_failedExchangesCountedAndRetried(self) -> None:
+        """
+        Exchanges with a peer that is down fail and are counted; the next
+        round retries them.
+        """
+        cluster = Cluster()
+        cluster.isolate("n2")
+        cluster.write("n0", "k", b"v", Consistency.quorum)
+        cluster.run(0.1)
+        cluster.forgetHints()
+        cluster.run(INTERVAL + JITTER * INTERVAL + 2.0)
+        self.assertGreater(cluster.ae["n0"].counters.failures, 0)
+        cluster.network.heal()
+        cluster.run(TWO_ROUNDS)
+        self.assertEqual(cluster.value("n2", "k"), b"v")
+
+    def test_partitionInfoAndStats(self) -> None:
+        cluster = Cluster(["n0", "n1"])
+        cluster.write("n0", "k", b"v", Consistency.all)
+        cluster.run(0.1)
+        info = cluster.ae["n0"].partitionInfo()
+        self.assertEqual(len(info), PARTITION_COUNT)
+        row = info[partitionOf("k")]
+        self.assertEqual(
+            (row["owners"], row["held"], row["entries"]),
+            (list(cluster.nodes["n0"].table.owners(partitionOf("k"))), True, 1),
+        )
+        self.assertEqual(
+            row["root"], cluster.stores["n1"].partitionRoot(partitionOf("k")).hex()
+        )
+        self.assertNotEqual(row["root"], bytes(8).hex())
+        stats = cluster.ae["n0"].stats()
+        self.assertEqual(stats["inFlight"], 0)
+        self.assertIn("keysPulled", stats)
+
+    def test_stopCancelsRounds(self) -> None:
+        cluster = Cluster()
+        for ae in cluster.ae.values():
+            ae.stop()
+        cluster.run(TWO_ROUNDS)
+        self.assertEqual([ae.counters.rounds for ae in cluster.ae.values()], [0, 0, 0])
