@@ -9,6 +9,7 @@ ends never reach into each other or into the store directly.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,12 +21,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from disperse.cluster.antientropy import AntiEntropy
 from disperse.cluster.hints import HintStore
+from disperse.cluster.merkle import Digests
 from disperse.cluster.placement import MemberSpec
 from disperse.cluster.replicator import (
     Consistency,
-    PeerClient,
     ReadOutcome,
+    RepairClient,
     Replicator,
     WriteOutcome,
 )
@@ -91,6 +94,21 @@ class _NoPeers:
     def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
         return fail(ConnectionRefusedError(member))
 
+    def digests(
+        self, member: str, partition: int, level: int, nodes: Sequence[int]
+    ) -> Deferred[Digests]:
+        return fail(ConnectionRefusedError(member))
+
+    def range(
+        self, member: str, partition: int, leaves: Sequence[int]
+    ) -> Deferred[list[tuple[str, Record]]]:
+        return fail(ConnectionRefusedError(member))
+
+    def repair(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        return fail(ConnectionRefusedError(member))
+
 
 class Node(MultiService):
     """
@@ -118,6 +136,14 @@ class Node(MultiService):
             timeout=config.replicaTimeout,
             hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
         )
+        self.antiEntropy = AntiEntropy(
+            replicator=self.replicator,
+            store=self.store,
+            peers=_NoPeers(),
+            clock=clock,
+            random=random.Random(),
+            interval=config.antiEntropyInterval,
+        )
         self.readConsistency = Consistency(config.readConsistency)
         self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = LoopingCall(self._sweep)
@@ -129,6 +155,7 @@ class Node(MultiService):
         super().startService()
         self._sweeper.start(SWEEP_INTERVAL, now=False).addErrback(self._sweeperStopped)
         self.replicator.start()
+        self.antiEntropy.start()
         self.log.info(
             "node {name} started (max memory {maxMemory} bytes, max value size"
             " {maxValueSize} bytes)",
@@ -140,6 +167,7 @@ class Node(MultiService):
     def stopService(self) -> Any:
         if self._sweeper.running:
             self._sweeper.stop()
+        self.antiEntropy.stop()
         self.replicator.stop()
         return super().stopService()
 
@@ -156,11 +184,12 @@ class Node(MultiService):
 
     # Membership
 
-    def setPeers(self, peers: PeerClient) -> None:
+    def setPeers(self, peers: RepairClient) -> None:
         """
         Reach other replicas through C{peers}.
         """
         self.replicator.peers = peers
+        self.antiEntropy.peers = peers
 
     def setMembership(self, membership: Membership) -> None:
         """
@@ -333,6 +362,17 @@ class Node(MultiService):
         }[operation]
         change(key)
 
+    def partitions(self) -> dict[str, Any]:
+        """
+        The partition table as this node sees it: owners, this node's
+        entries and Merkle root per partition.
+        """
+        return {
+            "node": self.config.nodeName,
+            "table": self.replicator.table.digest(),
+            "partitions": self.antiEntropy.partitionInfo(),
+        }
+
     def clusterMembers(self) -> list[dict[str, Any]]:
         """
         Every member this node knows of, in any state, with what an operator
@@ -383,4 +423,5 @@ class Node(MultiService):
             "members": len(self.replicator.table.members),
             "table": self.replicator.table.digest(),
         }
+        stats["antiEntropy"] = self.antiEntropy.stats()
         return stats

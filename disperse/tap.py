@@ -170,6 +170,12 @@ class Options(usage.Options):
             "How long a coordinator waits for replicas.",
         ],
         [
+            "anti-entropy-interval",
+            None,
+            "10s",
+            "Time between Merkle comparisons of each partition with a co-replica.",
+        ],
+        [
             "cluster-secret",
             None,
             None,
@@ -320,6 +326,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--replica-timeout: {e}") from None
         if self["replica-timeout"] <= 0:
             raise usage.UsageError("--replica-timeout must be positive")
+        try:
+            self["anti-entropy-interval"] = parseDuration(self["anti-entropy-interval"])
+        except ValueError as e:
+            raise usage.UsageError(f"--anti-entropy-interval: {e}") from None
+        if self["anti-entropy-interval"] <= 0:
+            raise usage.UsageError("--anti-entropy-interval must be positive")
         secret = self["cluster-secret"] or self._environ.get("DISPERSE_CLUSTER_SECRET")
         if secret:
             try:
@@ -421,6 +433,7 @@ class Options(usage.Options):
             writeConsistency=self["write-consistency"],
             replicaTimeout=self["replica-timeout"],
             clusterSecret=self["cluster-secret"],
+            antiEntropyInterval=self["anti-entropy-interval"],
         )
 
 

@@ -439,6 +439,10 @@ class CacheAPI:
     def clusterMembers(self, request: IRequest) -> bytes:
         return self._json(request, self._node.clusterMembers())
 
+    @app.route("/cluster/partitions", methods=["GET", "HEAD"])
+    def partitions(self, request: IRequest) -> bytes:
+        return self._json(request, self._node.partitions())
+
     @app.route("/cluster/keys", methods=["GET", "HEAD"])
     def gossipKeys(self, request: IRequest) -> bytes:
         self._requireLocal(request)
