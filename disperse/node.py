@@ -94,6 +94,9 @@ class _NoPeers:
     def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
         return fail(ConnectionRefusedError(member))
 
+    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
+        return fail(ConnectionRefusedError(member))
+
     def digests(
         self, member: str, partition: int, level: int, nodes: Sequence[int]
     ) -> Deferred[Digests]:

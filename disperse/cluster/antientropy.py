@@ -72,6 +72,8 @@ class AntiEntropyCounters:
     @ivar rounds: periodic rounds started.
     @ivar roundsOverrun: rounds skipped because the previous one had not
         finished its partitions yet.
+    @ivar rootsCompared: partition roots compared with a co-owner's (one
+        request per co-owner and round carries them all).
     @ivar compared: exchanges run to the end (partitions compared).
     @ivar differing: exchanges whose partitions differed at the root.
     @ivar keysPulled: records merged here from peers.
@@ -82,6 +84,7 @@ class AntiEntropyCounters:
 
     rounds: int = 0
     roundsOverrun: int = 0
+    rootsCompared: int = 0
     compared: int = 0
     differing: int = 0
     keysPulled: int = 0
@@ -143,6 +146,7 @@ class AntiEntropy:
         # catch-up began, to report it once it is over.
         self._urgentInFlight = 0
         self._catchUpFrom: int | None = None
+        self._rootsPending = 0
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         replicator.addTableListener(self.tableChanged)
@@ -182,11 +186,13 @@ class AntiEntropy:
 
     def runRound(self) -> None:
         """
-        Queue this round's partitions: the next C{partitionsPerRound} this
-        node holds with other owners.
+        Compare the roots of this round's partitions (the next
+        C{partitionsPerRound} this node holds with other owners) with one
+        co-owner each, one request per co-owner, and queue an exchange of
+        those that differ.
         """
         self._delayedRound = None
-        if self._queue:
+        if self._queue or self._rootsPending:
             # The last round is still going: its partitions are due first.
             self.counters.roundsOverrun += 1
             return
@@ -200,7 +206,38 @@ class AntiEntropy:
         count = min(self.partitionsPerRound, len(held))
         start = self._cursor % len(held)
         self._cursor = start + count
-        self._queue.extend((held + held)[start : start + count])
+        byPeer: dict[str, list[int]] = {}
+        for partition in (held + held)[start : start + count]:
+            peer = self._coOwner(partition)
+            if peer is not None:
+                byPeer.setdefault(peer, []).append(partition)
+        for peer, partitions in byPeer.items():
+            self._rootsPending += 1
+            self.peers.roots(peer, partitions).addCallbacks(
+                self._rootsArrived,
+                self._rootsFailed,
+                callbackArgs=(partitions,),
+                errbackArgs=(peer,),
+            ).addBoth(self._rootsDone)
+
+    def _rootsArrived(self, roots: list[bytes], partitions: list[int]) -> None:
+        if len(roots) != len(partitions):
+            raise ValueError("a peer answered the wrong number of roots")
+        for partition, root in zip(partitions, roots, strict=True):
+            self.counters.rootsCompared += 1
+            if root != self._store.partitionRoot(partition):
+                self._queue.append(partition)
+
+    def _rootsFailed(self, failure: Failure, peer: str) -> None:
+        self.counters.failures += 1
+        self.log.debug(
+            "comparing roots with {peer} failed: {error}",
+            peer=peer,
+            error=failure.getErrorMessage(),
+        )
+
+    def _rootsDone(self, result: object) -> None:
+        self._rootsPending -= 1
         self._pump()
 
     def tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:

@@ -35,6 +35,8 @@ from disperse.cluster.protocol import (
     FetchResponse,
     RangeRequest,
     RangeResponse,
+    RootsRequest,
+    RootsResponse,
     Signer,
 )
 from disperse.logs import logger
@@ -109,6 +111,12 @@ class HTTPPeerClient:
         )
 
     # RepairClient: one request per call
+
+    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
+        body = RootsRequest(tuple(partitions)).encode()
+        return Deferred.fromCoroutine(
+            self._post(member, PEER_PATH + b"roots", body)
+        ).addCallback(lambda data: list(RootsResponse.decode(data).roots))
 
     def digests(
         self, member: str, partition: int, level: int, nodes: Sequence[int]

@@ -385,15 +385,68 @@ class RangeResponse(_Message):
         return cls(_records(records))
 
 
-Request: TypeAlias = ApplyRequest | FetchRequest | DigestRequest | RangeRequest
-Response: TypeAlias = ApplyResponse | FetchResponse | DigestResponse | RangeResponse
+@dataclass(frozen=True, slots=True)
+class RootsRequest(_Message):
+    """
+    The Merkle roots of these partitions: how a round of anti-entropy finds,
+    in one request per peer, the few partitions worth an exchange.
+    """
+
+    kind: ClassVar[str] = "roots"
+    partitions: tuple[int, ...]
+
+    def _toWire(self) -> tuple[object, ...]:
+        return (self.partitions,)
+
+    @classmethod
+    def _fromWire(cls, value: object) -> Self:
+        (partitions,) = _array(value, cls.kind, 1)
+        return cls(_indexes(partitions, "partitions"))
+
+
+@dataclass(frozen=True, slots=True)
+class RootsResponse(_Message):
+    """
+    @ivar roots: per partition of the request, its L{DIGEST_SIZE}-byte root.
+    """
+
+    kind: ClassVar[str] = "roots"
+    roots: tuple[bytes, ...]
+
+    def _toWire(self) -> tuple[object, ...]:
+        return (self.roots,)
+
+    @classmethod
+    def _fromWire(cls, value: object) -> Self:
+        (roots,) = _array(value, cls.kind, 1)
+        out = []
+        for root in _array(roots, "roots"):
+            if type(root) is not bytes or len(root) != DIGEST_SIZE:
+                raise ProtocolError(f"root: expected {DIGEST_SIZE} bytes")
+            out.append(root)
+        return cls(tuple(out))
+
+
+Request: TypeAlias = (
+    ApplyRequest | FetchRequest | DigestRequest | RangeRequest | RootsRequest
+)
+Response: TypeAlias = (
+    ApplyResponse | FetchResponse | DigestResponse | RangeResponse | RootsResponse
+)
 
 _REQUESTS: dict[str, type[Request]] = {
-    cls.kind: cls for cls in (ApplyRequest, FetchRequest, DigestRequest, RangeRequest)
+    cls.kind: cls
+    for cls in (ApplyRequest, FetchRequest, DigestRequest, RangeRequest, RootsRequest)
 }
 _RESPONSES: dict[str, type[Response]] = {
     cls.kind: cls
-    for cls in (ApplyResponse, FetchResponse, DigestResponse, RangeResponse)
+    for cls in (
+        ApplyResponse,
+        FetchResponse,
+        DigestResponse,
+        RangeResponse,
+        RootsResponse,
+    )
 }
 
 # The kinds, for routing: one endpoint per kind, each request answered by

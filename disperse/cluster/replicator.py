@@ -93,6 +93,11 @@ class RepairClient(PeerClient, Protocol):
     A L{PeerClient} that also carries anti-entropy exchanges.
     """
 
+    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
+        """
+        C{member}'s Merkle root of each of C{partitions}.
+        """
+
     def digests(
         self, member: str, partition: int, level: int, nodes: Sequence[int]
     ) -> Deferred[Digests]:
@@ -470,6 +475,18 @@ class Replicator:
 
     def fetchLocal(self, keys: Iterable[str]) -> list[Record | None]:
         return [self._store.record(key) for key in keys]
+
+    def rootsLocal(self, partitions: Iterable[int]) -> list[bytes]:
+        """
+        This replica's Merkle root of each of C{partitions}.
+
+        @raise ValueError: for a partition outside the table.
+        """
+        roots = []
+        for partition in partitions:
+            _checkPartition(partition)
+            roots.append(self._store.partitionRoot(partition))
+        return roots
 
     def digestsLocal(self, partition: int, level: int, nodes: Iterable[int]) -> Digests:
         """

@@ -108,6 +108,12 @@ class MemoryPeerClient:
             ],
         )
 
+    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
+        wanted = list(partitions)
+        return self._network.call(
+            self._source, member, lambda node: node.rootsLocal(wanted)
+        )
+
     def digests(
         self, member: str, partition: int, level: int, nodes: Sequence[int]
     ) -> Deferred[Digests]:

@@ -23,6 +23,8 @@ from disperse.cluster.protocol import (
     FetchResponse,
     RangeRequest,
     RangeResponse,
+    RootsRequest,
+    RootsResponse,
     SignatureError,
     Verifier,
 )
@@ -83,6 +85,11 @@ class PeerAPI:
                 found = replicator.fetchLocal(keys)
                 answer = FetchResponse(
                     tuple(None if r is None else r.encode() for r in found)
+                ).encode()
+            elif kind == "roots":
+                partitions = RootsRequest.decode(body).partitions
+                answer = RootsResponse(
+                    tuple(replicator.rootsLocal(partitions))
                 ).encode()
             elif kind == "digest":
                 asked = DigestRequest.decode(body)

@@ -336,3 +336,25 @@ class AntiEntropyTests(SynchronousTestCase):
             ae.stop()
         cluster.run(TWO_ROUNDS)
         self.assertEqual([ae.counters.rounds for ae in cluster.ae.values()], [0, 0, 0])
+
+
+class IdleRoundTests(SynchronousTestCase):
+    def test_inSyncRoundCostsOneRequestPerPeer(self) -> None:
+        """
+        When replicas agree, a round is one roots request per co-owner, not
+        an exchange per partition.
+        """
+        cluster = Cluster()
+        cluster.seed([f"k{i}" for i in range(200)], on=cluster.names)
+        before = dict(cluster.network.calls)
+        compared = cluster.ae["n0"].counters.compared
+        cluster.run(INTERVAL + JITTER * INTERVAL + 1.0)
+        calls = {
+            pair: count - before.get(pair, 0)
+            for pair, count in cluster.network.calls.items()
+            if pair[0] == "n0" and count != before.get(pair, 0)
+        }
+        self.assertEqual(calls, {("n0", "n1"): 1, ("n0", "n2"): 1})
+        counters = cluster.ae["n0"].counters
+        self.assertEqual(counters.rootsCompared, PARTITION_COUNT)
+        self.assertEqual(counters.compared, compared)
