@@ -1,0 +1,1181 @@
+"""
+The replicated-cluster HTTP benchmark behind C{bench/cluster-http}.
+
+One run starts, side by side:
+
+ - C{single}: one Disperse node on its own (it holds every key: R is capped
+   at the cluster size, 1, so quorum is that one replica);
+ - C{cluster}: three Disperse nodes joined through the first, R=3, write and
+   read consistency quorum (every write waits for one other replica, every
+   read asks one other replica).
+
+The nodes under load run on one CPU (C{taskset -c 0}) and every wrk process
+runs on the other (C{taskset -c 1}), so both configurations get the same
+server CPU: one core. The ratio cluster / single is then the cost of
+replication per request, not parallelism that a one-process node could
+never use. Meanwhile the other configuration's nodes wait on the wrk CPU:
+an idle cluster still gossips and runs anti-entropy.
+
+Workloads (the same Lua scripts for both configurations):
+
+ - C{get-hit}: C{GET /cache/hit-<1..K>}, keys preloaded through the cluster
+   at quorum (and into the single node), checked readable before measuring;
+ - C{put}: bench/http's JSON PUT script, C{/cache/put-<1..1000>}.
+
+Single node: one C{wrk -t1 -c48}. Cluster: three C{wrk -t1 -c16} at once,
+one per node; their req/s are summed and the worst p50 and p99 of the three
+are kept. Single and cluster runs are interleaved within each repetition,
+and their order alternates from one repetition to the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._bench_common import (
+    LOOPBACK,
+    REPO_DIR,
+    RESULTS_DIR,
+    BenchError,
+    ManagedProcess,
+    Pinning,
+    ProcessSet,
+    check_node_plugin,
+    choose_pinning,
+    format_table,
+    free_ports,
+    install_termination_handlers,
+    node_argv,
+    utc_stamp,
+    verdict,
+    wait_until_ready,
+)
+from bench._bench_gossip_cluster import cpu_ticks_seconds
+from bench._bench_http import (
+    VALUE_SIZE,
+    WRK_INSTALL_HINT,
+    Goal,
+    Run,
+    WrkResult,
+    check_alive,
+    median_of,
+    parse_wrk,
+    put_body,
+    unexpected,
+    write_put_script,
+    wrk_version,
+)
+
+CONFIGS = ("single", "cluster")
+WORKLOADS = ("get-hit", "put")
+WORKLOAD_TITLES = {"get-hit": "GET hit", "put": "PUT"}
+
+CLUSTER_NODES = ("c1", "c2", "c3")
+SINGLE_NODE = "single"
+CONNECTIONS = 48  # in total: -c48 on the single node, -c16 on each cluster node
+HIT_KEYS = 1000  # GET hit cycles over hit-1 .. hit-<HIT_KEYS>
+SAMPLE_KEYS = 50  # preloaded keys read back from every node before measuring
+REPLICAS = 3
+CONSISTENCY = "quorum"
+
+# Goals (replication: cost of a quorum cluster next to one node, same CPU).
+GOAL_PUT_VS_SINGLE = 0.40
+GOAL_GET_VS_SINGLE = 0.50
+GOAL_CLUSTER_P99_MS = 25.0
+
+CONVERGE_TIMEOUT = 30.0
+# Below this share of the server CPU (%), a run's loaded nodes were not the
+# only thing running on it; its req/s are not comparable.
+SHARED_CORE_PCT = 85.0
+REPLICATED_TIMEOUT = 10.0
+# Log lines worth reporting: twistd's text log tags each event with its
+# namespace and level ("[disperse.web.peer.PeerAPI#warn]").
+_LOG_PROBLEM = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
+
+REPLICATION_COLUMNS = (
+    "writes",
+    "reads",
+    "remoteFailures",
+    "writesUnderReplicated",
+    "readsUnderReplicated",
+    "readRepairs",
+    "applied",
+    "hintsQueued",
+    "hintsDelivered",
+    "hintsDropped",
+    "hintsPending",
+)
+
+
+# --- HTTP with headers ----------------------------------------------------------
+
+
+class Client:
+    """
+    A keep-alive connection to one node that reconnects after an error; the
+    answers carry their headers (C{X-Disperse-*}).
+    """
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.port = port
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(
+                LOOPBACK, self.port, timeout=self._timeout
+            )
+        try:
+            self._conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = self._conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def json(self, path: str) -> Any:
+        try:
+            status, _, body = self.request("GET", path)
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError(f"GET {path} on port {self.port} failed: {e!r}") from e
+        if status != 200:
+            raise BenchError(f"GET {path} on port {self.port} answered {status}")
+        return json.loads(body)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+# --- nodes ------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    name: str
+    http_port: int
+    gossip_port: int
+    pid: int
+    startup_s: float = 0.0
+    proc: ManagedProcess | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        return Client(self.http_port)
+
+
+def start_node(
+    procs: ProcessSet,
+    pinning: Pinning,
+    log_dir: Path,
+    name: str,
+    ports: tuple[int, int],
+    seed: int | None,
+    extra: Sequence[str],
+) -> Node:
+    gossip_port, http_port = ports
+    argv = [
+        *node_argv(gossip_port, http_port),
+        "--node-name",
+        name,
+        "--profile",
+        "local",
+        "--replicas",
+        str(REPLICAS),
+        "--write-consistency",
+        CONSISTENCY,
+        "--read-consistency",
+        CONSISTENCY,
+        *extra,
+    ]
+    if seed is not None:
+        argv += ["--peer", f"{LOOPBACK}:{seed}"]
+    proc = procs.start(name, pinning.server(argv), log_dir / f"{name}.log")
+    return Node(name, http_port, gossip_port, proc.pid, proc=proc)
+
+
+def start_nodes(
+    procs: ProcessSet, pinning: Pinning, log_dir: Path, extra: Sequence[str]
+) -> tuple[Node, list[Node]]:
+    """
+    The single node and the cluster's seed first; the two other cluster
+    nodes join through the seed once it answers.
+    """
+    ports = free_ports(2 * (1 + len(CLUSTER_NODES)))
+    pairs = [(ports[i], ports[i + 1]) for i in range(0, len(ports), 2)]
+    single = start_node(procs, pinning, log_dir, SINGLE_NODE, pairs[0], None, extra)
+    seed = start_node(procs, pinning, log_dir, CLUSTER_NODES[0], pairs[1], None, extra)
+    for node in (single, seed):
+        assert node.proc is not None
+        node.startup_s = wait_until_ready(node.proc, node.http_port, "/health", (200,))
+    cluster = [seed]
+    for name, pair in zip(CLUSTER_NODES[1:], pairs[2:], strict=True):
+        cluster.append(
+            start_node(procs, pinning, log_dir, name, pair, seed.gossip_port, extra)
+        )
+    for node in cluster[1:]:
+        assert node.proc is not None
+        node.startup_s = wait_until_ready(node.proc, node.http_port, "/health", (200,))
+    return single, cluster
+
+
+def cluster_view(node: Node) -> tuple[set[str], int]:
+    """
+    The members C{node} believes alive, and how many members its partition
+    table has.
+    """
+    client = node.client()
+    try:
+        members = client.json("/cluster/members")
+        table = int(client.json("/stats")["replication"]["members"])
+    finally:
+        client.close()
+    return {m["name"] for m in members if m.get("state") == "alive"}, table
+
+
+def wait_converged(nodes: Sequence[Node], procs: ProcessSet) -> float:
+    """
+    Wait until every node sees exactly C{nodes} alive and has built its
+    partition table over all of them; returns the seconds it took.
+    """
+    want = {n.name for n in nodes}
+    started = time.monotonic()
+    views: dict[str, tuple[set[str], int]] = {}
+    while time.monotonic() - started < CONVERGE_TIMEOUT:
+        check_alive(procs)
+        views = {n.name: cluster_view(n) for n in nodes}
+        if all(alive == want and table == len(want) for alive, table in views.values()):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    seen = "; ".join(
+        f"{name} sees {sorted(alive)} (table {table})"
+        for name, (alive, table) in views.items()
+    )
+    raise BenchError(f"cluster did not converge in {CONVERGE_TIMEOUT:.0f} s: {seen}")
+
+
+# --- preload and checks ------------------------------------------------------------
+
+
+def hit_value(i: int, base: str) -> str:
+    """
+    The value of C{hit-<i>}: distinct per key, L{VALUE_SIZE} characters.
+    """
+    return f"{i:08d}{base}"[:VALUE_SIZE]
+
+
+def preload(nodes: Sequence[Node], keys: int, base: str, replicas: int) -> float:
+    """
+    PUT C{hit-1} .. C{hit-<keys>} at the nodes' default consistency
+    (quorum), coordinators taken in turn; every answer must be 200 with
+    C{replicas} replicas and at least a quorum of acks. Returns seconds.
+    """
+    clients = [n.client() for n in nodes]
+    quorum = replicas // 2 + 1
+    started = time.monotonic()
+    try:
+        for i in range(1, keys + 1):
+            client = clients[i % len(clients)]
+            status, headers, body = client.request(
+                "PUT",
+                f"/cache/hit-{i}",
+                body=put_body(hit_value(i, base)),
+                headers={"Content-Type": "application/json"},
+            )
+            acks = int(headers.get("x-disperse-acks", "0"))
+            got = int(headers.get("x-disperse-replicas", "0"))
+            if status != 200 or got != replicas or acks < quorum:
+                raise BenchError(
+                    f"preload PUT hit-{i} on port {client.port}: {status} "
+                    f"{body[:200]!r}, replicas {got} (want {replicas}), "
+                    f"acks {acks} (want >= {quorum})"
+                )
+    except (OSError, http.client.HTTPException) as e:
+        raise BenchError(f"preload failed: {e!r}") from e
+    finally:
+        for client in clients:
+            client.close()
+    return time.monotonic() - started
+
+
+def check_readable(
+    nodes: Sequence[Node], keys: int, base: str, replicas: int, rng: random.Random
+) -> dict[str, Any]:
+    """
+    Read a sample of the preloaded keys back from every node, at quorum
+    (200, right value, a quorum answered) and, for the cluster, from each
+    node's own store (C{X-Is-Sync: true}), so that every replica holds every
+    key (the third replica of a quorum write gets it just after the answer,
+    hence the bounded retry).
+    """
+    sample = sorted(rng.sample(range(1, keys + 1), min(SAMPLE_KEYS, keys)))
+    quorum = replicas // 2 + 1
+    deadline = time.monotonic() + REPLICATED_TIMEOUT
+    local_checks = 0
+    for node in nodes:
+        client = node.client()
+        try:
+            for i in sample:
+                want = hit_value(i, base).encode()
+                status, headers, body = client.request("GET", f"/cache/hit-{i}")
+                answered = int(headers.get("x-disperse-answered", "0"))
+                if status != 200 or body != want or answered < quorum:
+                    raise BenchError(
+                        f"{node.name}: GET hit-{i} at quorum answered {status} "
+                        f"{body[:80]!r}, {answered} replicas answered "
+                        f"(want {want!r}, >= {quorum})"
+                    )
+                if len(nodes) == 1:
+                    continue
+                while True:
+                    status, _, body = client.request(
+                        "GET", f"/cache/hit-{i}", headers={"X-Is-Sync": "true"}
+                    )
+                    if status == 200 and body == want:
+                        local_checks += 1
+                        break
+                    if time.monotonic() > deadline:
+                        raise BenchError(
+                            f"{node.name} does not hold hit-{i} itself after "
+                            f"{REPLICATED_TIMEOUT:.0f} s ({status} {body[:80]!r})"
+                        )
+                    time.sleep(0.05)
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError(f"{node.name}: reading the sample failed: {e!r}") from e
+        finally:
+            client.close()
+    return {"sample": len(sample), "nodes": len(nodes), "local_checks": local_checks}
+
+
+def write_get_script(directory: Path, keys: int) -> Path:
+    """
+    The wrk script for GET hit: keys cycling over C{hit-1..hit-<keys>},
+    requests formatted once in C{init} (like bench/http's PUT script).
+    """
+    script = directory / "get-hit.lua"
+    script.write_text(
+        f"""-- generated by bench/cluster-http
+local keyspace = {keys}
+local requests = {{}}
+local counter = 0
+
+init = function(args)
+  for i = 1, keyspace do
+    requests[i] = wrk.format("GET", "/cache/hit-" .. i)
+  end
+end
+
+request = function()
+  counter = counter % keyspace + 1
+  return requests[counter]
+end
+"""
+    )
+    return script
+
+
+# --- wrk, several at once ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    pinning: Pinning
+    connections: int  # in total, split evenly over the targets
+    scripts: Mapping[str, Path]
+    tmpdir: Path
+
+
+@dataclass
+class Measured:
+    """
+    One configuration x workload x repetition: the combined figures (in
+    C{run}, bench/http's record) and what each wrk and each node did.
+    """
+
+    run: Run
+    per_node: dict[str, dict[str, Any]]
+    server_cpu_pct: dict[str, float]  # every node, loaded or idle
+    cpu_us_per_request: float  # CPU of the loaded nodes / requests served
+    wrk_cpu_pct: float
+    loadavg: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def loaded_cpu_pct(self) -> float:
+        loaded = [SINGLE_NODE] if self.run.server == "single" else CLUSTER_NODES
+        return sum(self.server_cpu_pct.get(name, 0.0) for name in loaded)
+
+    @property
+    def idle_cpu_pct(self) -> float:
+        """
+        What the other configuration's nodes used meanwhile, unloaded.
+        """
+        return sum(self.server_cpu_pct.values()) - self.loaded_cpu_pct
+
+
+def code_version() -> dict[str, Any]:
+    """
+    The commit under test and the tracked files that differ from it (read
+    only: plumbing commands that leave the index alone).
+    """
+
+    def git(*argv: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *argv],
+                cwd=REPO_DIR,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("diff-index", "--name-only", "HEAD")
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown",
+        "modified": changed.splitlines() if changed else [],
+    }
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """
+    Several concurrent wrks as one: req/s, requests and non-2xx summed,
+    the worst p50 and p99.
+    """
+    errors: dict[str, int] = {}
+    for r in results:
+        for name, count in r.socket_errors.items():
+            errors[name] = errors.get(name, 0) + count
+    return WrkResult(
+        requests_per_sec=sum(r.requests_per_sec for r in results),
+        p50_ms=max(r.p50_ms for r in results),
+        p99_ms=max(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=errors,
+    )
+
+
+def node_cpu_seconds(node: Node) -> float:
+    try:
+        return cpu_ticks_seconds(node.pid)
+    except OSError as e:
+        raise BenchError(f"{node.name} (pid {node.pid}) is gone: {e}") from e
+
+
+def run_wrks(
+    plan: Plan,
+    targets: Sequence[Node],
+    every_node: Sequence[Node],
+    workload: str,
+    seconds: int,
+) -> tuple[list[tuple[WrkResult, str]], dict[str, float], float, float]:
+    """
+    One wrk per target, all at once, each with its share of the
+    connections; waits for all (bounded). Returns each wrk's result and
+    output, each node's CPU time (s) over the run, the wrks' CPU time (s,
+    all of them together) and the run's wall-clock time (s).
+    """
+    per_target = plan.connections // len(targets)
+    before_cpu = {n.name: node_cpu_seconds(n) for n in every_node}
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    outputs = []
+    with ProcessSet() as wrks:
+        for node in targets:
+            argv = [
+                "wrk",
+                "-t1",
+                f"-c{per_target}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(plan.scripts[workload]),
+                f"http://{LOOPBACK}:{node.http_port}/",
+            ]
+            log = plan.tmpdir / f"wrk-{node.name}.out"
+            outputs.append(
+                (wrks.start(f"wrk {node.name}", plan.pinning.client(argv), log), log)
+            )
+        deadline = started + seconds + 30
+        for proc, log in outputs:
+            left = deadline - time.monotonic()
+            try:
+                code = proc.popen.wait(max(left, 0.1))
+            except subprocess.TimeoutExpired as e:  # the ProcessSet kills them
+                raise BenchError(f"wrk did not finish within {seconds + 30} s") from e
+            if code != 0:
+                text = log.read_text(errors="replace")
+                raise BenchError(f"{proc.name} failed (exit {code}):\n{text}")
+    wall = time.monotonic() - started
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after_cpu = {n.name: node_cpu_seconds(n) for n in every_node}
+    wrk_cpu = (after_children.ru_utime - before_children.ru_utime) + (
+        after_children.ru_stime - before_children.ru_stime
+    )
+    results = []
+    for _, log in outputs:
+        text = log.read_text(errors="replace")
+        results.append((parse_wrk(text), text))
+    server_cpu = {name: after_cpu[name] - before_cpu[name] for name in before_cpu}
+    return results, server_cpu, wrk_cpu, wall
+
+
+def pin_all_threads(pid: int, cpu: int) -> None:
+    """
+    Move every thread of C{pid} to C{cpu} (threads it starts later inherit
+    the main thread's affinity).
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.sched_setaffinity(int(tid), {cpu})
+
+
+def place_nodes(pinning: Pinning, loaded: Sequence[Node], idle: Sequence[Node]) -> None:
+    """
+    The loaded configuration's nodes on the server CPU, the idle one's on
+    the load generator's: an idle cluster still gossips and runs
+    anti-entropy, and must not take CPU from the single node under test.
+    """
+    if pinning.server_cpu is None or pinning.client_cpu is None:
+        return
+    for node in loaded:
+        pin_all_threads(node.pid, pinning.server_cpu)
+    for node in idle:
+        pin_all_threads(node.pid, pinning.client_cpu)
+
+
+def measure(
+    plan: Plan,
+    config: str,
+    workload: str,
+    rep: int,
+    single: Node,
+    cluster: Sequence[Node],
+    seconds: int,
+) -> Measured:
+    targets = [single] if config == "single" else list(cluster)
+    every_node = [single, *cluster]
+    place_nodes(plan.pinning, targets, [n for n in every_node if n not in targets])
+    results, server_cpu, wrk_cpu, wall = run_wrks(
+        plan, targets, every_node, workload, seconds
+    )
+    combined = combine([r for r, _ in results])
+    run = Run(
+        config,
+        workload,
+        rep,
+        combined.requests_per_sec,
+        combined.p50_ms,
+        combined.p99_ms,
+        combined.requests,
+        combined.non_2xx,
+        combined.socket_errors,
+        unexpected(workload, combined),
+        "\n".join(
+            f"== {n.name} ==\n{text}"
+            for n, (_, text) in zip(targets, results, strict=True)
+        ),
+    )
+    per_node = {
+        n.name: {
+            "requests_per_sec": r.requests_per_sec,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "requests": r.requests,
+            "non_2xx": r.non_2xx,
+            "socket_errors": r.socket_errors,
+        }
+        for n, (r, _) in zip(targets, results, strict=True)
+    }
+    busy = sum(server_cpu[n.name] for n in targets)
+    per_request = busy / combined.requests * 1e6 if combined.requests else 0.0
+    measured = Measured(
+        run,
+        per_node,
+        {name: cpu / wall * 100 for name, cpu in server_cpu.items()},
+        per_request,
+        wrk_cpu / wall * 100,
+        loadavg(),
+    )
+    if measured.loaded_cpu_pct < SHARED_CORE_PCT:
+        # 48 connections keep the server core busy; if the loaded nodes got
+        # less of it, something else ran there (or the run was too short).
+        measured.notes.append(
+            f"loaded nodes got only {measured.loaded_cpu_pct:.0f}% of the server "
+            "CPU: was it shared?"
+        )
+    return measured
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def summarize(measured: Sequence[Measured]) -> dict[str, dict[str, dict[str, float]]]:
+    runs = [m.run for m in measured]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for workload in WORKLOADS:
+        for config in CONFIGS:
+            cell = median_of(runs, config, workload)
+            if not cell:
+                continue
+            mine = [
+                m
+                for m in measured
+                if m.run.server == config and m.run.workload == workload
+            ]
+            cell["non_2xx"] = sum(m.run.non_2xx for m in mine)
+            cell["requests"] = sum(m.run.requests for m in mine)
+            cell["server_cpu_pct"] = statistics.median(m.loaded_cpu_pct for m in mine)
+            cell["idle_cpu_pct"] = statistics.median(m.idle_cpu_pct for m in mine)
+            cell["cpu_us_per_request"] = statistics.median(
+                m.cpu_us_per_request for m in mine
+            )
+            cell["wrk_cpu_pct"] = statistics.median(m.wrk_cpu_pct for m in mine)
+            out.setdefault(workload, {})[config] = cell
+    return out
+
+
+def evaluate_goals(medians: dict[str, dict[str, dict[str, float]]]) -> list[Goal]:
+    goals = []
+    for workload, floor, what in (
+        ("put", GOAL_PUT_VS_SINGLE, "PUT"),
+        ("get-hit", GOAL_GET_VS_SINGLE, "GET hit (quorum)"),
+    ):
+        cells = medians.get(workload, {})
+        if "single" in cells and "cluster" in cells:
+            single = cells["single"]["requests_per_sec"]
+            ratio = cells["cluster"]["requests_per_sec"] / single if single else 0.0
+            goals.append(
+                Goal(
+                    f"cluster {what} req/s vs single node",
+                    f"{ratio:.2f}x",
+                    f">= {floor:.2f}x",
+                    ratio >= floor,
+                )
+            )
+    for workload in WORKLOADS:
+        cell = medians.get(workload, {}).get("cluster")
+        if cell:
+            p99 = cell["p99_ms"]
+            goals.append(
+                Goal(
+                    f"cluster {WORKLOAD_TITLES[workload]} p99 (worst node)",
+                    f"{p99:.2f} ms",
+                    f"<= {GOAL_CLUSTER_P99_MS:.0f} ms",
+                    p99 <= GOAL_CLUSTER_P99_MS,
+                )
+            )
+    return goals
+
+
+def report(medians: dict[str, dict[str, dict[str, float]]], goals: list[Goal]) -> str:
+    rows = []
+    for workload in WORKLOADS:
+        for config in CONFIGS:
+            cell = medians.get(workload, {}).get(config)
+            if not cell:
+                continue
+            rows.append(
+                [
+                    WORKLOAD_TITLES[workload],
+                    config,
+                    f"{cell['requests_per_sec']:.0f}",
+                    f"{cell['spread_pct']:.0f}%",
+                    f"{cell['p50_ms']:.2f}",
+                    f"{cell['p99_ms']:.2f}",
+                    f"{cell['non_2xx']:.0f}",
+                    f"{cell['server_cpu_pct']:.0f}%",
+                    f"{cell['cpu_us_per_request']:.0f}",
+                    f"{cell['wrk_cpu_pct']:.0f}%",
+                    f"{cell['idle_cpu_pct']:.0f}%",
+                ]
+            )
+    out = [
+        "Medians over repetitions (cluster: req/s summed over its 3 nodes, p50 "
+        "and p99 of the worst node; non-2xx: total over repetitions; server CPU: "
+        "the loaded nodes, % of one core; CPU us/req: their CPU per request "
+        "served; idle CPU: the other configuration's nodes meanwhile, on the "
+        "load generator's CPU):",
+        "",
+        format_table(
+            [
+                "workload",
+                "config",
+                "req/s",
+                "spread",
+                "p50 ms",
+                "p99 ms",
+                "non-2xx",
+                "server CPU",
+                "CPU us/req",
+                "wrk CPU",
+                "idle CPU",
+            ],
+            rows,
+            left=2,
+        ),
+    ]
+    ratio_rows = []
+    for workload in WORKLOADS:
+        cells = medians.get(workload, {})
+        if "single" not in cells or "cluster" not in cells:
+            continue
+        row = [WORKLOAD_TITLES[workload]]
+        for metric in ("requests_per_sec", "p50_ms", "p99_ms", "cpu_us_per_request"):
+            base = cells["single"][metric]
+            row.append(f"{cells['cluster'][metric] / base:.2f}" if base else "-")
+        ratio_rows.append(row)
+    out += [
+        "",
+        "Cluster / single node (req/s: higher is better; latency and CPU per "
+        "request: lower is better):",
+        "",
+        format_table(
+            ["workload", "req/s", "p50", "p99", "CPU us/req"],
+            ratio_rows,
+        ),
+        "",
+        "Goals:",
+        "",
+        format_table(
+            ["goal", "measured", "target", "verdict"],
+            [[g.name, g.measured, g.target, verdict(g.ok)] for g in goals],
+        ),
+    ]
+    return "\n".join(out)
+
+
+def replication_table(stats: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = []
+    for name, s in stats.items():
+        counters = s.get("replication", {})
+        rows.append([name, *(str(counters.get(c, "-")) for c in REPLICATION_COLUMNS)])
+    return format_table(["node", *REPLICATION_COLUMNS], rows)
+
+
+def anti_entropy_table(stats: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """
+    Each node's C{/stats} C{antiEntropy} counters, whichever it has; C{None}
+    when no node reports any.
+    """
+    columns: list[str] = []
+    for s in stats.values():
+        for key in s.get("antiEntropy") or {}:
+            if key not in columns:
+                columns.append(key)
+    if not columns:
+        return None
+    rows = [
+        [name, *(str((s.get("antiEntropy") or {}).get(c, "-")) for c in columns)]
+        for name, s in stats.items()
+    ]
+    return format_table(["node", *columns], rows)
+
+
+def gossip_table(stats: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = []
+    for name, s in stats.items():
+        gossip = s.get("gossip", {})
+        members = gossip.get("members", {})
+        rows.append(
+            [
+                name,
+                str(members.get("alive", "-")),
+                str(members.get("suspect", "-")),
+                str(members.get("dead", "-")),
+                str(gossip.get("probesFailed", "-")),
+                str(gossip.get("suspicions", "-")),
+                str(gossip.get("refutations", "-")),
+                str(gossip.get("healthScore", "-")),
+            ]
+        )
+    return format_table(
+        [
+            "node",
+            "alive",
+            "suspect",
+            "dead",
+            "probesFailed",
+            "suspicions",
+            "refutations",
+            "healthScore",
+        ],
+        rows,
+    )
+
+
+def scan_logs(nodes: Sequence[Node], log_dir: Path) -> dict[str, list[str]]:
+    """
+    Warnings, errors and tracebacks in each node's log.
+    """
+    found: dict[str, list[str]] = {}
+    for node in nodes:
+        try:
+            text = (log_dir / f"{node.name}.log").read_text(errors="replace")
+        except OSError:
+            continue
+        found[node.name] = [
+            line for line in text.splitlines() if _LOG_PROBLEM.search(line)
+        ]
+    return found
+
+
+def node_stats(nodes: Sequence[Node]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for node in nodes:
+        client = node.client()
+        try:
+            out[node.name] = client.json("/stats")
+        except BenchError as e:
+            out[node.name] = {"error": str(e)}
+        finally:
+            client.close()
+    return out
+
+
+# --- the run ---------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/cluster-http",
+        description=(
+            "Req/s and latency of one Disperse node next to a 3-node cluster "
+            "(R=3, quorum writes and reads) on the same CPU, with wrk: GET hit "
+            "and JSON PUT."
+        ),
+    )
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds per wrk run (default 10)"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=3, help="repetitions, configs interleaved (3)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up seconds per config x workload"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="3 s runs, 2 reps, 1 s warm-up"
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=CONNECTIONS,
+        help=(
+            f"wrk connections in total, a multiple of 3 (default {CONNECTIONS}: "
+            f"-c{CONNECTIONS} on the single node, -c{CONNECTIONS // 3} on each "
+            "cluster node)"
+        ),
+    )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=HIT_KEYS,
+        help=f"preloaded keys GET hit cycles over (default {HIT_KEYS})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warn", "error"),
+        help="the nodes' --log-level (default info: no per-request lines)",
+    )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help=(
+            "one more argument for every node, repeatable "
+            "(--node-arg=--anti-entropy-interval --node-arg=1h)"
+        ),
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--output", type=Path, help="JSON results path (default bench/results/)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a goal fails"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.reps, args.warmup = 3, 2, 1
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown or not workloads:
+        parser.error(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
+    args.workloads = [w for w in WORKLOADS if w in workloads]
+    if not 1 <= args.duration <= 600 or not 1 <= args.reps <= 20:
+        parser.error("--duration must be 1..600 and --reps 1..20")
+    if not 0 <= args.warmup <= 60:
+        parser.error("--warmup must be 0..60")
+    n = len(CLUSTER_NODES)
+    if not n <= args.connections <= 999 or args.connections % n:
+        parser.error(f"--connections must be a multiple of {n} in {n}..999")
+    if not SAMPLE_KEYS <= args.keys <= 100_000:
+        parser.error(f"--keys must be {SAMPLE_KEYS}..100000")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    install_termination_handlers()
+    if shutil.which("wrk") is None:
+        print(WRK_INSTALL_HINT, file=sys.stderr)
+        return 2
+    stamp = utc_stamp()
+    output: Path = args.output or RESULTS_DIR / f"cluster-http-{stamp}.json"
+    log_dir = RESULTS_DIR / f"cluster-http-{stamp}-logs"
+    pinning = choose_pinning(not args.no_pin)
+    rng = random.Random(1)
+    base = "".join(rng.choices(string.ascii_letters, k=VALUE_SIZE))
+    measured: list[Measured] = []
+    loads: list[tuple[str, str]] = [("start", loadavg())]
+    results: dict[str, Any] = {
+        "benchmark": "cluster-http",
+        "timestamp": stamp,
+        "complete": False,
+        "config": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "reps": args.reps,
+            "connections_total": args.connections,
+            "connections_per_cluster_node": args.connections // len(CLUSTER_NODES),
+            "workloads": args.workloads,
+            "hit_keys": args.keys,
+            "value_size": VALUE_SIZE,
+            "replicas": REPLICAS,
+            "write_consistency": CONSISTENCY,
+            "read_consistency": CONSISTENCY,
+            "log_level": args.log_level,
+            "node_args": args.node_arg,
+            "pinning": pinning.describe(),
+            "cpus": sorted(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "wrk": wrk_version(),
+            "code": code_version(),
+        },
+        "loadavg": loads,
+        "logs": str(log_dir),
+    }
+    per_config = len(args.workloads) * (args.duration * args.reps + args.warmup)
+    total = len(CONFIGS) * per_config
+    print(
+        f"bench/cluster-http: single node vs {len(CLUSTER_NODES)}-node cluster "
+        f"(R={REPLICAS}, {CONSISTENCY} writes and reads) x "
+        f"{', '.join(args.workloads)}; {args.reps} reps of {args.duration} s, "
+        f"{args.warmup} s warm-up; about {total // 60} min {total % 60} s of load."
+    )
+    code = results["config"]["code"]
+    dirty = f", {len(code['modified'])} files modified" if code["modified"] else ""
+    print(
+        f"Code: {code['commit'][:12]}{dirty}. Pinning: {pinning.describe()}. "
+        f"Load average: {loads[0][1]}."
+    )
+    status = 0
+    nodes: list[Node] = []
+    log_problems: dict[str, list[str]] = {}
+    try:
+        check_node_plugin()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp,
+            ProcessSet() as procs,
+        ):
+            tmpdir = Path(tmp)
+            single, cluster = start_nodes(
+                procs, pinning, log_dir, ["--log-level", args.log_level, *args.node_arg]
+            )
+            nodes = [single, *cluster]
+            results["nodes"] = {
+                n.name: {
+                    "http_port": n.http_port,
+                    "gossip_port": n.gossip_port,
+                    "pid": n.pid,
+                    "startup_s": n.startup_s,
+                }
+                for n in nodes
+            }
+            took = wait_converged(cluster, procs)
+            wait_converged([single], procs)
+            print(f"Cluster converged {took:.1f} s after the last node answered.")
+            loaded = {
+                "single": preload([single], args.keys, base, 1),
+                "cluster": preload(cluster, args.keys, base, REPLICAS),
+            }
+            checks = {
+                "single": check_readable([single], args.keys, base, 1, rng),
+                "cluster": check_readable(cluster, args.keys, base, REPLICAS, rng),
+            }
+            results["preload"] = {"seconds": loaded, "checks": checks}
+            print(
+                f"Preloaded {args.keys} keys: single node {loaded['single']:.1f} s, "
+                f"cluster (quorum) {loaded['cluster']:.1f} s; {SAMPLE_KEYS} read "
+                "back from every node at quorum and, in the cluster, from each "
+                "replica's own store."
+            )
+            results["stats_before"] = node_stats(nodes)
+            plan = Plan(
+                pinning,
+                args.connections,
+                {
+                    "get-hit": write_get_script(tmpdir, args.keys),
+                    "put": write_put_script(tmpdir, base),
+                },
+                tmpdir,
+            )
+            if args.warmup:
+                print("Warming up ...", flush=True)
+                for workload in args.workloads:
+                    for config in CONFIGS:
+                        measure(plan, config, workload, 0, single, cluster, args.warmup)
+                        check_alive(procs)
+            wait_converged(cluster, procs)
+            for rep in range(1, args.reps + 1):
+                order = CONFIGS if rep % 2 else CONFIGS[::-1]
+                for workload in args.workloads:
+                    for config in order:
+                        m = measure(
+                            plan, config, workload, rep, single, cluster, args.duration
+                        )
+                        measured.append(m)
+                        run = m.run
+                        problems = run.warnings + m.notes
+                        note = f"  !! {'; '.join(problems)}" if problems else ""
+                        print(
+                            f"rep {rep}/{args.reps} {WORKLOAD_TITLES[workload]:8} "
+                            f"{config:8} {run.requests_per_sec:8.0f} req/s  "
+                            f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                            f"non-2xx {run.non_2xx}  "
+                            f"CPU {m.cpu_us_per_request:4.0f} us/req{note}",
+                            flush=True,
+                        )
+                        if config == "cluster":
+                            print(
+                                "    per node: "
+                                + ", ".join(
+                                    f"{name} {d['requests_per_sec']:.0f} req/s "
+                                    f"p99 {d['p99_ms']:.2f} ms"
+                                    for name, d in m.per_node.items()
+                                ),
+                                flush=True,
+                            )
+                        check_alive(procs)
+                loads.append((f"after rep {rep}", loadavg()))
+            results["stats_after"] = node_stats(nodes)
+            results["converged_at_end"] = True
+            try:
+                wait_converged(cluster, procs)
+            except BenchError as e:
+                results["converged_at_end"] = str(e)
+                print(f"\nWarning: after the load, {e}", file=sys.stderr)
+        results["complete"] = True
+    except BenchError as e:
+        print(f"\nbench/cluster-http: {e}", file=sys.stderr)
+        status = 2
+    except (KeyboardInterrupt, SystemExit) as e:
+        # SystemExit: SIGTERM or SIGHUP, see install_termination_handlers.
+        print("\nbench/cluster-http: interrupted; processes stopped.", file=sys.stderr)
+        status = (
+            e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        )
+    finally:
+        loads.append(("end", loadavg()))
+        medians = summarize(measured)
+        goals = evaluate_goals(medians)
+        log_problems = scan_logs(nodes, log_dir)
+        results["runs"] = [asdict(m) for m in measured]
+        results["medians"] = medians
+        results["goals"] = [asdict(g) for g in goals]
+        results["log_problems"] = log_problems
+        if measured or nodes:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(results, indent=2) + "\n")
+    if measured:
+        print()
+        if not results["complete"]:
+            print("PARTIAL RESULTS: the run did not finish.\n")
+        print(report(medians, goals))
+    stats = results.get("stats_after")
+    if stats:
+        print(
+            "\nReplication counters at the end (GET /stats, since each node started):\n"
+        )
+        print(replication_table(stats))
+        anti_entropy = anti_entropy_table(stats)
+        if anti_entropy:
+            print("\nAnti-entropy at the end (GET /stats):\n")
+            print(anti_entropy)
+        print("\nGossip at the end:\n")
+        print(gossip_table(stats))
+    if nodes:
+        print("\nNode logs: " + str(log_dir))
+        for name, lines in log_problems.items():
+            if lines:
+                print(f"  {name}: {len(lines)} warning/error line(s), e.g.:")
+                for line in lines[:3]:
+                    print(f"    {line[:200]}")
+        if not any(log_problems.values()):
+            print("  no warnings, errors or tracebacks.")
+    print("Load average (1, 5, 15 min): " + "; ".join(f"{w} {v}" for w, v in loads))
+    if measured:
+        warned = [m for m in measured if m.run.warnings]
+        if warned:
+            print(f"Warning: {len(warned)} run(s) got unexpected answers (see JSON).")
+        shared = [m for m in measured if m.notes]
+        if shared:
+            print(
+                f"Warning: in {len(shared)} run(s) the loaded nodes got less than "
+                f"{SHARED_CORE_PCT:.0f}% of the server CPU: something else ran "
+                "there. Their req/s and latencies are not comparable; CPU us/req "
+                "is less affected. Rerun on a quiet machine."
+            )
+        print(f"Raw results: {output}")
+    if status == 0 and args.strict and not all(g.ok for g in goals):
+        status = 1
+    return status
