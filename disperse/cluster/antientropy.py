@@ -147,6 +147,9 @@ class AntiEntropy:
         self._urgentInFlight = 0
         self._catchUpFrom: int | None = None
         self._rootsPending = 0
+        # Catch-up partitions by source member, waiting for a roots request.
+        self._catchUpJobs: dict[str, list[int]] = {}
+        self._catchUpRootsPending = 0
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         replicator.addTableListener(self.tableChanged)
@@ -162,6 +165,7 @@ class AntiEntropy:
         self._loop.start(self.interval, now=False).addErrback(
             lambda f: self.log.failure("anti-entropy stopped", f)
         )
+        self._requestCatchUpRoots()
         self._pump()
 
     def stop(self) -> None:
@@ -177,6 +181,7 @@ class AntiEntropy:
         self._queue.clear()
         self._urgent.clear()
         self._urgentPending.clear()
+        self._catchUpJobs.clear()
 
     # Scheduling
 
@@ -242,9 +247,11 @@ class AntiEntropy:
 
     def tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
         """
-        Queue an exchange of each partition this node newly holds with each
-        of its previous owners still in the table (with its new co-owners
-        when none is): how a joining or restarted node catches up.
+        Catch up each partition this node newly holds with each of its
+        previous owners still in the table (with its new co-owners when none
+        is): how a joining or restarted node catches up. Roots are compared
+        first, one request per source, so only partitions that differ are
+        exchanged (a cluster booting empty exchanges nothing).
         """
         me = self._replicator.nodeName
         live = {member.name for member in new.members}
@@ -259,18 +266,62 @@ class AntiEntropy:
                 continue
             sources = [o for o in previous if o in live] or others
             for source in sources:
-                job = (partition, source)
-                if job not in self._urgentPending:
-                    self._urgentPending.add(job)
-                    self._urgent.append(job)
-                    self.counters.catchUps += 1
-        if self._urgent and self._catchUpFrom is None:
+                wanted = self._catchUpJobs.setdefault(source, [])
+                if partition not in wanted:
+                    wanted.append(partition)
+        self._requestCatchUpRoots()
+
+    def _requestCatchUpRoots(self) -> None:
+        if not self._running or not self._catchUpJobs:
+            return
+        jobs, self._catchUpJobs = self._catchUpJobs, {}
+        if self._catchUpFrom is None:
             self._catchUpFrom = self.counters.keysPulled
             self.log.info(
-                "catching up {count} partition exchanges after a table change",
-                count=len(self._urgent),
+                "catching up {count} partitions from {sources} members after a"
+                " table change",
+                count=len({p for partitions in jobs.values() for p in partitions}),
+                sources=len(jobs),
             )
+        for source, partitions in jobs.items():
+            self._catchUpRootsPending += 1
+            self.peers.roots(source, partitions).addCallbacks(
+                self._catchUpRootsArrived,
+                self._catchUpRootsFailed,
+                callbackArgs=(source, partitions),
+                errbackArgs=(source, partitions),
+            ).addBoth(self._catchUpRootsDone)
+
+    def _catchUpRootsArrived(
+        self, roots: list[bytes], source: str, partitions: list[int]
+    ) -> None:
+        if len(roots) != len(partitions):
+            raise ValueError("a peer answered the wrong number of roots")
+        for partition, root in zip(partitions, roots, strict=True):
+            self.counters.rootsCompared += 1
+            if root != self._store.partitionRoot(partition):
+                self._queueUrgent(partition, source)
+
+    def _catchUpRootsFailed(
+        self, failure: Failure, source: str, partitions: list[int]
+    ) -> None:
+        # Without roots, exchange every partition: each fails or repairs
+        # on its own.
+        self._rootsFailed(failure, source)
+        for partition in partitions:
+            self._queueUrgent(partition, source)
+
+    def _catchUpRootsDone(self, result: object) -> None:
+        self._catchUpRootsPending -= 1
         self._pump()
+        self._reportCatchUp()
+
+    def _queueUrgent(self, partition: int, source: str) -> None:
+        job = (partition, source)
+        if job not in self._urgentPending:
+            self._urgentPending.add(job)
+            self._urgent.append(job)
+            self.counters.catchUps += 1
 
     def _pump(self) -> None:
         # Start queued exchanges up to the in-flight bound; each one that
@@ -319,10 +370,15 @@ class AntiEntropy:
         if urgent:
             self._urgentInFlight -= 1
         self._pump()
+        self._reportCatchUp()
+
+    def _reportCatchUp(self) -> None:
         if (
             self._catchUpFrom is not None
             and not self._urgent
             and not self._urgentInFlight
+            and not self._catchUpRootsPending
+            and not self._catchUpJobs
         ):
             self.log.info(
                 "caught up: {pulled} keys pulled from other replicas",
