@@ -5,14 +5,16 @@ and a node that joins or restarts catches up on the partitions it now owns.
 
 This module owns the schedule and the exchange. Every C{interval} seconds
 (each round starting a random fraction of C{jitter} intervals late, so that
-the nodes of a cluster do not all compare at the same moment) a round walks
-the partitions this node holds with other owners, up to
-C{partitionsPerRound} of them, and exchanges each with one co-owner, taking
-the co-owners in turn from round to round, so that every pair of replicas
-meets within as many rounds as a partition has other owners. An exchange:
+the nodes of a cluster do not all compare at the same moment) a round
+takes the next C{peersPerRound} of the members this node shares partitions
+with, in turn, and sends each one request with the partitions they share
+(not yet covered by another peer this round); their roots come back, and
+only partitions whose roots differ are exchanged. Every pair of replicas
+meets within (co-owners / C{peersPerRound}) rounds, and an idle round costs
+a node a few requests however large the cluster. An exchange:
 
   1. asks the peer for its root digest of the partition and compares it
-     with the local tree (one round trip; most partitions stop here);
+     with the local tree;
   2. descends the tree level by level, asking for the peer's digests of
      the children of the nodes that differ, down to the differing leaves;
   3. fetches the peer's records of those leaves (a few leaves a request),
@@ -59,6 +61,9 @@ DEFAULT_INTERVAL = 10.0
 DEFAULT_JITTER = 0.1
 # Exchanges running at once, on this node's initiative.
 DEFAULT_MAX_IN_FLIGHT = 4
+# Co-owners compared with per round: what an idle round costs a node, in
+# requests, whatever the size of the cluster.
+DEFAULT_PEERS_PER_ROUND = 3
 # Leaves asked for in one range request: at a few keys a leaf, a few hundred
 # records an answer.
 LEAVES_PER_RANGE = 32
@@ -116,12 +121,12 @@ class AntiEntropy:
         interval: float = DEFAULT_INTERVAL,
         jitter: float = DEFAULT_JITTER,
         maxInFlight: int = DEFAULT_MAX_IN_FLIGHT,
-        partitionsPerRound: int = PARTITION_COUNT,
+        peersPerRound: int = DEFAULT_PEERS_PER_ROUND,
     ) -> None:
         if interval <= 0 or not 0 <= jitter < 1:
             raise ValueError("interval must be positive and jitter in [0, 1)")
-        if maxInFlight < 1 or partitionsPerRound < 1:
-            raise ValueError("maxInFlight and partitionsPerRound must be >= 1")
+        if maxInFlight < 1 or peersPerRound < 1:
+            raise ValueError("maxInFlight and peersPerRound must be >= 1")
         self._replicator = replicator
         self._store = store
         self.peers = peers
@@ -130,7 +135,7 @@ class AntiEntropy:
         self.interval = interval
         self.jitter = jitter
         self.maxInFlight = maxInFlight
-        self.partitionsPerRound = partitionsPerRound
+        self.peersPerRound = peersPerRound
         self.counters = AntiEntropyCounters()
         self.inFlight = 0
         self.maxInFlightSeen = 0
@@ -140,7 +145,7 @@ class AntiEntropy:
         # Catch-ups first, then the current round's partitions.
         self._urgent: deque[tuple[int, str]] = deque()
         self._urgentPending: set[tuple[int, str]] = set()
-        self._queue: deque[int] = deque()
+        self._queue: deque[tuple[int, str]] = deque()
         self._delayedRound: IDelayedCall | None = None
         # Catch-up exchanges running, and the keys pulled when the current
         # catch-up began, to report it once it is over.
@@ -191,10 +196,8 @@ class AntiEntropy:
 
     def runRound(self) -> None:
         """
-        Compare the roots of this round's partitions (the next
-        C{partitionsPerRound} this node holds with other owners) with one
-        co-owner each, one request per co-owner, and queue an exchange of
-        those that differ.
+        Compare roots with this round's co-owners, one request each, and
+        queue an exchange of the partitions that differ.
         """
         self._delayedRound = None
         if self._queue or self._rootsPending:
@@ -203,35 +206,42 @@ class AntiEntropy:
             return
         table = self._replicator.table
         me = self._replicator.nodeName
-        held = sorted(p for p in table.partitionsOf(me) if len(table.owners(p)) > 1)
+        held = sorted(table.partitionsOf(me))
+        coOwners = sorted({o for p in held for o in table.owners(p) if o != me})
         self.counters.rounds += 1
         self._round += 1
-        if not held:
+        if not coOwners:
             return
-        count = min(self.partitionsPerRound, len(held))
-        start = self._cursor % len(held)
+        count = min(self.peersPerRound, len(coOwners))
+        start = self._cursor % len(coOwners)
         self._cursor = start + count
+        chosen = set((coOwners + coOwners)[start : start + count])
+        # Each partition goes to one of the chosen co-owners holding it,
+        # alternating from round to round.
         byPeer: dict[str, list[int]] = {}
-        for partition in (held + held)[start : start + count]:
-            peer = self._coOwner(partition)
-            if peer is not None:
+        for partition in held:
+            candidates = [o for o in table.owners(partition) if o in chosen]
+            if candidates:
+                peer = candidates[(self._round + partition) % len(candidates)]
                 byPeer.setdefault(peer, []).append(partition)
         for peer, partitions in byPeer.items():
             self._rootsPending += 1
             self.peers.roots(peer, partitions).addCallbacks(
                 self._rootsArrived,
                 self._rootsFailed,
-                callbackArgs=(partitions,),
+                callbackArgs=(peer, partitions),
                 errbackArgs=(peer,),
             ).addBoth(self._rootsDone)
 
-    def _rootsArrived(self, roots: list[bytes], partitions: list[int]) -> None:
+    def _rootsArrived(
+        self, roots: list[bytes], peer: str, partitions: list[int]
+    ) -> None:
         if len(roots) != len(partitions):
             raise ValueError("a peer answered the wrong number of roots")
         for partition, root in zip(partitions, roots, strict=True):
             self.counters.rootsCompared += 1
             if root != self._store.partitionRoot(partition):
-                self._queue.append(partition)
+                self._queue.append((partition, peer))
 
     def _rootsFailed(self, failure: Failure, peer: str) -> None:
         self.counters.failures += 1
@@ -334,11 +344,7 @@ class AntiEntropy:
                 partition, peer = job
                 self._urgentInFlight += 1
             elif self._queue:
-                partition = self._queue.popleft()
-                chosen = self._coOwner(partition)
-                if chosen is None:
-                    continue
-                peer = chosen
+                partition, peer = self._queue.popleft()
             else:
                 return
             self.inFlight += 1
@@ -346,15 +352,6 @@ class AntiEntropy:
             Deferred.fromCoroutine(self.exchange(partition, peer)).addErrback(
                 self._failed, partition, peer
             ).addBoth(self._finished, urgent)
-
-    def _coOwner(self, partition: int) -> str | None:
-        # Co-owners in turn, round by round: over as many rounds as there
-        # are, this node meets each of them.
-        me = self._replicator.nodeName
-        others = [o for o in self._replicator.table.owners(partition) if o != me]
-        if not others:
-            return None
-        return others[(self._round + partition) % len(others)]
 
     def _failed(self, failure: Failure, partition: int, peer: str) -> None:
         self.counters.failures += 1
