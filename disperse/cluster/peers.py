@@ -20,7 +20,7 @@ from typing import Any
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 
 from disperse.cluster.merkle import Digests
@@ -52,6 +52,10 @@ MAX_BYTES = 8 * 1024 * 1024
 # it has no entry for only if that evicts nothing. The query is signed with
 # the path; a node that does not know it ignores it and simply applies.
 REPAIR_QUERY = b"?repair=1"
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    noisy = False
 
 
 class PeerUnreachable(ConnectError):
@@ -87,6 +91,9 @@ class HTTPPeerClient:
         self._signer = signer
         self._timeout = timeout
         pool = HTTPConnectionPool(reactor, persistent=True)
+        # One log line per connection opened and closed is noise at the
+        # rate peers talk; the pool has no public switch for it.
+        pool._factory = _QuietClientFactory
         pool.maxPersistentPerHost = MAX_IN_FLIGHT * 2
         pool.retryAutomatically = False
         self._http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout))
