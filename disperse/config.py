@@ -156,4 +156,4 @@ class NodeConfig:
     writeConsistency: str = "quorum"
     replicaTimeout: float = 1.0
     clusterSecret: bytes | None = None
-    antiEntropyInterval: float = 10.0
+    antiEntropyInterval: float = 30.0

@@ -172,7 +172,7 @@ class Options(usage.Options):
         [
             "anti-entropy-interval",
             None,
-            "10s",
+            "30s",
             "Time between Merkle comparisons of each partition with a co-replica.",
         ],
         [

@@ -56,7 +56,7 @@ from disperse.cluster.replicator import RepairClient, Replicator
 from disperse.logs import logger
 from disperse.store import Record, Store
 
-DEFAULT_INTERVAL = 10.0
+DEFAULT_INTERVAL = 30.0
 # Each round starts up to this fraction of the interval late.
 DEFAULT_JITTER = 0.1
 # Exchanges running at once, on this node's initiative.
