@@ -45,9 +45,11 @@ from disperse.logs import logger
 from disperse.store import Record, Store, ValueTooLarge
 
 # The active expiry sweep looks at this many candidates per tick, so a burst
-# of expiring keys costs a little time on many ticks, never a long pause.
-SWEEP_INTERVAL = 0.1
-SWEEP_BUDGET = 2000
+# of expiring keys costs a little time on many ticks (a few ms at most),
+# never a long pause; 20,000 expirations a second, and an idle node wakes
+# up for it only four times a second.
+SWEEP_INTERVAL = 0.25
+SWEEP_BUDGET = 5000
 
 
 @dataclass(frozen=True)
