@@ -17,7 +17,7 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
@@ -49,6 +49,8 @@ from disperse.store import Record, Store, ValueTooLarge
 # never a long pause; 20,000 expirations a second, and an idle node wakes
 # up for it only four times a second.
 SWEEP_INTERVAL = 0.25
+# How long placement waits after a membership change for others to follow.
+PLACEMENT_DELAY = 0.5
 SWEEP_BUDGET = 5000
 
 
@@ -132,6 +134,7 @@ class Node(MultiService):
         self.store = Store(clock, self.nodeId, maxBytes=config.maxMemory)
         self.httpPort: int | None = None
         self.membership: Membership | None = None
+        self._placementCall: IDelayedCall | None = None
         self.replicator = Replicator(
             nodeName=config.nodeName,
             store=self.store,
@@ -172,6 +175,9 @@ class Node(MultiService):
     def stopService(self) -> Any:
         if self._sweeper.running:
             self._sweeper.stop()
+        if self._placementCall is not None and self._placementCall.active():
+            self._placementCall.cancel()
+        self._placementCall = None
         self.antiEntropy.stop()
         self.replicator.stop()
         return super().stopService()
@@ -225,7 +231,13 @@ class Node(MultiService):
         self._memberChanged("failed", member)
 
     def _memberChanged(self, change: str, member: Member) -> None:
-        self._updatePlacement()
+        # Membership changes come in bursts (a cluster booting, a partition
+        # healing); building the partition table takes tens of milliseconds
+        # at a few dozen members, so one build follows each burst.
+        if self._placementCall is None:
+            self._placementCall = self.clock.callLater(
+                PLACEMENT_DELAY, self._updatePlacement
+            )
         self.log.info(
             "member {member} {change} ({host}:{port}, incarnation {incarnation})",
             member=member.name,
@@ -238,6 +250,7 @@ class Node(MultiService):
     def _updatePlacement(self) -> None:
         # Data lives on members that run Disperse (they publish an HTTP
         # address); plain memberlist peers in the cluster hold none.
+        self._placementCall = None
         if self.membership is None:
             return
         holders = []

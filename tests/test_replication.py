@@ -61,8 +61,7 @@ def cluster() -> Iterator[list[NodeProcess]]:
         seed = f"127.0.0.1:{nodes[0].gossipPort}"
         nodes.extend(start(f"n{i}", "--peer", seed) for i in range(1, 3))
         for node in nodes:
-            for i in range(3):
-                node.waitFor(member(f"n{i}", "joined"))
+            node.waitFor(re.compile(r"partition table rebuilt for 3 members"))
         yield nodes
     finally:
         for node in nodes:
