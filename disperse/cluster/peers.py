@@ -2,12 +2,12 @@
 Node-to-node calls over HTTP: the production L{PeerClient}.
 
 Each call is signed with the cluster secret (L{disperse.cluster.protocol})
-and carried by treq over a persistent connection pool. Calls to the same
-peer that arrive while a request to it is in flight are gathered into the
-next request, so a burst of small writes costs a few round trips, not one
-each. Anti-entropy calls (digests, ranges, repairs) are rare and already
-sized by their caller, so they go one request each. Every call fails after
-the timeout rather than hanging.
+and carried over persistent connections (L{disperse.cluster.peerhttp}).
+Calls to the same peer that arrive while a request to it is in flight are
+gathered into the next request, so a burst of small writes costs a few
+round trips, not one each. Anti-entropy calls (digests, ranges, repairs)
+are rare and already sized by their caller, so they go one request each.
+Every call fails after the timeout rather than hanging.
 """
 
 from __future__ import annotations
@@ -17,13 +17,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from treq.client import HTTPClient
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectError
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
-from twisted.web.http_headers import Headers
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
+from twisted.internet.error import ConnectError, TimeoutError
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
 from disperse.cluster.merkle import Digests
+from disperse.cluster.peerhttp import PeerConnection, Response, requestHead
 from disperse.cluster.protocol import (
     NONCE_SIZE,
     SIGNATURE_HEADER,
@@ -45,6 +56,9 @@ from disperse.store import Record
 PEER_PATH = b"/internal/v1/"
 # At most this many requests in flight to one peer, per kind.
 MAX_IN_FLIGHT = 2
+# Connections kept to one peer: room for the batched kinds and a few
+# anti-entropy calls at once.
+MAX_CONNECTIONS = 8
 # A request carries at most this many items, and roughly this many bytes.
 MAX_ITEMS = 1000
 MAX_BYTES = 8 * 1024 * 1024
@@ -52,10 +66,6 @@ MAX_BYTES = 8 * 1024 * 1024
 # it has no entry for only if that evicts nothing. The query is signed with
 # the path; a node that does not know it ignores it and simply applies.
 REPAIR_QUERY = b"?repair=1"
-
-
-class _QuietClientFactory(_HTTP11ClientFactory):
-    noisy = False
 
 
 class PeerUnreachable(ConnectError):
@@ -70,6 +80,126 @@ class _Queue:
     waiters: list[tuple[int, int, Deferred[Any]]] = field(default_factory=list)
     inFlight: int = 0
     scheduled: bool = False
+
+
+@dataclass
+class _Pending:
+    head: bytes
+    body: bytes
+    done: Deferred[Response]
+    timer: IDelayedCall | None = None
+
+
+class _Address:
+    """
+    The connections to one peer address and the requests waiting for one.
+    """
+
+    def __init__(self) -> None:
+        self.idle: list[PeerConnection] = []
+        self.connections = 0
+        self.pending: list[_Pending] = []
+
+
+class ConnectionPool:
+    """
+    Persistent L{PeerConnection}s to peer addresses (C{host:port}), at most
+    L{MAX_CONNECTIONS} to each; a request waits for a free one, and fails
+    after the timeout whether it was waiting, connecting or sent.
+    """
+
+    def __init__(self, reactor: Any, timeout: float) -> None:
+        self._reactor = reactor
+        self._clock: IReactorTime = reactor
+        self._timeout = timeout
+        self._addresses: dict[str, _Address] = {}
+        self._closing = False
+
+    def request(self, address: str, head: bytes, body: bytes) -> Deferred[Response]:
+        state = self._addresses.get(address)
+        if state is None:
+            state = self._addresses[address] = _Address()
+        while state.idle:
+            connection = state.idle.pop()
+            if connection.connected:
+                return connection.request(head, body, self._timeout)
+        done: Deferred[Response] = Deferred()
+        pending = _Pending(head, body, done)
+        pending.timer = self._clock.callLater(
+            self._timeout, self._waitedTooLong, state, pending
+        )
+        state.pending.append(pending)
+        if state.connections < MAX_CONNECTIONS:
+            self._connect(address, state)
+        return done
+
+    def close(self) -> None:
+        """
+        Drop every connection and fail every waiting request.
+        """
+        self._closing = True
+        for state in self._addresses.values():
+            for connection in state.idle:
+                connection.transport.loseConnection()  # type: ignore[union-attr]
+            state.idle.clear()
+            self._failPending(state, Failure(ConnectError("client closed")))
+
+    def _connect(self, address: str, state: _Address) -> None:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        try:
+            portNumber = int(port)
+        except ValueError:
+            self._failPending(state, Failure(PeerUnreachable(f"bad address {address}")))
+            return
+        state.connections += 1
+        endpoint = _endpoint(self._reactor, host, portNumber, self._timeout)
+        factory = Factory.forProtocol(
+            lambda: PeerConnection(
+                self._clock,
+                lambda c: self._idle(state, c),
+                lambda c: self._lost(state, c),
+            )
+        )
+        factory.noisy = False
+        endpoint.connect(factory).addErrback(self._connectFailed, state)
+
+    def _idle(self, state: _Address, connection: PeerConnection) -> None:
+        if self._closing:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if state.pending:
+            pending = state.pending.pop(0)
+            if pending.timer is not None and pending.timer.active():
+                pending.timer.cancel()
+            connection.request(pending.head, pending.body, self._timeout).chainDeferred(
+                pending.done
+            )
+        else:
+            state.idle.append(connection)
+
+    def _lost(self, state: _Address, connection: PeerConnection) -> None:
+        state.connections -= 1
+        if connection in state.idle:
+            state.idle.remove(connection)
+
+    def _connectFailed(self, failure: Failure, state: _Address) -> None:
+        state.connections -= 1
+        if state.connections == 0:
+            self._failPending(state, failure)
+
+    def _waitedTooLong(self, state: _Address, pending: _Pending) -> None:
+        if pending in state.pending:
+            state.pending.remove(pending)
+            pending.done.errback(TimeoutError("no connection to the peer in time"))
+
+    @staticmethod
+    def _failPending(state: _Address, failure: Failure) -> None:
+        waiting, state.pending = state.pending, []
+        for pending in waiting:
+            if pending.timer is not None and pending.timer.active():
+                pending.timer.cancel()
+            pending.done.errback(failure)
 
 
 class HTTPPeerClient:
@@ -90,19 +220,12 @@ class HTTPPeerClient:
         self._addressOf = addressOf
         self._signer = signer
         self._timeout = timeout
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        # One log line per connection opened and closed is noise at the
-        # rate peers talk; the pool has no public switch for it.
-        pool._factory = _QuietClientFactory
-        pool.maxPersistentPerHost = MAX_IN_FLIGHT * 2
-        pool.retryAutomatically = False
-        self._http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout))
-        self._pool = pool
+        self._pool = ConnectionPool(reactor, timeout)
         self._queues: dict[tuple[str, str], _Queue] = {}
+        self._headers = b"Content-Type: application/x-msgpack\r\n"
 
-    def close(self) -> Deferred[None]:
-        closed: Deferred[None] = self._pool.closeCachedConnections()
-        return closed
+    def close(self) -> None:
+        self._pool.close()
 
     # PeerClient
 
@@ -236,24 +359,28 @@ class HTTPPeerClient:
             int(self._reactor.seconds() * 1000),
             os.urandom(NONCE_SIZE),
         )
-        request = self._http.post(
-            f"http://{address}{path.decode('ascii')}",
-            data=body,
-            headers=Headers(
-                {
-                    b"content-type": [b"application/x-msgpack"],
-                    SIGNATURE_HEADER: [signature],
-                }
-            ),
+        head = requestHead(
+            b"POST",
+            path,
+            address.encode("ascii"),
+            b"%s%s: %s\r\n" % (self._headers, SIGNATURE_HEADER, signature),
         )
-        request.addTimeout(self._timeout, self._reactor)
-        response = await request
-        content: Deferred[bytes] = response.content()
-        content.addTimeout(self._timeout, self._reactor)
-        data = await content
+        response = await self._pool.request(address, head, body)
         if response.code != 200:
             raise PeerUnreachable(f"{member} answered {response.code}")
-        return data
+        return response.body
+
+
+def _endpoint(
+    reactor: Any, host: str, port: int, timeout: float
+) -> IStreamClientEndpoint:
+    # Members advertise IP addresses; a name (from an operator's
+    # --advertise) is resolved on each new connection.
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=timeout)
 
 
 def _itemSize(item: Any) -> int:

@@ -1,0 +1,220 @@
+"""
+Tests for the node-to-node HTTP client: response framing, timeouts and the
+connection pool, against string transports and a real twisted.web site.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.error import ConnectError, TimeoutError
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from disperse.cluster.peerhttp import (
+    BadResponse,
+    PeerConnection,
+    Response,
+    requestHead,
+)
+from disperse.cluster.peers import ConnectionPool
+
+reactor: Any = _reactor
+HEAD = requestHead(b"POST", b"/internal/v1/apply", b"10.0.0.1:80", b"X-A: b\r\n")
+
+
+class ConnectionTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.idle: list[PeerConnection] = []
+        self.lost: list[PeerConnection] = []
+        self.connection = PeerConnection(self.clock, self.idle.append, self.lost.append)
+        self.transport = StringTransport()
+        self.connection.makeConnection(self.transport)
+
+    def ask(self) -> tuple[list[Response], list[Exception]]:
+        answers: list[Response] = []
+        errors: list[Exception] = []
+        self.connection.request(HEAD, b"body", 1.0).addCallbacks(
+            answers.append, lambda f: errors.append(f.value)
+        )
+        return answers, errors
+
+    def test_requestInOneWrite(self) -> None:
+        """
+        Head, length and body go out together, so the peer wakes up once.
+        """
+        self.ask()
+        self.assertEqual(
+            self.transport.value(),
+            b"POST /internal/v1/apply HTTP/1.1\r\nHost: 10.0.0.1:80\r\n"
+            b"X-A: b\r\nContent-Length: 4\r\n\r\nbody",
+        )
+        self.assertEqual(self.idle, [self.connection])  # from connectionMade
+
+    def test_contentLengthInPieces(self) -> None:
+        """
+        A response split anywhere is put back together; the connection is
+        then idle again and stays open.
+        """
+        answers, _ = self.ask()
+        wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello"
+        for i in range(len(wire)):
+            self.connection.dataReceived(wire[i : i + 1])
+        self.assertEqual(answers, [Response(200, b"hello")])
+        self.assertEqual(self.idle, [self.connection, self.connection])
+        self.assertFalse(self.transport.disconnecting)
+        # And a second request on the same connection.
+        answers, _ = self.ask()
+        self.connection.dataReceived(b"HTTP/1.1 401 No\r\nContent-Length: 2\r\n\r\nno")
+        self.assertEqual(answers, [Response(401, b"no")])
+
+    def test_chunked(self) -> None:
+        answers, _ = self.ask()
+        self.connection.dataReceived(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
+        )
+        self.assertEqual(answers, [Response(200, b"abcde")])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_bodyToEndOfConnection(self) -> None:
+        """
+        A response without a length ends with its connection.
+        """
+        answers, _ = self.ask()
+        self.connection.dataReceived(b"HTTP/1.0 200 OK\r\n\r\npart")
+        self.connection.dataReceived(b"s")
+        self.assertEqual(answers, [])
+        self.connection.connectionLost()
+        self.assertEqual(answers, [Response(200, b"parts")])
+        self.assertEqual(self.lost, [self.connection])
+
+    def test_connectionClose(self) -> None:
+        """
+        C{Connection: close} is honoured after the response.
+        """
+        answers, _ = self.ask()
+        self.connection.dataReceived(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.assertEqual(answers, [Response(200, b"")])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.idle, [self.connection])
+
+    def test_garbage(self) -> None:
+        _, errors = self.ask()
+        self.connection.dataReceived(b"SSH-2.0-OpenSSH\r\n\r\n")
+        self.assertIsInstance(errors[0], BadResponse)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_unaskedData(self) -> None:
+        """
+        Bytes nobody asked for close the connection.
+        """
+        self.connection.dataReceived(b"HTTP/1.1 200 OK\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_timeout(self) -> None:
+        _, errors = self.ask()
+        self.clock.advance(0.99)
+        self.assertEqual(errors, [])
+        self.clock.advance(0.02)
+        self.assertIsInstance(errors[0], TimeoutError)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_lostMidResponse(self) -> None:
+        _, errors = self.ask()
+        self.connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab")
+        self.connection.connectionLost()
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class _Slow(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Request] = []
+
+    def render_POST(self, request: Request) -> bytes | int:
+        body = request.content.read() if request.content else b""
+        if body == b"hold":
+            self.held.append(request)
+            return NOT_DONE_YET
+        return b"echo:" + body
+
+
+async def _serve(resource: Resource) -> tuple[Any, str]:
+    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    return port, f"127.0.0.1:{port.getHost().port}"
+
+
+def _head(address: str) -> bytes:
+    return requestHead(b"POST", b"/x", address.encode(), b"")
+
+
+async def _failure(d: Deferred[Any]) -> BaseException:
+    try:
+        await d
+    except Exception as e:
+        return e
+    raise AssertionError("the request succeeded")
+
+
+@pytest_twisted.ensureDeferred
+async def test_poolRoundTrips() -> None:
+    """
+    Many requests at once share at most a few connections and all get their
+    own answers.
+    """
+    port, address = await _serve(_Slow())
+    pool = ConnectionPool(reactor, timeout=5.0)
+    try:
+        responses = await gatherResults(
+            [pool.request(address, _head(address), b"%d" % i) for i in range(20)]
+        )
+        assert [r.body for r in responses] == [b"echo:%d" % i for i in range(20)]
+    finally:
+        pool.close()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_poolWaitersTimeOut() -> None:
+    """
+    With every connection held by a request the peer does not answer, a
+    further request fails after the timeout instead of waiting forever.
+    """
+    resource = _Slow()
+    port, address = await _serve(resource)
+    pool = ConnectionPool(reactor, timeout=0.3)
+    try:
+        held = [pool.request(address, _head(address), b"hold") for _ in range(8)]
+        extra = pool.request(address, _head(address), b"more")
+        assert isinstance(await _failure(extra), TimeoutError)
+        for d in held:
+            assert isinstance(await _failure(d), TimeoutError)
+        assert len(resource.held) == 8
+    finally:
+        pool.close()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_poolRefused() -> None:
+    port, address = await _serve(_Slow())
+    await port.stopListening()
+    pool = ConnectionPool(reactor, timeout=5.0)
+    try:
+        failure = await _failure(pool.request(address, _head(address), b"x"))
+        assert isinstance(failure, ConnectError)
+    finally:
+        pool.close()

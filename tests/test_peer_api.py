@@ -1,0 +1,97 @@
+"""
+Tests for the node-to-node API's dispatch: only signed POSTs to known calls
+are served, whatever else arrives.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from disperse.cluster.protocol import (
+    NONCE_SIZE,
+    SIGNATURE_HEADER,
+    ApplyRequest,
+    ApplyResponse,
+    Signer,
+    Verifier,
+)
+from disperse.config import NodeConfig
+from disperse.node import Node
+from disperse.web.api import CacheAPI
+from disperse.web.peer import PeerAPI
+
+SECRET = b"s" * 32
+URL = "http://10.0.0.1:8000"
+
+
+class PeerAPITests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.node = Node(NodeConfig(nodeName="alpha"), self.clock)
+        self.peer = PeerAPI(self.node, Verifier(SECRET, self.clock))
+        self.stub: Any = StubTreq(
+            CacheAPI(self.node, peer=self.peer.resource()).resource()
+        )
+        self.signer = Signer(SECRET)
+
+    def post(
+        self, path: bytes, body: bytes, signed: bool = True, method: str = "POST"
+    ) -> tuple[int, bytes]:
+        headers = {}
+        if signed:
+            headers[SIGNATURE_HEADER] = [
+                self.signer.sign(
+                    method.encode(),
+                    path,
+                    body,
+                    int(self.clock.seconds() * 1000),
+                    os.urandom(NONCE_SIZE),
+                )
+            ]
+        d = self.stub.request(method, URL + path.decode(), data=body, headers=headers)
+        self.stub.flush()
+        response = self.successResultOf(d)
+        return response.code, self.successResultOf(self.stub.content(response))
+
+    def applyBody(self) -> bytes:
+        record = self.node.store.newRecord(b"v", 0, False)
+        return ApplyRequest((("k", record.encode()),)).encode()
+
+    def test_signedApply(self) -> None:
+        code, body = self.post(b"/internal/v1/apply", self.applyBody())
+        self.assertEqual(code, 200)
+        self.assertEqual(ApplyResponse.decode(body).applied, (True,))
+        record = self.node.getLocal("k")
+        self.assertIsNotNone(record)
+        assert record is not None
+        self.assertEqual(record.value, b"v")
+
+    def test_unsigned(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply", self.applyBody(), signed=False)
+        self.assertEqual(code, 401)
+        self.assertIsNone(self.node.getLocal("k"))
+        self.assertEqual(self.peer.refused, 1)
+
+    def test_unknownCall(self) -> None:
+        code, _ = self.post(b"/internal/v1/nothing", b"")
+        self.assertEqual(code, 404)
+
+    def test_nestedPath(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply/more", self.applyBody())
+        self.assertEqual(code, 404)
+        code, _ = self.post(b"/internal/v2/apply", self.applyBody())
+        self.assertEqual(code, 404)
+
+    def test_onlyPost(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply", b"", method="GET")
+        self.assertEqual(code, 405)
+
+    def test_malformedBody(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply", b"\xc1")
+        self.assertEqual(code, 400)
