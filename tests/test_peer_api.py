@@ -12,11 +12,14 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.cluster.placement import partitionOf
 from disperse.cluster.protocol import (
     NONCE_SIZE,
     SIGNATURE_HEADER,
     ApplyRequest,
     ApplyResponse,
+    FetchRequest,
+    FetchResponse,
     Signer,
     Verifier,
 )
@@ -95,3 +98,17 @@ class PeerAPITests(SynchronousTestCase):
     def test_malformedBody(self) -> None:
         code, _ = self.post(b"/internal/v1/apply", b"\xc1")
         self.assertEqual(code, 400)
+
+    def test_fetchWhileCatchingUp(self) -> None:
+        """
+        A replica catching up on a key's partition answers 503, so the asker
+        reads another replica.
+        """
+        self.node.store.put("k", b"v")
+        self.node.replicator.holdReads([partitionOf("k")])
+        code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
+        self.assertEqual((code, body), (503, b"catching up"))
+        self.node.replicator.releaseReads([partitionOf("k")])
+        code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
+        self.assertEqual(code, 200)
+        self.assertEqual(len(FetchResponse.decode(body).records), 1)

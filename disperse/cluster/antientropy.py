@@ -154,6 +154,9 @@ class AntiEntropy:
         self._rootsPending = 0
         # Catch-up partitions by source member, waiting for a roots request.
         self._catchUpJobs: dict[str, list[int]] = {}
+        # Partitions not read from here until caught up, and the sources
+        # still to catch up with for each.
+        self._holdJobs: dict[int, set[str]] = {}
         self._catchUpRootsPending = 0
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
@@ -187,6 +190,8 @@ class AntiEntropy:
         self._urgent.clear()
         self._urgentPending.clear()
         self._catchUpJobs.clear()
+        self._replicator.releaseReads(list(self._holdJobs))
+        self._holdJobs.clear()
 
     # Scheduling
 
@@ -265,7 +270,10 @@ class AntiEntropy:
         """
         me = self._replicator.nodeName
         live = {member.name for member in new.members}
-        for partition in sorted(new.partitionsOf(me)):
+        mine = new.partitionsOf(me)
+        # Partitions given away are nobody's business here any more.
+        self._release([p for p in self._holdJobs if p not in mine])
+        for partition in sorted(mine):
             others = [o for o in new.owners(partition) if o != me]
             if not others:
                 continue
@@ -275,11 +283,28 @@ class AntiEntropy:
                 # Held it already alongside others: the rounds keep it.
                 continue
             sources = [o for o in previous if o in live] or others
+            self._holdJobs.setdefault(partition, set()).update(sources)
             for source in sources:
                 wanted = self._catchUpJobs.setdefault(source, [])
                 if partition not in wanted:
                     wanted.append(partition)
+        # Until it caught up, this replica may lack acknowledged writes:
+        # reads go to the others meanwhile.
+        self._replicator.holdReads(list(self._holdJobs))
         self._requestCatchUpRoots()
+
+    def _caughtUp(self, partition: int, source: str) -> None:
+        sources = self._holdJobs.get(partition)
+        if sources is None:
+            return
+        sources.discard(source)
+        if not sources:
+            self._release([partition])
+
+    def _release(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            del self._holdJobs[partition]
+        self._replicator.releaseReads(partitions)
 
     def _requestCatchUpRoots(self) -> None:
         if not self._running or not self._catchUpJobs:
@@ -311,6 +336,8 @@ class AntiEntropy:
             self.counters.rootsCompared += 1
             if root != self._store.partitionRoot(partition):
                 self._queueUrgent(partition, source)
+            else:
+                self._caughtUp(partition, source)
 
     def _catchUpRootsFailed(
         self, failure: Failure, source: str, partitions: list[int]
@@ -351,7 +378,7 @@ class AntiEntropy:
             self.maxInFlightSeen = max(self.maxInFlightSeen, self.inFlight)
             Deferred.fromCoroutine(self.exchange(partition, peer)).addErrback(
                 self._failed, partition, peer
-            ).addBoth(self._finished, urgent)
+            ).addBoth(self._finished, urgent, partition, peer)
 
     def _failed(self, failure: Failure, partition: int, peer: str) -> None:
         self.counters.failures += 1
@@ -362,10 +389,16 @@ class AntiEntropy:
             error=failure.getErrorMessage(),
         )
 
-    def _finished(self, result: object, urgent: bool) -> None:
+    def _finished(
+        self, result: object, urgent: bool, partition: int, peer: str
+    ) -> None:
         self.inFlight -= 1
         if urgent:
             self._urgentInFlight -= 1
+            # Done with this source, repaired or not: a source that fails
+            # must not keep the partition out of reads (its other replicas
+            # and later rounds cover it).
+            self._caughtUp(partition, peer)
         self._pump()
         self._reportCatchUp()
 

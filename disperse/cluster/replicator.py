@@ -36,6 +36,7 @@ from disperse.cluster.placement import (
     MemberSpec,
     PartitionTable,
     Replicas,
+    partitionOf,
 )
 from disperse.logs import logger
 from disperse.store import Record, Store
@@ -50,6 +51,18 @@ HINT_BATCH = 500
 # exchange.
 RANGE_MAX_RECORDS = 10_000
 RANGE_MAX_BYTES = 16 * 1024 * 1024
+
+# A partition this node newly holds is not read from here until it caught
+# up with the replicas that held it before, or for at most this long: a
+# source that never answers must not keep a replica out of reads forever.
+MAX_READ_HOLD = 60.0
+
+
+class NotCaughtUp(Exception):
+    """
+    This replica is still catching up on the partition of a key asked for;
+    the asker should read another replica.
+    """
 
 
 class Consistency(enum.Enum):
@@ -297,6 +310,8 @@ class Replicator:
         self._tableListeners: list[
             Callable[[PartitionTable, PartitionTable], object]
         ] = []
+        # Partitions not read from here yet, with when the hold ends.
+        self._held: dict[int, float] = {}
 
     # Life cycle and membership
 
@@ -417,6 +432,10 @@ class Replicator:
         required = level.required(len(owners))
         others = [owner for owner in owners if owner != self.nodeName]
         local = len(others) < len(owners)
+        if local and self._held and self._holding(partitionOf(key)):
+            # Not a replica to read from until it caught up: the others
+            # answer for it (and a write it missed is not read as absent).
+            local = False
         if local and required <= 1:
             return ReadOutcome(
                 self._store.record(key, touch=True), 1, required, len(owners)
@@ -474,7 +493,55 @@ class Replicator:
         return applied
 
     def fetchLocal(self, keys: Iterable[str]) -> list[Record | None]:
-        return [self._store.record(key) for key in keys]
+        """
+        This replica's records of C{keys}.
+
+        @raise NotCaughtUp: if a key's partition is still being caught up
+            on here; the asker reads another replica.
+        """
+        store = self._store
+        if self._held:
+            keys = list(keys)
+            for key in keys:
+                if self._holding(partitionOf(key)):
+                    raise NotCaughtUp(key)
+        return [store.record(key) for key in keys]
+
+    # Catching up
+
+    def holdReads(self, partitions: Iterable[int]) -> None:
+        """
+        Serve no reads of C{partitions} from this replica until
+        L{releaseReads}, or L{MAX_READ_HOLD} seconds.
+        """
+        until = self._clock.seconds() + MAX_READ_HOLD
+        for partition in partitions:
+            self._held.setdefault(partition, until)
+
+    def releaseReads(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._held.pop(partition, None)
+
+    def heldPartitions(self) -> frozenset[int]:
+        """
+        The partitions this replica is not read for now.
+        """
+        return frozenset(p for p in list(self._held) if self._holding(p))
+
+    def _holding(self, partition: int) -> bool:
+        until = self._held.get(partition)
+        if until is None:
+            return False
+        if self._clock.seconds() < until:
+            return True
+        del self._held[partition]
+        self.log.warn(
+            "serving reads of partition {partition} before it caught up: no"
+            " answer from its other replicas in {seconds} s",
+            partition=partition,
+            seconds=MAX_READ_HOLD,
+        )
+        return False
 
     def rootsLocal(self, partitions: Iterable[int]) -> list[bytes]:
         """

@@ -71,8 +71,14 @@ class MemoryPeerNetwork:
                     TimeoutError(f"{target} did not answer"),
                 )
             else:
-                answer = work(node)
-                self.clock.callLater(self.latency, result.callback, answer)
+                # An error the target answers with (as the HTTP API answers
+                # a refused call with an error status) fails the call.
+                try:
+                    answer = work(node)
+                except Exception as e:
+                    self.clock.callLater(self.latency, result.errback, e)
+                else:
+                    self.clock.callLater(self.latency, result.callback, answer)
 
         self.clock.callLater(self.latency, arrive)
         return result

@@ -28,6 +28,7 @@ from disperse.cluster.protocol import (
     SignatureError,
     Verifier,
 )
+from disperse.cluster.replicator import NotCaughtUp
 from disperse.logs import logger
 from disperse.node import Node
 from disperse.store import Record
@@ -108,7 +109,12 @@ class PeerAPI:
                 answer = ApplyResponse(tuple(applied)).encode()
             elif kind == "fetch":
                 keys = FetchRequest.decode(body).keys
-                found = replicator.fetchLocal(keys)
+                try:
+                    found = replicator.fetchLocal(keys)
+                except NotCaughtUp:
+                    # Not an error of the asker's: it reads another replica.
+                    request.setResponseCode(503)
+                    return b"catching up"
                 answer = FetchResponse(
                     tuple(None if r is None else r.encode() for r in found)
                 ).encode()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.antientropy import AntiEntropy
 from disperse.cluster.hints import HintStore
 from disperse.cluster.placement import PARTITION_COUNT, MemberSpec, partitionOf
-from disperse.cluster.replicator import Consistency, Replicator
+from disperse.cluster.replicator import Consistency, ReadOutcome, Replicator
 from disperse.config import nodeIdFor
 from disperse.store import Store
 from disperse.testing.peers import MemoryPeerNetwork
@@ -210,6 +211,42 @@ class AntiEntropyTests(SynchronousTestCase):
         self.assertEqual(ae.counters.rounds, 0)
         self.assertEqual(ae.counters.keysPulled, len(owned))
         self.assertEqual(ae.counters.failures, 0)
+
+    def test_restartedNodeNotReadUntilCaughtUp(self) -> None:
+        """
+        A replica restarted empty serves no reads of the partitions it is
+        catching up on: a quorum read of a key that only it and one other
+        replica had (the third missed the write) returns the value, not
+        the absence the empty replica would report, whichever node
+        coordinates. Once caught up it serves reads again.
+        """
+        cluster = Cluster()
+        keys = [f"k{i}" for i in range(200)]
+        cluster.seed(keys, on=["n0", "n1"])
+        cluster.boot("n1", seed=7)
+        held = cluster.nodes["n1"].heldPartitions()
+        self.assertEqual(held, frozenset(range(PARTITION_COUNT)))
+        before = dict(cluster.network.calls)
+        read: dict[tuple[str, str], bytes | None] = {}
+
+        def remember(outcome: ReadOutcome, via: str, key: str) -> None:
+            read[via, key] = outcome.value.value if outcome.value else None
+
+        for via in ("n1", "n2"):
+            for key in keys:
+                d = cluster.nodes[via].read(key, Consistency.quorum)
+                assert isinstance(d, Deferred)
+                d.addCallback(remember, via, key)
+        cluster.run(0.5)
+        self.assertEqual(
+            read, {(via, k): k.encode() for via in ("n1", "n2") for k in keys}
+        )
+        # n2 did ask the restarted replica, and was sent on to another.
+        asked = cluster.network.calls[("n2", "n1")] - before.get(("n2", "n1"), 0)
+        self.assertGreater(asked, 0)
+        cluster.run(5.0)
+        self.assertEqual(cluster.nodes["n1"].heldPartitions(), frozenset())
+        self.assertEqual([k for k in keys if cluster.value("n1", k) is None], [])
 
     def test_thousandsOfMissedKeysInBoundedRounds(self) -> None:
         """

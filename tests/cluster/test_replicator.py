@@ -24,7 +24,9 @@ from disperse.cluster.placement import (
 )
 from disperse.cluster.replicator import (
     HINT_INTERVAL,
+    MAX_READ_HOLD,
     Consistency,
+    NotCaughtUp,
     ReadOutcome,
     Replicator,
     WriteOutcome,
@@ -362,3 +364,30 @@ class ServingAntiEntropyTests(SynchronousTestCase):
         self.assertEqual(node.applyLocal([("new", record)], evict=False), [False])
         self.assertEqual(node.applyLocal([("new", record)]), [True])
         self.assertEqual(store.stats().evictions, 1)
+
+    def test_readHoldEnds(self) -> None:
+        """
+        A partition held out of reads refuses fetches until released, or
+        until the hold's bound passes (with a warning), whichever is first.
+        """
+        clock = Clock()
+        store = Store(clock, 1)
+        node = Replicator(
+            nodeName="a",
+            store=store,
+            clock=clock,
+            peers=MemoryPeerNetwork(clock).client("a"),
+        )
+        store.put("k", b"v")
+        store.put("other", b"w")
+        partition = partitionOf("k")
+        node.holdReads([partition, partitionOf("other")])
+        self.assertRaises(NotCaughtUp, node.fetchLocal, ["k"])
+        node.releaseReads([partitionOf("other")])
+        self.assertEqual(node.heldPartitions(), frozenset({partition}))
+        clock.advance(MAX_READ_HOLD - 1)
+        self.assertRaises(NotCaughtUp, node.fetchLocal, ["other", "k"])
+        clock.advance(1)
+        found = node.fetchLocal(["k"])
+        self.assertEqual([r.value if r else None for r in found], [b"v"])
+        self.assertEqual(node.heldPartitions(), frozenset())
