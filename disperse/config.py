@@ -157,3 +157,6 @@ class NodeConfig:
     replicaTimeout: float = 1.0
     clusterSecret: bytes | None = None
     antiEntropyInterval: float = 30.0
+    # How long a stopping node may spend handing its partitions to their
+    # next owners; 0 leaves at once.
+    handoffTimeout: float = 30.0

@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.antientropy import AntiEntropy
+from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
 from disperse.cluster.hints import HintStore
 from disperse.cluster.merkle import Digests
 from disperse.cluster.placement import MemberSpec
@@ -173,14 +174,37 @@ class Node(MultiService):
         )
 
     def stopService(self) -> Any:
-        if self._sweeper.running:
-            self._sweeper.stop()
-        if self._placementCall is not None and self._placementCall.active():
-            self._placementCall.cancel()
-        self._placementCall = None
-        self.antiEntropy.stop()
-        self.replicator.stop()
-        return super().stopService()
+        # Requests keep being served, and gossip keeps this node a member,
+        # while its partitions are handed off; then it leaves.
+        def stopRest(_: object) -> Any:
+            if self._sweeper.running:
+                self._sweeper.stop()
+            if self._placementCall is not None and self._placementCall.active():
+                self._placementCall.cancel()
+            self._placementCall = None
+            self.antiEntropy.stop()
+            self.replicator.stop()
+            return MultiService.stopService(self)
+
+        return self.handOff().addBoth(stopRest)
+
+    def handOff(self) -> Deferred[HandoffResult]:
+        """
+        Push the partitions this node holds to the members that will hold
+        them once it has left, within the configured time.
+        """
+        if self.config.handoffTimeout <= 0 or self.membership is None:
+            return succeed(HandoffResult())
+        plan = handoffPlan(
+            self.replicator.table, self.config.nodeName, self.config.replicas
+        )
+        return handOff(
+            store=self.store,
+            peers=self.replicator.peers,
+            plan=plan,
+            clock=self.clock,
+            timeout=self.config.handoffTimeout,
+        )
 
     def _sweep(self) -> None:
         # An exception escaping a LoopingCall stops it for good; expiry must

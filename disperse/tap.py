@@ -176,6 +176,13 @@ class Options(usage.Options):
             "Time between Merkle comparisons of each partition with a co-replica.",
         ],
         [
+            "handoff-timeout",
+            None,
+            "30s",
+            "How long a stopping node may spend handing its partitions to their"
+            " next owners (0: leave at once).",
+        ],
+        [
             "cluster-secret",
             None,
             None,
@@ -332,6 +339,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--anti-entropy-interval: {e}") from None
         if self["anti-entropy-interval"] <= 0:
             raise usage.UsageError("--anti-entropy-interval must be positive")
+        try:
+            self["handoff-timeout"] = parseDuration(self["handoff-timeout"])
+        except ValueError as e:
+            raise usage.UsageError(f"--handoff-timeout: {e}") from None
         secret = self["cluster-secret"] or self._environ.get("DISPERSE_CLUSTER_SECRET")
         if secret:
             try:
@@ -434,6 +445,7 @@ class Options(usage.Options):
             replicaTimeout=self["replica-timeout"],
             clusterSecret=self["cluster-secret"],
             antiEntropyInterval=self["anti-entropy-interval"],
+            handoffTimeout=self["handoff-timeout"],
         )
 
 

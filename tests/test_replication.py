@@ -23,6 +23,8 @@ from tests.process import LOOPBACK, NodeProcess
 
 pytestmark = pytest.mark.integration
 
+LOCAL = {"X-Is-Sync": "true"}
+
 
 def call(
     node: NodeProcess,
@@ -219,3 +221,34 @@ def test_killUnderLoadLosesNothing(cluster: list[NodeProcess]) -> None:
     report = check(history, replicas=3, settledAt=settled)
     assert report.valid, report.toText()
     assert report.counts["write"]["ok"] > 20
+
+
+def test_leavingNodeHandsOff() -> None:
+    """
+    With one copy of each key, a node stopped with SIGTERM hands its keys to
+    the nodes that own them after it: every key stays readable.
+    """
+    nodes: list[NodeProcess] = []
+    try:
+        nodes.append(start("n0", "--replicas", "1"))
+        seed = f"127.0.0.1:{nodes[0].gossipPort}"
+        nodes.extend(start(f"n{i}", "--replicas", "1", "--peer", seed) for i in (1, 2))
+        for node in nodes:
+            node.waitFor(re.compile(r"partition table rebuilt for 3 members"))
+        n0, n1, _ = nodes
+        for i in range(60):
+            assert call(n0, "PUT", f"k{i}", f"v{i}")[:2] == (200, "OK")
+        held = [i for i in range(60) if call(n1, "GET", f"k{i}", None, LOCAL)[0] == 200]
+        assert held, "n1 holds some of the keys"
+        mark, mark0 = n1.mark(), n0.mark()
+        assert n1.terminate() == -signal.SIGTERM
+        handed = n1.waitFor(
+            re.compile(r"handed off (\d+) of (\d+) records"), since=mark
+        )
+        assert handed.group(1) == handed.group(2) == str(len(held))
+        n0.waitFor(re.compile(r"partition table rebuilt for 2 members"), since=mark0)
+        for i in range(60):
+            assert call(n0, "GET", f"k{i}")[:2] == (200, f"v{i}")
+    finally:
+        for node in nodes:
+            node.kill()

@@ -391,6 +391,19 @@ class Store:
                 out.append((key, record))
         return out
 
+    def partitionContents(self, partition: int) -> list[tuple[str, Record]]:
+        """
+        Every unexpired record of C{partition}, tombstones included: what a
+        leaving replica hands to the partition's next owner.
+        """
+        now = self.nowMs()
+        out = []
+        for key, blob in self._parts[partition].items():
+            record = Record.decode(blob)
+            if not record.expiresAtMs or record.expiresAtMs > now:
+                out.append((key, record))
+        return out
+
     # Writing
 
     def newRecord(
