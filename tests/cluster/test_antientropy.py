@@ -248,6 +248,33 @@ class AntiEntropyTests(SynchronousTestCase):
         self.assertEqual(cluster.nodes["n1"].heldPartitions(), frozenset())
         self.assertEqual([k for k in keys if cluster.value("n1", k) is None], [])
 
+    def test_deadNodeReplicasRestored(self) -> None:
+        """
+        When a member is declared dead, the members that take over its
+        partitions copy them from the remaining replicas: every key is back
+        to three copies without any write or periodic round.
+        """
+        names = [f"n{i}" for i in range(5)]
+        cluster = Cluster(names)
+        keys = [f"key{i}" for i in range(2000)]
+        cluster.seed(keys, on=names)
+        cluster.network.down.add("n4")
+        survivors = names[:4]
+        for name in survivors:
+            cluster.nodes[name].updateMembers([MemberSpec(n) for n in survivors])
+        cluster.run(INTERVAL * 0.5)
+        table = cluster.nodes["n0"].table
+        short = [
+            key
+            for key in keys
+            if sum(cluster.value(o, key) == key.encode() for o in table.ownersOf(key))
+            != 3
+        ]
+        self.assertEqual(short, [])
+        for name in survivors:
+            self.assertEqual(cluster.ae[name].counters.rounds, 0)
+            self.assertEqual(cluster.nodes[name].heldPartitions(), frozenset())
+
     def test_thousandsOfMissedKeysInBoundedRounds(self) -> None:
         """
         Thousands of keys missed by one replica are repaired within two

@@ -1,0 +1,1776 @@
+"""
+The replication-repair benchmark behind C{bench/cluster-repair}.
+
+Two measurements, each on fresh 3-node clusters (R=3, quorum writes and
+reads, C{--profile local}), the nodes on one CPU and the load generator on
+the other:
+
+ 1. B{repair of a restarted node}: kill -9 C{c3}, write K distinct keys at
+    quorum through C{c1} and C{c2} with wrk, restart C{c3} empty under the
+    same name and ports, and time how long until its own store holds all K
+    keys (its C{/stats} C{keys}, polled every 0.1 s). Next to it, the same K
+    keys written into a fresh single node with the same client: keys
+    repaired per second against keys written per second.
+ 2. B{kill -9 under continuous quorum load}: 16 client threads PUT unique
+    keys and GET acknowledged ones over the three nodes, recording every
+    operation into a L{disperse.testing.history.History}; C{c3} is killed at
+    a third of the run. The history checker (plus a read-back of every
+    acknowledged key from C{c1} and C{c2}) counts lost writes and stale
+    reads; the survivors' logs give the detection and table-rebuild times;
+    the client records give the error window on the survivors.
+
+Every wait is bounded, every child process runs in its own process group and
+is stopped however the script ends, and all traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._bench_cluster_http import code_version, loadavg
+from bench._bench_common import (
+    LOOPBACK,
+    RESULTS_DIR,
+    BenchError,
+    ManagedProcess,
+    Pinning,
+    ProcessSet,
+    check_node_plugin,
+    choose_pinning,
+    format_table,
+    free_ports,
+    http_request,
+    install_termination_handlers,
+    node_argv,
+    utc_stamp,
+    verdict,
+)
+from bench._bench_gossip_cluster import PRECISE_LOGGER, log_time
+from bench._bench_http import (
+    DURATION_NS,
+    VALUE_SIZE,
+    WRK_INSTALL_HINT,
+    WrkResult,
+    lua_quote,
+    parse_wrk,
+    wrk_version,
+)
+from disperse.testing.history import History, check
+
+NODES = ("c1", "c2", "c3")
+VICTIM = "c3"
+SURVIVORS = ("c1", "c2")
+SINGLE = "single"
+REPLICAS = 3
+CONSISTENCY = "quorum"
+PARTS = ("repair", "kill")
+
+# Part 1.
+KEYS = 100_000
+QUICK_KEYS = 20_000
+KEY_PREFIX = "rk-"
+CONNECTIONS_PER_NODE = 16  # wrk -c16 per surviving node; -c32 on the single node
+REPAIR_GOAL_S = 10.0
+REPAIR_TIMEOUT = 120.0
+STATS_POLL_S = 0.1  # c3's /stats during the repair
+LOAD_POLL_S = 0.2  # the loaded nodes' /stats during a load
+SAMPLE_KEYS = 200
+
+# Part 2.
+KILL_DURATION = 30
+QUICK_KILL_DURATION = 15
+CLIENTS = 16
+WRITE_SHARE = 0.5
+RECENT_READS = 200  # half the reads pick among the latest acknowledged keys
+CLIENT_TIMEOUT = 5.0
+BUCKET_S = 0.1
+ERROR_SLACK_S = 1.0
+READBACK_TIMEOUT = 300.0
+
+CONVERGE_TIMEOUT = 30.0
+DETECT_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
+
+_MEMBER = re.compile(r"\] member (\S+) (joined|updated|failed|left) \(")
+_REBUILT = re.compile(r"\] partition table rebuilt for (\d+) members")
+_CATCHING_UP = re.compile(r"\] catching up (\d+) partitions from (\d+) members")
+_CAUGHT_UP = re.compile(r"\] caught up: (\d+) keys pulled")
+_HTTP_LISTENING = re.compile(r"\] HTTP API listening on (\S+):(\d+)")
+_HINTS = re.compile(r"\] delivered (\d+) hints to (\S+)")
+# twistd's text log tags each event with its namespace and level.
+_LOG_PROBLEM = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
+
+
+# --- nodes ------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    name: str
+    gossip_port: int
+    http_port: int
+    proc: ManagedProcess = field(repr=False)
+    started: float  # time.monotonic() just before the process was spawned
+
+    @property
+    def log_path(self) -> Path:
+        return self.proc.log_path
+
+
+def start_node(
+    procs: ProcessSet,
+    pinning: Pinning,
+    log_path: Path,
+    name: str,
+    ports: tuple[int, int],
+    seed_gossip_port: int | None,
+    extra: Sequence[str],
+) -> Node:
+    """
+    One node, the documented way, with microsecond log timestamps (the
+    event times below come from the nodes' own logs).
+    """
+    gossip_port, http_port = ports
+    twistd, *rest = node_argv(gossip_port, http_port)
+    argv = [
+        twistd,
+        f"--logger={PRECISE_LOGGER}",
+        *rest,
+        "--node-name",
+        name,
+        "--profile",
+        "local",
+        "--replicas",
+        str(REPLICAS),
+        "--write-consistency",
+        CONSISTENCY,
+        "--read-consistency",
+        CONSISTENCY,
+        *extra,
+    ]
+    if seed_gossip_port is not None:
+        argv += ["--peer", f"{LOOPBACK}:{seed_gossip_port}"]
+    started = time.monotonic()
+    proc = procs.start(name, pinning.server(argv), log_path)
+    return Node(name, gossip_port, http_port, proc, started)
+
+
+def get_json(node: Node, path: str, timeout: float = 5.0) -> Any:
+    try:
+        status, body = http_request(node.http_port, "GET", path, timeout=timeout)
+    except (OSError, http.client.HTTPException) as e:
+        raise BenchError(f"{node.name}: GET {path} failed: {e!r}") from e
+    if status != 200:
+        raise BenchError(f"{node.name}: GET {path} answered {status}")
+    return json.loads(body)
+
+
+def check_running(nodes: Sequence[Node]) -> None:
+    for node in nodes:
+        code = node.proc.exited()
+        if code is not None:
+            raise BenchError(
+                f"{node.name} exited (status {code}); log {node.log_path}:\n"
+                f"{node.proc.log_tail()}"
+            )
+
+
+def wait_ready(node: Node) -> float:
+    """
+    Poll C{/health} until it answers 200; returns the time.monotonic() of
+    the first answer.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        check_running([node])
+        try:
+            status, _ = http_request(node.http_port, "GET", "/health", timeout=1.0)
+        except (OSError, http.client.HTTPException) as e:
+            last = repr(e)
+        else:
+            if status == 200:
+                return time.monotonic()
+            last = f"HTTP {status}"
+        time.sleep(0.05)
+    raise BenchError(
+        f"{node.name} not ready after {READY_TIMEOUT:.0f} s ({last}); log "
+        f"{node.log_path}:\n{node.proc.log_tail()}"
+    )
+
+
+def wait_converged(nodes: Sequence[Node]) -> float:
+    """
+    Wait until every node in C{nodes} sees exactly them alive and has built
+    its partition table over them; returns the seconds it took.
+    """
+    want = {n.name for n in nodes}
+    started = time.monotonic()
+    seen: dict[str, str] = {}
+    while time.monotonic() - started < CONVERGE_TIMEOUT:
+        check_running(nodes)
+        done = True
+        for node in nodes:
+            members = get_json(node, "/cluster/members")
+            table = int(get_json(node, "/stats")["replication"]["members"])
+            alive = {m["name"] for m in members if m.get("state") == "alive"}
+            seen[node.name] = f"{sorted(alive)} (table {table})"
+            done = done and alive == want and table == len(want)
+        if done:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    views = "; ".join(f"{name} sees {view}" for name, view in seen.items())
+    raise BenchError(f"cluster did not converge in {CONVERGE_TIMEOUT:.0f} s: {views}")
+
+
+def boot_cluster(
+    procs: ProcessSet, pinning: Pinning, log_dir: Path, extra: Sequence[str]
+) -> list[Node]:
+    """
+    C{c1}, then C{c2} and C{c3} joining through it; returns once they
+    converged.
+    """
+    ports = free_ports(2 * len(NODES))
+    pairs = [(ports[i], ports[i + 1]) for i in range(0, len(ports), 2)]
+    seed = start_node(
+        procs, pinning, log_dir / "c1.log", NODES[0], pairs[0], None, extra
+    )
+    wait_ready(seed)
+    nodes = [seed]
+    for name, pair in zip(NODES[1:], pairs[1:], strict=True):
+        nodes.append(
+            start_node(
+                procs,
+                pinning,
+                log_dir / f"{name}.log",
+                name,
+                pair,
+                seed.gossip_port,
+                extra,
+            )
+        )
+    for node in nodes[1:]:
+        wait_ready(node)
+    wait_converged(nodes)
+    return nodes
+
+
+def kill9(procs: ProcessSet, node: Node) -> float:
+    """
+    SIGKILL the node's process group; returns the time.monotonic() of the
+    signal. The process is reaped and forgotten by C{procs}.
+    """
+    proc = node.proc
+    if proc.exited() is not None:
+        raise BenchError(f"{node.name} had already exited before the kill")
+    at = time.monotonic()
+    os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.popen.wait(10)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"{node.name} survived SIGKILL for 10 s") from e
+    forget(procs, proc)
+    return at
+
+
+def stop_node(procs: ProcessSet, node: Node) -> None:
+    forget(procs, node.proc)
+
+
+def forget(procs: ProcessSet, proc: ManagedProcess) -> None:
+    """
+    Stop C{proc} (if still running), close its log, and drop it from
+    C{procs}.
+    """
+    try:
+        proc.stop()
+    finally:
+        with contextlib.suppress(ValueError):
+            procs.processes.remove(proc)
+
+
+# --- logs -------------------------------------------------------------------------
+
+
+def log_events(
+    path: Path, pattern: re.Pattern[str], since: float | None = None
+) -> list[tuple[float, re.Match[str]]]:
+    """
+    The lines of a node's log matching C{pattern}, with their time (as
+    time.monotonic()), at or after C{since}.
+    """
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        m = pattern.search(line)
+        if m is None:
+            continue
+        at = log_time(line)
+        if at is None or (since is not None and at < since):
+            continue
+        found.append((at, m))
+    return found
+
+
+def first_event(
+    path: Path,
+    pattern: re.Pattern[str],
+    since: float | None,
+    accept: Callable[[re.Match[str]], bool] = lambda m: True,
+) -> float | None:
+    for at, m in log_events(path, pattern, since):
+        if accept(m):
+            return at
+    return None
+
+
+def log_problems(paths: Sequence[Path]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        lines = [line for line in text.splitlines() if _LOG_PROBLEM.search(line)]
+        found[str(path.relative_to(path.parent.parent))] = lines
+    return found
+
+
+# --- part 1: loading K keys with wrk ------------------------------------------------
+
+
+def key_name(i: int) -> str:
+    return f"{KEY_PREFIX}{i}"
+
+
+def key_value(i: int, base: str) -> str:
+    """
+    The value of key C{i}: distinct per key, L{VALUE_SIZE} characters.
+    """
+    return f"{i:08d}{base}"[:VALUE_SIZE]
+
+
+def write_load_script(
+    directory: Path, name: str, first: int, last: int, base: str
+) -> Path:
+    """
+    A wrk script PUTting keys C{first..last} in order, then again from the
+    start (same values), as JSON bodies like bench/http's PUT workload;
+    requests are formatted once in C{init}.
+    """
+    script = directory / f"load-{name}.lua"
+    tail = base[: VALUE_SIZE - 8]
+    script.write_text(
+        f"""-- generated by bench/cluster-repair
+local first, last = {first}, {last}
+local count = last - first + 1
+local requests = {{}}
+local counter = 0
+
+init = function(args)
+  local headers = {{}}
+  headers["Content-Type"] = "application/json"
+  for i = first, last do
+    local value = string.format("%08d", i) .. {lua_quote(tail)}
+    local body = '{{"value": "' .. value .. '", "duration": "{DURATION_NS}"}}'
+    requests[i - first + 1] =
+      wrk.format("PUT", "/cache/{KEY_PREFIX}" .. i, headers, body)
+  end
+end
+
+request = function()
+  counter = counter % count + 1
+  return requests[counter]
+end
+"""
+    )
+    return script
+
+
+def stats_keys(node: Node) -> int:
+    return int(get_json(node, "/stats", timeout=2.0)["keys"])
+
+
+@dataclass
+class Load:
+    """
+    K keys written through some nodes: the time until every loaded node's
+    own store held all of them, and what each wrk said.
+    """
+
+    targets: list[str]
+    keys: int
+    connections: int
+    seconds: float
+    keys_per_sec: float
+    wrk_requests: int
+    wrk_requests_per_sec: float
+    wrk_p99_ms: float
+    non_2xx: int
+    socket_errors: dict[str, int]
+    wrk_outputs: dict[str, str] = field(repr=False)
+
+
+def run_load(
+    pinning: Pinning,
+    tmpdir: Path,
+    targets: Sequence[tuple[Node, Path]],
+    watched: Sequence[Node],
+    keys: int,
+    timeout: float,
+) -> Load:
+    """
+    One wrk per (node, script), all at once, C{-c16} each; stopped (SIGINT,
+    so that it prints its figures) once every node in C{watched} holds
+    C{keys} keys. Bounded by C{timeout}.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    outputs: list[tuple[Node, ManagedProcess, Path]] = []
+    done_at: float | None = None
+    connections = CONNECTIONS_PER_NODE * (2 if len(targets) == 1 else 1)
+    with ProcessSet() as wrks:
+        for node, script in targets:
+            argv = [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{math.ceil(timeout) + 5}s",
+                "--latency",
+                "-s",
+                str(script),
+                f"http://{LOOPBACK}:{node.http_port}/",
+            ]
+            log = tmpdir / f"wrk-{node.name}.out"
+            proc = wrks.start(f"wrk {node.name}", pinning.client(argv), log)
+            outputs.append((node, proc, log))
+        seen: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            time.sleep(LOAD_POLL_S)
+            check_running(watched)
+            for _, proc, log in outputs:
+                code = proc.exited()
+                if code is not None:
+                    text = log.read_text(errors="replace")
+                    raise BenchError(f"{proc.name} exited early ({code}):\n{text}")
+            seen = {n.name: stats_keys(n) for n in watched}
+            if all(count >= keys for count in seen.values()):
+                done_at = time.monotonic()
+                break
+        for _, proc, _ in outputs:
+            if proc.exited() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for _, proc, _ in outputs:
+            try:
+                proc.popen.wait(15)
+            except subprocess.TimeoutExpired as e:  # the ProcessSet kills it
+                raise BenchError(f"{proc.name} did not stop on SIGINT") from e
+    if done_at is None:
+        raise BenchError(
+            f"after {timeout:.0f} s of load the nodes hold {seen} keys, not "
+            f"{keys}: writes are being lost or the machine is far too slow"
+        )
+    results: list[WrkResult] = []
+    texts: dict[str, str] = {}
+    for node, _, log in outputs:
+        text = log.read_text(errors="replace")
+        texts[node.name] = text
+        results.append(parse_wrk(text))
+    errors: dict[str, int] = {}
+    for r in results:
+        for name, count in r.socket_errors.items():
+            errors[name] = errors.get(name, 0) + count
+    seconds = done_at - started
+    return Load(
+        targets=[n.name for n, _ in targets],
+        keys=keys,
+        connections=connections * len(targets),
+        seconds=seconds,
+        keys_per_sec=keys / seconds,
+        wrk_requests=sum(r.requests for r in results),
+        wrk_requests_per_sec=sum(r.requests_per_sec for r in results),
+        wrk_p99_ms=max(r.p99_ms for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=errors,
+        wrk_outputs=texts,
+    )
+
+
+def check_sample(
+    nodes: Sequence[Node],
+    keys: int,
+    base: str,
+    rng: random.Random,
+    local: bool,
+) -> int:
+    """
+    Read L{SAMPLE_KEYS} random keys back, taking C{nodes} in turn: at the
+    default consistency (quorum), or from each node's own store. Returns
+    how many were read; raises L{BenchError} on a wrong answer.
+    """
+    sample = rng.sample(range(1, keys + 1), min(SAMPLE_KEYS, keys))
+    headers = {"X-Is-Sync": "true"} if local else {}
+    for n, i in enumerate(sample):
+        node = nodes[n % len(nodes)]
+        try:
+            status, body = http_request(
+                node.http_port, "GET", f"/cache/{key_name(i)}", headers=headers
+            )
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError(f"{node.name}: GET {key_name(i)} failed: {e!r}") from e
+        want = key_value(i, base).encode()
+        if status != 200 or body != want:
+            where = "its own store" if local else "quorum"
+            raise BenchError(
+                f"{node.name} ({where}): GET {key_name(i)} answered {status} "
+                f"{body[:80]!r}, want {want!r}"
+            )
+    return len(sample)
+
+
+# --- part 1: one repetition ---------------------------------------------------------
+
+
+@dataclass
+class RepairRep:
+    rep: int
+    keys: int
+    cluster_load: dict[str, Any]
+    single_load: dict[str, Any]
+    detection_s: dict[str, float | None]  # kill -> "member c3 failed", per survivor
+    rebuilt_s: dict[str, float | None]  # kill -> "table rebuilt for 2 members"
+    restart_to_listening_s: float | None
+    restart_to_first_answer_s: float | None
+    repaired: bool
+    repair_from_listening_s: float | None
+    repair_from_start_s: float | None
+    keys_at_end: int
+    keys_timeline: list[tuple[float, int]]  # (s since restart, c3 keys)
+    c3_table_rebuilt_s: float | None  # from listening, "rebuilt for 3 members"
+    catching_up: dict[str, Any] | None
+    caught_up: dict[str, Any] | None
+    hints_delivered: dict[str, int]
+    hint_lines: int
+    keys_pulled: int
+    applied: int
+    local_sample_checked: int
+    stats_after: dict[str, Any] = field(repr=False)
+
+    @property
+    def repaired_per_sec(self) -> float | None:
+        s = self.repair_from_listening_s
+        return self.keys / s if s else None
+
+
+def _rel(at: float | None, origin: float | None) -> float | None:
+    return None if at is None or origin is None else at - origin
+
+
+def _latest(times: Sequence[float | None], origin: float) -> float | None:
+    """
+    The last of C{times} relative to C{origin}; C{None} if any is missing.
+    """
+    present = [t for t in times if t is not None]
+    if not present or len(present) != len(times):
+        return None
+    return max(present) - origin
+
+
+def restart_and_time(
+    procs: ProcessSet,
+    pinning: Pinning,
+    log_dir: Path,
+    old: Node,
+    seed: Node,
+    keys: int,
+    timeout: float,
+    extra: Sequence[str],
+) -> tuple[Node, dict[str, Any]]:
+    """
+    Start C{c3} again, empty, with its old name and ports, and poll its
+    C{/stats} C{keys} every L{STATS_POLL_S} until it holds C{keys}
+    (bounded by C{timeout}).
+    """
+    node = start_node(
+        procs,
+        pinning,
+        log_dir / f"{old.name}-restart.log",
+        old.name,
+        (old.gossip_port, old.http_port),
+        seed.gossip_port,
+        extra,
+    )
+    deadline = node.started + timeout
+    first_answer: float | None = None
+    done: float | None = None
+    timeline: list[tuple[float, int]] = []
+    count = 0
+    next_poll = time.monotonic()
+    while time.monotonic() < deadline:
+        check_running([node])
+        try:
+            status, body = http_request(node.http_port, "GET", "/stats", timeout=1.0)
+        except (OSError, http.client.HTTPException):
+            pass
+        else:
+            now = time.monotonic()
+            if status == 200:
+                if first_answer is None:
+                    first_answer = now
+                count = int(json.loads(body)["keys"])
+                if not timeline or timeline[-1][1] != count:
+                    timeline.append((round(now - node.started, 3), count))
+                if count >= keys:
+                    done = now
+                    break
+        next_poll += STATS_POLL_S
+        time.sleep(max(0.0, next_poll - time.monotonic()))
+    return node, {
+        "first_answer": first_answer,
+        "done": done,
+        "keys_at_end": count,
+        "timeline": timeline,
+    }
+
+
+def repair_rep(
+    rep: int,
+    args: argparse.Namespace,
+    pinning: Pinning,
+    log_root: Path,
+    tmpdir: Path,
+    base: str,
+    rng: random.Random,
+    extra: Sequence[str],
+) -> RepairRep:
+    keys: int = args.keys
+    load_timeout = 60.0 + keys / 250.0
+    log_dir = log_root / f"repair-{rep}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    half = keys // 2
+    scripts = {
+        "c1": write_load_script(tmpdir, "c1", 1, half, base),
+        "c2": write_load_script(tmpdir, "c2", half + 1, keys, base),
+        "all": write_load_script(tmpdir, "all", 1, keys, base),
+    }
+    single_first = rep % 2 == 0
+
+    def reference() -> Load:
+        with ProcessSet() as procs:
+            gossip, http = free_ports(2)
+            single = start_node(
+                procs,
+                pinning,
+                log_dir / "single.log",
+                SINGLE,
+                (gossip, http),
+                None,
+                extra,
+            )
+            wait_ready(single)
+            wait_converged([single])
+            load = run_load(
+                pinning,
+                tmpdir,
+                [(single, scripts["all"])],
+                [single],
+                keys,
+                load_timeout,
+            )
+            check_sample([single], keys, base, rng, local=False)
+            print(
+                f"  single node: {keys} keys in {load.seconds:.1f} s = "
+                f"{load.keys_per_sec:.0f} keys/s (wrk {load.wrk_requests_per_sec:.0f}"
+                f" req/s, non-2xx {load.non_2xx})",
+                flush=True,
+            )
+            stop_node(procs, single)
+            return load
+
+    single_load = reference() if single_first else None
+    with ProcessSet() as procs:
+        nodes = boot_cluster(procs, pinning, log_dir, extra)
+        c1, c2, c3 = nodes
+        killed = kill9(procs, c3)
+        survivors = [c1, c2]
+        load = run_load(
+            pinning,
+            tmpdir,
+            [(c1, scripts["c1"]), (c2, scripts["c2"])],
+            survivors,
+            keys,
+            load_timeout,
+        )
+        check_sample(survivors, keys, base, rng, local=False)
+        print(
+            f"  cluster, c3 killed: {keys} keys at quorum through c1 and c2 in "
+            f"{load.seconds:.1f} s = {load.keys_per_sec:.0f} keys/s (wrk "
+            f"{load.wrk_requests_per_sec:.0f} req/s, non-2xx {load.non_2xx}); "
+            f"{SAMPLE_KEYS} read back at quorum",
+            flush=True,
+        )
+        # Restart only once both survivors dropped c3 from their table: the
+        # restart is then a rejoin after a failure, every time.
+        deadline = time.monotonic() + DETECT_TIMEOUT
+        rebuilt: dict[str, float | None] = {}
+        detected: dict[str, float | None] = {}
+        while True:
+            check_running(survivors)
+            for node in survivors:
+                detected[node.name] = _rel(
+                    first_event(
+                        node.log_path,
+                        _MEMBER,
+                        killed,
+                        lambda m: m.group(1) == VICTIM and m.group(2) == "failed",
+                    ),
+                    killed,
+                )
+                rebuilt[node.name] = _rel(
+                    first_event(
+                        node.log_path, _REBUILT, killed, lambda m: m.group(1) == "2"
+                    ),
+                    killed,
+                )
+            if all(v is not None for v in rebuilt.values()):
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"the survivors did not drop {VICTIM} from their tables "
+                    f"within {DETECT_TIMEOUT:.0f} s of the end of the load"
+                )
+            time.sleep(0.2)
+        new, polled = restart_and_time(
+            procs, pinning, log_dir, c3, c1, keys, args.repair_timeout, extra
+        )
+        listening = first_event(new.log_path, _HTTP_LISTENING, None)
+        if listening is None:
+            listening = polled["first_answer"]
+        done = polled["done"]
+        # Wait (bounded) for c3 to say its catch-up is over.
+        caught_deadline = new.started + args.repair_timeout
+        caught: list[tuple[float, re.Match[str]]] = []
+        while time.monotonic() < caught_deadline:
+            caught = log_events(new.log_path, _CAUGHT_UP)
+            if caught:
+                break
+            check_running([new])
+            time.sleep(0.1)
+        catching = log_events(new.log_path, _CATCHING_UP)
+        table3 = first_event(
+            new.log_path, _REBUILT, None, lambda m: m.group(1) == str(len(NODES))
+        )
+        local_checked = 0
+        if done is not None:
+            local_checked = check_sample([new], keys, base, rng, local=True)
+        everyone = [c1, c2, new]
+        stats = {n.name: get_json(n, "/stats") for n in everyone}
+        hint_lines = sum(
+            len(log_events(n.log_path, _HINTS, new.started)) for n in survivors
+        )
+        for node in everyone:
+            stop_node(procs, node)
+    if single_load is None:
+        single_load = reference()
+    result = RepairRep(
+        rep=rep,
+        keys=keys,
+        cluster_load=asdict(load),
+        single_load=asdict(single_load),
+        detection_s=detected,
+        rebuilt_s=rebuilt,
+        restart_to_listening_s=_rel(listening, new.started),
+        restart_to_first_answer_s=_rel(polled["first_answer"], new.started),
+        repaired=done is not None,
+        repair_from_listening_s=_rel(done, listening),
+        repair_from_start_s=_rel(done, new.started),
+        keys_at_end=polled["keys_at_end"],
+        keys_timeline=polled["timeline"],
+        c3_table_rebuilt_s=_rel(table3, listening),
+        catching_up=(
+            {
+                "partitions": int(catching[0][1].group(1)),
+                "sources": int(catching[0][1].group(2)),
+                "from_listening_s": _rel(catching[0][0], listening),
+            }
+            if catching
+            else None
+        ),
+        caught_up=(
+            {
+                "keys_pulled": int(caught[0][1].group(1)),
+                "from_listening_s": _rel(caught[0][0], listening),
+            }
+            if caught
+            else None
+        ),
+        hints_delivered={
+            n: int(stats[n]["replication"]["hintsDelivered"]) for n in SURVIVORS
+        },
+        hint_lines=hint_lines,
+        keys_pulled=int(stats[VICTIM]["antiEntropy"]["keysPulled"]),
+        applied=int(stats[VICTIM]["replication"].get("applied", 0)),
+        local_sample_checked=local_checked,
+        stats_after=stats,
+    )
+    print(f"  {describe_rep(result)}", flush=True)
+    return result
+
+
+def _s(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else f"{value:{spec}}"
+
+
+def describe_rep(r: RepairRep) -> str:
+    if not r.repaired:
+        return (
+            f"c3 NOT repaired within the bound: it holds {r.keys_at_end} of "
+            f"{r.keys} keys"
+        )
+    caught = r.caught_up or {}
+    return (
+        f"c3 restarted: listening after {_s(r.restart_to_listening_s, '.2f')} s, "
+        f"all {r.keys} keys {_s(r.repair_from_listening_s, '.2f')} s later "
+        f"({_s(r.repair_from_start_s, '.2f')} s from its start); keysPulled "
+        f"{r.keys_pulled}, hints delivered {sum(r.hints_delivered.values())}, "
+        f"'caught up' {caught.get('keys_pulled', '-')} keys at "
+        f"{_s(caught.get('from_listening_s'), '.2f')} s"
+    )
+
+
+# --- part 2: kill -9 under quorum load ------------------------------------------------
+
+
+class Refused(Exception):
+    """
+    The connection could not be made: nothing was sent.
+    """
+
+
+class Lost(Exception):
+    """
+    The connection failed once the request may have been sent.
+    """
+
+
+class KeepAlive:
+    """
+    One client's keep-alive connection to one node.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes]:
+        if self._conn is None:
+            conn = http.client.HTTPConnection(
+                LOOPBACK, self.port, timeout=CLIENT_TIMEOUT
+            )
+            try:
+                conn.connect()
+            except OSError as e:
+                conn.close()
+                raise Refused(repr(e)) from e
+            self._conn = conn
+        try:
+            self._conn.request(method, path, body=body, headers=dict(headers))
+            response = self._conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise Lost(repr(e)) from e
+        return response.status, data
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass(slots=True)
+class Op:
+    client: int
+    node: str
+    op: str  # "write" or "read"
+    invoked: float
+    completed: float
+    result: str  # "ok", "404", "http-<code>", "refused", "lost"
+
+    @property
+    def error(self) -> bool:
+        return self.result not in ("ok", "404")
+
+
+class Workload:
+    """
+    C{clients} threads, each with one operation in flight: a quorum PUT of
+    a unique key, or a quorum GET of an acknowledged key. A client starts on
+    node C{i % 3}; after a refused or broken connection it moves to another
+    node (C{c3}'s clients spread over C{c1} and C{c2}).
+    """
+
+    def __init__(self, nodes: Sequence[Node], clients: int, base: str) -> None:
+        self.nodes = list(nodes)
+        self.clients = clients
+        self.base = base
+        self.history = History()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ops: list[Op] = []
+        self.acked: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+
+    def run_client(self, index: int, until: float) -> None:
+        rng = random.Random(index)
+        current = index % len(self.nodes)
+        conns = {n.name: KeepAlive(n.http_port) for n in self.nodes}
+        hop = 1 + index % (len(self.nodes) - 1)
+        try:
+            for n in range(1, 1_000_000):
+                if self.stop.is_set() or time.monotonic() >= until:
+                    return
+                node = self.nodes[current]
+                with self.lock:
+                    acked = len(self.acked)
+                if acked == 0 or rng.random() < WRITE_SHARE:
+                    key = f"kw{index}-{n}"
+                    value = f"w{index}-{n}-{self.base}"[:VALUE_SIZE]
+                    ok = self._write(index, node, conns[node.name], key, value)
+                else:
+                    with self.lock:
+                        if rng.random() < 0.5:
+                            pick = rng.randrange(max(0, acked - RECENT_READS), acked)
+                        else:
+                            pick = rng.randrange(acked)
+                        key = self.acked[pick][0]
+                    ok, _, _ = self.read(index, node, conns[node.name], key)
+                if not ok:
+                    current = (current + hop) % len(self.nodes)
+        except Exception as e:  # reported; the run is then void
+            with self.lock:
+                self.errors.append(f"client {index}: {e!r}")
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _write(
+        self, index: int, node: Node, conn: KeepAlive, key: str, value: str
+    ) -> bool:
+        """
+        One quorum PUT; returns False when the connection failed.
+        """
+        body = json.dumps({"value": value, "duration": DURATION_NS}).encode()
+        with self.lock:
+            invoked = time.monotonic()
+            self.history.invoke(
+                index, "write", key, value=value, consistency=CONSISTENCY, time=invoked
+            )
+        try:
+            status, _ = conn.request(
+                "PUT", f"/cache/{key}", body, {"Content-Type": "application/json"}
+            )
+        except Refused:
+            with self.lock:
+                now = time.monotonic()
+                self.history.fail(index, time=now)
+                self.ops.append(Op(index, node.name, "write", invoked, now, "refused"))
+            return False
+        except Lost:
+            with self.lock:
+                now = time.monotonic()
+                self.history.timeout(index, time=now)
+                self.ops.append(Op(index, node.name, "write", invoked, now, "lost"))
+            return False
+        with self.lock:
+            now = time.monotonic()
+            if status == 200:
+                self.history.ok(index, time=now)
+                self.acked.append((key, value))
+                result = "ok"
+            elif 400 <= status < 500:
+                self.history.fail(index, time=now)
+                result = f"http-{status}"
+            else:
+                # A 503: the replicas that took it keep it; it may show up.
+                self.history.timeout(index, time=now)
+                result = f"http-{status}"
+            self.ops.append(Op(index, node.name, "write", invoked, now, result))
+        return True
+
+    def read(
+        self, index: int | str, node: Node, conn: KeepAlive, key: str
+    ) -> tuple[bool, str, str | None]:
+        """
+        One quorum GET, recorded; returns whether the connection held, the
+        result (C{ok}, C{404}, C{http-<code>}, C{refused}, C{lost}) and the
+        value read. Only the workload's clients (integer ids) go into
+        L{ops}.
+        """
+        with self.lock:
+            invoked = time.monotonic()
+            self.history.invoke(
+                index, "read", key, consistency=CONSISTENCY, time=invoked
+            )
+        try:
+            status, data = conn.request("GET", f"/cache/{key}", None, {})
+        except (Refused, Lost) as e:
+            with self.lock:
+                now = time.monotonic()
+                self.history.fail(index, time=now)
+                result = "refused" if isinstance(e, Refused) else "lost"
+                if isinstance(index, int):
+                    self.ops.append(Op(index, node.name, "read", invoked, now, result))
+            return False, result, None
+        value = None
+        with self.lock:
+            now = time.monotonic()
+            if status == 200:
+                value = data.decode()
+                self.history.ok(index, time=now, value=value)
+                result = "ok"
+            elif status == 404:
+                self.history.ok(index, time=now, value=None)
+                result = "404"
+            else:
+                self.history.fail(index, time=now)
+                result = f"http-{status}"
+            if isinstance(index, int):
+                self.ops.append(Op(index, node.name, "read", invoked, now, result))
+        return True, result, value
+
+
+def read_back(
+    workload: Workload, survivors: Sequence[Node], threads: int
+) -> dict[str, Any]:
+    """
+    Read every acknowledged key at quorum from each survivor, recorded into
+    the history (after the settling point, so the checker's lost-write rule
+    applies). Counts keys missing (404), wrong values and failed reads.
+    """
+    jobs = [(node, key, value) for node in survivors for key, value in workload.acked]
+    deadline = time.monotonic() + READBACK_TIMEOUT
+    counts = {"read": 0, "missing": 0, "wrong": 0, "failed": 0}
+    examples: list[str] = []
+    cursor = [0]
+
+    def reader(j: int) -> None:
+        conns = {n.name: KeepAlive(n.http_port) for n in survivors}
+        client = f"readback-{j}"
+        try:
+            while time.monotonic() < deadline:
+                with workload.lock:
+                    if cursor[0] >= len(jobs):
+                        return
+                    node, key, value = jobs[cursor[0]]
+                    cursor[0] += 1
+                _, result, got = workload.read(client, node, conns[node.name], key)
+                with workload.lock:
+                    counts["read"] += 1
+                    problem = None
+                    if result == "404":
+                        counts["missing"] += 1
+                        problem = "missing (404)"
+                    elif result != "ok":
+                        counts["failed"] += 1
+                        problem = result
+                    elif got != value:
+                        counts["wrong"] += 1
+                        problem = f"wrong value {got!r}"
+                    if problem and len(examples) < 10:
+                        examples.append(f"{node.name} {key}: {problem}")
+        finally:
+            for c in conns.values():
+                c.close()
+
+    workers = [threading.Thread(target=reader, args=(j,)) for j in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(READBACK_TIMEOUT + CLIENT_TIMEOUT + 5)
+    counts["not_read"] = len(jobs) - counts["read"]
+    return {"keys": len(workload.acked), **counts, "examples": examples}
+
+
+def phase_rates(
+    ops: Sequence[Op], start: float, kill: float, rebuilt: float | None, end: float
+) -> dict[str, dict[str, float]]:
+    """
+    Successful operations per second and errors (on the survivors, on c3)
+    before the kill, from the kill until the survivors rebuilt their table
+    and after that, by completion time.
+    """
+    bounds = {"before": (start, kill)}
+    if rebuilt is None:
+        bounds["during"] = (kill, end)
+    else:
+        bounds["during"] = (kill, rebuilt)
+        bounds["after"] = (rebuilt, end)
+    out: dict[str, dict[str, float]] = {}
+    for name, (lo, hi) in bounds.items():
+        chosen = [op for op in ops if lo <= op.completed < hi]
+        seconds = max(hi - lo, 1e-9)
+        ok = sum(1 for op in chosen if not op.error)
+        out[name] = {
+            "seconds": hi - lo,
+            "ok_per_sec": ok / seconds,
+            "ok": ok,
+            "errors_survivors": sum(
+                1 for op in chosen if op.error and op.node != VICTIM
+            ),
+            "errors_c3": sum(1 for op in chosen if op.error and op.node == VICTIM),
+        }
+    return out
+
+
+def kill_under_load(
+    args: argparse.Namespace,
+    pinning: Pinning,
+    log_root: Path,
+    base: str,
+    extra: Sequence[str],
+) -> dict[str, Any]:
+    log_dir = log_root / "kill"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    duration: float = args.duration
+    with ProcessSet() as procs:
+        nodes = boot_cluster(procs, pinning, log_dir, extra)
+        c1, c2, c3 = nodes
+        workload = Workload(nodes, args.clients, base)
+        started = time.monotonic()
+        until = started + duration
+        threads = [
+            threading.Thread(target=workload.run_client, args=(i, until))
+            for i in range(args.clients)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(max(0.0, started + duration / 3 - time.monotonic()))
+            killed = kill9(procs, c3)
+            print(
+                f"  kill -9 {VICTIM} at {killed - started:.1f} s of {duration:.0f} s",
+                flush=True,
+            )
+            while time.monotonic() < until:
+                check_running([c1, c2])
+                time.sleep(0.2)
+        finally:
+            workload.stop.set()
+            for t in threads:
+                t.join(CLIENT_TIMEOUT + 10)
+        ended = time.monotonic()
+        if any(t.is_alive() for t in threads):
+            raise BenchError("a client thread did not stop")
+        if workload.errors:
+            raise BenchError("client threads failed: " + "; ".join(workload.errors))
+        settled = ended
+        survivors = [c1, c2]
+        deadline = time.monotonic() + DETECT_TIMEOUT
+        detected: dict[str, float | None] = {}
+        rebuilt: dict[str, float | None] = {}
+        while True:
+            for node in survivors:
+                detected[node.name] = first_event(
+                    node.log_path,
+                    _MEMBER,
+                    killed,
+                    lambda m: m.group(1) == VICTIM and m.group(2) == "failed",
+                )
+                rebuilt[node.name] = first_event(
+                    node.log_path, _REBUILT, killed, lambda m: m.group(1) == "2"
+                )
+            if all(v is not None for v in rebuilt.values()):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        print(
+            f"  workload over: {len(workload.ops)} operations, "
+            f"{len(workload.acked)} acknowledged writes; reading them all back "
+            "from c1 and c2 ...",
+            flush=True,
+        )
+        back = read_back(workload, survivors, args.clients)
+        report = check(workload.history, replicas=REPLICAS, settledAt=settled)
+        stats = {n.name: get_json(n, "/stats") for n in survivors}
+        members = {n.name: get_json(n, "/cluster/members") for n in survivors}
+    detection_s = _latest(list(detected.values()), killed)
+    rebuild_s = _latest(list(rebuilt.values()), killed)
+    rebuilt_at = None if rebuild_s is None else killed + rebuild_s
+    survivor_errors = [op for op in workload.ops if op.error and op.node != VICTIM]
+    after_kill = [op for op in survivor_errors if op.completed >= killed]
+    buckets: dict[int, int] = {}
+    for op in survivor_errors:
+        b = math.floor((op.completed - killed) / BUCKET_S)
+        buckets[b] = buckets.get(b, 0) + 1
+    by_result: dict[str, int] = {}
+    for op in survivor_errors:
+        key = f"{op.node} {op.op} {op.result}"
+        by_result[key] = by_result.get(key, 0) + 1
+    last_error_s = max((op.completed - killed for op in after_kill), default=None)
+    first_error_s = min((op.completed - killed for op in after_kill), default=None)
+    last_error_invoked_s = max((op.invoked - killed for op in after_kill), default=None)
+    c3_ops = [op for op in workload.ops if op.node == VICTIM]
+    workload_results: dict[str, int] = {}
+    for op in workload.ops:
+        what = f"{op.op} {op.result}"
+        workload_results[what] = workload_results.get(what, 0) + 1
+    kinds = report.byKind()
+    return {
+        "duration_s": duration,
+        "clients": args.clients,
+        "kill_at_s": killed - started,
+        "operations": len(workload.ops),
+        "acknowledged_writes": len(workload.acked),
+        "workload_results": workload_results,
+        "checker_counts": {op: dict(o) for op, o in report.counts.items()},
+        "violations": kinds,
+        "violation_examples": [v.toDict() for v in report.violations[:10]],
+        "readback": back,
+        "detection_s": {n: _rel(v, killed) for n, v in detected.items()},
+        "rebuilt_s": {n: _rel(v, killed) for n, v in rebuilt.items()},
+        "detection_max_s": detection_s,
+        "rebuild_max_s": rebuild_s,
+        "errors_survivors": len(survivor_errors),
+        "errors_survivors_before_kill": len(survivor_errors) - len(after_kill),
+        "errors_survivors_by_kind": by_result,
+        "errors_c3": sum(1 for op in c3_ops if op.error),
+        "ops_c3_after_kill": sum(1 for op in c3_ops if op.invoked >= killed),
+        "first_error_s": first_error_s,
+        "last_error_s": last_error_s,
+        "last_error_invoked_s": last_error_invoked_s,
+        "error_buckets": {
+            f"{b * BUCKET_S:+.1f}": n for b, n in sorted(buckets.items())
+        },
+        "phases": phase_rates(workload.ops, started, killed, rebuilt_at, ended),
+        "stats_after": stats,
+        "members_after": members,
+    }
+
+
+# --- report -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    measured: str
+    target: str
+    ok: bool
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def repair_summary(reps: Sequence[RepairRep]) -> dict[str, Any]:
+    def med(get: Callable[[RepairRep], float | None]) -> float | None:
+        return _median([get(r) for r in reps])
+
+    return {
+        "reps": len(reps),
+        "all_repaired": all(r.repaired for r in reps),
+        "repair_from_listening_s": med(lambda r: r.repair_from_listening_s),
+        "repair_from_start_s": med(lambda r: r.repair_from_start_s),
+        "restart_to_listening_s": med(lambda r: r.restart_to_listening_s),
+        "repaired_per_sec": med(lambda r: r.repaired_per_sec),
+        "cluster_keys_per_sec": med(lambda r: r.cluster_load["keys_per_sec"]),
+        "single_keys_per_sec": med(lambda r: r.single_load["keys_per_sec"]),
+        "caught_up_s": med(lambda r: (r.caught_up or {}).get("from_listening_s")),
+        "keys_pulled": med(lambda r: float(r.keys_pulled)),
+        "hints_delivered": med(lambda r: float(sum(r.hints_delivered.values()))),
+    }
+
+
+def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
+    rows = []
+    for r in reps:
+        caught = r.caught_up or {}
+        rows.append(
+            [
+                str(r.rep),
+                str(r.keys),
+                f"{r.single_load['keys_per_sec']:.0f}",
+                f"{r.cluster_load['keys_per_sec']:.0f}",
+                _s(r.restart_to_listening_s, ".2f"),
+                _s(r.repair_from_listening_s, ".2f") if r.repaired else "NOT DONE",
+                _s(r.repair_from_start_s, ".2f"),
+                _s(r.repaired_per_sec, ".0f"),
+                str(r.keys_pulled),
+                str(sum(r.hints_delivered.values())),
+                str(caught.get("keys_pulled", "-")),
+                _s(caught.get("from_listening_s"), ".2f"),
+            ]
+        )
+    rows.append(
+        [
+            "median",
+            "",
+            _s(summary["single_keys_per_sec"], ".0f"),
+            _s(summary["cluster_keys_per_sec"], ".0f"),
+            _s(summary["restart_to_listening_s"], ".2f"),
+            _s(summary["repair_from_listening_s"], ".2f"),
+            _s(summary["repair_from_start_s"], ".2f"),
+            _s(summary["repaired_per_sec"], ".0f"),
+            _s(summary["keys_pulled"], ".0f"),
+            _s(summary["hints_delivered"], ".0f"),
+            "",
+            _s(summary["caught_up_s"], ".2f"),
+        ]
+    )
+    return format_table(
+        [
+            "rep",
+            "K",
+            "written/s 1 node",
+            "written/s cluster",
+            "start->listen s",
+            "listen->all K s",
+            "start->all K s",
+            "repaired/s",
+            "keysPulled",
+            "hints dlvd",
+            "caught-up keys",
+            "caught-up s",
+        ],
+        rows,
+    )
+
+
+def kill_table(k: Mapping[str, Any]) -> str:
+    phases = k["phases"]
+
+    def phase(name: str) -> str:
+        p = phases.get(name)
+        if p is None:
+            return "-"
+        return (
+            f"{p['ok_per_sec']:.0f} ok/s over {p['seconds']:.1f} s, "
+            f"{p['errors_survivors']} errors on c1/c2, {p['errors_c3']} on c3"
+        )
+
+    det = k["detection_s"]
+    reb = k["rebuilt_s"]
+    back = k["readback"]
+    rows = [
+        [
+            "workload operations",
+            f"{k['operations']}: "
+            + ", ".join(
+                f"{what} {n}" for what, n in sorted(k["workload_results"].items())
+            ),
+        ],
+        ["throughput before the kill", phase("before")],
+        ["  kill -> table rebuilt", phase("during")],
+        ["  after the rebuild", phase("after")],
+        [
+            "member c3 failed (c1, c2)",
+            f"{_s(det.get('c1'), '.2f')} s, {_s(det.get('c2'), '.2f')} s "
+            "after the kill",
+        ],
+        [
+            "table rebuilt for 2 members (c1, c2)",
+            f"{_s(reb.get('c1'), '.2f')} s, {_s(reb.get('c2'), '.2f')} s "
+            "after the kill",
+        ],
+        [
+            "errors on c1/c2 (whole run)",
+            f"{k['errors_survivors']} ({k['errors_survivors_before_kill']} before "
+            "the kill)",
+        ],
+        [
+            "error window on c1/c2 after the kill",
+            "none"
+            if k["last_error_s"] is None
+            else f"{k['first_error_s']:+.2f} s .. {k['last_error_s']:+.2f} s "
+            f"(last one sent at {k['last_error_invoked_s']:+.2f} s)",
+        ],
+        ["failed ops sent to dead c3", f"{k['errors_c3']}"],
+        [
+            "checker: lost-write / stale-read / unwritten",
+            f"{k['violations']['lost-write']} / {k['violations']['stale-read']} / "
+            f"{k['violations']['unwritten-value']}",
+        ],
+        [
+            "read-back of acked keys from c1 and c2",
+            f"{back['keys']} keys x 2: {back['missing']} missing, {back['wrong']} "
+            f"wrong, {back['failed']} failed, {back['not_read']} not read",
+        ],
+    ]
+    return format_table(["measure", "value"], rows, left=2)
+
+
+def error_histogram(k: Mapping[str, Any], limit: int = 40) -> str:
+    buckets: dict[str, int] = k["error_buckets"]
+    if not buckets:
+        return "  (no errors on c1/c2)"
+    items = list(buckets.items())
+    text = ", ".join(f"{t} s: {n}" for t, n in items[:limit])
+    if len(items) > limit:
+        text += f", ... ({len(items) - limit} more buckets)"
+    kinds = ", ".join(
+        f"{what} x{n}" for what, n in k["errors_survivors_by_kind"].items()
+    )
+    return f"  {text}\n  by kind: {kinds}"
+
+
+def evaluate_goals(
+    reps: Sequence[RepairRep],
+    summary: Mapping[str, Any] | None,
+    kill: Mapping[str, Any] | None,
+) -> list[Goal]:
+    goals = []
+    if reps and summary is not None:
+        med = summary["repair_from_listening_s"]
+        ok = summary["all_repaired"] and med is not None and med <= REPAIR_GOAL_S
+        missing = "" if summary["all_repaired"] else " (a rep did not finish)"
+        goals.append(
+            Goal(
+                "restarted c3 holds all K keys (median, from listening)",
+                f"{_s(med, '.2f')} s{missing}",
+                f"<= {REPAIR_GOAL_S:.0f} s",
+                bool(ok),
+            )
+        )
+    if kill is not None:
+        v = kill["violations"]
+        back = kill["readback"]
+        lost = v["lost-write"] + back["missing"] + back["wrong"]
+        goals.append(
+            Goal(
+                "acknowledged writes lost (checker + read-back)",
+                f"{lost}",
+                "0",
+                lost == 0 and back["not_read"] == 0 and back["failed"] == 0,
+            )
+        )
+        stale = v["stale-read"] + v["unwritten-value"]
+        goals.append(Goal("stale reads (checker)", f"{stale}", "0", stale == 0))
+        rebuild = kill["rebuild_max_s"]
+        last = kill["last_error_s"]
+        if rebuild is None:
+            goals.append(
+                Goal(
+                    "errors on c1/c2 end by the table rebuild + 1 s",
+                    "table never rebuilt",
+                    "rebuilt",
+                    False,
+                )
+            )
+        else:
+            goals.append(
+                Goal(
+                    "errors on c1/c2 end by the table rebuild + 1 s",
+                    "no errors" if last is None else f"last at {last:+.2f} s",
+                    f"<= {rebuild + ERROR_SLACK_S:+.2f} s",
+                    last is None or last <= rebuild + ERROR_SLACK_S,
+                )
+            )
+    return goals
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/cluster-repair",
+        description=(
+            "Repair of a restarted replica (time until it holds every key it "
+            "missed, next to the write throughput of the same keys) and kill -9 "
+            "of a replica under continuous quorum load (lost writes, stale "
+            "reads, detection time, error window), on 3-node clusters."
+        ),
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (default: both)",
+    )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=None,
+        help=f"keys written while c3 is down (default {KEYS}; --quick {QUICK_KEYS})",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions of the repair measurement (default 3; --quick 1)",
+    )
+    parser.add_argument(
+        "--repair-timeout",
+        type=float,
+        default=REPAIR_TIMEOUT,
+        help=(
+            "bound on the wait for c3 to hold all keys "
+            f"(default {REPAIR_TIMEOUT:.0f} s)"
+        ),
+    )
+    parser.add_argument(
+        "--duration",
+        type=int,
+        default=None,
+        help=(
+            f"seconds of load in the kill run (default {KILL_DURATION}; --quick "
+            f"{QUICK_KILL_DURATION}); c3 is killed at a third"
+        ),
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=CLIENTS,
+        help=f"client threads in the kill run (default {CLIENTS})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"1 rep with {QUICK_KEYS} keys, {QUICK_KILL_DURATION} s kill run",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("info", "debug"),
+        help="the nodes' --log-level (default info; the timings need info)",
+    )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for every node, repeatable",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--output", type=Path, help="JSON results path (default bench/results/)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a goal fails"
+    )
+    args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--parts: choose from {','.join(PARTS)}")
+    args.parts = [p for p in PARTS if p in parts]
+    if args.keys is None:
+        args.keys = QUICK_KEYS if args.quick else KEYS
+    if args.reps is None:
+        args.reps = 1 if args.quick else 3
+    if args.duration is None:
+        args.duration = QUICK_KILL_DURATION if args.quick else KILL_DURATION
+    if not SAMPLE_KEYS <= args.keys <= 1_000_000:
+        parser.error(f"--keys must be {SAMPLE_KEYS}..1000000")
+    if not 1 <= args.reps <= 20:
+        parser.error("--reps must be 1..20")
+    if not 3 <= args.duration <= 600:
+        parser.error("--duration must be 3..600")
+    if not 1 <= args.clients <= 256:
+        parser.error("--clients must be 1..256")
+    if not 1 <= args.repair_timeout <= 3600:
+        parser.error("--repair-timeout must be 1..3600")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    install_termination_handlers()
+    if "repair" in args.parts and shutil.which("wrk") is None:
+        print(WRK_INSTALL_HINT, file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    stamp = utc_stamp()
+    output: Path = args.output or RESULTS_DIR / f"cluster-repair-{stamp}.json"
+    log_root = RESULTS_DIR / f"cluster-repair-{stamp}-logs"
+    pinning = choose_pinning(not args.no_pin)
+    cpus = sorted(os.sched_getaffinity(0))
+    if pinning.client_cpu is not None:
+        # This process is the load generator of the kill run, and polls.
+        os.sched_setaffinity(0, {pinning.client_cpu})
+    rng = random.Random(1)
+    base = "".join(rng.choices(string.ascii_letters, k=VALUE_SIZE))
+    extra = ["--log-level", args.log_level, *args.node_arg]
+    loads: list[tuple[str, str]] = [("start", loadavg())]
+    reps: list[RepairRep] = []
+    kill: dict[str, Any] | None = None
+    results: dict[str, Any] = {
+        "benchmark": "cluster-repair",
+        "timestamp": stamp,
+        "complete": False,
+        "config": {
+            "parts": args.parts,
+            "keys": args.keys,
+            "reps": args.reps,
+            "repair_timeout_s": args.repair_timeout,
+            "kill_duration_s": args.duration,
+            "clients": args.clients,
+            "value_size": VALUE_SIZE,
+            "replicas": REPLICAS,
+            "consistency": CONSISTENCY,
+            "connections_per_node": CONNECTIONS_PER_NODE,
+            "node_args": extra,
+            "pinning": pinning.describe(),
+            "cpus": cpus,
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "wrk": wrk_version() if "repair" in args.parts else None,
+            "code": code_version(),
+        },
+        "loadavg": loads,
+        "logs": str(log_root),
+    }
+    est = 0
+    if "repair" in args.parts:
+        est += args.reps * (2 * args.keys // 1500 + 30)
+    if "kill" in args.parts:
+        est += args.duration * 2 + 30
+    print(
+        f"bench/cluster-repair: {', '.join(args.parts)}; "
+        + (
+            f"repair: {args.reps} rep(s) of {args.keys} keys; "
+            if "repair" in args.parts
+            else ""
+        )
+        + (
+            f"kill: {args.clients} clients for {args.duration} s; "
+            if "kill" in args.parts
+            else ""
+        )
+        + f"roughly {est // 60} min {est % 60} s on a quiet machine."
+    )
+    code = results["config"]["code"]
+    dirty = f", {len(code['modified'])} files modified" if code["modified"] else ""
+    print(
+        f"Code: {code['commit'][:12]}{dirty}. Pinning: {pinning.describe()}. "
+        f"Load average: {loads[0][1]}.",
+        flush=True,
+    )
+    status = 0
+    try:
+        check_node_plugin()
+        log_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp:
+            if "repair" in args.parts:
+                print(
+                    f"\n1. Repair of a restarted node (K={args.keys}, "
+                    f"{args.reps} rep(s))",
+                    flush=True,
+                )
+                for rep in range(1, args.reps + 1):
+                    print(f" rep {rep}/{args.reps}", flush=True)
+                    reps.append(
+                        repair_rep(
+                            rep, args, pinning, log_root, Path(tmp), base, rng, extra
+                        )
+                    )
+                    loads.append((f"after repair rep {rep}", loadavg()))
+            if "kill" in args.parts:
+                print(
+                    f"\n2. kill -9 under quorum load ({args.clients} clients, "
+                    f"{args.duration} s)",
+                    flush=True,
+                )
+                kill = kill_under_load(args, pinning, log_root, base, extra)
+                loads.append(("after kill run", loadavg()))
+        results["complete"] = True
+    except BenchError as e:
+        print(f"\nbench/cluster-repair: {e}", file=sys.stderr)
+        status = 2
+    except (KeyboardInterrupt, SystemExit) as e:
+        print(
+            "\nbench/cluster-repair: interrupted; processes stopped.", file=sys.stderr
+        )
+        status = (
+            e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        )
+    finally:
+        loads.append(("end", loadavg()))
+        summary = repair_summary(reps) if reps else None
+        goals = evaluate_goals(reps, summary, kill)
+        problems = log_problems(sorted(log_root.glob("*/*.log")))
+        wall = time.monotonic() - began
+        results["wall_s"] = wall
+        results["repair"] = {"reps": [asdict(r) for r in reps], "summary": summary}
+        results["kill"] = kill
+        results["goals"] = [asdict(g) for g in goals]
+        results["log_problems"] = problems
+        if reps or kill is not None or log_root.exists():
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if not results["complete"] and (reps or kill):
+        print("\nPARTIAL RESULTS: the run did not finish.")
+    if reps and summary is not None:
+        print(
+            "\nRepair of a restarted node. written/s: K keys / time until every "
+            "loaded node held them (single node: -c32; cluster: at quorum through "
+            "c1 and c2, -c16 each, c3 down). listen->all K: from c3's \"HTTP API "
+            'listening" line to its /stats keys = K (polled every 0.1 s); '
+            "repaired/s = K / that. keysPulled: c3's antiEntropy.keysPulled; hints "
+            "dlvd: c1+c2 replication.hintsDelivered; caught-up: c3's \"caught up: "
+            'N keys pulled" line, N and its time from listening.\n'
+        )
+        print(repair_table(reps, summary))
+    if kill is not None:
+        print(
+            "\nkill -9 c3 under quorum load (times relative to the kill; errors "
+            "by completion time; ops sent to c3 itself are not counted as c1/c2 "
+            "errors):\n"
+        )
+        print(kill_table(kill))
+        print(
+            f"\nErrors on c1/c2 per {BUCKET_S * 1000:.0f} ms bucket (start of bucket):"
+        )
+        print(error_histogram(kill))
+    goals_list = evaluate_goals(reps, repair_summary(reps) if reps else None, kill)
+    if goals_list:
+        print("\nGoals:\n")
+        print(
+            format_table(
+                ["goal", "measured", "target", "verdict"],
+                [[g.name, g.measured, g.target, verdict(g.ok)] for g in goals_list],
+            )
+        )
+    noisy = {
+        name: lines for name, lines in results.get("log_problems", {}).items() if lines
+    }
+    if log_root.exists():
+        print(f"\nNode logs: {log_root}")
+        for name, lines in noisy.items():
+            print(f"  {name}: {len(lines)} warning/error line(s), e.g.:")
+            for line in lines[:3]:
+                print(f"    {line[:200]}")
+        if not noisy:
+            print("  no warnings, errors or tracebacks.")
+    print("Load average (1, 5, 15 min): " + "; ".join(f"{w} {v}" for w, v in loads))
+    print(f"Wall time: {results['wall_s']:.0f} s. Raw results: {output}")
+    if status == 0 and args.strict and not all(g.ok for g in goals_list):
+        status = 1
+    return status
