@@ -34,6 +34,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -66,7 +67,7 @@ from bench._bench_common import (
     utc_stamp,
     verdict,
 )
-from bench._bench_gossip_cluster import PRECISE_LOGGER, log_time
+from bench._bench_gossip_cluster import PRECISE_LOGGER, cpu_ticks_seconds, log_time
 from bench._bench_http import (
     DURATION_NS,
     VALUE_SIZE,
@@ -520,20 +521,22 @@ def run_load(
     )
 
 
-def check_sample(
+def sample_problems(
     nodes: Sequence[Node],
     keys: int,
     base: str,
     rng: random.Random,
     local: bool,
-) -> int:
+) -> list[str]:
     """
     Read L{SAMPLE_KEYS} random keys back, taking C{nodes} in turn: at the
     default consistency (quorum), or from each node's own store. Returns
-    how many were read; raises L{BenchError} on a wrong answer.
+    the wrong answers (empty when all were right).
     """
     sample = rng.sample(range(1, keys + 1), min(SAMPLE_KEYS, keys))
     headers = {"X-Is-Sync": "true"} if local else {}
+    where = "its own store" if local else "quorum"
+    problems = []
     for n, i in enumerate(sample):
         node = nodes[n % len(nodes)]
         try:
@@ -544,12 +547,26 @@ def check_sample(
             raise BenchError(f"{node.name}: GET {key_name(i)} failed: {e!r}") from e
         want = key_value(i, base).encode()
         if status != 200 or body != want:
-            where = "its own store" if local else "quorum"
-            raise BenchError(
+            problems.append(
                 f"{node.name} ({where}): GET {key_name(i)} answered {status} "
                 f"{body[:80]!r}, want {want!r}"
             )
-    return len(sample)
+    return problems
+
+
+def check_sample(
+    nodes: Sequence[Node], keys: int, base: str, rng: random.Random
+) -> None:
+    """
+    L{sample_problems} at quorum, where a wrong answer means the load
+    itself is void: raises L{BenchError}.
+    """
+    problems = sample_problems(nodes, keys, base, rng, local=False)
+    if problems:
+        raise BenchError(
+            f"{len(problems)} of {SAMPLE_KEYS} keys read back wrong after the "
+            "load, e.g. " + "; ".join(problems[:3])
+        )
 
 
 # --- part 1: one repetition ---------------------------------------------------------
@@ -574,10 +591,12 @@ class RepairRep:
     catching_up: dict[str, Any] | None
     caught_up: dict[str, Any] | None
     hints_delivered: dict[str, int]
+    keys_pushed: dict[str, int]  # c1's and c2's antiEntropy.keysPushed
+    rounds: dict[str, int]  # c1's and c2's periodic anti-entropy rounds
     hint_lines: int
     keys_pulled: int
     applied: int
-    local_sample_checked: int
+    local_sample_problems: list[str]  # wrong answers from c3's own store
     stats_after: dict[str, Any] = field(repr=False)
 
     @property
@@ -647,7 +666,9 @@ def restart_and_time(
                 if count >= keys:
                     done = now
                     break
-        next_poll += STATS_POLL_S
+        # Every STATS_POLL_S; a slow answer delays the next poll, never
+        # bunches them up.
+        next_poll = max(next_poll + STATS_POLL_S, time.monotonic())
         time.sleep(max(0.0, next_poll - time.monotonic()))
     return node, {
         "first_answer": first_answer,
@@ -701,7 +722,7 @@ def repair_rep(
                 keys,
                 load_timeout,
             )
-            check_sample([single], keys, base, rng, local=False)
+            check_sample([single], keys, base, rng)
             print(
                 f"  single node: {keys} keys in {load.seconds:.1f} s = "
                 f"{load.keys_per_sec:.0f} keys/s (wrk {load.wrk_requests_per_sec:.0f}"
@@ -725,7 +746,7 @@ def repair_rep(
             keys,
             load_timeout,
         )
-        check_sample(survivors, keys, base, rng, local=False)
+        check_sample(survivors, keys, base, rng)
         print(
             f"  cluster, c3 killed: {keys} keys at quorum through c1 and c2 in "
             f"{load.seconds:.1f} s = {load.keys_per_sec:.0f} keys/s (wrk "
@@ -784,9 +805,7 @@ def repair_rep(
         table3 = first_event(
             new.log_path, _REBUILT, None, lambda m: m.group(1) == str(len(NODES))
         )
-        local_checked = 0
-        if done is not None:
-            local_checked = check_sample([new], keys, base, rng, local=True)
+        local_problems = sample_problems([new], keys, base, rng, local=True)
         everyone = [c1, c2, new]
         stats = {n.name: get_json(n, "/stats") for n in everyone}
         hint_lines = sum(
@@ -832,9 +851,11 @@ def repair_rep(
             n: int(stats[n]["replication"]["hintsDelivered"]) for n in SURVIVORS
         },
         hint_lines=hint_lines,
+        keys_pushed={n: int(stats[n]["antiEntropy"]["keysPushed"]) for n in SURVIVORS},
+        rounds={n: int(stats[n]["antiEntropy"]["rounds"]) for n in SURVIVORS},
         keys_pulled=int(stats[VICTIM]["antiEntropy"]["keysPulled"]),
         applied=int(stats[VICTIM]["replication"].get("applied", 0)),
-        local_sample_checked=local_checked,
+        local_sample_problems=local_problems,
         stats_after=stats,
     )
     print(f"  {describe_rep(result)}", flush=True)
@@ -846,19 +867,26 @@ def _s(value: float | None, spec: str = ".1f") -> str:
 
 
 def describe_rep(r: RepairRep) -> str:
+    wrong = ""
+    if r.local_sample_problems:
+        wrong = (
+            f"; {len(r.local_sample_problems)} of {SAMPLE_KEYS} sampled keys WRONG "
+            f"in c3's own store, e.g. {r.local_sample_problems[0]}"
+        )
     if not r.repaired:
         return (
             f"c3 NOT repaired within the bound: it holds {r.keys_at_end} of "
-            f"{r.keys} keys"
+            f"{r.keys} keys{wrong}"
         )
     caught = r.caught_up or {}
     return (
         f"c3 restarted: listening after {_s(r.restart_to_listening_s, '.2f')} s, "
         f"all {r.keys} keys {_s(r.repair_from_listening_s, '.2f')} s later "
         f"({_s(r.repair_from_start_s, '.2f')} s from its start); keysPulled "
-        f"{r.keys_pulled}, hints delivered {sum(r.hints_delivered.values())}, "
+        f"{r.keys_pulled}, pushed by c1+c2 {sum(r.keys_pushed.values())}, hints "
+        f"delivered {sum(r.hints_delivered.values())}, "
         f"'caught up' {caught.get('keys_pulled', '-')} keys at "
-        f"{_s(caught.get('from_listening_s'), '.2f')} s"
+        f"{_s(caught.get('from_listening_s'), '.2f')} s{wrong}"
     )
 
 
@@ -1163,6 +1191,8 @@ def kill_under_load(
         nodes = boot_cluster(procs, pinning, log_dir, extra)
         c1, c2, c3 = nodes
         workload = Workload(nodes, args.clients, base)
+        cpu_before = {n.name: cpu_ticks_seconds(n.proc.pid) for n in nodes}
+        self_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
         until = started + duration
         threads = [
@@ -1173,6 +1203,7 @@ def kill_under_load(
             t.start()
         try:
             time.sleep(max(0.0, started + duration / 3 - time.monotonic()))
+            c3_cpu = cpu_ticks_seconds(c3.proc.pid) - cpu_before[VICTIM]
             killed = kill9(procs, c3)
             print(
                 f"  kill -9 {VICTIM} at {killed - started:.1f} s of {duration:.0f} s",
@@ -1186,6 +1217,14 @@ def kill_under_load(
             for t in threads:
                 t.join(CLIENT_TIMEOUT + 10)
         ended = time.monotonic()
+        self_after = resource.getrusage(resource.RUSAGE_SELF)
+        node_cpu = {
+            n.name: cpu_ticks_seconds(n.proc.pid) - cpu_before[n.name] for n in (c1, c2)
+        }
+        node_cpu[VICTIM] = c3_cpu
+        client_cpu = (self_after.ru_utime - self_before.ru_utime) + (
+            self_after.ru_stime - self_before.ru_stime
+        )
         if any(t.is_alive() for t in threads):
             raise BenchError("a client thread did not stop")
         if workload.errors:
@@ -1269,6 +1308,11 @@ def kill_under_load(
         "error_buckets": {
             f"{b * BUCKET_S:+.1f}": n for b, n in sorted(buckets.items())
         },
+        "cpu_pct": {
+            "nodes_total": sum(node_cpu.values()) / (ended - started) * 100,
+            "per_node_s": node_cpu,
+            "client": client_cpu / (ended - started) * 100,
+        },
         "phases": phase_rates(workload.ops, started, killed, rebuilt_at, ended),
         "stats_after": stats,
         "members_after": members,
@@ -1298,6 +1342,7 @@ def repair_summary(reps: Sequence[RepairRep]) -> dict[str, Any]:
     return {
         "reps": len(reps),
         "all_repaired": all(r.repaired for r in reps),
+        "local_sample_wrong": sum(len(r.local_sample_problems) for r in reps),
         "repair_from_listening_s": med(lambda r: r.repair_from_listening_s),
         "repair_from_start_s": med(lambda r: r.repair_from_start_s),
         "restart_to_listening_s": med(lambda r: r.restart_to_listening_s),
@@ -1311,6 +1356,9 @@ def repair_summary(reps: Sequence[RepairRep]) -> dict[str, Any]:
 
 
 def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
+    """
+    Timings, one row per repetition and the medians.
+    """
     rows = []
     for r in reps:
         caught = r.caught_up or {}
@@ -1320,13 +1368,10 @@ def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
                 str(r.keys),
                 f"{r.single_load['keys_per_sec']:.0f}",
                 f"{r.cluster_load['keys_per_sec']:.0f}",
+                _s(r.repaired_per_sec, ".0f"),
                 _s(r.restart_to_listening_s, ".2f"),
                 _s(r.repair_from_listening_s, ".2f") if r.repaired else "NOT DONE",
                 _s(r.repair_from_start_s, ".2f"),
-                _s(r.repaired_per_sec, ".0f"),
-                str(r.keys_pulled),
-                str(sum(r.hints_delivered.values())),
-                str(caught.get("keys_pulled", "-")),
                 _s(caught.get("from_listening_s"), ".2f"),
             ]
         )
@@ -1336,13 +1381,10 @@ def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
             "",
             _s(summary["single_keys_per_sec"], ".0f"),
             _s(summary["cluster_keys_per_sec"], ".0f"),
+            _s(summary["repaired_per_sec"], ".0f"),
             _s(summary["restart_to_listening_s"], ".2f"),
             _s(summary["repair_from_listening_s"], ".2f"),
             _s(summary["repair_from_start_s"], ".2f"),
-            _s(summary["repaired_per_sec"], ".0f"),
-            _s(summary["keys_pulled"], ".0f"),
-            _s(summary["hints_delivered"], ".0f"),
-            "",
             _s(summary["caught_up_s"], ".2f"),
         ]
     )
@@ -1352,14 +1394,48 @@ def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
             "K",
             "written/s 1 node",
             "written/s cluster",
+            "repaired/s",
             "start->listen s",
             "listen->all K s",
             "start->all K s",
-            "repaired/s",
-            "keysPulled",
-            "hints dlvd",
-            "caught-up keys",
-            "caught-up s",
+            "listen->caught-up s",
+        ],
+        rows,
+    )
+
+
+def sources_table(reps: Sequence[RepairRep]) -> str:
+    """
+    How the keys reached c3, per repetition (counters overlap: a key can
+    come both ways, and merges of older versions are not counted).
+    """
+    rows = []
+    for r in reps:
+        caught = r.caught_up or {}
+        catching = r.catching_up or {}
+        rows.append(
+            [
+                str(r.rep),
+                f"{catching.get('partitions', '-')} partitions from "
+                f"{catching.get('sources', '-')}",
+                str(r.keys_pulled),
+                str(caught.get("keys_pulled", "-")),
+                f"{sum(r.keys_pushed.values())} ({sum(r.rounds.values())} rounds)",
+                str(sum(r.hints_delivered.values())),
+                str(r.applied),
+                str(r.keys_at_end),
+            ]
+        )
+    return format_table(
+        [
+            "rep",
+            "catching up",
+            "c3 keysPulled",
+            "caught-up N",
+            "c1+c2 keysPushed",
+            "c1+c2 hintsDelivered",
+            "c3 applied",
+            "c3 keys",
         ],
         rows,
     )
@@ -1387,6 +1463,11 @@ def kill_table(k: Mapping[str, Any]) -> str:
             + ", ".join(
                 f"{what} {n}" for what, n in sorted(k["workload_results"].items())
             ),
+        ],
+        [
+            "CPU over the run (% of one core)",
+            f"nodes {k['cpu_pct']['nodes_total']:.0f}% (c3 until its kill), "
+            f"clients (this process) {k['cpu_pct']['client']:.0f}%",
         ],
         ["throughput before the kill", phase("before")],
         ["  kill -> table rebuilt", phase("during")],
@@ -1458,6 +1539,15 @@ def evaluate_goals(
                 f"{_s(med, '.2f')} s{missing}",
                 f"<= {REPAIR_GOAL_S:.0f} s",
                 bool(ok),
+            )
+        )
+        wrong = summary["local_sample_wrong"]
+        goals.append(
+            Goal(
+                f"restarted c3's own store: {SAMPLE_KEYS} sampled keys wrong",
+                f"{wrong} (of {SAMPLE_KEYS * len(reps)})",
+                "0",
+                wrong == 0,
             )
         )
     if kill is not None:
@@ -1733,11 +1823,17 @@ def main(argv: Sequence[str]) -> int:
             "loaded node held them (single node: -c32; cluster: at quorum through "
             "c1 and c2, -c16 each, c3 down). listen->all K: from c3's \"HTTP API "
             'listening" line to its /stats keys = K (polled every 0.1 s); '
-            "repaired/s = K / that. keysPulled: c3's antiEntropy.keysPulled; hints "
-            "dlvd: c1+c2 replication.hintsDelivered; caught-up: c3's \"caught up: "
-            'N keys pulled" line, N and its time from listening.\n'
+            'repaired/s = K / that. caught-up: c3\'s "caught up: N keys pulled" '
+            "line.\n"
         )
         print(repair_table(reps, summary))
+        print(
+            "\nHow the keys reached c3 (c3's catch-up pulls; the pushes of c1's "
+            "and c2's periodic anti-entropy rounds, every 30 s by default; hints "
+            "queued while c3 was down and not yet declared failed; c3 applied: "
+            "records it took from peers' pushes and hints):\n"
+        )
+        print(sources_table(reps))
     if kill is not None:
         print(
             "\nkill -9 c3 under quorum load (times relative to the kill; errors "

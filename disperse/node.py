@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
@@ -25,6 +25,7 @@ from disperse.cluster.antientropy import AntiEntropy
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
 from disperse.cluster.hints import HintStore
 from disperse.cluster.merkle import Digests
+from disperse.cluster.peers import PeerCallCounters
 from disperse.cluster.placement import MemberSpec
 from disperse.cluster.replicator import (
     Consistency,
@@ -184,9 +185,18 @@ class Node(MultiService):
             self._placementCall = None
             self.antiEntropy.stop()
             self.replicator.stop()
-            return MultiService.stopService(self)
+            # Requests still draining may need peers: close connections
+            # to them last.
+            stopped: Deferred[object] = maybeDeferred(MultiService.stopService, self)
+            return stopped.addBoth(self._closePeers)
 
         return self.handOff().addBoth(stopRest)
+
+    def _closePeers(self, result: object) -> object:
+        close = getattr(self.replicator.peers, "close", None)
+        if close is not None:
+            close()
+        return result
 
     def handOff(self) -> Deferred[HandoffResult]:
         """
@@ -463,6 +473,12 @@ class Node(MultiService):
                 for m in self.replicator.hints.members()
             ),
             "members": len(self.replicator.table.members),
+            **{
+                f"peer{name.capitalize()}": value
+                for name, value in asdict(
+                    getattr(self.replicator.peers, "counters", PeerCallCounters())
+                ).items()
+            },
             "table": self.replicator.table.digest(),
         }
         stats["antiEntropy"] = self.antiEntropy.stats()

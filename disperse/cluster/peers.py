@@ -75,6 +75,18 @@ class PeerUnreachable(ConnectError):
 
 
 @dataclass
+class PeerCallCounters:
+    """
+    Requests sent to peers and the items (records or keys) they carried:
+    their ratio is how well batching works.
+    """
+
+    calls: int = 0
+    items: int = 0
+    failures: int = 0
+
+
+@dataclass
 class _Queue:
     items: list[Any] = field(default_factory=list)
     waiters: list[tuple[int, int, Deferred[Any]]] = field(default_factory=list)
@@ -222,9 +234,13 @@ class HTTPPeerClient:
         self._timeout = timeout
         self._pool = ConnectionPool(reactor, timeout)
         self._queues: dict[tuple[str, str], _Queue] = {}
+        self.counters = PeerCallCounters()
         self._headers = b"Content-Type: application/x-msgpack\r\n"
 
     def close(self) -> None:
+        """
+        Close every connection; calls after this fail.
+        """
         self._pool.close()
 
     # PeerClient
@@ -309,6 +325,7 @@ class HTTPPeerClient:
             taken += 1
         items = queue.items[:count]
         waiters = queue.waiters[:taken]
+        self.counters.items += count
         queue.items = queue.items[count:]
         queue.waiters = [(s - count, n, d) for s, n, d in queue.waiters[taken:]]
         queue.inFlight += 1
@@ -349,8 +366,10 @@ class HTTPPeerClient:
         POST a signed C{body} to C{path} (and query) on C{member}; the
         answer's body.
         """
+        self.counters.calls += 1
         address = self._addressOf(member)
         if address is None:
+            self.counters.failures += 1
             raise PeerUnreachable(f"no HTTP address known for {member}")
         signature = self._signer.sign(
             b"POST",
@@ -365,8 +384,13 @@ class HTTPPeerClient:
             address.encode("ascii"),
             b"%s%s: %s\r\n" % (self._headers, SIGNATURE_HEADER, signature),
         )
-        response = await self._pool.request(address, head, body)
+        try:
+            response = await self._pool.request(address, head, body)
+        except Exception:
+            self.counters.failures += 1
+            raise
         if response.code != 200:
+            self.counters.failures += 1
             raise PeerUnreachable(f"{member} answered {response.code}")
         return response.body
 
