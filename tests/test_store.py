@@ -289,6 +289,27 @@ class StoreTests(SynchronousTestCase):
         self.assertFalse(store.merge("k", expired))
         self.assertIsNone(store.record("k"))
 
+    def test_expiredVersionStillOutranksOlder(self) -> None:
+        """
+        A newer write that has expired (and is not swept yet) keeps older
+        versions out; arriving already expired, it removes an older one.
+        """
+        store = Store(self.clock, nodeId=1)
+        old = Store(self.clock, nodeId=2).newRecord(b"old")
+        self.clock.advance(0.01)
+        newer = store.put("k", b"new", ttlMs=1000)
+        self.clock.advance(2)
+        self.assertIsNone(store.record("k"))
+        self.assertEqual(store.record("k", expired=True), newer)
+        self.assertFalse(store.merge("k", old))
+        self.assertIsNone(store.get("k"))
+
+        other = Store(self.clock, nodeId=3)
+        other.merge("k", old)
+        self.assertTrue(other.merge("k", newer))
+        self.assertIsNone(other.record("k", expired=True))
+        self.assertEqual(len(other), 0)
+
     def test_repairMergeDoesNotEvict(self) -> None:
         """
         A merge with evict=False takes a key the store has no entry for only

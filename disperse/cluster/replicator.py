@@ -243,7 +243,11 @@ class _ReadRun:
         self.timer: IDelayedCall | None = None
 
     def ask(self, count: int) -> None:
-        for _ in range(min(count, len(self.candidates))):
+        # A fetch that fails at once asks again from inside this loop, so
+        # the candidates left are checked on every turn.
+        for _ in range(count):
+            if not self.candidates or self.done.called:
+                return
             member = self.candidates.pop(0)
             self.pending += 1
             self.replicator.peers.fetch(member, [self.key]).addCallbacks(
@@ -442,7 +446,9 @@ class Replicator:
             )
         run = _ReadRun(self, key, required, len(owners), others)
         if local:
-            run.answers[self.nodeName] = self._store.record(key, touch=True)
+            run.answers[self.nodeName] = self._store.record(
+                key, touch=True, expired=True
+            )
         run.ask(required - len(run.answers))
         if not run.pending:
             run.finish()
@@ -459,9 +465,19 @@ class Replicator:
                 newest = record
         if newest is not None:
             self._store.hlc.observe(newest.timestamp)
+            expired = bool(
+                newest.expiresAtMs and newest.expiresAtMs <= self._store.nowMs()
+            )
             for member, record in run.answers.items():
-                if record is None or record.precedence < newest.precedence:
+                if record is None:
+                    # An expired version need not reach a replica that
+                    # holds nothing older.
+                    if not expired:
+                        self._repair(member, run.key, newest)
+                elif record.precedence < newest.precedence:
                     self._repair(member, run.key, newest)
+            if expired:
+                newest = None
         outcome = ReadOutcome(newest, len(run.answers), run.required, run.replicas)
         if not outcome.ok:
             self.counters.readsUnderReplicated += 1
@@ -505,7 +521,9 @@ class Replicator:
             for key in keys:
                 if self._holding(partitionOf(key)):
                     raise NotCaughtUp(key)
-        return [store.record(key) for key in keys]
+        # Expired records too: the asker must see that a newer version
+        # existed, or an older one elsewhere would read as current.
+        return [store.record(key, expired=True) for key in keys]
 
     # Catching up
 

@@ -261,18 +261,22 @@ class Store:
         self.misses += 1
         return None
 
-    def record(self, key: str, touch: bool = False) -> Record | None:
+    def record(
+        self, key: str, touch: bool = False, expired: bool = False
+    ) -> Record | None:
         """
         The current record of C{key}, tombstones included, without counting
         a hit: what replication compares against.
 
         @param touch: mark the key recently used (a client read it).
+        @param expired: return an expired record not dropped yet, rather
+            than C{None}: its version still outranks older copies elsewhere.
         """
         blob = self._part(key).get(key)
         if blob is None:
             return None
         record = Record.decode(blob)
-        if record.expiresAtMs and record.expiresAtMs <= self.nowMs():
+        if not expired and record.expiresAtMs and record.expiresAtMs <= self.nowMs():
             return None
         if touch:
             self._referenced.add(key)
@@ -470,11 +474,19 @@ class Store:
         @return: whether the record was applied.
         """
         self.hlc.observe(record.timestamp)
-        if record.expiresAtMs and record.expiresAtMs <= self.nowMs():
-            return False
-        current = self.record(key)
+        # Compared with what is stored even if it expired: an expired write
+        # still supersedes every older version of the key, which must not
+        # come back because the newer one ran out.
+        blob = self._part(key).get(key)
+        current = None if blob is None else Record.decode(blob)
         if current is not None and current.precedence >= record.precedence:
             return False
+        if record.expiresAtMs and record.expiresAtMs <= self.nowMs():
+            # Nothing to keep, but what it supersedes goes.
+            if blob is None:
+                return False
+            self._remove(key, blob)
+            return True
         if not evict and current is None and not self.hasRoom(key, record):
             return False
         self._store(key, record.encode())

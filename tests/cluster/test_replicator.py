@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -94,6 +95,11 @@ class Cluster:
     def get(self, via: str, key: str, level: Consistency) -> ReadOutcome:
         return self.resolve(self.nodes[via].read(key, level))
 
+    def forgetHints(self) -> None:
+        for node in self.nodes.values():
+            for member in node.hints.members():
+                node.hints.forget(member)
+
     def holds(self, key: str) -> dict[str, bytes | None]:
         held = {}
         for name, store in self.stores.items():
@@ -133,6 +139,27 @@ class ReplicatorTests(SynchronousTestCase):
         self.assertEqual(cluster.holds("k"), {"n0": b"v", "n1": b"v", "n2": b"v"})
         read = cluster.get("n1", "k", Consistency.quorum)
         self.assertEqual((read.ok, read.value and read.value.value), (True, b"v"))
+
+    def test_expiredNewestReadsAsAbsent(self) -> None:
+        """
+        A replica that missed a write with a TTL still holds the older
+        version; once the newer one expires, a read that sees both reports
+        the key absent (not the older value) and removes the older copy.
+        """
+        cluster = Cluster()
+        cluster.put("n0", "k", b"old", Consistency.all)
+        cluster.network.down.add("n2")
+        record = cluster.stores["n0"].newRecord(b"new", ttlMs=500)
+        cluster.resolve(cluster.nodes["n0"].write("k", record, Consistency.quorum))
+        cluster.network.down.clear()
+        cluster.forgetHints()
+        cluster.clock.advance(1)
+        self.assertEqual(cluster.holds("k")["n2"], b"old")
+        # n2 coordinates: its own (older) copy and one other answer.
+        read = cluster.get("n2", "k", Consistency.quorum)
+        self.assertIsNone(read.value)
+        cluster.settle()
+        self.assertEqual(cluster.holds("k")["n2"], None)
 
     def test_readAfterAcknowledgedWriteSeesIt(self) -> None:
         """
@@ -391,3 +418,32 @@ class ServingAntiEntropyTests(SynchronousTestCase):
         found = node.fetchLocal(["k"])
         self.assertEqual([r.value if r else None for r in found], [b"v"])
         self.assertEqual(node.heldPartitions(), frozenset())
+
+    def test_readWithPeersFailingAtOnce(self) -> None:
+        """
+        Peers whose calls fail synchronously (no connection possible) make a
+        read under-replicated, not an error: asking again from inside the
+        first ask must not run past the last candidate.
+        """
+        clock = Clock()
+        node = Replicator(
+            nodeName="a",
+            store=Store(clock, 1),
+            clock=clock,
+            peers=_FailingPeers(),
+        )
+        node.updateMembers([MemberSpec("a"), MemberSpec("b"), MemberSpec("c")])
+        node.holdReads([partitionOf("k")])
+        outcome = node.read("k", Consistency.quorum)
+        assert isinstance(outcome, Deferred)
+        result = self.successResultOf(outcome)
+        self.assertEqual((result.ok, result.answered), (False, 0))
+        self.assertEqual(node.counters.remoteFailures, 2)
+
+
+class _FailingPeers:
+    def apply(self, member: str, records: object) -> Deferred[object]:
+        return fail(ConnectionRefusedError(member))
+
+    def fetch(self, member: str, keys: object) -> Deferred[list[Record | None]]:
+        return fail(ConnectionRefusedError(member))
