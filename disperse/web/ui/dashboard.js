@@ -128,7 +128,8 @@
       tr.append(changed);
 
       const s = m.stats;
-      tr.append(el("td", s && typeof s.keys === "number" ? s.keys.toLocaleString() : "–", "num"));
+      const keys = s && typeof s.keys === "number" ? s.keys.toLocaleString() : "–";
+      tr.append(el("td", keys, "num keys"));
       const memory = el("td", null, "memory");
       if (s && typeof s.bytes === "number" && s.maxBytes) {
         const meter = el("meter");
