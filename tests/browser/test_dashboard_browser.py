@@ -81,6 +81,8 @@ def browser() -> Iterator[Any]:
         f"--window-size={WIDTH},{HEIGHT}",
     ):
         options.add_argument(argument)
+    # Script errors and policy violations reach the console, not the DOM.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver path keeps Selenium from looking for one to fetch.
     driver = webdriver.Chrome(
         service=Service(executable_path=CHROMEDRIVER), options=options
@@ -190,6 +192,10 @@ def test_dashboardShowsMembersAndAFailure(
         "a failure event for node2",
     )
     assert browser.find_element("id", "status").get_attribute("data-state") == "live"
+    # The page ran clean: no script error, no blocked load. (Fetches that
+    # node0 answered with an error would be listed too.)
+    problems = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert problems == [], problems
 
     path = os.environ.get("DISPERSE_SCREENSHOT")
     if path:
