@@ -78,3 +78,19 @@ interop: $(VENV)/.installed-test
 	mkdir -p build
 	$(GO_BUILD_ENV) go build -o build/memberlist-peer ./interop/memberlist-peer
 	$(BIN)/python -m pytest -m interop tests/interop
+
+# The dashboard in a real headless Chromium: Debian's chromium and
+# chromium-driver (installed with apt when missing), driven by Selenium.
+$(VENV)/.installed-browser: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,browser]'
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed
+
+.PHONY: browser screenshot
+browser: $(VENV)/.installed-browser
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	$(BIN)/python -m pytest -m browser tests/browser
+
+# Refreshes docs/dashboard.png from the browser test's cluster.
+screenshot: $(VENV)/.installed-browser
+	DISPERSE_SCREENSHOT=docs/dashboard.png $(MAKE) browser

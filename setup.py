@@ -18,7 +18,11 @@ setup(
     python_requires=">=3.11",
     packages=[*find_packages(exclude=["tests*", "bench*"]), "twisted.plugins"],
     package_dir={"": "."},
-    package_data={"disperse": ["py.typed"]},
+    package_data={
+        "disperse": ["py.typed"],
+        # The dashboard's page, script and style sheet, served from memory.
+        "disperse.web": ["ui/*.html", "ui/*.js", "ui/*.css"],
+    },
     install_requires=[
         "twisted>=24.7",
         "klein>=24.8",
@@ -36,6 +40,8 @@ setup(
             "mypy-zope>=1.0",
             "ruff>=0.6",
         ],
+        # make browser: drives Debian's chromium through its chromedriver.
+        "browser": ["selenium>=4.20"],
     },
     classifiers=[
         "Framework :: Twisted",

@@ -35,6 +35,7 @@ from disperse.cluster.replicator import (
     WriteOutcome,
 )
 from disperse.config import NodeConfig, nodeIdFor
+from disperse.gossip.events import MembershipEvents
 from disperse.gossip.messages import NodeState
 from disperse.gossip.service import (
     KeyringError,
@@ -137,6 +138,7 @@ class Node(MultiService):
         self.httpPort: int | None = None
         self.membership: Membership | None = None
         self._placementCall: IDelayedCall | None = None
+        self.events = MembershipEvents()
         self.replicator = Replicator(
             nodeName=config.nodeName,
             store=self.store,
@@ -265,6 +267,13 @@ class Node(MultiService):
         self._memberChanged("failed", member)
 
     def _memberChanged(self, change: str, member: Member) -> None:
+        self.events.record(
+            self.clock.seconds(),
+            member.name,
+            change,
+            NodeState(member.state).name,
+            member.incarnation,
+        )
         # Membership changes come in bursts (a cluster booting, a partition
         # healing); building the partition table takes tens of milliseconds
         # at a few dozen members, so one build follows each burst.

@@ -39,6 +39,7 @@ from disperse.gossip.service import Membership
 from disperse.logs import LEVELS, setLevel
 from disperse.node import Node
 from disperse.web.api import CacheAPI
+from disperse.web.dashboard import HTTPStatsClient
 from disperse.web.peer import PeerAPI
 from disperse.web.service import DisperseSite, HTTPService
 
@@ -471,9 +472,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         HTTPPeerClient(reactor, node.peerAddress, Signer(secret), config.replicaTimeout)
     )
     peerAPI = PeerAPI(node, Verifier(secret, clock))
-    site = DisperseSite(
-        CacheAPI(node, peer=peerAPI.resource()).resource(), logPath=config.accessLog
-    )
+    api = CacheAPI(node, peer=peerAPI.resource(), peerStats=HTTPStatsClient(reactor))
+    site = DisperseSite(api.resource(), logPath=config.accessLog)
 
     def listening(port: IListeningPort) -> None:
         node.httpPort = getattr(port.getHost(), "port", None)

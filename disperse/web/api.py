@@ -33,6 +33,7 @@ from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node
 from disperse.store import Record, ValueTooLarge
+from disperse.web.dashboard import Dashboard, NoStatsClient, StatsClient
 
 T = TypeVar("T")
 
@@ -134,6 +135,7 @@ class _Front(Resource):
                 and request.method in (b"GET", b"HEAD")
             )
         ):
+            self._api.cacheRequests += 1
             return self._api.serveKey(request, path[1:])
         if path and path[0] == b"internal" and self._peer is not None:
             peerBody: bytes = self._peer.render(request)
@@ -150,12 +152,23 @@ class CacheAPI:
     app = Klein()
     log = logger()
 
-    def __init__(self, node: Node, peer: IResource | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        peer: IResource | None = None,
+        peerStats: StatsClient | None = None,
+    ) -> None:
         """
         @param peer: the node-to-node API, served under C{/internal/}.
+        @param peerStats: how the dashboard reads other members' C{/stats}.
         """
         self._node = node
         self._peer = peer
+        # Requests on /cache/<key>, for the request rate the dashboard shows.
+        self.cacheRequests = 0
+        self._dashboard = Dashboard(
+            node, peerStats or NoStatsClient(), self.statsDocument, node.clock
+        )
         config = node.config
         self._maxKeySize = config.maxKeySize
         self._maxValueSize = config.maxValueSize
@@ -493,4 +506,32 @@ class CacheAPI:
 
     @app.route("/stats", methods=["GET", "HEAD"])
     def stats(self, request: IRequest) -> bytes:
-        return self._json(request, self._node.stats())
+        return self._json(request, self.statsDocument())
+
+    def statsDocument(self) -> dict[str, Any]:
+        return {**self._node.stats(), "cacheRequests": self.cacheRequests}
+
+    # The dashboard (disperse.web.dashboard)
+
+    @app.route("/", methods=["GET", "HEAD"])
+    @app.route("/ui", methods=["GET", "HEAD"])
+    @app.route("/ui/", methods=["GET", "HEAD"])
+    def dashboardPage(self, request: IRequest) -> bytes:
+        return self._dashboard.renderPage(request)
+
+    @app.route("/ui/<asset>", methods=["GET", "HEAD"])
+    def dashboardAsset(self, request: IRequest, asset: str) -> bytes:
+        return self._dashboard.renderAsset(request, asset)
+
+    @app.route("/cluster/overview", methods=["GET", "HEAD"])
+    async def overview(self, request: IRequest) -> bytes:
+        known = (request.args or {}).get(b"table")
+        table = known[0].decode("ascii", "replace") if known else None
+        return self._json(request, await self._dashboard.overview(table))
+
+    @app.route("/cluster/events", methods=["GET", "HEAD"])
+    def membershipEvents(self, request: IRequest) -> bytes:
+        values = (request.args or {}).get(b"since", [b"0"])
+        if not values[0].isdigit():
+            raise BadRequest(400, "since must be a non-negative integer")
+        return self._json(request, self._dashboard.events(int(values[0])))

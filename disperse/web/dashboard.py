@@ -1,0 +1,372 @@
+"""
+The live cluster dashboard: its static page (one HTML, one script, one
+style sheet, shipped as package data and held in memory) and the JSON it
+polls, C{/cluster/overview}: the members as this node sees them, each
+one's counters fetched from its own C{/stats}, a summary of placement and
+the recent membership events, in one document.
+
+The page is served by whichever node the browser asks; that node fans out
+to the others with a short timeout, so one slow or dead member costs the
+page a blank row, never a stalled refresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.iweb import IRequest
+
+from disperse.cluster.placement import PARTITION_COUNT
+from disperse.gossip.messages import NodeState
+from disperse.logs import logger
+from disperse.node import Node
+
+# The page polls once a second; an answer from a member later than this is
+# worth less than a refresh on time.
+STATS_TIMEOUT = 0.75
+# Several open dashboards (or a quick reload) share one fan-out this recent.
+OVERVIEW_MAX_AGE = 0.5
+# How many recent membership events the overview carries; /cluster/events
+# has all that the node keeps.
+OVERVIEW_EVENTS = 25
+# A member's /stats larger than this is not one of ours.
+MAX_STATS_BYTES = 256 * 1024
+
+# The counters of a member the page shows; the rest of /stats stays there.
+STATS_FIELDS = (
+    "keys",
+    "bytes",
+    "maxBytes",
+    "hits",
+    "misses",
+    "sets",
+    "deletes",
+    "evictions",
+    "cacheRequests",
+)
+
+_CONTENT_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+}
+# The page needs nothing but its own origin; saying so keeps injected markup
+# (a member name, say) from loading or running anything.
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; "
+    b"connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+    b"form-action 'none'; frame-ancestors 'none'"
+)
+PAGE = "index.html"
+
+
+class StatsClient(Protocol):
+    """
+    How the dashboard reads another member's counters.
+    """
+
+    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
+        """
+        The JSON object that C{GET /stats} answers at C{httpAddress}
+        (host:port); fails if it does not answer in time or with anything
+        but a JSON object.
+        """
+
+
+class NoStatsClient:
+    """
+    A dashboard that cannot reach other members (in tests of other routes).
+    """
+
+    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
+        d: Deferred[dict[str, Any]] = Deferred()
+        d.errback(ConnectionError(httpAddress))
+        return d
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # A connection a second to every member would otherwise log two lines
+    # each.
+    noisy = False
+
+
+class HTTPStatsClient:
+    """
+    C{GET /stats} over persistent connections, with a deadline.
+    """
+
+    def __init__(self, reactor: Any, timeout: float = STATS_TIMEOUT) -> None:
+        self._reactor = reactor
+        self._timeout = timeout
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool._factory = _QuietClientFactory
+        pool.retryAutomatically = False
+        self._pool = pool
+        self._http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout))
+
+    def close(self) -> Deferred[None]:
+        closed: Deferred[None] = self._pool.closeCachedConnections()
+        return closed
+
+    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
+        d: Deferred[dict[str, Any]] = Deferred.fromCoroutine(self._stats(httpAddress))
+        d.addTimeout(self._timeout, self._reactor)
+        return d
+
+    async def _stats(self, httpAddress: str) -> dict[str, Any]:
+        response = await self._http.get(f"http://{httpAddress}/stats")
+        body: bytes = await response.content()
+        if response.code != 200:
+            raise ValueError(f"/stats answered {response.code}")
+        if len(body) > MAX_STATS_BYTES:
+            raise ValueError("/stats answered too much")
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            raise ValueError("/stats answered something other than an object")
+        return document
+
+
+@dataclass(frozen=True)
+class Asset:
+    """
+    One static file of the page, as served.
+    """
+
+    body: bytes
+    contentType: bytes
+    etag: bytes
+
+
+def loadAssets() -> dict[str, Asset]:
+    """
+    The page's files from the package, read once: they are a few kilobytes
+    and change only with the installed version.
+    """
+    assets = {}
+    for entry in resources.files("disperse.web").joinpath("ui").iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        contentType = _CONTENT_TYPES.get(suffix)
+        if contentType is None or not entry.is_file():
+            continue
+        body = entry.read_bytes()
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        assets[entry.name] = Asset(body, contentType, b'"%s"' % digest.encode())
+    return assets
+
+
+def _versioned(page: Asset, assets: dict[str, Asset]) -> Asset:
+    """
+    The page with each asset it links carrying its ETag as a query, so the
+    browser may keep assets for long yet fetch new ones after an upgrade.
+    """
+    body = page.body
+    for name, asset in assets.items():
+        if name != PAGE:
+            version = asset.etag.strip(b'"')
+            body = body.replace(
+                b'"/ui/%s"' % name.encode(), b'"/ui/%s?v=%s"' % (name.encode(), version)
+            )
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    return Asset(body, page.contentType, b'"%s"' % digest.encode())
+
+
+class Dashboard:
+    """
+    Everything behind the dashboard routes of one node.
+    """
+
+    log = logger()
+
+    def __init__(
+        self,
+        node: Node,
+        peerStats: StatsClient,
+        localStats: Callable[[], dict[str, Any]],
+        clock: IReactorTime,
+        assets: dict[str, Asset] | None = None,
+    ) -> None:
+        """
+        @param localStats: this node's C{/stats} document, read without a
+            request to itself.
+        """
+        self._node = node
+        self._peerStats = peerStats
+        self._localStats = localStats
+        self._clock = clock
+        loaded = loadAssets() if assets is None else assets
+        self._assets = dict(loaded)
+        if PAGE in loaded:
+            self._assets[PAGE] = _versioned(loaded[PAGE], loaded)
+        self._last: tuple[float, dict[str, Any]] | None = None
+        self._waiting: list[Deferred[dict[str, Any]]] | None = None
+
+    # Static files
+
+    def renderPage(self, request: IRequest) -> bytes:
+        # The page itself is revalidated every time, so an upgraded node
+        # serves its new page at once; the ETag makes that a 304.
+        return self._renderAsset(request, PAGE, b"no-cache")
+
+    def renderAsset(self, request: IRequest, name: str) -> bytes:
+        if name == PAGE:
+            return self.renderPage(request)
+        return self._renderAsset(request, name, b"public, max-age=86400")
+
+    def _renderAsset(self, request: IRequest, name: str, cache: bytes) -> bytes:
+        asset = self._assets.get(name)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        if asset is None:
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"application/json")
+            return b'{"error": "no such file"}'
+        request.setHeader(b"cache-control", cache)
+        request.setHeader(b"etag", asset.etag)
+        request.setHeader(b"content-type", asset.contentType)
+        if name == PAGE:
+            request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
+            request.setHeader(b"referrer-policy", b"no-referrer")
+        if request.getHeader(b"if-none-match") == asset.etag:
+            request.setResponseCode(304)
+            return b""
+        return asset.body
+
+    # Cluster state
+
+    def events(self, since: int = 0) -> dict[str, Any]:
+        """
+        The membership events this node keeps with an id above C{since}.
+        """
+        events = self._node.events
+        return {
+            "node": self._node.config.nodeName,
+            "last": events.lastId,
+            "events": [event.asJSON() for event in events.since(since)],
+        }
+
+    def overview(self, knownTable: str | None = None) -> Deferred[dict[str, Any]]:
+        """
+        The whole picture the page shows. Partition owners are left out when
+        the caller already has table C{knownTable}: they change only with
+        membership, and are the bulk of the document.
+        """
+        d = self._fresh()
+        return d.addCallback(self._trimmed, knownTable)
+
+    @staticmethod
+    def _trimmed(document: dict[str, Any], knownTable: str | None) -> dict[str, Any]:
+        partitions = document["partitions"]
+        if knownTable is None or knownTable != partitions["table"]:
+            return document
+        return {
+            **document,
+            "partitions": {k: v for k, v in partitions.items() if k != "owners"},
+        }
+
+    def _fresh(self) -> Deferred[dict[str, Any]]:
+        now = self._clock.seconds()
+        if self._last is not None and now - self._last[0] < OVERVIEW_MAX_AGE:
+            return succeed(self._last[1])
+        waiter: Deferred[dict[str, Any]] = Deferred()
+        if self._waiting is not None:
+            self._waiting.append(waiter)
+            return waiter
+        self._waiting = [waiter]
+        Deferred.fromCoroutine(self._gather()).addCallbacks(
+            self._gathered, self._failed
+        )
+        return waiter
+
+    def _gathered(self, document: dict[str, Any]) -> None:
+        self._last = (self._clock.seconds(), document)
+        waiting, self._waiting = self._waiting or [], None
+        for waiter in waiting:
+            waiter.callback(document)
+
+    def _failed(self, failure: Failure) -> None:
+        waiting, self._waiting = self._waiting or [], None
+        for waiter in waiting:
+            waiter.errback(failure)
+
+    async def _gather(self) -> dict[str, Any]:
+        node = self._node
+        me = node.config.nodeName
+        members = node.clusterMembers() or [
+            {
+                "name": me,
+                "gossip_addr": f"{node.config.advertiseAddress}:"
+                f"{node.config.gossipPort}",
+                "http_addr": None,
+                "state": NodeState.alive.name,
+                "incarnation": 0,
+                "zone": node.config.zone,
+                "last_change": None,
+            }
+        ]
+        asked: list[tuple[dict[str, Any], Deferred[dict[str, Any] | None]]] = []
+        for member in members:
+            member["stats"] = None
+            address = member.get("http_addr")
+            if member["name"] == me:
+                asked.append((member, succeed(self._localStats())))
+            elif address and member["state"] in ("alive", "suspect"):
+                pending = self._peerStats.stats(address)
+                asked.append((member, pending.addErrback(self._noAnswer, member)))
+        answers = await gatherResults([d for _, d in asked])
+        for (member, _), answer in zip(asked, answers, strict=True):
+            if answer is None:
+                member["error"] = "no answer to /stats"
+            else:
+                member["stats"] = {
+                    field: answer[field]
+                    for field in STATS_FIELDS
+                    if isinstance(answer.get(field), int)
+                }
+        members.sort(key=lambda m: str(m["name"]))
+        return {
+            "node": me,
+            "time": self._clock.seconds(),
+            "members": members,
+            "partitions": self._partitions(),
+            "events": [
+                event.asJSON() for event in node.events.since()[-OVERVIEW_EVENTS:]
+            ],
+        }
+
+    def _noAnswer(self, failure: Failure, member: dict[str, Any]) -> None:
+        # Routine while a member is dying and not yet declared dead, so not
+        # worth a line a second at info level.
+        self.log.debug(
+            "member {member} did not answer /stats: {reason}",
+            member=member["name"],
+            reason=failure.getErrorMessage(),
+        )
+
+    def _partitions(self) -> dict[str, Any]:
+        table = self._node.replicator.table
+        owners = [list(table.owners(p)) for p in range(PARTITION_COUNT)]
+        perMember: dict[str, dict[str, int]] = {
+            member.name: {"primary": 0, "replicas": 0} for member in table.members
+        }
+        for owning in owners:
+            for rank, name in enumerate(owning):
+                counts = perMember.setdefault(name, {"primary": 0, "replicas": 0})
+                counts["replicas"] += 1
+                if rank == 0:
+                    counts["primary"] += 1
+        return {
+            "count": PARTITION_COUNT,
+            "replicas": table.replicas,
+            "table": table.digest(),
+            "members": perMember,
+            "owners": owners,
+        }
