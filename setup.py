@@ -26,6 +26,7 @@ setup(
         "msgpack>=1.0",
         "cryptography>=42",
         "xxhash>=3.0",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [

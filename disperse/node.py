@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -124,6 +125,8 @@ class Node(MultiService):
     One Disperse node.
 
     @ivar httpPort: the TCP port the HTTP API listens on, once it does.
+    @ivar memberEvents: membership changes seen so far, by kind (joined,
+        updated, left, failed).
     """
 
     log = logger()
@@ -137,6 +140,7 @@ class Node(MultiService):
         self.httpPort: int | None = None
         self.membership: Membership | None = None
         self._placementCall: IDelayedCall | None = None
+        self.memberEvents: Counter[str] = Counter()
         self.replicator = Replicator(
             nodeName=config.nodeName,
             store=self.store,
@@ -265,6 +269,7 @@ class Node(MultiService):
         self._memberChanged("failed", member)
 
     def _memberChanged(self, change: str, member: Member) -> None:
+        self.memberEvents[change] += 1
         # Membership changes come in bursts (a cluster booting, a partition
         # healing); building the partition table takes tens of milliseconds
         # at a few dozen members, so one build follows each burst.
