@@ -28,6 +28,7 @@ setup(
         "xxhash>=3.0",
         "prometheus_client>=0.20",
     ],
+    entry_points={"console_scripts": ["disperse = disperse.cli.main:run"]},
     extras_require={
         "test": [
             "pytest>=8",
