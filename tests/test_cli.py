@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def test_keysAreEscaped(node: NodeProcess) -> None:
         assert cli(node.url, "put", key, "v").status == EXIT_OK, key
         assert cli(node.url, "get", key).stdout == b"v", key
     # A slash in a key is the same key, percent-encoded or not.
-    with urllib_get(f"{node.url}/cache/users/42") as answer:
+    with urllib.request.urlopen(f"{node.url}/cache/users/42", timeout=10) as answer:
         assert answer.read() == b"v"
 
 
@@ -493,9 +494,3 @@ def test_formatting() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 99) == 4.0
     assert percentile([], 50) == 0.0
-
-
-def urllib_get(url: str) -> Any:
-    import urllib.request
-
-    return urllib.request.urlopen(url, timeout=10)

@@ -167,7 +167,7 @@ def run(
                             key, value, plan.ttlSeconds, consistency=plan.consistency
                         )
                 except CannotConnect as e:
-                    if not state.done:
+                    if not any(w.done for w in workers):
                         # Nothing ever answered: the node is not there.
                         aborted.append(e.message)
                         stop.set()

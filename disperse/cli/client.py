@@ -201,7 +201,11 @@ class Client:
                 connection.request(method, self._prefix + path, body, sent)
                 answer = connection.getresponse()
                 data = answer.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError) as e:
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+            ) as e:
                 self.close()
                 if attempt == 2:
                     raise CannotConnect(f"{self.node}: {e}") from None
