@@ -373,6 +373,12 @@ class NodeCollector(Collector):
             "Members holding data in this node's partition table.",
             len(replicator.table.members),
         )
+        yield _gauge(
+            "disperse_replication_partitions_catching_up",
+            "Partitions newly held here and not read from here until they"
+            " caught up with their previous replicas.",
+            len(replicator.heldPartitions()),
+        )
 
         hints = replicator.hints
         for name, documentation, value in (

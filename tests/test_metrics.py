@@ -166,6 +166,7 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
                 "disperse_replication_applied": "counter",
                 "disperse_replication_remote_failures": "counter",
                 "disperse_replication_members": "gauge",
+                "disperse_replication_partitions_catching_up": "gauge",
                 "disperse_hints_queued": "counter",
                 "disperse_hints_delivered": "counter",
                 "disperse_hints_dropped": "counter",
