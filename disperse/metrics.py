@@ -72,9 +72,10 @@ class RequestStats(Collector):
     HTTP requests by route, method and status, with their latency.
 
     Requests are served on the reactor thread alone, so plain integers do:
-    L{record} is a dictionary lookup, a bisection and two additions (about
-    a microsecond), where a locked C{prometheus_client} counter and
-    histogram cost several times that per request.
+    L{record} is a dictionary lookup, a bisection and two additions. With
+    the timing around it that is 1.5 to 3 microseconds a request on a busy
+    two-core machine, about half what a locked C{prometheus_client}
+    counter and histogram cost.
 
     @ivar inFlight: read when scraping: requests being served now.
     """
