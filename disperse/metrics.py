@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from disperse import __version__
+from disperse.cluster.peers import PeerCallCounters
 from disperse.gossip.messages import NodeState
 from disperse.node import Node
 
@@ -380,6 +381,24 @@ class NodeCollector(Collector):
             " caught up with their previous replicas.",
             len(replicator.heldPartitions()),
         )
+
+        peerCalls = getattr(replicator.peers, "counters", None)
+        if isinstance(peerCalls, PeerCallCounters):
+            for name, documentation, value in (
+                ("calls", "Requests sent to other nodes.", peerCalls.calls),
+                (
+                    "call_items",
+                    "Records or keys those requests carried (items per call:"
+                    " how well batching works).",
+                    peerCalls.items,
+                ),
+                (
+                    "call_failures",
+                    "Requests to other nodes that failed.",
+                    peerCalls.failures,
+                ),
+            ):
+                yield _counter(f"disperse_peer_{name}_total", documentation, value)
 
         hints = replicator.hints
         for name, documentation, value in (

@@ -467,6 +467,7 @@ def test_scrapeRealNode() -> None:
     )
     assert value(samples, "disperse_store_hits_total") == 1
     assert value(samples, "disperse_members", state="alive") == 1
+    assert families["disperse_peer_calls"] == "counter"
     assert value(
         samples, "disperse_node_info", node="scraped", zone="", version="0.1.0"
     )
