@@ -30,7 +30,9 @@ setup(
         "msgpack>=1.0",
         "cryptography>=42",
         "xxhash>=3.0",
+        "prometheus_client>=0.20",
     ],
+    entry_points={"console_scripts": ["disperse = disperse.cli.main:run"]},
     extras_require={
         "test": [
             "pytest>=8",

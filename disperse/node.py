@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -125,6 +126,8 @@ class Node(MultiService):
     One Disperse node.
 
     @ivar httpPort: the TCP port the HTTP API listens on, once it does.
+    @ivar memberEvents: membership changes seen so far, by kind (joined,
+        updated, left, failed).
     """
 
     log = logger()
@@ -139,6 +142,7 @@ class Node(MultiService):
         self.membership: Membership | None = None
         self._placementCall: IDelayedCall | None = None
         self.events = MembershipEvents()
+        self.memberEvents: Counter[str] = Counter()
         self.replicator = Replicator(
             nodeName=config.nodeName,
             store=self.store,
@@ -274,6 +278,7 @@ class Node(MultiService):
             NodeState(member.state).name,
             member.incarnation,
         )
+        self.memberEvents[change] += 1
         # Membership changes come in bursts (a cluster booting, a partition
         # healing); building the partition table takes tens of milliseconds
         # at a few dozen members, so one build follows each burst.

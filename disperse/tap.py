@@ -37,11 +37,13 @@ from disperse.gossip.config import PROFILES, GossipSettings
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.service import Membership
 from disperse.logs import LEVELS, setLevel
+from disperse.metrics import NodeMetrics
 from disperse.node import Node
 from disperse.web.api import CacheAPI
 from disperse.web.dashboard import HTTPStatsClient
+from disperse.web.metrics import MeteredSite, MetricsPage
 from disperse.web.peer import PeerAPI
-from disperse.web.service import DisperseSite, HTTPService
+from disperse.web.service import HTTPService
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_HTTP_PORT = 8000
@@ -472,8 +474,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         HTTPPeerClient(reactor, node.peerAddress, Signer(secret), config.replicaTimeout)
     )
     peerAPI = PeerAPI(node, Verifier(secret, clock))
-    api = CacheAPI(node, peer=peerAPI.resource(), peerStats=HTTPStatsClient(reactor))
-    site = DisperseSite(api.resource(), logPath=config.accessLog)
+    metrics = NodeMetrics(node)
+    api = CacheAPI(
+        node,
+        peer=peerAPI.resource(),
+        peerStats=HTTPStatsClient(reactor),
+        metrics=MetricsPage(metrics.registry),
+    )
+    site = MeteredSite(api.resource(), metrics.requests, logPath=config.accessLog)
 
     def listening(port: IListeningPort) -> None:
         node.httpPort = getattr(port.getHost(), "port", None)

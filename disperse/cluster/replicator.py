@@ -184,6 +184,8 @@ class ReplicationCounters:
     readRepairs: int = 0
     applied: int = 0
     remoteFailures: int = 0
+    # Write acknowledgements from other replicas.
+    acks: int = 0
 
 
 class _WriteRun:
@@ -205,6 +207,7 @@ class _WriteRun:
     def answered(self, acked: bool) -> None:
         self.pending -= 1
         self.acks += int(acked)
+        self.replicator.counters.acks += int(acked)
         if self.acks >= self.required or not self.pending:
             self.finish()
 

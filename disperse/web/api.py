@@ -116,12 +116,17 @@ class _Front(Resource):
     isLeaf = True
 
     def __init__(
-        self, api: CacheAPI, routes: IResource, peer: IResource | None
+        self,
+        api: CacheAPI,
+        routes: IResource,
+        peer: IResource | None,
+        metrics: IResource | None = None,
     ) -> None:
         super().__init__()
         self._api = api
         self._routes = routes
         self._peer = peer
+        self._metrics = metrics
 
     def render(self, request: Request) -> bytes | int:
         path = request.postpath or []
@@ -140,6 +145,9 @@ class _Front(Resource):
         if path and path[0] == b"internal" and self._peer is not None:
             peerBody: bytes = self._peer.render(request)
             return peerBody
+        if path == [b"metrics"] and self._metrics is not None:
+            metricsBody: bytes = self._metrics.render(request)
+            return metricsBody
         body: bytes = self._routes.render(request)
         return body
 
@@ -157,13 +165,16 @@ class CacheAPI:
         node: Node,
         peer: IResource | None = None,
         peerStats: StatsClient | None = None,
+        metrics: IResource | None = None,
     ) -> None:
         """
         @param peer: the node-to-node API, served under C{/internal/}.
         @param peerStats: how the dashboard reads other members' C{/stats}.
+        @param metrics: the Prometheus page, served at C{/metrics}.
         """
         self._node = node
         self._peer = peer
+        self._metrics = metrics
         # Requests on /cache/<key>, for the request rate the dashboard shows.
         self.cacheRequests = 0
         self._dashboard = Dashboard(
@@ -175,7 +186,7 @@ class CacheAPI:
         self._maxBodySize = config.maxValueSize + JSON_BODY_SLACK
 
     def resource(self) -> IResource:
-        return _Front(self, self.app.resource(), self._peer)
+        return _Front(self, self.app.resource(), self._peer, self._metrics)
 
     # Errors, in one place
 
