@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -586,6 +587,7 @@ class RepairRep:
     repair_from_listening_s: float | None
     repair_from_start_s: float | None
     keys_at_end: int
+    nodes_cpu_pct: float | None  # c1+c2+c3 CPU from c3's first answer to all K
     keys_timeline: list[tuple[float, int]]  # (s since restart, c3 keys)
     c3_table_rebuilt_s: float | None  # from listening, "rebuilt for 3 members"
     catching_up: dict[str, Any] | None
@@ -603,6 +605,16 @@ class RepairRep:
     def repaired_per_sec(self) -> float | None:
         s = self.repair_from_listening_s
         return self.keys / s if s else None
+
+
+def nodes_cpu(nodes: Sequence[Node]) -> dict[str, float]:
+    """
+    utime + stime of each node so far, in seconds.
+    """
+    try:
+        return {n.name: cpu_ticks_seconds(n.proc.pid) for n in nodes}
+    except OSError as e:
+        raise BenchError(f"a node is gone: {e}") from e
 
 
 def _rel(at: float | None, origin: float | None) -> float | None:
@@ -625,6 +637,7 @@ def restart_and_time(
     log_dir: Path,
     old: Node,
     seed: Node,
+    others: Sequence[Node],
     keys: int,
     timeout: float,
     extra: Sequence[str],
@@ -632,7 +645,8 @@ def restart_and_time(
     """
     Start C{c3} again, empty, with its old name and ports, and poll its
     C{/stats} C{keys} every L{STATS_POLL_S} until it holds C{keys}
-    (bounded by C{timeout}).
+    (bounded by C{timeout}). Also measures the CPU time all three nodes
+    used from its first answer until then.
     """
     node = start_node(
         procs,
@@ -648,6 +662,8 @@ def restart_and_time(
     done: float | None = None
     timeline: list[tuple[float, int]] = []
     count = 0
+    cpu_from: dict[str, float] = {}
+    cpu_to: dict[str, float] = {}
     next_poll = time.monotonic()
     while time.monotonic() < deadline:
         check_running([node])
@@ -660,17 +676,24 @@ def restart_and_time(
             if status == 200:
                 if first_answer is None:
                     first_answer = now
+                    cpu_from = nodes_cpu([node, *others])
                 count = int(json.loads(body)["keys"])
                 if not timeline or timeline[-1][1] != count:
                     timeline.append((round(now - node.started, 3), count))
                 if count >= keys:
                     done = now
+                    cpu_to = nodes_cpu([node, *others])
                     break
         # Every STATS_POLL_S; a slow answer delays the next poll, never
         # bunches them up.
         next_poll = max(next_poll + STATS_POLL_S, time.monotonic())
         time.sleep(max(0.0, next_poll - time.monotonic()))
+    cpu_pct = None
+    if first_answer is not None and done is not None and done > first_answer:
+        used = sum(cpu_to.values()) - sum(cpu_from.values())
+        cpu_pct = used / (done - first_answer) * 100
     return node, {
+        "cpu_pct": cpu_pct,
         "first_answer": first_answer,
         "done": done,
         "keys_at_end": count,
@@ -786,7 +809,7 @@ def repair_rep(
                 )
             time.sleep(0.2)
         new, polled = restart_and_time(
-            procs, pinning, log_dir, c3, c1, keys, args.repair_timeout, extra
+            procs, pinning, log_dir, c3, c1, [c1, c2], keys, args.repair_timeout, extra
         )
         listening = first_event(new.log_path, _HTTP_LISTENING, None)
         if listening is None:
@@ -828,6 +851,7 @@ def repair_rep(
         repair_from_listening_s=_rel(done, listening),
         repair_from_start_s=_rel(done, new.started),
         keys_at_end=polled["keys_at_end"],
+        nodes_cpu_pct=polled["cpu_pct"],
         keys_timeline=polled["timeline"],
         c3_table_rebuilt_s=_rel(table3, listening),
         catching_up=(
@@ -1350,6 +1374,7 @@ def repair_summary(reps: Sequence[RepairRep]) -> dict[str, Any]:
         "cluster_keys_per_sec": med(lambda r: r.cluster_load["keys_per_sec"]),
         "single_keys_per_sec": med(lambda r: r.single_load["keys_per_sec"]),
         "caught_up_s": med(lambda r: (r.caught_up or {}).get("from_listening_s")),
+        "nodes_cpu_pct": med(lambda r: r.nodes_cpu_pct),
         "keys_pulled": med(lambda r: float(r.keys_pulled)),
         "hints_delivered": med(lambda r: float(sum(r.hints_delivered.values()))),
     }
@@ -1373,6 +1398,7 @@ def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
                 _s(r.repair_from_listening_s, ".2f") if r.repaired else "NOT DONE",
                 _s(r.repair_from_start_s, ".2f"),
                 _s(caught.get("from_listening_s"), ".2f"),
+                _s(r.nodes_cpu_pct, ".0f") + "%",
             ]
         )
     rows.append(
@@ -1386,6 +1412,7 @@ def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
             _s(summary["repair_from_listening_s"], ".2f"),
             _s(summary["repair_from_start_s"], ".2f"),
             _s(summary["caught_up_s"], ".2f"),
+            _s(summary["nodes_cpu_pct"], ".0f") + "%",
         ]
     )
     return format_table(
@@ -1399,6 +1426,7 @@ def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
             "listen->all K s",
             "start->all K s",
             "listen->caught-up s",
+            "nodes CPU",
         ],
         rows,
     )
@@ -1420,7 +1448,7 @@ def sources_table(reps: Sequence[RepairRep]) -> str:
                 f"{catching.get('sources', '-')}",
                 str(r.keys_pulled),
                 str(caught.get("keys_pulled", "-")),
-                f"{sum(r.keys_pushed.values())} ({sum(r.rounds.values())} rounds)",
+                f"{sum(r.keys_pushed.values())} (rounds: {sum(r.rounds.values())})",
                 str(sum(r.hints_delivered.values())),
                 str(r.applied),
                 str(r.keys_at_end),
@@ -1544,7 +1572,7 @@ def evaluate_goals(
         wrong = summary["local_sample_wrong"]
         goals.append(
             Goal(
-                f"restarted c3's own store: {SAMPLE_KEYS} sampled keys wrong",
+                "sampled keys wrong in restarted c3's own store",
                 f"{wrong} (of {SAMPLE_KEYS * len(reps)})",
                 "0",
                 wrong == 0,
@@ -1794,6 +1822,10 @@ def main(argv: Sequence[str]) -> int:
     except BenchError as e:
         print(f"\nbench/cluster-repair: {e}", file=sys.stderr)
         status = 2
+    except Exception:  # a harness bug: report it, stop the nodes, exit 2
+        traceback.print_exc()
+        print("\nbench/cluster-repair: internal error; nodes stopped.", file=sys.stderr)
+        status = 2
     except (KeyboardInterrupt, SystemExit) as e:
         print(
             "\nbench/cluster-repair: interrupted; processes stopped.", file=sys.stderr
@@ -1824,7 +1856,9 @@ def main(argv: Sequence[str]) -> int:
             "c1 and c2, -c16 each, c3 down). listen->all K: from c3's \"HTTP API "
             'listening" line to its /stats keys = K (polled every 0.1 s); '
             'repaired/s = K / that. caught-up: c3\'s "caught up: N keys pulled" '
-            "line.\n"
+            "line. nodes CPU: c1+c2+c3 from c3's first /stats answer until it "
+            "held all K, in % of one core (well below 100%: the core was shared, "
+            "or the repair waited on something else).\n"
         )
         print(repair_table(reps, summary))
         print(

@@ -121,6 +121,13 @@ class _NoPeers:
         return fail(ConnectionRefusedError(member))
 
 
+class NotJoined(Exception):
+    """
+    This node has not joined its cluster yet, so it does not know which
+    members hold a key: it cannot coordinate a request.
+    """
+
+
 class Node(MultiService):
     """
     One Disperse node.
@@ -140,6 +147,10 @@ class Node(MultiService):
         self.store = Store(clock, self.nodeId, maxBytes=config.maxMemory)
         self.httpPort: int | None = None
         self.membership: Membership | None = None
+        # Whether this node coordinates requests: not while it has seeds to
+        # join and has not, since its partition table (of itself alone)
+        # would acknowledge writes that no real replica holds.
+        self.ready = True
         self._placementCall: IDelayedCall | None = None
         self.events = MembershipEvents()
         self.memberEvents: Counter[str] = Counter()
@@ -248,6 +259,7 @@ class Node(MultiService):
         child service, and this node listens to its changes.
         """
         self.membership = membership
+        self.ready = membership.joined
         membership.setServiceParent(self)
 
     def gossipMeta(self) -> bytes:
@@ -257,6 +269,25 @@ class Node(MultiService):
         return encodeMeta(
             self.config.advertiseAddress, self.httpPort or 0, self.config.zone
         )
+
+    def clusterJoined(self) -> None:
+        """
+        Membership joined the cluster (or found it is the first member):
+        place partitions over the members known now and start coordinating.
+        """
+        if self._placementCall is not None and self._placementCall.active():
+            self._placementCall.cancel()
+        self._placementCall = None
+        self._updatePlacement()
+        self._becomeReady()
+
+    def _becomeReady(self) -> None:
+        if not self.ready:
+            self.ready = True
+            self.log.info(
+                "coordinating requests with {count} members holding data",
+                count=len(self.replicator.table.members),
+            )
 
     def memberJoined(self, member: Member) -> None:
         self._memberChanged("joined", member)
@@ -307,6 +338,9 @@ class Node(MultiService):
             if meta.get("http_addr"):
                 holders.append(MemberSpec(member.name, str(meta.get("zone", ""))))
         self.replicator.updateMembers(holders)
+        if len(holders) > 1:
+            # Others found this node even if its own seeds did not answer.
+            self._becomeReady()
 
     def peerAddress(self, name: str) -> str | None:
         """
@@ -330,7 +364,11 @@ class Node(MultiService):
         """
         Read C{key} from its replicas at C{level} (the node's default read
         consistency if not given).
+
+        @raise NotJoined: before this node joined its cluster.
         """
+        if not self.ready:
+            raise NotJoined()
         outcome = self.replicator.read(key, level or self.readConsistency)
         if isinstance(outcome, Deferred):
             return outcome.addCallback(self._countRead)
@@ -352,7 +390,10 @@ class Node(MultiService):
         Write C{value} to the replicas of C{key}.
 
         @raise ValueTooLarge: if the entry cannot fit this node's budget.
+        @raise NotJoined: before this node joined its cluster.
         """
+        if not self.ready:
+            raise NotJoined()
         if not self.store.fits(key, value):
             raise ValueTooLarge(key)
         record = self.store.newRecord(value, ttlMs, binary)
@@ -361,6 +402,8 @@ class Node(MultiService):
     def delete(
         self, key: str, level: Consistency | None = None
     ) -> WriteOutcome | Deferred[WriteOutcome]:
+        if not self.ready:
+            raise NotJoined()
         record = self.store.newRecord(b"", tombstone=True)
         return self.replicator.write(key, record, level or self.writeConsistency)
 

@@ -321,7 +321,10 @@ class Membership(Service):
         self._tcp: IListeningPort | None = None
         self._joinDelay = JOIN_RETRY_FIRST
         self._joinCall: Any = None
-        self._joined = False
+        # Whether this node is part of a cluster it can coordinate for: it
+        # joined through a seed, or it starts the cluster (no seeds, or
+        # every seed is itself).
+        self.joined = not self._seeds
 
     # Lifecycle
 
@@ -425,12 +428,15 @@ class Membership(Service):
             # Every seed is this node: it is the first of a new cluster, and
             # others will join through it.
             self.log.info("this node is its own seed: starting a new cluster")
+            self.joined = True
+            self._notifyJoined()
             return
         answered: Deferred[int] = Deferred()
         swim.join(addresses, answered.callback)
         count = await answered if addresses else 0
         if count:
-            self._joined = True
+            self.joined = True
+            self._notifyJoined()
             self._joinDelay = JOIN_RETRY_FIRST
             self.log.info(
                 "joined the cluster through {count} of {total} seed addresses",
@@ -446,6 +452,11 @@ class Membership(Service):
         if self.running:
             self._joinCall = self.clock.callLater(self._joinDelay, self._join)
             self._joinDelay = min(self._joinDelay * 2, JOIN_RETRY_MAX)
+
+    def _notifyJoined(self) -> None:
+        joined = getattr(self._listener, "clusterJoined", None)
+        if joined is not None:
+            joined()
 
     async def _resolveSeeds(self) -> tuple[list[Address], bool]:
         """

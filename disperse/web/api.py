@@ -31,7 +31,7 @@ from disperse.cluster.replicator import Consistency, ReadOutcome, WriteOutcome
 from disperse.config import parseDuration
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
-from disperse.node import Node
+from disperse.node import Node, NotJoined
 from disperse.store import Record, ValueTooLarge
 from disperse.web.dashboard import Dashboard, NoStatsClient, StatsClient
 
@@ -249,6 +249,14 @@ class CacheAPI:
             return self._serveKey(request, segments)
         except BadRequest as e:
             return self._error(request, e.code, e.message)
+        except NotJoined:
+            request.setHeader(b"retry-after", b"1")
+            return self._error(
+                request,
+                503,
+                "this node has not joined its cluster yet, so it cannot tell"
+                " which members hold the key; retry, or ask another node",
+            )
         except Exception:
             body: bytes = self._internalError(request, Failure())
             return body
