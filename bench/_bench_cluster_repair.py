@@ -1767,9 +1767,9 @@ def main(argv: Sequence[str]) -> int:
     }
     est = 0
     if "repair" in args.parts:
-        est += args.reps * (2 * args.keys // 1500 + 30)
+        est += args.reps * (2 * args.keys // 2500 + 25)
     if "kill" in args.parts:
-        est += args.duration * 2 + 30
+        est += args.duration + 40
     print(
         f"bench/cluster-repair: {', '.join(args.parts)}; "
         + (
@@ -1782,7 +1782,7 @@ def main(argv: Sequence[str]) -> int:
             if "kill" in args.parts
             else ""
         )
-        + f"roughly {est // 60} min {est % 60} s on a quiet machine."
+        + f"roughly {est // 60} min {est % 60} s."
     )
     code = results["config"]["code"]
     dirty = f", {len(code['modified'])} files modified" if code["modified"] else ""
