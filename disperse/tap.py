@@ -11,6 +11,7 @@ import binascii
 import gc
 import ipaddress
 import json
+import math
 import os
 import random
 import socket
@@ -52,6 +53,10 @@ DEFAULT_MAX_VALUE_SIZE = "4MiB"
 MAX_KEY_SIZE = 1024
 # The cluster secret of nodes bound to loopback when none is given.
 DEVELOPMENT_SECRET = "disperse development cluster on one host"  # noqa: S105
+
+# Not a flag: the fault bed runs nodes with their wall clocks this many
+# seconds off (nodes on one machine share the system clock).
+CLOCK_OFFSET_VARIABLE = "DISPERSE_CLOCK_OFFSET"
 
 # Flags that fall back to the environment variables the original used.
 ENVIRONMENT = {"port": "PORT", "http-port": "HTTP_PORT", "node-name": "NODE_NAME"}
@@ -313,6 +318,15 @@ class Options(usage.Options):
         self["advertise"] = _resolveAddress(self["advertise"])
         self["gossip"] = self._gossipSettings()
         self._replication()
+        offset = self._environ.get(CLOCK_OFFSET_VARIABLE, "0") or "0"
+        try:
+            self["clock-offset"] = float(offset)
+            if not math.isfinite(self["clock-offset"]):
+                raise ValueError(offset)
+        except ValueError:
+            raise usage.UsageError(
+                f"{CLOCK_OFFSET_VARIABLE}: {offset!r} is not a number of seconds"
+            ) from None
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(
                 f"--log-level: {self['log-level']!r} is not one of {', '.join(LEVELS)}"
@@ -464,6 +478,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     setLevel(options["log-level"])
     config = options.nodeConfig()
     node = Node(config, clock)
+    if options.get("clock-offset"):
+        node.store.setClockOffset(options["clock-offset"])
 
     try:
         endpoint = serverFromString(reactor, config.httpEndpoint)

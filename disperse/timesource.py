@@ -14,3 +14,18 @@ class TimeSource(Protocol):
         """
         The current time in seconds since the epoch.
         """
+
+
+class OffsetTime:
+    """
+    Another time source's time, shifted by a fixed number of seconds: the
+    wall clock of a host whose clock is off. Nodes on one machine share the
+    system clock, so the fault bed gives each its own offset this way.
+    """
+
+    def __init__(self, clock: TimeSource, offset: float) -> None:
+        self._clock = clock
+        self.offset = offset
+
+    def seconds(self) -> float:
+        return self._clock.seconds() + self.offset

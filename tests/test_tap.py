@@ -15,6 +15,7 @@ from disperse.cluster.protocol import deriveSecret
 from disperse.config import NodeConfig, parseDuration, parseHostPort, parseSize
 from disperse.gossip.service import Membership
 from disperse.node import Node
+from disperse.store.hlc import physicalMs
 from disperse.tap import DEVELOPMENT_SECRET, Options, makeService
 from disperse.testing import MemoryReactorWithUDP
 from disperse.web.service import HTTPService
@@ -232,3 +233,32 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.successResultOf(node.stopService())
         self.assertFalse(udp.listening)
+
+
+class ClockOffsetTests(SynchronousTestCase):
+    def test_offsetFromEnvironment(self) -> None:
+        """
+        C{DISPERSE_CLOCK_OFFSET} shifts the store's wall clock, so versions
+        and expiry times follow the offset; the reactor's time does not move.
+        """
+        options = Options(environ={"DISPERSE_CLOCK_OFFSET": "-2.5"})
+        options.parseOptions(["--port", "7001", "--http-port", "8123"])
+        self.assertEqual(options["clock-offset"], -2.5)
+        reactor = MemoryReactorWithUDP()
+        reactor.advance(100)
+        node = makeService(options, reactor)
+        assert isinstance(node, Node)
+        self.assertEqual(node.store.nowMs(), 97_500)
+        self.assertEqual(physicalMs(node.store.hlc.now()), 97_500)
+        self.assertEqual(reactor.seconds(), 100)
+
+    def test_noOffset(self) -> None:
+        options = Options(environ={})
+        options.parseOptions([])
+        self.assertEqual(options["clock-offset"], 0.0)
+
+    def test_badOffset(self) -> None:
+        for bad in ("soon", "nan", "inf"):
+            options = Options(environ={"DISPERSE_CLOCK_OFFSET": bad})
+            with self.assertRaises(usage.UsageError):
+                options.parseOptions([])

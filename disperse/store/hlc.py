@@ -54,3 +54,10 @@ class HybridLogicalClock:
         timestamp orders after it.
         """
         self.last = max(self.last, remote)
+
+    def setClock(self, clock: TimeSource) -> None:
+        """
+        Read wall time from C{clock} from now on; timestamps still never
+        run backwards.
+        """
+        self._clock = clock

@@ -52,7 +52,7 @@ import xxhash
 from disperse.cluster.merkle import MerkleTree, leafHash
 from disperse.cluster.placement import KEY_SEED, PARTITION_COUNT
 from disperse.store.hlc import HybridLogicalClock
-from disperse.timesource import TimeSource
+from disperse.timesource import OffsetTime, TimeSource
 
 _HEADER = struct.Struct(">qQIB")
 HEADER_SIZE = _HEADER.size
@@ -212,6 +212,16 @@ class Store:
         self.deletes = 0
         self.evictions = 0
         self.expirations = 0
+
+    def setClockOffset(self, seconds: float) -> None:
+        """
+        Run this store's wall clock C{seconds} ahead (behind, if negative)
+        of the clock it was given: expiry and versions both follow it, as
+        they would on a host whose clock is off.
+        """
+        clock = OffsetTime(self._clock, seconds)
+        self._clock = clock
+        self.hlc.setClock(clock)
 
     # Reading
 
