@@ -1,0 +1,328 @@
+"""
+Hosts on one machine: a Linux bridge in the root namespace, one network
+namespace per node joined to it by a veth pair, each with its own address,
+and one C{twistd disperse} per namespace bound to that address.
+
+Every name made here starts with L{PREFIX}, so that L{cleanLeftovers} can
+remove what a crashed run left behind without touching anything else.
+Needs root and iproute2; the firewall rules of L{disperse.testbed.faults}
+need iptables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from disperse.logs import logger
+
+PREFIX = "dtb-"
+BRIDGE = f"{PREFIX}br0"
+SUBNET = "10.213.0"
+BRIDGE_ADDRESS = f"{SUBNET}.1"
+GOSSIP_PORT = 7946
+HTTP_PORT = 8000
+# Every node of the bed shares it; it is only ever used inside the bed.
+CLUSTER_SECRET = "disperse fault bed, never a real cluster"  # noqa: S105
+
+log = logger()
+
+
+class HostError(RuntimeError):
+    """
+    A command setting up or changing the hosts failed.
+    """
+
+
+def run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """
+    Run one command (no shell), raising L{HostError} with its output if it
+    fails and C{check} is set.
+    """
+    result = subprocess.run(  # noqa: S603
+        list(args), capture_output=True, text=True, timeout=30, check=False
+    )
+    if check and result.returncode != 0:
+        raise HostError(
+            f"{' '.join(args)} exited {result.returncode}: "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
+    return result
+
+
+def namespaceProblem() -> str | None:
+    """
+    Why this machine cannot host the bed, or C{None} if it can: it needs
+    root, C{ip}, and the right to create a network namespace.
+    """
+    if os.geteuid() != 0:
+        return "not running as root"
+    if shutil.which("ip") is None:
+        return "iproute2 (the ip command) is not installed"
+    probe = f"{PREFIX}probe{os.getpid()}"
+    result = run(["ip", "netns", "add", probe], check=False)
+    if result.returncode != 0:
+        return f"cannot create a network namespace: {result.stderr.strip()}"
+    run(["ip", "netns", "del", probe], check=False)
+    return None
+
+
+def cleanLeftovers() -> list[str]:
+    """
+    Remove namespaces and links of ours left by an earlier run that did not
+    finish; the names removed.
+    """
+    removed = []
+    for line in run(["ip", "netns", "list"], check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith(PREFIX):
+            _killNamespace(name)
+            run(["ip", "netns", "del", name], check=False)
+            removed.append(name)
+    links = run(["ip", "-o", "link", "show"], check=False).stdout
+    for match in re.finditer(r"^\d+:\s+([^:@\s]+)", links, re.MULTILINE):
+        name = match.group(1)
+        if name.startswith(PREFIX):
+            run(["ip", "link", "del", name], check=False)
+            removed.append(name)
+    return removed
+
+
+def _killNamespace(name: str) -> None:
+    # Processes left in a namespace keep it alive and hold its addresses.
+    pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Host:
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"n{self.index}"
+
+    @property
+    def namespace(self) -> str:
+        return f"{PREFIX}n{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"{SUBNET}.{10 + self.index}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{HTTP_PORT}"
+
+    def execArgs(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *args]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(self.execArgs(*args), check=check)
+
+
+class Network:
+    """
+    The bridge and one namespace per host. L{create} builds them, L{destroy}
+    removes them whatever state they are in.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.hosts = [Host(i) for i in range(count)]
+
+    def create(self) -> None:
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        run(["ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE])
+        run(["ip", "link", "set", BRIDGE, "up"])
+        for host in self.hosts:
+            outside, inside = f"{PREFIX}h{host.index}", f"{PREFIX}c{host.index}"
+            run(["ip", "netns", "add", host.namespace])
+            run(["ip", "link", "add", outside, "type", "veth", "peer", "name", inside])
+            run(["ip", "link", "set", inside, "netns", host.namespace])
+            run(["ip", "link", "set", outside, "master", BRIDGE])
+            run(["ip", "link", "set", outside, "up"])
+            host.run("ip", "link", "set", "lo", "up")
+            host.run("ip", "link", "set", inside, "name", "eth0")
+            host.run("ip", "addr", "add", f"{host.address}/24", "dev", "eth0")
+            host.run("ip", "link", "set", "eth0", "up")
+        log.info(
+            "bed network up: {count} hosts on {bridge}",
+            count=len(self.hosts),
+            bridge=BRIDGE,
+        )
+
+    def destroy(self) -> None:
+        for host in self.hosts:
+            _killNamespace(host.namespace)
+            run(["ip", "netns", "del", host.namespace], check=False)
+            run(["ip", "link", "del", f"{PREFIX}h{host.index}"], check=False)
+        run(["ip", "link", "del", BRIDGE], check=False)
+
+
+class NodeProcess:
+    """
+    One C{twistd disperse} in a host's namespace. Its output goes to a log
+    file, and each line is also kept with the time it was read (on the bed's
+    monotonic clock), so that membership changes can be dated precisely.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        peers: Sequence[Host],
+        logDirectory: Path,
+        clock: Callable[[], float],
+        clockOffset: float = 0.0,
+        extraArgs: Sequence[str] = (),
+    ) -> None:
+        self.host = host
+        self._peers = peers
+        self._logPath = logDirectory / f"{host.name}.log"
+        self._clock = clock
+        self._clockOffset = clockOffset
+        self._extraArgs = list(extraArgs)
+        self.lines: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self.process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self.starts = 0
+
+    def args(self) -> list[str]:
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        args = [
+            twistd,
+            "--nodaemon",
+            "--pidfile=",
+            "disperse",
+            "--node-name",
+            self.host.name,
+            "--bind",
+            self.host.address,
+            "--advertise",
+            self.host.address,
+            "--port",
+            str(GOSSIP_PORT),
+            "--http-port",
+            str(HTTP_PORT),
+            "--cluster-secret",
+            CLUSTER_SECRET,
+            # Repairs within seconds, so that a run settles quickly.
+            "--anti-entropy-interval",
+            "2s",
+            *self._extraArgs,
+        ]
+        for peer in self._peers:
+            if peer != self.host:
+                args += ["--peer", f"{peer.address}:{GOSSIP_PORT}"]
+        return args
+
+    def start(self) -> None:
+        env: Mapping[str, str] = dict(os.environ)
+        if self._clockOffset:
+            env = {**env, "DISPERSE_CLOCK_OFFSET": str(self._clockOffset)}
+        logFile = self._logPath.open("a", encoding="utf-8")
+        logFile.write(f"--- start {self.starts} at {self._clock():.3f}\n")
+        logFile.flush()
+        self.process = subprocess.Popen(  # noqa: S603
+            ["/usr/bin/nice", "-n", "5", *self.host.execArgs(*self.args())],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.starts += 1
+        self._reader = threading.Thread(
+            target=self._read, args=(self.process, logFile), daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen[str], logFile: IO[str]) -> None:
+        assert process.stdout is not None
+        with logFile:
+            for line in process.stdout:
+                stamp = self._clock()
+                logFile.write(line)
+                with self._lock:
+                    self.lines.append((stamp, line.rstrip("\n")))
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, number: signal.Signals) -> None:
+        if self.running:
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, number)
+
+    def kill(self) -> None:
+        """
+        SIGKILL, as a crash.
+        """
+        self.signal(signal.SIGKILL)
+        self._reap(10)
+
+    def terminate(self, deadline: float = 15.0) -> None:
+        """
+        SIGTERM and wait for a graceful stop, killing the node if it takes
+        longer than C{deadline}.
+        """
+        # A stopped process cannot handle SIGTERM until it continues.
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        if not self._reap(deadline):
+            self.kill()
+
+    def _reap(self, deadline: float) -> bool:
+        if self.process is None:
+            return True
+        try:
+            self.process.wait(deadline)
+        except subprocess.TimeoutExpired:
+            return False
+        if self._reader is not None:
+            self._reader.join(5)
+        return True
+
+    def shiftTimes(self, delta: float) -> None:
+        """
+        Move the times of the lines read so far by C{delta}: the bed's clock
+        was reset to zero when the workload began.
+        """
+        with self._lock:
+            self.lines[:] = [(stamp + delta, line) for stamp, line in self.lines]
+
+    def linesMatching(
+        self, pattern: re.Pattern[str]
+    ) -> list[tuple[float, re.Match[str]]]:
+        with self._lock:
+            lines = list(self.lines)
+        found = []
+        for stamp, line in lines:
+            match = pattern.search(line)
+            if match:
+                found.append((stamp, match))
+        return found
+
+    def waitFor(self, pattern: re.Pattern[str], deadline: float, since: float) -> bool:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if any(stamp >= since for stamp, _ in self.linesMatching(pattern)):
+                return True
+            time.sleep(0.1)
+        return False

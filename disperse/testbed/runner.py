@@ -1,0 +1,320 @@
+"""
+Runs one scenario on real hosts: builds the network, starts the nodes,
+runs the workload while applying the schedule, heals, waits for the
+cluster to settle, reads every key back, checks, and always tears the
+hosts down again. Waiting on wall time for each phase is the point here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from disperse.logs import logger
+from disperse.testbed.faults import Faults, Relay
+from disperse.testbed.hosts import Host, Network, NodeProcess, cleanLeftovers
+from disperse.testbed.report import plotTimeline
+from disperse.testbed.scenario import Scenario, schedule
+from disperse.testbed.verdict import (
+    DEATH,
+    Death,
+    Verdict,
+    divergentPartitions,
+    falseDeaths,
+    notRejoined,
+)
+from disperse.testbed.workload import Workload
+from disperse.testing.history import History, check
+
+log = logger()
+
+READY_DEADLINE = 40.0
+# A death declared up to this long after a fault ended is still the
+# fault's doing: the suspicion it started may take that long to conclude.
+GRACE = 12.0
+REPLICAS = 3
+
+
+def getJSON(host: Host, path: str, timeout: float = 3.0) -> Any:
+    try:
+        with urllib.request.urlopen(  # noqa: S310
+            f"{host.url}{path}", timeout=timeout
+        ) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def memberViews(hosts: Sequence[Host]) -> dict[str, dict[str, str]]:
+    views = {}
+    for host in hosts:
+        members = getJSON(host, "/cluster/members")
+        if isinstance(members, list):
+            views[host.name] = {m["name"]: m["state"] for m in members}
+        else:
+            views[host.name] = {}
+    return views
+
+
+def partitionViews(hosts: Sequence[Host]) -> tuple[dict[str, Any], set[str]]:
+    views: dict[str, Any] = {}
+    tables = set()
+    for host in hosts:
+        answer = getJSON(host, "/cluster/partitions", timeout=10.0)
+        if isinstance(answer, dict):
+            views[host.name] = answer.get("partitions", [])
+            tables.add(str(answer.get("table")))
+        else:
+            views[host.name] = []
+            tables.add("unanswered")
+    return views, tables
+
+
+@dataclass
+class Run:
+    verdict: Verdict
+    history: History
+
+
+class ScenarioRunner:
+    def __init__(self, scenario: Scenario, directory: Path, seed: int = 1) -> None:
+        self.scenario = scenario
+        self.directory = directory / scenario.name
+        self.seed = seed
+        self._start = time.monotonic()
+
+    def clock(self) -> float:
+        return time.monotonic() - self._start
+
+    def run(self) -> Run:
+        scenario = self.scenario
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for old in self.directory.glob("n*.log"):
+            old.unlink()
+        began = time.monotonic()
+        leftovers = cleanLeftovers()
+        if leftovers:
+            log.info("removed leftovers: {names}", names=" ".join(leftovers))
+        network = Network(scenario.nodes)
+        relays: list[Relay] = []
+        processes: list[NodeProcess] = []
+        try:
+            network.create()
+            hosts = network.hosts
+            if scenario.needsRelay:
+                relays = [Relay(h, hosts, self.clock) for h in hosts]
+                for relay in relays:
+                    relay.start()
+            processes = [
+                NodeProcess(
+                    h,
+                    hosts,
+                    self.directory,
+                    self.clock,
+                    clockOffset=scenario.clockOffsets.get(h.index, 0.0),
+                )
+                for h in hosts
+            ]
+            for process in processes:
+                process.start()
+            problems: list[str] = []
+            if not self._waitFor(lambda: self._ready(hosts), READY_DEADLINE):
+                problems.append("the cluster did not form before the workload")
+            return self._exercise(hosts, processes, relays, problems, began)
+        finally:
+            for relay in relays:
+                relay.stop()
+            for process in processes:
+                process.kill()
+            network.destroy()
+
+    def _ready(self, hosts: Sequence[Host]) -> bool:
+        # Alive everywhere is not enough: each node rebuilds its partition
+        # table a moment after membership changes.
+        return self._allAlive(hosts) and len(partitionViews(hosts)[1]) == 1
+
+    def _allAlive(self, hosts: Sequence[Host]) -> bool:
+        views = memberViews(hosts)
+        names = {h.name for h in hosts}
+        return all(
+            {n for n, s in view.items() if s == "alive"} >= names
+            for view in views.values()
+        )
+
+    def _waitFor(self, condition: Callable[[], bool], deadline: float) -> bool:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if condition():
+                return True
+            time.sleep(0.5)
+        return False
+
+    def _exercise(
+        self,
+        hosts: Sequence[Host],
+        processes: Sequence[NodeProcess],
+        relays: Sequence[Relay],
+        problems: list[str],
+        began: float,
+    ) -> Run:
+        scenario = self.scenario
+        plan = schedule(scenario)
+        faults = Faults(hosts, processes, relays or None)
+        history = History()
+        previous, self._start = self._start, time.monotonic()
+        # Log lines from start-up predate the workload: negative times.
+        for process in processes:
+            process.shiftTimes(previous - self._start)
+        workload = Workload(
+            hosts,
+            history,
+            self.clock,
+            clients=scenario.clients,
+            keys=scenario.keys,
+            seed=self.seed,
+        )
+        workload.start(until=scenario.duration)
+        try:
+            for action in plan.actions:
+                wait = action.time - self.clock()
+                if wait > 0:
+                    time.sleep(wait)
+                log.info(
+                    "{scenario} at {time:.1f}s: {action}",
+                    scenario=scenario.name,
+                    time=self.clock(),
+                    action=action.describe(),
+                )
+                faults.apply(action)
+            wait = scenario.duration - self.clock()
+            if wait > 0:
+                time.sleep(wait)
+        finally:
+            workload.stop()
+            faults.healAll()
+        healedAt = self.clock()
+
+        settled = self._waitFor(lambda: self._settled(hosts), scenario.settleTimeout)
+        settledAt = self.clock()
+        if not settled:
+            problems.append(f"not settled {scenario.settleTimeout:g}s after healing")
+        targets = self._finalReads(hosts, history)
+        targets.update(workload.targets)
+
+        views = memberViews(hosts)
+        partitions, _ = partitionViews(hosts)
+        deaths = sorted(
+            (
+                Death(stamp, process.host.name, match.group("subject"))
+                for process in processes
+                for stamp, match in process.linesMatching(DEATH)
+                if stamp >= 0
+            ),
+            key=lambda d: d.time,
+        )
+        report = check(
+            history, replicas=REPLICAS, settledAt=settledAt if settled else None
+        )
+        verdict = Verdict(
+            scenario=scenario.name,
+            description=scenario.description,
+            history=report,
+            windows=plan.windows,
+            deaths=deaths,
+            falseDeaths=falseDeaths(deaths, plan.windows, GRACE),
+            notRejoined=notRejoined(views, [h.name for h in hosts]),
+            divergent=divergentPartitions(partitions),
+            durations={
+                "workload": scenario.duration,
+                "settle": settledAt - healedAt,
+                "total": time.monotonic() - began,
+            },
+            settled=settled,
+            problems=problems,
+        )
+        (self.directory / "history.json").write_text(
+            json.dumps(
+                [
+                    {
+                        "type": e.type,
+                        "client": e.client,
+                        "op": e.op,
+                        "key": e.key,
+                        "value": e.value,
+                        "consistency": e.consistency,
+                        "time": e.time,
+                        "node": targets.get((e.client, e.time))
+                        if e.type == "invoke"
+                        else None,
+                    }
+                    for e in history.events
+                ]
+            ),
+            encoding="utf-8",
+        )
+        why = plotTimeline(self.directory / "timeline.png", verdict, history.events)
+        if why is not None:
+            verdict.problems.append(f"no plot: {why}")
+        return Run(verdict, history)
+
+    def _settled(self, hosts: Sequence[Host]) -> bool:
+        if not self._allAlive(hosts):
+            return False
+        partitions, tables = partitionViews(hosts)
+        return len(tables) == 1 and not divergentPartitions(partitions)
+
+    def _finalReads(
+        self, hosts: Sequence[Host], history: History
+    ) -> dict[tuple[int | str, float], str]:
+        """
+        Every key read from every node, at each level in turn: after
+        settling, each must show every write acknowledged before.
+        """
+        workload = Workload(hosts, history, self.clock, 1, 1, self.seed)
+        levels = ("one", "quorum", "all")
+        for i in range(self.scenario.keys):
+            for host in hosts:
+                level = levels[(i + host.index) % len(levels)]
+                workload.perform(
+                    f"final-{host.name}", host, "read", f"k{i}", None, level
+                )
+        return workload.targets
+
+
+@dataclass
+class SuiteResult:
+    verdicts: list[Verdict]
+    wallTime: float
+    text: str
+
+
+def runSuite(
+    scenarios: Sequence[Scenario], directory: Path, seed: int = 1
+) -> SuiteResult:
+    """
+    Run C{scenarios} one after the other and write the report.
+    """
+    from disperse.testbed.report import writeReport  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    verdicts = []
+    for scenario in scenarios:
+        log.info("scenario {name} starting", name=scenario.name)
+        verdict = ScenarioRunner(scenario, directory, seed).run().verdict
+        log.info(
+            "scenario {name}: {result}",
+            name=scenario.name,
+            result="pass" if verdict.passed else "FAIL",
+        )
+        verdicts.append(verdict)
+        # Each scenario's section lands as soon as it is known.
+        writeReport(directory, verdicts, time.monotonic() - began)
+    wallTime = time.monotonic() - began
+    return SuiteResult(verdicts, wallTime, writeReport(directory, verdicts, wallTime))
