@@ -24,6 +24,10 @@ $(VENV)/.installed-test: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-testbed: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,testbed]'
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed
+
 run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= disperse \
 		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT)
@@ -94,3 +98,18 @@ browser: $(VENV)/.installed-browser
 # Refreshes docs/dashboard.png from the browser test's cluster.
 screenshot: $(VENV)/.installed-browser
 	DISPERSE_SCREENSHOT=docs/dashboard.png $(MAKE) browser
+
+# The fault bed: the built-in scenarios on network namespaces of this
+# machine (needs root; iptables comes from apt), then the report. The
+# report is printed whatever the outcome; the status is the suite's.
+.PHONY: testbed
+testbed: $(VENV)/.installed-testbed
+	@command -v iptables >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq iptables)
+	@status=0; \
+	$(BIN)/python -m pytest -m testbed tests/testbed -p no:cacheprovider \
+		|| status=$$?; \
+	cat build/testbed/report.txt 2>/dev/null \
+		|| echo "no report: the fault bed did not run"; \
+	echo "(logs, histories, report.json and timeline plots in build/testbed)"; \
+	exit $$status

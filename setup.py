@@ -44,6 +44,8 @@ setup(
         ],
         # make browser: drives Debian's chromium through its chromedriver.
         "browser": ["selenium>=4.20"],
+        # The fault bed's timeline plots (make testbed).
+        "testbed": ["matplotlib>=3.6"],
     },
     classifiers=[
         "Framework :: Twisted",

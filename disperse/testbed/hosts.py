@@ -256,7 +256,9 @@ class NodeProcess:
         with logFile:
             for line in process.stdout:
                 stamp = self._clock()
-                logFile.write(line)
+                # The bed's time, finer than twistd's seconds, to line the
+                # log up with the history.
+                logFile.write(f"[{stamp:8.3f}] {line}")
                 with self._lock:
                     self.lines.append((stamp, line.rstrip("\n")))
 
@@ -306,6 +308,8 @@ class NodeProcess:
         """
         with self._lock:
             self.lines[:] = [(stamp + delta, line) for stamp, line in self.lines]
+        with self._logPath.open("a", encoding="utf-8") as logFile:
+            logFile.write("--- the workload starts: times from here on are its own\n")
 
     def linesMatching(
         self, pattern: re.Pattern[str]
