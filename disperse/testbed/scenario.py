@@ -442,17 +442,18 @@ SUITE: tuple[dict[str, Any], ...] = (
     },
     {
         "name": "flapping-node",
-        "description": "a node whose link goes down for 4 s every 8 s, four times",
+        "description": "a node whose link goes down for 8 s every 12 s, "
+        "three times: declared dead and back each time",
         "nodes": 4,
         "duration": 40,
         "faults": [
             {
                 "kind": "partition",
                 "node": "n1",
-                "at": 5,
-                "for": 4,
-                "every": 8,
-                "times": 4,
+                "at": 4,
+                "for": 8,
+                "every": 12,
+                "times": 3,
             }
         ],
     },
