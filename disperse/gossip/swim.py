@@ -841,9 +841,17 @@ class Swim:
                 source=source,
             )
             return
+        messages: list[PacketMessage] = [Ack(ping.seqNo)]
+        pinger = self._nodeMap.get(ping.sourceNode) if ping.sourceNode else None
+        if pinger is not None and pinger.state == NodeState.dead:
+            # A member we declared dead probes us: a partition between us
+            # has healed. The news of its death went round long ago, so
+            # nothing would tell it before a push/pull happens to; told now,
+            # it refutes, and everyone takes it back within a gossip round.
+            messages.append(Dead(pinger.incarnation, pinger.name, self.name))
         self._send(
             self._replyAddress(source, ping.sourceAddr, ping.sourcePort),
-            [Ack(ping.seqNo)],
+            messages,
         )
 
     def _replyAddress(self, source: Address, raw: bytes, port: int) -> Address:

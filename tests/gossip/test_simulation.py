@@ -6,6 +6,8 @@ partitions, restarts; plus the simulator's own mechanics.
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.internet.task import Clock
 
 from disperse.gossip.config import GossipConfig
@@ -201,6 +203,33 @@ def test_partitionThenHealMerges() -> None:
     # reaching across brings the halves back together.
     took = sim.runUntil(sim.converged, timeout=60, step=0.5)
     assert took is not None
+
+
+def test_healedNodeHearsOfItsDeathFromTheNodesItProbes() -> None:
+    """
+    A node cut off long enough for the others to declare it dead, but not
+    so long that it gave up on them, probes them again once the link
+    heals. They tell it, with their acks, that they hold it dead: it
+    refutes at once, instead of staying dead to them until a push/pull
+    (turned off here) happens to carry the news.
+    """
+    config = dataclasses.replace(GossipConfig.lan(), pushPullInterval=0)
+    sim = Simulation(config, seed=11)
+    sim.addNode("seed")
+    sim.addNodes(3, seeds=["seed"])
+    assert sim.runUntil(sim.converged, timeout=10) is not None
+    others = [n for n in sim.nodes if n != "node-2"]
+    sim.partition(["node-2"], others)
+    assert sim.runUntil(lambda: sim.noneSeeAlive("node-2"), timeout=20)
+    # Long enough for every message about the death to have gone round.
+    sim.advance(12)
+    # Alone, it still suspects the others: with nobody to confirm, its
+    # suspicions take the longest timeout.
+    assert any(sim.seesAlive("node-2", other) for other in others)
+    sim.heal()
+    took = sim.runUntil(sim.converged, timeout=30, step=0.1)
+    assert took is not None and took < 3, took
+    assert sim.nodes["node-2"].swim.counters.refutations > 0
 
 
 def test_oneWayPartition() -> None:
