@@ -18,7 +18,13 @@ from typing import Any
 
 from disperse.logs import logger
 from disperse.testbed.faults import Faults, Relay
-from disperse.testbed.hosts import Host, Network, NodeProcess, cleanLeftovers
+from disperse.testbed.hosts import (
+    Host,
+    HostError,
+    Network,
+    NodeProcess,
+    cleanLeftovers,
+)
 from disperse.testbed.report import plotTimeline
 from disperse.testbed.scenario import Scenario, schedule
 from disperse.testbed.verdict import (
@@ -307,7 +313,23 @@ def runSuite(
     verdicts = []
     for scenario in scenarios:
         log.info("scenario {name} starting", name=scenario.name)
-        verdict = ScenarioRunner(scenario, directory, seed).run().verdict
+        try:
+            verdict = ScenarioRunner(scenario, directory, seed).run().verdict
+        except HostError as e:
+            # The hosts are torn down already; the other scenarios can run.
+            verdict = Verdict(
+                scenario=scenario.name,
+                description=scenario.description,
+                history=check(History()),
+                windows=(),
+                deaths=(),
+                falseDeaths=(),
+                notRejoined={},
+                divergent=(),
+                durations={},
+                settled=False,
+                problems=[f"the bed failed: {e}"],
+            )
         log.info(
             "scenario {name}: {result}",
             name=scenario.name,
