@@ -210,7 +210,7 @@ class ScenarioRunner:
         settledAt = self.clock()
         if not settled:
             problems.append(f"not settled {scenario.settleTimeout:g}s after healing")
-        targets = self._finalReads(hosts, history)
+        targets = self._finalReads(hosts, history, workload.writtenOnce)
         targets.update(workload.targets)
 
         views = memberViews(hosts)
@@ -276,11 +276,12 @@ class ScenarioRunner:
         return len(tables) == 1 and not divergentPartitions(partitions)
 
     def _finalReads(
-        self, hosts: Sequence[Host], history: History
+        self, hosts: Sequence[Host], history: History, writtenOnce: Sequence[str]
     ) -> dict[tuple[int | str, float], str]:
         """
-        Every key read from every node, at each level in turn: after
-        settling, each must show every write acknowledged before.
+        Every shared key read from every node, at each level in turn, and
+        every key written once read from one node: after settling, each
+        must show every write acknowledged before.
         """
         workload = Workload(hosts, history, self.clock, 1, 1, self.seed)
         levels = ("one", "quorum", "all")
@@ -290,6 +291,10 @@ class ScenarioRunner:
                 workload.perform(
                     f"final-{host.name}", host, "read", f"k{i}", None, level
                 )
+        for i, key in enumerate(writtenOnce):
+            host = hosts[i % len(hosts)]
+            level = levels[i % len(levels)]
+            workload.perform(f"final-{host.name}", host, "read", key, None, level)
         return workload.targets
 
 

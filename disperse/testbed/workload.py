@@ -94,6 +94,7 @@ class Workload:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.writtenOnce: list[str] = []
         # (client, invoke time) to the node asked, for reading histories.
         self.targets: dict[tuple[int | str, float], str] = {}
 
@@ -121,7 +122,14 @@ class Workload:
             host = rng.choice(self._hosts)
             level = rng.choice(levels)
             roll = rng.random()
-            if roll < 0.45:
+            if roll < 0.1:
+                # A key written once and never again: if the write is lost,
+                # no later write hides it from the final reads.
+                once = f"once-c{client}-{n}"
+                with self._lock:
+                    self.writtenOnce.append(once)
+                self.perform(client, host, "write", once, f"c{client}-{n}", level)
+            elif roll < 0.45:
                 self.perform(client, host, "write", key, f"c{client}-{n}", level)
             elif roll < 0.55:
                 self.perform(client, host, "delete", key, None, level)
