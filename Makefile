@@ -101,13 +101,15 @@ screenshot: $(VENV)/.installed-browser
 
 # The fault bed: the built-in scenarios on network namespaces of this
 # machine (needs root; iptables comes from apt), then the report. The
-# report is printed whatever the outcome; the status is the suite's.
+# report is printed whatever the outcome; the status is the suite's. Ten
+# minutes at most: the suite takes about six.
 .PHONY: testbed
 testbed: $(VENV)/.installed-testbed
 	@command -v iptables >/dev/null \
 		|| (apt-get update -qq && apt-get install -y -qq iptables)
-	@status=0; \
-	$(BIN)/python -m pytest -m testbed tests/testbed -p no:cacheprovider \
+	@rm -f build/testbed/report.txt; status=0; \
+	timeout --kill-after=30 600 \
+		$(BIN)/python -m pytest -m testbed tests/testbed -p no:cacheprovider \
 		|| status=$$?; \
 	cat build/testbed/report.txt 2>/dev/null \
 		|| echo "no report: the fault bed did not run"; \

@@ -33,6 +33,19 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def tearDownOnSignals() -> None:
+    """
+    Make SIGTERM and SIGINT unwind the run, so that the hosts go away.
+    SIGINT too: a shell running us in the background has it ignored.
+    """
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGINT, _interrupted)
+
+
 def _scenarios(args: argparse.Namespace) -> list[Scenario]:
     if args.command == "suite":
         chosen = suite()
@@ -100,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = _scenarios(args)
     except (ScenarioError, OSError) as e:
         parser.error(str(e))
-    signal.signal(signal.SIGTERM, _terminated)
-    result = runSuite(scenarios, Path(args.out), args.seed)
+    tearDownOnSignals()
+    try:
+        result = runSuite(scenarios, Path(args.out), args.seed)
+    except KeyboardInterrupt:
+        print("interrupted: the hosts are torn down", file=sys.stderr)
+        return 130
     print(result.text)
     print(f"(report, histories, logs and timelines in {args.out})")
     return 0 if all(v.passed for v in result.verdicts) else 1

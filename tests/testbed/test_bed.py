@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from disperse.testbed.__main__ import tearDownOnSignals
 from disperse.testbed.faults import iptablesProblem
 from disperse.testbed.hosts import namespaceProblem
 from disperse.testbed.report import suiteText
@@ -36,6 +37,8 @@ def test_suite() -> None:
             suiteText([], 0.0, skipped=problem) + "\n", encoding="utf-8"
         )
         pytest.skip(f"fault bed cannot run here: {problem}")
+    # A CI time limit stops the run with SIGTERM: the hosts still go away.
+    tearDownOnSignals()
     result = runSuite(suite(), REPORT)
     failed = [v.scenario for v in result.verdicts if not v.passed]
     assert not failed, result.text
