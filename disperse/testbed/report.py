@@ -139,6 +139,11 @@ def plotTimeline(path: Path, verdict: Verdict, events: Sequence[Any]) -> str | N
     okAxis.legend(loc="upper right", fontsize="small")
     errorAxis.plot(x, series["fail"], label="fail", color="tab:red")
     errorAxis.plot(x, series["timeout"], label="timeout", color="tab:orange")
+    failing = verdict.failing()
+    for violation in failing:
+        errorAxis.axvline(violation.read.invoked, color="black", linewidth=0.6)
+    if failing:
+        errorAxis.plot([], [], color="black", linewidth=0.6, label="violation")
     errorAxis.set_ylabel("errors/s")
     errorAxis.set_xlabel("seconds since the workload started")
     errorAxis.legend(loc="upper right", fontsize="small")
