@@ -15,7 +15,12 @@ from types import FrameType
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from disperse.testbed.faults import iptablesProblem
-from disperse.testbed.hosts import cleanLeftovers, namespaceProblem
+from disperse.testbed.hosts import (
+    HostError,
+    cleanLeftovers,
+    exclusive,
+    namespaceProblem,
+)
 from disperse.testbed.report import suiteText
 from disperse.testbed.runner import runSuite
 from disperse.testbed.scenario import (
@@ -106,8 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(suiteText([], 0.0, skipped=problem))
         return 0
+    try:
+        return _run(args, parser)
+    except HostError as e:
+        print(f"fault bed: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "cleanup":
-        print("removed:", " ".join(cleanLeftovers()) or "nothing")
+        with exclusive():
+            print("removed:", " ".join(cleanLeftovers()) or "nothing")
         return 0
     try:
         scenarios = _scenarios(args)

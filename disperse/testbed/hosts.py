@@ -12,6 +12,7 @@ need iptables.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -76,6 +78,28 @@ def namespaceProblem() -> str | None:
         return f"cannot create a network namespace: {result.stderr.strip()}"
     run(["ip", "netns", "del", probe], check=False)
     return None
+
+
+LOCK_PATH = Path("/run/disperse-testbed.lock")
+
+
+@contextmanager
+def exclusive(path: Path = LOCK_PATH) -> Iterator[None]:
+    """
+    Hold the bed's lock for a block: two runs on one machine would remove
+    each other's hosts as leftovers.
+
+    @raise HostError: if another run holds it.
+    """
+    with path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HostError(f"another fault bed run holds {path}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def cleanLeftovers() -> list[str]:

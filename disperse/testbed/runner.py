@@ -24,8 +24,9 @@ from disperse.testbed.hosts import (
     Network,
     NodeProcess,
     cleanLeftovers,
+    exclusive,
 )
-from disperse.testbed.report import plotTimeline
+from disperse.testbed.report import plotTimeline, writeReport
 from disperse.testbed.scenario import Scenario, schedule
 from disperse.testbed.verdict import (
     DEATH,
@@ -311,9 +312,12 @@ def runSuite(
     """
     Run C{scenarios} one after the other and write the report.
     """
-    from disperse.testbed.report import writeReport  # noqa: PLC0415
-
     directory.mkdir(parents=True, exist_ok=True)
+    with exclusive():
+        return _runSuite(scenarios, directory, seed)
+
+
+def _runSuite(scenarios: Sequence[Scenario], directory: Path, seed: int) -> SuiteResult:
     began = time.monotonic()
     verdicts = []
     for scenario in scenarios:
