@@ -233,9 +233,8 @@ class Verdict:
             lines.append(f"  divergent: {divergence.describe()}")
         for problem in self.problems:
             lines.append(f"  problem: {problem}")
-        # The failing violations first; the others as examples.
-        shown = self.failing() or list(self.history.violations)
-        for violation in shown[:5]:
+        # The counted violations; the others are in the JSON report.
+        for violation in self.failing()[:5]:
             lines.append(f"  {violation.kind} on {violation.key!r}:")
             lines.append(f"    {violation.message}")
         return "\n".join(lines)
