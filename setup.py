@@ -41,6 +41,9 @@ setup(
             "mypy>=1.10",
             "mypy-zope>=1.0",
             "ruff>=0.6",
+            # The fault bed's timeline plot is tested (and type-checked) in
+            # the ordinary suite.
+            "matplotlib>=3.6",
         ],
         # make browser: drives Debian's chromium through its chromedriver.
         "browser": ["selenium>=4.20"],
