@@ -10,7 +10,7 @@ GOSSIP_PORT ?= 7946
 HTTP_PORT ?= 8000
 BIND ?= 127.0.0.1
 
-.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory clean
+.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -115,3 +115,11 @@ testbed: $(VENV)/.installed-testbed
 		|| echo "no report: the fault bed did not run"; \
 	echo "(logs, histories, report.json and timeline plots in build/testbed)"; \
 	exit $$status
+
+# Coverage-guided fuzzing of the decoders and the HTTP front (atheris), each
+# fuzzer for FUZZ_SECONDS, niced; not part of `make test`. See fuzz/run.py.
+FUZZ_SECONDS ?= 600
+
+fuzz: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet atheris
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)

@@ -138,6 +138,14 @@ class Record(NamedTuple):
 
     @classmethod
     def decode(cls, blob: bytes) -> Record:
+        """
+        The record encoded in C{blob}.
+
+        @raise ValueError: if C{blob} is shorter than a record's header (peers
+            send blobs, so this is input, not an invariant).
+        """
+        if len(blob) < HEADER_SIZE:
+            raise ValueError(f"a record needs {HEADER_SIZE} bytes, got {len(blob)}")
         expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
         return cls(
             blob[HEADER_SIZE:],

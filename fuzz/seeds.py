@@ -1,0 +1,109 @@
+"""
+Write the small seed corpora of the fuzzers: a few valid inputs of each
+kind, so that mutation starts from the formats rather than from nothing.
+Run by C{fuzz/run.py} before fuzzing; the output is not kept in git.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from disperse.cluster import protocol
+from disperse.gossip import wire
+from disperse.gossip.crypto import Keyring
+from disperse.gossip.messages import (
+    Ack,
+    Alive,
+    NodeState,
+    Ping,
+    PushNodeState,
+    PushPull,
+)
+from disperse.store import Record
+
+_KEYRING = Keyring(bytes(range(16)))
+_NONCE = bytes(12)
+
+
+def gossipPackets() -> list[bytes]:
+    ping = wire.encodeMessage(Ping(seqNo=7, node="alpha"))
+    alive = wire.encodeMessage(
+        Alive(incarnation=3, node="beta", addr=bytes((127, 0, 0, 1)), port=7946)
+    )
+    compound = wire.encodeCompound([ping, alive])
+    return [
+        b"\x00" + wire.encodePacket(ping),
+        b"\x00" + wire.encodePacket(compound, crc=True),
+        b"\x00" + wire.encodePacket(compound, compress=True),
+        b"\x01" + wire.encodePacket(alive, label="fuzz"),
+        b"\x02" + wire.encodePacket(ping, keyring=_KEYRING, nonce=_NONCE),
+    ]
+
+
+def gossipStreams() -> list[bytes]:
+    state = PushNodeState(
+        name="alpha",
+        addr=bytes((127, 0, 0, 1)),
+        port=7946,
+        meta=b'{"http_port":8000}',
+        incarnation=1,
+        state=NodeState.alive,
+    )
+    pushPull = PushPull(join=True, nodes=(state,), userState=b"")
+    return [
+        b"\x00" + wire.encodeStream(pushPull),
+        b"\x38" + wire.encodeStream(pushPull, compress=True),
+        b"\x01" + wire.encodeStream(Ping(seqNo=1, node="beta"), label="fuzz"),
+        b"\x02" + wire.encodeStream(Ack(seqNo=1), keyring=_KEYRING, nonce=_NONCE),
+    ]
+
+
+def peerMessages() -> list[bytes]:
+    record = Record(b"value", 0, 1, 2).encode()
+    kinds = protocol.KINDS
+    return [
+        bytes((kinds.index("apply"),))
+        + protocol.ApplyRequest((("key", record),)).encode(),
+        bytes((kinds.index("fetch"),)) + protocol.FetchRequest(("a", "b")).encode(),
+        bytes((kinds.index("fetch") | 0x80,))
+        + protocol.FetchResponse((record, None)).encode(),
+        bytes((kinds.index("roots"),)) + protocol.RootsRequest((1, 2)).encode(),
+    ]
+
+
+def httpRequests() -> list[bytes]:
+    put = b'{"value": "test", "duration": "9000000000000"}'
+    return [
+        b"GET /cache/John10 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PUT /cache/John10 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(put), put),
+        b"PUT /cache/bin?ttl=10s HTTP/1.1\r\nContent-Type: application/octet-stream"
+        b"\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer reader\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n",
+        b"DELETE /cache/k HTTP/1.1\r\nX-Is-Sync: true\r\n"
+        b"Authorization: Bearer admin\r\n\r\n",
+        b"GET /cluster/members HTTP/1.1\r\n\r\nGET /stats HTTP/1.1\r\n\r\n",
+        b"POST /internal/v1/apply HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /cluster/keys/install HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    ]
+
+
+CORPORA = {
+    "gossip_packet": gossipPackets,
+    "gossip_stream": gossipStreams,
+    "peer_protocol": peerMessages,
+    "http_request": httpRequests,
+}
+
+
+def main(root: Path) -> None:
+    for name, make in CORPORA.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, data in enumerate(make()):
+            (folder / f"seed-{index}").write_bytes(data)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
