@@ -12,7 +12,6 @@ Handlers only translate: request in, a call on the node, response out.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import math
 import re
@@ -33,6 +32,7 @@ from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node, NotJoined
 from disperse.store import Record, ValueTooLarge
+from disperse.web.auth import RequestGuard, isLoopbackClient
 from disperse.web.dashboard import Dashboard, NoStatsClient, StatsClient
 
 T = TypeVar("T")
@@ -121,15 +121,22 @@ class _Front(Resource):
         routes: IResource,
         peer: IResource | None,
         metrics: IResource | None = None,
+        guard: RequestGuard | None = None,
     ) -> None:
         super().__init__()
         self._api = api
         self._routes = routes
         self._peer = peer
         self._metrics = metrics
+        self._guard = guard
 
     def render(self, request: Request) -> bytes | int:
         path = request.postpath or []
+        # Node-to-node calls carry their own credentials (signatures).
+        if self._guard is not None and not (path and path[0] == b"internal"):
+            refused = self._guard.admit(request, path)
+            if refused is not None:
+                return refused
         if (
             len(path) > 1
             and path[0] == b"cache"
@@ -166,15 +173,18 @@ class CacheAPI:
         peer: IResource | None = None,
         peerStats: StatsClient | None = None,
         metrics: IResource | None = None,
+        guard: RequestGuard | None = None,
     ) -> None:
         """
         @param peer: the node-to-node API, served under C{/internal/}.
         @param peerStats: how the dashboard reads other members' C{/stats}.
         @param metrics: the Prometheus page, served at C{/metrics}.
+        @param guard: authentication and rate limits, if any.
         """
         self._node = node
         self._peer = peer
         self._metrics = metrics
+        self._guard = guard
         # Requests on /cache/<key>, for the request rate the dashboard shows.
         self.cacheRequests = 0
         self._dashboard = Dashboard(
@@ -186,7 +196,7 @@ class CacheAPI:
         self._maxBodySize = config.maxValueSize + JSON_BODY_SLACK
 
     def resource(self) -> IResource:
-        return _Front(self, self.app.resource(), self._peer, self._metrics)
+        return _Front(self, self.app.resource(), self._peer, self._metrics, self._guard)
 
     # Errors, in one place
 
@@ -271,6 +281,8 @@ class CacheAPI:
             raise BadRequest(400, "key is not valid UTF-8") from None
         method = request.method
         local = request.getHeader(b"x-is-sync") == b"true"
+        if local:
+            self._requireLocal(request)
         if method in (b"GET", b"HEAD"):
             if local:
                 return self._renderRecord(request, self._node.getLocal(key))
@@ -505,18 +517,17 @@ class CacheAPI:
             raise BadRequest(409, str(e)) from None
         return self._json(request, self._node.gossipKeys())
 
-    @staticmethod
-    def _requireLocal(request: IRequest) -> None:
-        # Until client tokens exist, keyring administration is only for
-        # whoever can reach the node from its own host.
-        host = getattr(request.getClientAddress(), "host", "")
-        try:
-            local = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            local = False
-        if not local:
+    def _requireLocal(self, request: IRequest) -> None:
+        # Administration (keyrings, X-Is-Sync): with client tokens the guard
+        # has checked for the admin scope; without, it is only for whoever
+        # can reach the node from its own host.
+        if self._guard is not None and self._guard.authenticating:
+            return
+        if not isLoopbackClient(request):
             raise BadRequest(
-                403, "keyring administration is only allowed from loopback"
+                403,
+                "administration (keyrings, X-Is-Sync) is only allowed from"
+                " loopback without client tokens",
             )
 
     @app.route("/health", methods=["GET", "HEAD"])

@@ -1,7 +1,9 @@
 """
-Serving HTTP: a site that counts requests in flight and writes no access
-log unless asked to, and a service that listens on an endpoint, reports the
-port it got, and on stop lets requests in flight finish before it returns.
+Serving HTTP: a site that counts requests in flight, sheds those beyond its
+limits with 503, applies the connection limits of L{disperse.web.limits}
+and writes no access log unless asked to; and a service that listens on an
+endpoint, reports the port it got, and on stop lets requests in flight
+finish before it returns.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from disperse.logs import logger
+from disperse.web.limits import ConnectionCounter, GuardedChannel, HTTPLimits
 
 # How long a stopping node waits for requests in flight.
 DRAIN_TIMEOUT = 10.0
@@ -30,8 +33,11 @@ DRAIN_TIMEOUT = 10.0
 class _TrackedRequest(Request):
     def process(self) -> None:
         site: DisperseSite = self.channel.site  # type: ignore[attr-defined]
-        site.requestStarted()
-        self.notifyFinish().addBoth(site.requestFinished)
+        size = site.admit(self)
+        if size < 0:
+            return
+        site.requestStarted(size)
+        self.notifyFinish().addBoth(site.requestFinished, size)
         super().process()
 
 
@@ -44,25 +50,76 @@ class DisperseSite(Site):
     """
 
     requestFactory = _TrackedRequest
+    protocol = GuardedChannel  # type: ignore[assignment]
     noisy = False
 
-    def __init__(self, resource: IResource, logPath: str | None = None) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        logPath: str | None = None,
+        limits: HTTPLimits | None = None,
+        reactor: Any = None,
+    ) -> None:
+        """
+        @param reactor: runs the connection timeouts; the global one if
+            C{None}.
+        """
         # No route takes form posts, and parsing the Content-Type of every
         # POST (every node-to-node call) costs about 0.1 ms.
-        super().__init__(resource, logPath=logPath, parsePOSTFormSubmission=False)
+        super().__init__(
+            resource,
+            logPath=logPath,
+            parsePOSTFormSubmission=False,
+            reactor=reactor,
+        )
         self._accessLog = logPath is not None
+        self.limits = limits or HTTPLimits()
+        self.connections = ConnectionCounter(self.limits.maxConnectionsPerClient)
+        self.timedOut = 0
+        self.shed = 0
         self.inFlight = 0
+        self.bytesInFlight = 0
         self._drained: list[Deferred[None]] = []
 
     def log(self, request: Request) -> None:  # type: ignore[override]
         if self._accessLog:
             super().log(request)
 
-    def requestStarted(self) -> None:
-        self.inFlight += 1
+    def admit(self, request: Request) -> int:
+        """
+        The body size of C{request} if this node takes it on now; else -1,
+        after answering 503. Node-to-node calls are bounded by their
+        senders and never shed here: shedding them would fail replica
+        writes that clients already waited for.
+        """
+        content = request.content
+        size = 0
+        if content is not None:
+            size = content.seek(0, 2)
+            content.seek(0)
+        if request.path.startswith(b"/internal/"):
+            return size
+        limits = self.limits
+        if self.inFlight and (
+            self.inFlight >= limits.maxInFlight
+            or self.bytesInFlight + size > limits.maxInFlightBytes
+        ):
+            self.shed += 1
+            request.setResponseCode(503)
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"retry-after", b"1")
+            request.write(b'{"error": "this node has too many requests in flight"}')
+            request.finish()
+            return -1
+        return size
 
-    def requestFinished(self, result: object) -> None:
+    def requestStarted(self, size: int = 0) -> None:
+        self.inFlight += 1
+        self.bytesInFlight += size
+
+    def requestFinished(self, result: object, size: int = 0) -> None:
         self.inFlight -= 1
+        self.bytesInFlight -= size
         if not self.inFlight:
             waiting, self._drained = self._drained, []
             for d in waiting:

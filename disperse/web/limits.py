@@ -1,0 +1,280 @@
+"""
+Limits on what one HTTP connection may cost a node, enforced while the
+request is still being read, before any route sees it:
+
+  - the request line and headers together: 431 beyond C{maxHeaderSize};
+  - the body: 413 as soon as its declared length, or the bytes actually
+    received, exceed the limit of its route (C{/internal/} takes larger
+    batches than a client's PUT), so an oversized upload is never stored;
+  - time: a request's headers must arrive within C{headerTimeout} of its
+    first byte, and its body within C{bodyTimeout} after them (408, then
+    the connection closes), so a client trickling bytes (slowloris) holds
+    a connection for seconds, not for ever; an idle connection closes
+    after C{idleTimeout};
+  - connections: at most C{maxConnectionsPerClient} open from one address
+    (beyond it, a 429 and the connection closes).
+
+Requests in flight are bounded by the site (L{disperse.web.service}).
+All timers run on the reactor given to the site, so they are tested on a
+L{twisted.internet.task.Clock}.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+
+from disperse.logs import logger
+
+DEFAULT_MAX_HEADER_SIZE = 16 * 1024
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 60.0
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 64
+DEFAULT_MAX_IN_FLIGHT = 1024
+# Request bodies held by requests in flight, together: with the store's
+# budget, what bounds a node's memory whatever clients send.
+DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
+# Node-to-node batches (see disperse.web.peer.MAX_PEER_BODY).
+DEFAULT_MAX_PEER_BODY = 64 * 1024 * 1024
+_INTERNAL = b"/internal/"
+# Chunked bodies are counted as received, framing included.
+_CHUNK_SLACK = 64 * 1024
+
+_REASONS = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class HTTPLimits:
+    """
+    The limits of one HTTP site; every field has a safe default.
+    """
+
+    maxHeaderSize: int = DEFAULT_MAX_HEADER_SIZE
+    maxBodySize: int = 4 * 1024 * 1024 + 64 * 1024
+    maxPeerBodySize: int = DEFAULT_MAX_PEER_BODY
+    headerTimeout: float = DEFAULT_HEADER_TIMEOUT
+    bodyTimeout: float = DEFAULT_BODY_TIMEOUT
+    idleTimeout: float = DEFAULT_IDLE_TIMEOUT
+    maxConnectionsPerClient: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    maxInFlight: int = DEFAULT_MAX_IN_FLIGHT
+    maxInFlightBytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES
+
+
+def rawResponse(code: int, message: str, retryAfter: int | None = None) -> bytes:
+    """
+    A complete HTTP/1.1 response that closes the connection, for refusals
+    made before a request object exists.
+    """
+    body = json.dumps({"error": message}).encode("utf-8")
+    head = [
+        b"HTTP/1.1 %d %s" % (code, _REASONS.get(code, b"Error")),
+        b"Content-Type: application/json",
+        b"Content-Length: %d" % len(body),
+        b"Connection: close",
+    ]
+    if retryAfter is not None:
+        head.append(b"Retry-After: %d" % retryAfter)
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+class ConnectionCounter:
+    """
+    Open connections by client address.
+    """
+
+    def __init__(self, maxPerClient: int) -> None:
+        self.maxPerClient = maxPerClient
+        self._open: dict[str, int] = {}
+        self.refused = 0
+
+    def opened(self, host: str) -> bool:
+        """
+        Count a connection from C{host}; C{False} (and not counted) if that
+        client already has as many as it may.
+        """
+        count = self._open.get(host, 0)
+        if count >= self.maxPerClient:
+            self.refused += 1
+            return False
+        self._open[host] = count + 1
+        return True
+
+    def closed(self, host: str) -> None:
+        count = self._open.get(host, 0) - 1
+        if count > 0:
+            self._open[host] = count
+        else:
+            self._open.pop(host, None)
+
+    def count(self, host: str) -> int:
+        return self._open.get(host, 0)
+
+    def __len__(self) -> int:
+        return sum(self._open.values())
+
+
+class GuardedChannel(HTTPChannel):
+    """
+    An L{HTTPChannel} that enforces L{HTTPLimits}. Its site provides
+    C{limits} (an L{HTTPLimits}), C{connections} (a L{ConnectionCounter})
+    and C{timedOut} (a counter).
+    """
+
+    log = logger()
+
+    # Twisted's own limits answer 400; ours, applied first, answer 431.
+    totalHeadersSize = 1 << 30
+    _host = ""
+    _counted = False
+    _deadline: IDelayedCall | None = None
+    _headerBytes = 0
+    _bodyBytes = 0
+    _bodyLimit = 0
+    _inRequest = False
+    _readingBody = False
+    _refused = False
+
+    def connectionMade(self) -> None:
+        site: Any = self.site  # type: ignore[attr-defined]
+        limits: HTTPLimits = site.limits
+        self.timeOut = limits.idleTimeout  # type: ignore[assignment]
+        self.MAX_LENGTH = limits.maxHeaderSize
+        super().connectionMade()
+        assert self.transport is not None
+        self._host = str(getattr(self.transport.getPeer(), "host", ""))
+        if not site.connections.opened(self._host):
+            self._refuse(
+                429,
+                "too many connections from this client",
+                retryAfter=1,
+            )
+            return
+        self._counted = True
+        # A new connection owes us a request promptly.
+        self._startRequest()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._cancelDeadline()
+        if self._counted:
+            self._counted = False
+            self.site.connections.closed(self._host)  # type: ignore[attr-defined]
+        super().connectionLost(reason)
+
+    # Reading a request
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._inRequest:
+            self._startRequest()
+        super().dataReceived(data)
+
+    def _startRequest(self) -> None:
+        self._inRequest = True
+        self._headerBytes = 0
+        self._bodyBytes = 0
+        self._readingBody = False
+        self._schedule(self.site.limits.headerTimeout)  # type: ignore[attr-defined]
+
+    def lineReceived(self, line: bytes) -> None:
+        limits: HTTPLimits = self.site.limits  # type: ignore[attr-defined]
+        first = self._headerBytes == 0
+        self._headerBytes += len(line) + 2
+        if self._headerBytes > limits.maxHeaderSize:
+            self._refuse(431, "request headers are too large")
+            return
+        if first and line:
+            parts = line.split(b" ")
+            path = parts[1] if len(parts) > 1 else b""
+            self._bodyLimit = (
+                limits.maxPeerBodySize
+                if path.startswith(_INTERNAL)
+                else limits.maxBodySize
+            )
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # A line longer than all headers may be: a request line means an
+        # overlong URI.
+        if self._headerBytes == 0:
+            self._refuse(414, "request line is too long")
+        else:
+            self._refuse(431, "request headers are too large")
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()
+        length = self.length
+        if length is not None and length > self._bodyLimit:
+            self._refuse(413, f"body is larger than {self._bodyLimit} bytes")
+            return
+        if length == 0:
+            self._cancelDeadline()
+        else:
+            self._readingBody = True
+            self._schedule(self.site.limits.bodyTimeout)  # type: ignore[attr-defined]
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._readingBody:
+            self._bodyBytes += len(data)
+            if self._bodyBytes > self._bodyLimit + _CHUNK_SLACK:
+                self._refuse(413, f"body is larger than {self._bodyLimit} bytes")
+                return
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._readingBody = False
+        self._cancelDeadline()
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        # Until the next request's first byte, only the idle timeout runs.
+        self._inRequest = False
+        super().requestDone(request)
+
+    # Deadlines and refusals
+
+    def _schedule(self, seconds: float) -> None:
+        self._cancelDeadline()
+        self._deadline = self.callLater(seconds, self._tooSlow)
+
+    def _cancelDeadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _tooSlow(self) -> None:
+        self._deadline = None
+        self.site.timedOut += 1  # type: ignore[attr-defined]
+        self.log.debug(
+            "closing a connection from {client}: too slow", client=self._host
+        )
+        self._refuse(408, "request not received in time")
+
+    def _refuse(self, code: int, message: str, retryAfter: int | None = None) -> None:
+        """
+        Answer C{code} and close, whatever state the parser is in.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self._cancelDeadline()
+        self.setTimeout(None)
+        assert self.transport is not None
+        self.transport.write(rawResponse(code, message, retryAfter))
+        self.transport.loseConnection()
+        # A client that does not read its answer cannot hold the socket.
+        self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
