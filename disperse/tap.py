@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
 from twisted.python import usage
 
@@ -40,11 +40,24 @@ from disperse.gossip.service import Membership
 from disperse.logs import LEVELS, setLevel
 from disperse.metrics import NodeMetrics
 from disperse.node import Node
-from disperse.web.api import CacheAPI
+from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
+from disperse.security.tls import (
+    TLSConfigError,
+    loadClusterTLS,
+    peerAddresses,
+    withPeerAddress,
+)
+from disperse.security.wiring import (
+    TokenReloader,
+    makeGuard,
+    makeLimits,
+    warnIfOpen,
+)
+from disperse.web.api import JSON_BODY_SLACK, CacheAPI
 from disperse.web.dashboard import HTTPStatsClient
 from disperse.web.metrics import MeteredSite, MetricsPage
 from disperse.web.peer import PeerAPI
-from disperse.web.service import HTTPService
+from disperse.web.service import DisperseSite, HTTPService
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_HTTP_PORT = 8000
@@ -267,6 +280,7 @@ class Options(usage.Options):
         [flag, None, None, f"{text} (default: from --profile)"]
         for flag, _, _, text in gossipKnobs
     ]
+    optParameters += SECURITY_OPTIONS
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
@@ -331,6 +345,7 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--log-level: {self['log-level']!r} is not one of {', '.join(LEVELS)}"
             )
+        self["security"] = parseSecurity(self, self._environ)
         if not self["node-name"]:
             # host-port is unique per host, unless the OS picks the port.
             suffix = self["port"] or f"pid{os.getpid()}"
@@ -485,24 +500,76 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         endpoint = serverFromString(reactor, config.httpEndpoint)
     except (ValueError, TypeError, KeyError) as e:
         raise usage.UsageError(f"--http-port: {config.httpEndpoint!r}: {e}") from None
+    security: SecurityConfig = options["security"]
     secret = config.clusterSecret or deriveSecret(DEVELOPMENT_SECRET)
-    node.setPeers(
-        HTTPPeerClient(reactor, node.peerAddress, Signer(secret), config.replicaTimeout)
-    )
     peerAPI = PeerAPI(node, Verifier(secret, clock))
+    guard = makeGuard(security, clock)
+    limits = makeLimits(security, config.maxValueSize + JSON_BODY_SLACK)
+    meta = node.gossipMeta
+    peerService: HTTPService | None = None
+    if security.clusterCA and security.nodeCert:
+        # Mutual TLS: node-to-node calls move to a port of their own.
+        try:
+            tls = loadClusterTLS(
+                security.clusterCA, security.nodeCert, security.nodeKey
+            )
+        except TLSConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        tlsService = peerService = HTTPService(
+            SSL4ServerEndpoint(
+                reactor, security.peerPort, tls.options, interface=config.bindAddress
+            ),
+            DisperseSite(peerAPI.resource(), limits=limits, reactor=reactor),
+            clock,
+            what="node-to-node API (TLS)",
+        )
+        node.setPeers(
+            HTTPPeerClient(
+                reactor,
+                peerAddresses(lambda name: _memberMeta(node, name)),
+                Signer(secret),
+                config.replicaTimeout,
+                tls=tls.options,
+            )
+        )
+        meta = withPeerAddress(
+            node.gossipMeta,
+            config.advertiseAddress,
+            lambda: getattr(
+                tlsService.port.getHost() if tlsService.port else None, "port", 0
+            ),
+        )
+    else:
+        node.setPeers(
+            HTTPPeerClient(
+                reactor, node.peerAddress, Signer(secret), config.replicaTimeout
+            )
+        )
     metrics = NodeMetrics(node)
     api = CacheAPI(
         node,
-        peer=peerAPI.resource(),
+        peer=None if peerService else peerAPI.resource(),
         peerStats=HTTPStatsClient(reactor),
         metrics=MetricsPage(metrics.registry),
+        guard=guard,
     )
-    site = MeteredSite(api.resource(), metrics.requests, logPath=config.accessLog)
+    site = MeteredSite(
+        api.resource(),
+        metrics.requests,
+        logPath=config.accessLog,
+        limits=limits,
+        reactor=reactor,
+    )
 
     def listening(port: IListeningPort) -> None:
         node.httpPort = getattr(port.getHost(), "port", None)
+        warnIfOpen(security, str(getattr(port.getHost(), "host", "")))
 
     HTTPService(endpoint, site, clock, onListening=listening).setServiceParent(node)
+    if peerService is not None:
+        peerService.setServiceParent(node)
+    if guard is not None and security.tokensPath:
+        TokenReloader(guard, security.tokensPath, reactor).setServiceParent(node)
     # Started after the HTTP service, so that the metadata it gossips
     # carries the HTTP port actually bound.
     membership = Membership(
@@ -513,7 +580,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         seeds=config.peers,
         settings=config.gossip,
         reactor=reactor,
-        meta=node.gossipMeta,
+        meta=meta,
         listener=node,
         rng=random.Random(),
     )
@@ -525,3 +592,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     core: IReactorCore = reactor
     core.callWhenRunning(gc.freeze)
     return node
+
+
+def _memberMeta(node: Node, name: str) -> bytes | None:
+    swim = node.membership.swim if node.membership else None
+    member = swim.member(name) if swim else None
+    return member.meta if member else None

@@ -23,10 +23,12 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    wrapClientTLS,
 )
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IOpenSSLClientConnectionCreator,
     IReactorTime,
     IStreamClientEndpoint,
 )
@@ -120,10 +122,16 @@ class ConnectionPool:
     after the timeout whether it was waiting, connecting or sent.
     """
 
-    def __init__(self, reactor: Any, timeout: float) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        timeout: float,
+        tls: IOpenSSLClientConnectionCreator | None = None,
+    ) -> None:
         self._reactor = reactor
         self._clock: IReactorTime = reactor
         self._timeout = timeout
+        self._tls = tls
         self._addresses: dict[str, _Address] = {}
         self._closing = False
 
@@ -166,6 +174,8 @@ class ConnectionPool:
             return
         state.connections += 1
         endpoint = _endpoint(self._reactor, host, portNumber, self._timeout)
+        if self._tls is not None:
+            endpoint = wrapClientTLS(self._tls, endpoint)
         factory = Factory.forProtocol(
             lambda: PeerConnection(
                 self._clock,
@@ -227,12 +237,17 @@ class HTTPPeerClient:
         addressOf: Callable[[str], str | None],
         signer: Signer,
         timeout: float = 1.0,
+        tls: IOpenSSLClientConnectionCreator | None = None,
     ) -> None:
+        """
+        @param tls: call peers over TLS with these settings (the cluster's
+            mutual TLS), rather than over plain TCP.
+        """
         self._reactor = reactor
         self._addressOf = addressOf
         self._signer = signer
         self._timeout = timeout
-        self._pool = ConnectionPool(reactor, timeout)
+        self._pool = ConnectionPool(reactor, timeout, tls)
         self._queues: dict[tuple[str, str], _Queue] = {}
         self.counters = PeerCallCounters()
         self._headers = b"Content-Type: application/x-msgpack\r\n"

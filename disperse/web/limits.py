@@ -143,7 +143,6 @@ class GuardedChannel(HTTPChannel):
     _headerBytes = 0
     _bodyBytes = 0
     _bodyLimit = 0
-    _inRequest = False
     _readingBody = False
     _refused = False
 
@@ -164,7 +163,7 @@ class GuardedChannel(HTTPChannel):
             return
         self._counted = True
         # A new connection owes us a request promptly.
-        self._startRequest()
+        self._schedule(limits.headerTimeout)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._cancelDeadline()
@@ -178,16 +177,11 @@ class GuardedChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        if not self._inRequest:
-            self._startRequest()
+        # The first bytes of a request start its clock; between requests on
+        # a kept-alive connection only the idle timeout runs.
+        if self._deadline is None and not self._readingBody:
+            self._schedule(self.site.limits.headerTimeout)  # type: ignore[attr-defined]
         super().dataReceived(data)
-
-    def _startRequest(self) -> None:
-        self._inRequest = True
-        self._headerBytes = 0
-        self._bodyBytes = 0
-        self._readingBody = False
-        self._schedule(self.site.limits.headerTimeout)  # type: ignore[attr-defined]
 
     def lineReceived(self, line: bytes) -> None:
         limits: HTTPLimits = self.site.limits  # type: ignore[attr-defined]
@@ -224,6 +218,7 @@ class GuardedChannel(HTTPChannel):
             self._cancelDeadline()
         else:
             self._readingBody = True
+            self._bodyBytes = 0
             self._schedule(self.site.limits.bodyTimeout)  # type: ignore[attr-defined]
 
     def rawDataReceived(self, data: bytes) -> None:
@@ -236,13 +231,9 @@ class GuardedChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         self._readingBody = False
+        self._headerBytes = 0
         self._cancelDeadline()
         super().allContentReceived()
-
-    def requestDone(self, request: Any) -> None:
-        # Until the next request's first byte, only the idle timeout runs.
-        self._inRequest = False
-        super().requestDone(request)
 
     # Deadlines and refusals
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
@@ -21,6 +22,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from disperse.metrics import DISCONNECTED, RequestStats
+from disperse.web.limits import HTTPLimits
 from disperse.web.service import DisperseSite, _TrackedRequest
 
 KEY_ROUTE = "/cache/{key}"
@@ -128,8 +130,10 @@ class MeteredSite(DisperseSite):
         requests: RequestStats,
         logPath: str | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        limits: HTTPLimits | None = None,
+        reactor: Any = None,
     ) -> None:
-        super().__init__(resource, logPath=logPath)
+        super().__init__(resource, logPath=logPath, limits=limits, reactor=reactor)
         self.requests = requests
         self.timer = timer
         requests.inFlight = lambda: self.inFlight

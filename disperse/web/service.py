@@ -151,11 +151,13 @@ class HTTPService(Service):
         site: DisperseSite,
         clock: IReactorTime,
         onListening: Callable[[IListeningPort], None] = lambda port: None,
+        what: str = "HTTP API",
     ) -> None:
         self._endpoint = endpoint
         self._site = site
         self._clock = clock
         self._onListening = onListening
+        self._what = what
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
@@ -168,7 +170,9 @@ class HTTPService(Service):
             # one line and exit, rather than with a traceback.
             results[0].trap(CannotListenError)
             self.log.critical(
-                "HTTP API cannot listen: {reason}", reason=results[0].getErrorMessage()
+                "{what} cannot listen: {reason}",
+                what=self._what,
+                reason=results[0].getErrorMessage(),
             )
             raise SystemExit(1)
         self.port = results[0]
@@ -181,7 +185,8 @@ class HTTPService(Service):
         assert self.port is not None
         host = self.port.getHost()
         self.log.info(
-            "HTTP API listening on {host}:{port}",
+            "{what} listening on {host}:{port}",
+            what=self._what,
             host=getattr(host, "host", "?"),
             port=getattr(host, "port", 0),
         )

@@ -1,0 +1,114 @@
+"""
+Building a node's security from its parsed flags: the request guard, the
+HTTP limits, re-reading the token file on SIGHUP, and the start-up warning
+of a node open to the network without tokens. Called from L{disperse.tap}.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.application.service import Service
+
+from disperse.logs import logger
+from disperse.security.options import SecurityConfig, isLoopbackHost
+from disperse.security.ratelimit import RateLimiter
+from disperse.security.tokens import TokenFileError, loadTokens
+from disperse.web.auth import RequestGuard
+from disperse.web.limits import HTTPLimits
+
+log = logger()
+
+
+def makeGuard(security: SecurityConfig, clock: Any) -> RequestGuard | None:
+    """
+    The guard of the public API, or C{None} when there is nothing to check
+    (no tokens, no rate limits), so that requests then cost nothing extra.
+    """
+    if (
+        security.tokens is None
+        and not security.rateLimit
+        and not security.globalRateLimit
+    ):
+        return None
+    return RequestGuard(
+        tokens=security.tokens,
+        perClient=RateLimiter(clock, security.rateLimit)
+        if security.rateLimit
+        else None,
+        overall=(
+            RateLimiter(clock, security.globalRateLimit)
+            if security.globalRateLimit
+            else None
+        ),
+    )
+
+
+def makeLimits(security: SecurityConfig, maxBodySize: int) -> HTTPLimits:
+    return HTTPLimits(
+        maxHeaderSize=security.maxHeaderSize,
+        maxBodySize=maxBodySize,
+        headerTimeout=security.headerTimeout,
+        bodyTimeout=security.bodyTimeout,
+        idleTimeout=security.idleTimeout,
+        maxConnectionsPerClient=security.maxConnectionsPerClient,
+        maxInFlight=security.maxInFlight,
+        maxInFlightBytes=security.maxInFlightBytes,
+    )
+
+
+def warnIfOpen(security: SecurityConfig, host: str) -> None:
+    """
+    Say loudly that a node listening beyond loopback lets anyone in.
+    """
+    if security.tokens is None and not isLoopbackHost(host):
+        log.warn(
+            "SECURITY WARNING: the HTTP API listens on {host}, beyond loopback,"
+            " without --auth-tokens: any client that can reach it may read,"
+            " write and delete every key. Give this node a token file.",
+            host=host,
+        )
+
+
+class TokenReloader(Service):
+    """
+    Re-read the token file when the process gets SIGHUP; a file that no
+    longer parses is refused and the tokens in force stay.
+    """
+
+    def __init__(self, guard: RequestGuard, path: str, reactor: Any) -> None:
+        self._guard = guard
+        self._path = path
+        self._reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._signalled)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+
+    def _signalled(self, signum: int, frame: object) -> None:
+        # Signal handlers run between bytecodes; do the work in the reactor.
+        self._reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        try:
+            tokens = loadTokens(self._path)
+        except TokenFileError as e:
+            log.error(
+                "client tokens not reloaded, the previous ones stay: {reason}",
+                reason=str(e),
+            )
+            return
+        self._guard.tokens = tokens
+        log.info(
+            "reloaded {count} client tokens from {path}",
+            count=len(tokens),
+            path=self._path,
+        )
