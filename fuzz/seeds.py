@@ -21,6 +21,7 @@ from disperse.gossip.messages import (
     PushPull,
 )
 from disperse.store import Record
+from disperse.testing.site import ADMIN, READER, WRITER
 
 _KEYRING = Keyring(bytes(range(16)))
 _NONCE = bytes(12)
@@ -74,19 +75,25 @@ def peerMessages() -> list[bytes]:
 
 def httpRequests() -> list[bytes]:
     put = b'{"value": "test", "duration": "9000000000000"}'
-    return [
+    # The first byte of each input is the size of the reads (0: all at once).
+    requests = [
         b"GET /cache/John10 HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"PUT /cache/John10 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(put), put),
-        b"PUT /cache/bin?ttl=10s HTTP/1.1\r\nContent-Type: application/octet-stream"
-        b"\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer reader\r\n\r\n"
-        b"3\r\nabc\r\n0\r\n\r\n",
+        b"GET /cache/users/1 HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n"
+        % READER.encode(),
+        b"PUT /cache/users/2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        b"\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (WRITER.encode(), len(put), put),
+        b"PUT /cache/users/bin?ttl=10s HTTP/1.1\r\n"
+        b"Content-Type: application/octet-stream"
+        b"\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer %s\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n" % WRITER.encode(),
         b"DELETE /cache/k HTTP/1.1\r\nX-Is-Sync: true\r\n"
-        b"Authorization: Bearer admin\r\n\r\n",
+        b"Authorization: Bearer %s\r\n\r\n" % ADMIN.encode(),
         b"GET /cluster/members HTTP/1.1\r\n\r\nGET /stats HTTP/1.1\r\n\r\n",
         b"POST /internal/v1/apply HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
         b"POST /cluster/keys/install HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
     ]
+    return [bytes((index * 7 % 64,)) + r for index, r in enumerate(requests)]
 
 
 CORPORA = {

@@ -209,11 +209,14 @@ class GuardedChannel(HTTPChannel):
             self._refuse(431, "request headers are too large")
 
     def allHeadersReceived(self) -> None:
-        super().allHeadersReceived()
+        # Before Twisted's own handling, so that a client that asked
+        # "Expect: 100-continue" for an oversized body is told 413, not
+        # told to send it.
         length = self.length
         if length is not None and length > self._bodyLimit:
             self._refuse(413, f"body is larger than {self._bodyLimit} bytes")
             return
+        super().allHeadersReceived()
         if length == 0:
             self._cancelDeadline()
         else:

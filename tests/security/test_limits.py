@@ -243,3 +243,10 @@ class LimitsTests(SynchronousTestCase):
         self.assertAnswer(two, 503)
         self.assertEqual(self.site.bytesInFlight, 2000)
         self.assertEqual(one.value(), b"")
+
+    def test_oversizedBodyIsRefusedBeforeContinue(self) -> None:
+        channel, transport = self.connect()
+        channel.dataReceived(
+            b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+        )
+        self.assertClosedWith(transport, 413)
