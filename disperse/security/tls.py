@@ -50,9 +50,11 @@ def _read(path: str, what: str) -> bytes:
 def _options(ca: Certificate, node: PrivateCertificate) -> CertificateOptions:
     # Both sides verify the other against the cluster CA only, and both
     # require a certificate: a connection without one fails its handshake.
+    # pyOpenSSL takes cryptography's key and certificate (its own are
+    # deprecated there); the CA store still wants its own.
     return CertificateOptions(
-        privateKey=node.privateKey.original,
-        certificate=node.original,
+        privateKey=node.privateKey.original.to_cryptography_key(),
+        certificate=node.original.to_cryptography(),
         verify=True,
         caCerts=[ca.original],
         requireCertificate=True,
