@@ -39,9 +39,7 @@ def _checkCost(guard: RequestGuard, count: int) -> float:
 
 
 def _requestCost(withGuard: bool, tokens: bool, count: int) -> float:
-    site = inMemorySite(withGuard=withGuard)
-    if withGuard and not tokens:
-        site.site.resource._guard.tokens = None  # type: ignore[attr-defined]
+    site = inMemorySite(withGuard=withGuard, withTokens=tokens)
     one = (
         b"GET /cache/k HTTP/1.1\r\nAuthorization: Bearer "
         + READER.encode()

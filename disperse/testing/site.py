@@ -63,7 +63,7 @@ class InMemorySite:
         return written
 
 
-def inMemorySite(withGuard: bool = True) -> InMemorySite:
+def inMemorySite(withGuard: bool = True, withTokens: bool = True) -> InMemorySite:
     clock = Clock()
     clock.advance(1_700_000_000)
     node = Node(
@@ -74,7 +74,7 @@ def inMemorySite(withGuard: bool = True) -> InMemorySite:
     secret = deriveSecret("in-memory cluster secret")
     guard = (
         RequestGuard(
-            tokens=parseTokens(TOKENS),
+            tokens=parseTokens(TOKENS) if withTokens else None,
             perClient=RateLimiter(clock, 1000),
             overall=RateLimiter(clock, 10000),
         )
