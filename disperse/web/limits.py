@@ -14,6 +14,10 @@ request is still being read, before any route sees it:
   - connections: at most C{maxConnectionsPerClient} open from one address
     (beyond it, a 429 and the connection closes).
 
+  - answers: a client that stops reading gets no further answer (pipelined
+    requests wait) until it reads, so it holds at most one answer's worth
+    of memory until the idle timeout closes it.
+
 Requests in flight are bounded by the site (L{disperse.web.service}).
 All timers run on the reactor given to the site, so they are tested on a
 L{twisted.internet.task.Clock}.
@@ -145,6 +149,8 @@ class GuardedChannel(HTTPChannel):
     _bodyLimit = 0
     _readingBody = False
     _refused = False
+    _transportFull = False
+    _doneWhileFull: Any = None
 
     def connectionMade(self) -> None:
         site: Any = self.site  # type: ignore[attr-defined]
@@ -237,6 +243,31 @@ class GuardedChannel(HTTPChannel):
         self._headerBytes = 0
         self._cancelDeadline()
         super().allContentReceived()
+
+    # Answers to clients that do not read
+
+    def pauseProducing(self) -> None:
+        # The transport's buffer is full: the client is not reading.
+        self._transportFull = True
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transportFull = False
+        super().resumeProducing()
+        done, self._doneWhileFull = self._doneWhileFull, None
+        if done is not None:
+            super().requestDone(done)
+
+    def requestDone(self, request: Any) -> None:
+        # Twisted stops reading from a client whose answers pile up, but
+        # still serves the requests it had already read, pipelined, each
+        # answer added to the pile: a few kilobytes of GETs for a large
+        # value held hundreds of megabytes. The next request waits until
+        # the client has read.
+        if self._transportFull and self.persistent:
+            self._doneWhileFull = request
+            return
+        super().requestDone(request)
 
     # Deadlines and refusals
 

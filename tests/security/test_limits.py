@@ -250,3 +250,26 @@ class LimitsTests(SynchronousTestCase):
             b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
         )
         self.assertClosedWith(transport, 413)
+
+    def test_clientNotReadingGetsNoFurtherAnswers(self) -> None:
+        channel, transport = self.connect()
+        # The transport's buffer fills (the client is not reading) during
+        # the first answer; the pipelined second request waits.
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n\r\n")
+        transport.clear()
+        channel.pauseProducing()
+        # Bytes already read are parsed: /b is answered, /c waits for the
+        # client to read.
+        channel.dataReceived(b"GET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n")
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 1)
+        self.assertEqual(self.site.inFlight, 0)
+        channel.resumeProducing()
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 2)
+
+    def test_notReadingThenGone(self) -> None:
+        channel, _ = self.connect()
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n\r\n")
+        channel.pauseProducing()
+        channel.dataReceived(b"GET /b HTTP/1.1\r\n\r\n")
+        channel.connectionLost()
+        self.assertEqual(self.site.connections.count("10.0.0.1"), 0)

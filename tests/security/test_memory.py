@@ -85,3 +85,33 @@ def test_memoryStaysWithinBudgetUnderHostileMix() -> None:
     # The budget, plus room for one request's body in memory at a time,
     # allocator slack and 200 connections' buffers; not the 100 MiB sent.
     assert grown < budget + 40 * MiB, grown / MiB
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_clientsThatDoNotReadHoldOneAnswerEach() -> None:
+    """
+    Pipelined GETs of a large value from clients that never read: each
+    connection holds one answer, not one per request it sent.
+    """
+    with runningNode("--node-name", "readers", "--max-value-size", "4MiB") as node:
+        port = node.httpPort
+        assert _put(port, "big", b"b" * (4 * MiB)) == 200
+        baseline = _rss(node.process.pid)
+        readers = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            # 150 requests: 600 MiB of answers if all were served.
+            s.sendall(b"GET /cache/big HTTP/1.1\r\nHost: x\r\n\r\n" * 150)
+            readers.append(s)
+        # Another client is served meanwhile, which also means the node has
+        # worked through what the readers sent.
+        for _ in range(5):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", "/cache/big")
+            assert len(connection.getresponse().read()) == 4 * MiB
+            connection.close()
+        grown = _rss(node.process.pid) - baseline
+        for s in readers:
+            s.close()
+    assert grown < 4 * 2 * 4 * MiB + 30 * MiB, grown / MiB
