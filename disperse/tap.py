@@ -546,6 +546,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             )
         )
     metrics = NodeMetrics(node)
+    if guard is not None:
+        refused = guard.refused
+        metrics.collector.rateLimited = lambda: refused[429]
     api = CacheAPI(
         node,
         peer=None if peerService else peerAPI.resource(),

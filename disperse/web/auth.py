@@ -28,8 +28,9 @@ from disperse.security.tokens import ADMIN, READ, WRITE, Grant, TokenTable
 
 JSON = b"application/json"
 _BEARER = b"bearer "
-# Routes any client may reach without a token: liveness probes.
-OPEN_ROUTES = frozenset((b"health",))
+# Routes any client may reach without a token: liveness probes, and the
+# dashboard's static page (its data comes from routes that need one).
+OPEN_ROUTES = frozenset((b"health", b"", b"ui"))
 _READING = frozenset((b"GET", b"HEAD"))
 
 

@@ -262,3 +262,16 @@ class RateLimitTests(SynchronousTestCase):
                 refused += 1
                 self.assertEqual(request.responseCode, 429)
         self.assertEqual(refused, 200)
+
+
+class OpenRoutesTests(_Base):
+    def setUp(self) -> None:
+        self.guard = RequestGuard(tokens=parseTokens(TOKENS))
+        super().setUp()
+
+    def test_dashboardPageIsOpenItsDataIsNot(self) -> None:
+        self.assertNotEqual(self.call("GET", "/")[0], 401)
+        self.assertNotEqual(self.call("GET", "/ui")[0], 401)
+        self.assertEqual(self.call("GET", "/cluster/overview")[0], 401)
+        self.assertEqual(self.call("GET", "/metrics")[0], 401)
+        self.assertNotEqual(self.call("GET", "/metrics", READER)[0], 401)

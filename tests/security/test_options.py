@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python import usage
+from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import provider
 
 from disperse.node import Node
@@ -225,3 +226,17 @@ def test_clusterTLSRefusesForeignCertificate(tmp_path: Path) -> None:
     )
     with pytest.raises(usage.UsageError, match="not signed by --cluster-ca"):
         makeService(options, MemoryReactorWithUDP())
+
+
+def test_rateLimitedMetric(tmp_path: Path) -> None:
+    options = parse(["--http-port=tcp:0", "--rate-limit=1"])
+    node = makeService(options, MemoryReactorWithUDP())
+    assert isinstance(node, Node)
+    [http] = [s for s in node if isinstance(s, HTTPService)]
+    site: Any = http._site
+    guard = site.resource._guard
+    request: Any = DummyRequest([b"cache", b"k"])
+    for _ in range(3):
+        guard.admit(request, [b"cache", b"k"])
+    page = site.resource._metrics.render(DummyRequest([b"metrics"]))
+    assert b"disperse_rate_limited_total 1.0" in page
