@@ -10,7 +10,7 @@ GOSSIP_PORT ?= 7946
 HTTP_PORT ?= 8000
 BIND ?= 127.0.0.1
 
-.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory clean fuzz
+.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,7 @@ unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 # Benchmarks need wrk (Debian package) and taskset; see bench/README.md.
-bench: bench-http bench-memory
+bench: bench-http bench-memory bench-cluster
 
 bench-http: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -64,6 +64,13 @@ bench-http: $(VENV)/.installed-test
 
 bench-memory: $(VENV)/.installed-test
 	$(BIN)/python bench/memory
+
+# Three nodes against one (wrk), then repair after a restart and a kill -9
+# under load; see bench/README.md.
+bench-cluster: $(VENV)/.installed-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/cluster-http
+	$(BIN)/python bench/cluster-repair
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
