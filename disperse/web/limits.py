@@ -143,7 +143,11 @@ class GuardedChannel(HTTPChannel):
     totalHeadersSize = 1 << 30
     _host = ""
     _counted = False
+    # One timer per connection, not one per request: it fires at the
+    # earliest moment the request being read could be late, and looks.
     _deadline: IDelayedCall | None = None
+    _inHeaders = False
+    _phaseStart = 0.0
     _headerBytes = 0
     _bodyBytes = 0
     _bodyLimit = 0
@@ -169,7 +173,7 @@ class GuardedChannel(HTTPChannel):
             return
         self._counted = True
         # A new connection owes us a request promptly.
-        self._schedule(limits.headerTimeout)
+        self._startPhase(headers=True)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._cancelDeadline()
@@ -185,8 +189,8 @@ class GuardedChannel(HTTPChannel):
             return
         # The first bytes of a request start its clock; between requests on
         # a kept-alive connection only the idle timeout runs.
-        if self._deadline is None and not self._readingBody:
-            self._schedule(self.site.limits.headerTimeout)  # type: ignore[attr-defined]
+        if not self._inHeaders and not self._readingBody:
+            self._startPhase(headers=True)
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -222,13 +226,12 @@ class GuardedChannel(HTTPChannel):
         if length is not None and length > self._bodyLimit:
             self._refuse(413, f"body is larger than {self._bodyLimit} bytes")
             return
+        self._inHeaders = False
         super().allHeadersReceived()
-        if length == 0:
-            self._cancelDeadline()
-        else:
+        if length != 0:
             self._readingBody = True
             self._bodyBytes = 0
-            self._schedule(self.site.limits.bodyTimeout)  # type: ignore[attr-defined]
+            self._startPhase(headers=False)
 
     def rawDataReceived(self, data: bytes) -> None:
         if self._readingBody:
@@ -240,8 +243,8 @@ class GuardedChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         self._readingBody = False
+        self._inHeaders = False
         self._headerBytes = 0
-        self._cancelDeadline()
         super().allContentReceived()
 
     # Answers to clients that do not read
@@ -271,9 +274,35 @@ class GuardedChannel(HTTPChannel):
 
     # Deadlines and refusals
 
-    def _schedule(self, seconds: float) -> None:
-        self._cancelDeadline()
-        self._deadline = self.callLater(seconds, self._tooSlow)
+    def _startPhase(self, headers: bool) -> None:
+        site: Any = self.site  # type: ignore[attr-defined]
+        limits: HTTPLimits = site.limits
+        self._inHeaders = headers
+        self._phaseStart = now = site.reactor.seconds()
+        due = now + (limits.headerTimeout if headers else limits.bodyTimeout)
+        deadline = self._deadline
+        if deadline is None:
+            self._deadline = self.callLater(due - now, self._check)
+        elif deadline.getTime() > due:
+            deadline.reset(due - now)
+
+    def _check(self) -> None:
+        """
+        The timer fired: refuse the request being read if it is late, else
+        wait for the moment it would be (nothing, between requests).
+        """
+        self._deadline = None
+        if not (self._inHeaders or self._readingBody):
+            return
+        site: Any = self.site  # type: ignore[attr-defined]
+        limits: HTTPLimits = site.limits
+        allowed = limits.headerTimeout if self._inHeaders else limits.bodyTimeout
+        now = site.reactor.seconds()
+        late = self._phaseStart + allowed - now
+        if late <= 0:
+            self._tooSlow()
+        else:
+            self._deadline = self.callLater(late, self._check)
 
     def _cancelDeadline(self) -> None:
         if self._deadline is not None:
