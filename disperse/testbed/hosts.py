@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -219,7 +218,8 @@ class NodeProcess:
         self._clockOffset = clockOffset
         self._extraArgs = list(extraArgs)
         self.lines: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
+        # Held to read or add lines; notified when one arrives.
+        self._lock = threading.Condition()
         self.process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self.starts = 0
@@ -285,6 +285,7 @@ class NodeProcess:
                 logFile.write(f"[{stamp:8.3f}] {line}")
                 with self._lock:
                     self.lines.append((stamp, line.rstrip("\n")))
+                    self._lock.notify_all()
 
     @property
     def running(self) -> bool:
@@ -348,9 +349,15 @@ class NodeProcess:
         return found
 
     def waitFor(self, pattern: re.Pattern[str], deadline: float, since: float) -> bool:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if any(stamp >= since for stamp, _ in self.linesMatching(pattern)):
-                return True
-            time.sleep(0.1)
-        return False
+        """
+        Whether a line matching C{pattern}, logged at C{since} or later,
+        arrives within C{deadline} seconds (woken by each new line).
+        """
+
+        def seen() -> bool:
+            return any(
+                stamp >= since and pattern.search(line) for stamp, line in self.lines
+            )
+
+        with self._lock:
+            return self._lock.wait_for(seen, timeout=deadline)

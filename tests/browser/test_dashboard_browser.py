@@ -96,26 +96,28 @@ def browser() -> Iterator[Any]:
 def waitUntil(driver: Any, condition: Callable[[], Any], what: str) -> Any:
     """
     Poll C{condition} (against the live page) until it is truthy or the
-    deadline passes; its last value.
+    deadline passes; its last value. Selenium's own wait does the polling.
     """
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,
+        TimeoutException,
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    end = time.monotonic() + DEADLINE
-    while True:
-        try:
-            result = condition()
-        except StaleElementReferenceException:
-            # The page redrew the element between finding and reading it.
-            result = None
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(
-                f"the page never showed {what}; status: "
-                + driver.find_element("id", "status").text
-            )
-        # Between polls of the DOM, not a wait for the condition itself.
-        time.sleep(0.1)
+    wait = WebDriverWait(
+        driver,
+        DEADLINE,
+        poll_frequency=0.1,
+        # The page redrew an element between finding and reading it.
+        ignored_exceptions=(StaleElementReferenceException,),
+    )
+    try:
+        return wait.until(lambda _: condition())
+    except TimeoutException:
+        raise AssertionError(
+            f"the page never showed {what}; status: "
+            + driver.find_element("id", "status").text
+        ) from None
 
 
 def memberStates(driver: Any) -> dict[str, str]:
