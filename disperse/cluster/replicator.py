@@ -52,6 +52,14 @@ HINT_BATCH = 500
 RANGE_MAX_RECORDS = 10_000
 RANGE_MAX_BYTES = 16 * 1024 * 1024
 
+# For this long after its partition table changes, a node coordinating at
+# quorum waits for every replica of its table (up to the timeout) instead
+# of the first majority. Views of the membership differ for a moment after
+# a heal, a death or a join; two coordinators may then pick different
+# replica sets, and a write and a read that each reach all of their own
+# (R of the same N members) share a replica where two majorities might not.
+SETTLE_WINDOW = 5.0
+
 # A partition this node newly holds is not read from here until it caught
 # up with the replicas that held it before, or for at most this long: a
 # source that never answers must not keep a replica out of reads forever.
@@ -201,6 +209,7 @@ class _WriteRun:
         self.required = outcome.required
         self.replicas = outcome.replicas
         self.pending = remote
+        self.waitAll = False
         self.done: Deferred[WriteOutcome] = Deferred()
         self.timer: IDelayedCall | None = None
 
@@ -208,7 +217,7 @@ class _WriteRun:
         self.pending -= 1
         self.acks += int(acked)
         self.replicator.counters.acks += int(acked)
-        if self.acks >= self.required or not self.pending:
+        if (self.acks >= self.required and not self.waitAll) or not self.pending:
             self.finish()
 
     def finish(self) -> None:
@@ -242,6 +251,7 @@ class _ReadRun:
         self.candidates = candidates
         self.answers: dict[str, Record | None] = {}
         self.pending = 0
+        self.waitAll = False
         self.done: Deferred[ReadOutcome] = Deferred()
         self.timer: IDelayedCall | None = None
 
@@ -263,7 +273,9 @@ class _ReadRun:
     def answered(self, records: list[Record | None], member: str) -> None:
         self.pending -= 1
         self.answers[member] = records[0] if records else None
-        if len(self.answers) >= self.required:
+        if (len(self.answers) >= self.required and not self.waitAll) or not (
+            self.pending or self.candidates
+        ):
             self.finish()
 
     def failed(self, failure: Failure, member: str) -> None:
@@ -317,6 +329,7 @@ class Replicator:
         self._tableListeners: list[
             Callable[[PartitionTable, PartitionTable], object]
         ] = []
+        self._settledAt = 0.0
         # Partitions not read from here yet, with when the hold ends.
         self._held: dict[int, float] = {}
 
@@ -347,6 +360,7 @@ class Replicator:
         self._members = frozen
         old = self.table
         self.table = PartitionTable.build(frozen, self._replicas)
+        self._settledAt = self._clock.seconds() + SETTLE_WINDOW
         self.log.info(
             "partition table rebuilt for {count} members ({digest})",
             count=len(frozen),
@@ -406,13 +420,14 @@ class Replicator:
                 self.counters.writesUnderReplicated += 1
             return outcome
         run = _WriteRun(self, outcome, len(remote))
+        run.waitAll = self._settling(level)
         for owner in remote:
             self.peers.apply(owner, [(key, record)]).addCallbacks(
                 lambda _: run.answered(True),
                 self._applyFailed,
                 errbackArgs=(owner, key, record, run),
             )
-        if outcome.ok:
+        if outcome.ok and not run.waitAll:
             return outcome
         if not run.done.called:
             run.timer = self._clock.callLater(self._timeout, run.finish)
@@ -448,16 +463,22 @@ class Replicator:
                 self._store.record(key, touch=True), 1, required, len(owners)
             )
         run = _ReadRun(self, key, required, len(owners), others)
+        run.waitAll = self._settling(level)
         if local:
             run.answers[self.nodeName] = self._store.record(
                 key, touch=True, expired=True
             )
-        run.ask(required - len(run.answers))
+        run.ask(len(others) if run.waitAll else required - len(run.answers))
         if not run.pending:
             run.finish()
         elif not run.done.called:
             run.timer = self._clock.callLater(self._timeout, run.finish)
         return run.done
+
+    def _settling(self, level: Consistency) -> bool:
+        # "one" promises nothing to wait for; "all" waits for every replica
+        # anyway.
+        return level is Consistency.quorum and self._clock.seconds() < self._settledAt
 
     def _settleRead(self, run: _ReadRun) -> ReadOutcome:
         newest: Record | None = None

@@ -26,6 +26,7 @@ from disperse.cluster.placement import (
 from disperse.cluster.replicator import (
     HINT_INTERVAL,
     MAX_READ_HOLD,
+    SETTLE_WINDOW,
     Consistency,
     NotCaughtUp,
     ReadOutcome,
@@ -67,6 +68,9 @@ class Cluster:
             self.stores[name] = store
             self.nodes[name] = node
         self.network.nodes.update(self.nodes)
+        # Past the moments after a table change, when quorums wait for
+        # every replica: the tests below are about the steady state.
+        self.clock.advance(SETTLE_WINDOW)
 
     def settle(self, seconds: float = 0.1) -> None:
         for _ in range(int(seconds / 0.001)):
@@ -447,3 +451,29 @@ class _FailingPeers:
 
     def fetch(self, member: str, keys: object) -> Deferred[list[Record | None]]:
         return fail(ConnectionRefusedError(member))
+
+
+class SettlingTests(SynchronousTestCase):
+    def test_quorumWaitsForEveryReplicaAfterATableChange(self) -> None:
+        """
+        Right after the table changes, a quorum write and read wait for
+        every replica of the table (views may differ between coordinators);
+        once it has been stable a while, the first majority is enough.
+        """
+        cluster = Cluster()
+        slow = cluster.network
+        node = cluster.nodes["n0"]
+        node.updateMembers([MemberSpec(n) for n in NAMES] + [MemberSpec("n3")])
+        node.updateMembers([MemberSpec(n) for n in NAMES])
+        slow.latency = 0.01
+        slow.silent.add("n2")
+        started = cluster.clock.seconds()
+        outcome = cluster.put("n0", "k", b"v", Consistency.quorum)
+        # The silent replica was waited for until the timeout.
+        self.assertGreaterEqual(cluster.clock.seconds() - started, 1.0)
+        self.assertEqual(outcome, WriteOutcome(acks=2, required=2, replicas=3))
+        cluster.clock.advance(SETTLE_WINDOW)
+        started = cluster.clock.seconds()
+        outcome = cluster.put("n0", "k", b"w", Consistency.quorum)
+        self.assertLess(cluster.clock.seconds() - started, 0.1)
+        self.assertEqual(outcome, WriteOutcome(acks=2, required=2, replicas=3))
