@@ -368,12 +368,24 @@ class NodeCollector(Collector):
                 "Calls to other replicas that failed or timed out.",
                 counters.remoteFailures,
             ),
+            (
+                "no_majority",
+                "Quorum and all requests refused because this node reached no"
+                " majority of the members it knows of.",
+                counters.noMajority,
+            ),
         ):
             yield _counter(f"disperse_replication_{name}_total", documentation, value)
         yield _gauge(
             "disperse_replication_members",
             "Members holding data in this node's partition table.",
             len(replicator.table.members),
+        )
+        yield _gauge(
+            "disperse_replication_known_members",
+            "Members of the table plus those that vanished without leaving:"
+            " the cluster size quorums are judged against.",
+            replicator.knownMembers(),
         )
         yield _gauge(
             "disperse_replication_partitions_catching_up",

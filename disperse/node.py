@@ -296,6 +296,8 @@ class Node(MultiService):
         self._memberChanged("updated", member)
 
     def memberLeft(self, member: Member) -> None:
+        # Gone on purpose: the cluster is smaller now, not cut in two.
+        self.replicator.memberLeft(member.name)
         self._memberChanged("left", member)
 
     def memberFailed(self, member: Member) -> None:
@@ -366,6 +368,8 @@ class Node(MultiService):
         consistency if not given).
 
         @raise NotJoined: before this node joined its cluster.
+        @raise NoMajority: at quorum or all, when this node reaches no
+            majority of the cluster.
         """
         if not self.ready:
             raise NotJoined()
@@ -530,6 +534,7 @@ class Node(MultiService):
                 for m in self.replicator.hints.members()
             ),
             "members": len(self.replicator.table.members),
+            "knownMembers": self.replicator.knownMembers(),
             **{
                 f"peer{name.capitalize()}": value
                 for name, value in asdict(

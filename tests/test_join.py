@@ -11,7 +11,8 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.replicator import Consistency
+from disperse.cluster.placement import MemberSpec
+from disperse.cluster.replicator import Consistency, NoMajority
 from disperse.node import Node, NotJoined
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
@@ -59,3 +60,32 @@ class JoinTests(SynchronousTestCase):
         self.addCleanup(node.stopService)
         self.assertTrue(node.ready)
         self.assertTrue(getattr(node.put("k", b"v"), "ok", False))
+
+
+class MajorityTests(SynchronousTestCase):
+    def test_cutOffNodeRefusesQuorum(self) -> None:
+        """
+        A node that lost sight of most of the cluster answers quorum
+        requests 503 with the reason, and still serves "one".
+        """
+        node, _ = startNode()
+        self.addCleanup(node.stopService)
+        name = node.config.nodeName
+        others = [MemberSpec(n) for n in ("b", "c", "d")]
+        node.replicator.updateMembers([MemberSpec(name), *others])
+        node.replicator.updateMembers([MemberSpec(name), others[0]])
+        self.assertRaises(NoMajority, node.get, "k")
+        stub: Any = StubTreq(CacheAPI(node).resource())
+        response = self.successResultOf(
+            stub.put("http://node/cache/k", json={"value": "v"})
+        )
+        self.assertEqual(response.code, 503)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
+        body = self.successResultOf(stub.json_content(response))
+        self.assertIn("reaches only 2 of the 4 members", body["error"])
+        self.assertIsNone(node.getLocal("k"))
+        response = self.successResultOf(
+            stub.put("http://node/cache/k?consistency=one", json={"value": "v"})
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual(node.stats()["replication"]["knownMembers"], 4)

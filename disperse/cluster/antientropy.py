@@ -138,6 +138,7 @@ class AntiEntropy:
         self.peersPerRound = peersPerRound
         self.counters = AntiEntropyCounters()
         self.inFlight = 0
+        self._pumping = False
         self.maxInFlightSeen = 0
         self._running = False
         self._round = 0
@@ -362,7 +363,19 @@ class AntiEntropy:
 
     def _pump(self) -> None:
         # Start queued exchanges up to the in-flight bound; each one that
-        # ends calls this again.
+        # ends calls this again. An exchange can end inside the loop (a peer
+        # with no address fails at once): the running loop then takes the
+        # freed slot, rather than a nested pump per queued job, which would
+        # recurse once per partition.
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            self._pumpLoop()
+        finally:
+            self._pumping = False
+
+    def _pumpLoop(self) -> None:
         while self._running and self.inFlight < self.maxInFlight:
             urgent = bool(self._urgent)
             if urgent:

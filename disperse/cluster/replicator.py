@@ -65,12 +65,35 @@ SETTLE_WINDOW = 5.0
 # source that never answers must not keep a replica out of reads forever.
 MAX_READ_HOLD = 60.0
 
+# A member that vanished from the membership without leaving (declared
+# dead, or cut off from here) still counts towards the size of the cluster
+# for this long: a node on the minority side of a partition must not take
+# its handful of reachable members for the whole cluster. After this long
+# a member that never came back is taken for gone for good.
+FORGET_DEPARTED = 600.0
+
 
 class NotCaughtUp(Exception):
     """
     This replica is still catching up on the partition of a key asked for;
     the asker should read another replica.
     """
+
+
+class NoMajority(Exception):
+    """
+    This node reaches too few of the members it knows of to coordinate at
+    quorum or all: it may be on the minority side of a partition, where its
+    own partition table names replicas the rest of the cluster does not.
+
+    @ivar reachable: the members this node's table holds, itself included.
+    @ivar known: those plus the members that vanished without leaving.
+    """
+
+    def __init__(self, reachable: int, known: int) -> None:
+        super().__init__(f"reaches {reachable} of {known} known members")
+        self.reachable = reachable
+        self.known = known
 
 
 class Consistency(enum.Enum):
@@ -194,6 +217,8 @@ class ReplicationCounters:
     remoteFailures: int = 0
     # Write acknowledgements from other replicas.
     acks: int = 0
+    # Quorum and all requests refused for want of a majority of the cluster.
+    noMajority: int = 0
 
 
 class _WriteRun:
@@ -332,6 +357,10 @@ class Replicator:
         self._settledAt = 0.0
         # Partitions not read from here yet, with when the hold ends.
         self._held: dict[int, float] = {}
+        # Members that dropped out of the table without leaving, with when
+        # they did; and members known to have left on purpose.
+        self._departed: dict[str, float] = {}
+        self._left: set[str] = set()
 
     # Life cycle and membership
 
@@ -357,6 +386,14 @@ class Replicator:
         frozen = frozenset(specs)
         if frozen == self._members:
             return
+        now = self._clock.seconds()
+        names = {m.name for m in frozen}
+        for gone in {m.name for m in self._members} - names:
+            if gone not in self._left:
+                self._departed[gone] = now
+        for name in names:
+            self._departed.pop(name, None)
+            self._left.discard(name)
         self._members = frozen
         old = self.table
         self.table = PartitionTable.build(frozen, self._replicas)
@@ -371,6 +408,41 @@ class Replicator:
                 listener(old, self.table)
             except Exception:
                 self.log.failure("partition table listener failed")
+
+    def memberLeft(self, name: str) -> None:
+        """
+        C{name} left the cluster on purpose: the cluster shrank, so it no
+        longer counts towards its size.
+        """
+        self._departed.pop(name, None)
+        if name != self.nodeName:
+            self._left.add(name)
+
+    def knownMembers(self) -> int:
+        """
+        How many members the cluster has as far as this node can tell: those
+        of its table and those that vanished without leaving, less than
+        L{FORGET_DEPARTED} ago.
+        """
+        if self._departed:
+            horizon = self._clock.seconds() - FORGET_DEPARTED
+            for name, when in list(self._departed.items()):
+                if when <= horizon:
+                    del self._departed[name]
+        return len(self._members) + len(self._departed)
+
+    def _checkMajority(self, level: Consistency) -> None:
+        # Quorum and all promise that a read sees an acknowledged write. A
+        # node that reaches only a minority of the cluster builds its table
+        # from that minority, so its "majority of the replicas" may share
+        # no replica with the rest of the cluster's: it must refuse rather
+        # than acknowledge. "one" promises nothing of the kind.
+        if level is Consistency.one or not self._departed:
+            return
+        known = self.knownMembers()
+        if len(self._members) * 2 <= known:
+            self.counters.noMajority += 1
+            raise NoMajority(len(self._members), known)
 
     def addTableListener(
         self, listener: Callable[[PartitionTable, PartitionTable], object]
@@ -400,7 +472,10 @@ class Replicator:
         @return: the outcome, at once when the local replica alone meets the
             level, else a L{Deferred} that fires when enough replicas
             answered, all answered, or the timeout passed.
+        @raise NoMajority: at quorum or all, when this node reaches no
+            majority of the cluster.
         """
+        self._checkMajority(level)
         self.counters.writes += 1
         owners = self.owners(key)
         required = level.required(len(owners))
@@ -448,7 +523,10 @@ class Replicator:
 
         @return: the outcome, at once when the local replica alone meets the
             level, else a L{Deferred}.
+        @raise NoMajority: at quorum or all, when this node reaches no
+            majority of the cluster.
         """
+        self._checkMajority(level)
         self.counters.reads += 1
         owners = self.owners(key)
         required = level.required(len(owners))

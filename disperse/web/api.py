@@ -26,7 +26,12 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from disperse.cluster.replicator import Consistency, ReadOutcome, WriteOutcome
+from disperse.cluster.replicator import (
+    Consistency,
+    NoMajority,
+    ReadOutcome,
+    WriteOutcome,
+)
 from disperse.config import parseDuration
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
@@ -266,6 +271,16 @@ class CacheAPI:
                 503,
                 "this node has not joined its cluster yet, so it cannot tell"
                 " which members hold the key; retry, or ask another node",
+            )
+        except NoMajority as e:
+            request.setHeader(b"retry-after", b"1")
+            return self._error(
+                request,
+                503,
+                f"this node reaches only {e.reachable} of the {e.known} members"
+                " it knows of, so it may be cut off from the rest of the"
+                " cluster; quorum and all need it to reach a majority. Retry,"
+                " ask another node, or use consistency=one",
             )
         except Exception:
             body: bytes = self._internalError(request, Failure())

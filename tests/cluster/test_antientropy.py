@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -434,3 +436,43 @@ class IdleRoundTests(SynchronousTestCase):
         counters = cluster.ae["n0"].counters
         self.assertEqual(counters.rootsCompared - roots, PARTITION_COUNT)
         self.assertEqual(counters.compared, compared)
+
+
+class _RefusingPeers:
+    """
+    Peers whose every call fails at once, as a member with no known
+    address does.
+    """
+
+    def __getattr__(self, name: str) -> object:
+        def call(member: str, *args: object) -> Deferred[object]:
+            return fail(ConnectionRefusedError(member))
+
+        return call
+
+
+class SynchronousFailureTests(SynchronousTestCase):
+    def test_exchangesFailingAtOnceDoNotRecurse(self) -> None:
+        """
+        Exchanges that fail inside the call that starts them (every
+        partition at once) are counted and the queue drains, without a
+        nested start per job.
+        """
+        clock = Clock()
+        store = Store(clock, 1)
+        peers: Any = _RefusingPeers()
+        node = Replicator(nodeName="a", store=store, clock=clock, peers=peers)
+        ae = AntiEntropy(
+            replicator=node,
+            store=store,
+            peers=peers,
+            clock=clock,
+            random=random.Random(0),
+        )
+        ae.start()
+        self.addCleanup(ae.stop)
+        # "b" joins: a catch-up with it, whose roots request fails, so every
+        # partition is exchanged, and each of those fails too.
+        node.updateMembers([MemberSpec("a"), MemberSpec("b")])
+        self.assertEqual(ae.counters.failures, 1 + PARTITION_COUNT)
+        self.assertEqual(ae.inFlight, 0)

@@ -24,10 +24,12 @@ from disperse.cluster.placement import (
     partitionOf,
 )
 from disperse.cluster.replicator import (
+    FORGET_DEPARTED,
     HINT_INTERVAL,
     MAX_READ_HOLD,
     SETTLE_WINDOW,
     Consistency,
+    NoMajority,
     NotCaughtUp,
     ReadOutcome,
     Replicator,
@@ -477,3 +479,96 @@ class SettlingTests(SynchronousTestCase):
         outcome = cluster.put("n0", "k", b"w", Consistency.quorum)
         self.assertLess(cluster.clock.seconds() - started, 0.1)
         self.assertEqual(outcome, WriteOutcome(acks=2, required=2, replicas=3))
+
+
+class MajorityTests(SynchronousTestCase):
+    """
+    A node that reaches only a minority of the members it knows of refuses
+    quorum and all: its table, built from that minority, may name replicas
+    that share none with the rest of the cluster's.
+    """
+
+    FOUR = ["n0", "n1", "n2", "n3"]
+
+    def cutOff(self) -> Cluster:
+        """
+        Four members; n2 then loses sight of n0 and n1 (its table keeps
+        itself and n3, as a partition's minority side would).
+        """
+        cluster = Cluster(self.FOUR)
+        cluster.nodes["n2"].updateMembers([MemberSpec("n2"), MemberSpec("n3")])
+        return cluster
+
+    def test_minorityRefusesQuorumAndAll(self) -> None:
+        cluster = self.cutOff()
+        node = cluster.nodes["n2"]
+        record = cluster.stores["n2"].newRecord(b"v")
+        for level in (Consistency.quorum, Consistency.all):
+            e = self.assertRaises(NoMajority, node.write, "k", record, level)
+            self.assertEqual((e.reachable, e.known), (2, 4))
+            self.assertRaises(NoMajority, node.read, "k", level)
+        self.assertEqual(node.counters.noMajority, 4)
+        # Refused before anything was stored.
+        self.assertIsNone(cluster.stores["n2"].record("k"))
+        self.assertEqual(node.counters.writes, 0)
+
+    def test_minorityStillServesOne(self) -> None:
+        cluster = self.cutOff()
+        self.assertTrue(cluster.put("n2", "k", b"v", Consistency.one).ok)
+        read = cluster.get("n2", "k", Consistency.one)
+        self.assertEqual(read.value, cluster.stores["n2"].record("k"))
+
+    def test_majorityServes(self) -> None:
+        """
+        Three of four reachable is a majority: one member's death does not
+        stop quorums.
+        """
+        cluster = Cluster(self.FOUR)
+        node = cluster.nodes["n0"]
+        node.updateMembers([MemberSpec(n) for n in ["n0", "n1", "n3"]])
+        self.assertEqual(node.knownMembers(), 4)
+        self.assertTrue(cluster.put("n0", "k", b"v", Consistency.quorum).ok)
+
+    def test_leftMembersDoNotCount(self) -> None:
+        """
+        Members that left on purpose shrank the cluster: the rest is whole,
+        whichever order the leave notice and the new table come in.
+        """
+        cluster = Cluster(self.FOUR)
+        node = cluster.nodes["n2"]
+        node.memberLeft("n0")
+        node.updateMembers([MemberSpec(n) for n in ["n1", "n2", "n3"]])
+        node.updateMembers([MemberSpec("n2"), MemberSpec("n3")])
+        node.memberLeft("n1")
+        self.assertEqual(node.knownMembers(), 2)
+        self.assertTrue(cluster.put("n2", "k", b"v", Consistency.quorum).ok)
+
+    def test_departedForgottenAfterAWhile(self) -> None:
+        cluster = self.cutOff()
+        node = cluster.nodes["n2"]
+        cluster.clock.advance(FORGET_DEPARTED - 1)
+        self.assertRaises(NoMajority, node.read, "k", Consistency.quorum)
+        cluster.clock.advance(1)
+        self.assertEqual(node.knownMembers(), 2)
+        self.assertTrue(cluster.get("n2", "k", Consistency.quorum).ok)
+
+    def test_healRestoresQuorum(self) -> None:
+        cluster = self.cutOff()
+        node = cluster.nodes["n2"]
+        node.updateMembers([MemberSpec(n) for n in self.FOUR])
+        self.assertEqual(node.knownMembers(), 4)
+        self.assertTrue(cluster.put("n2", "k", b"v", Consistency.quorum).ok)
+
+    def test_rejoinAfterLeaving(self) -> None:
+        """
+        A member that left and came back counts again when it vanishes
+        without leaving the second time.
+        """
+        cluster = Cluster(["n0", "n1", "n2"])
+        node = cluster.nodes["n0"]
+        node.memberLeft("n1")
+        node.updateMembers([MemberSpec("n0"), MemberSpec("n2")])
+        node.updateMembers([MemberSpec(n) for n in ["n0", "n1", "n2"]])
+        node.updateMembers([MemberSpec("n0")])
+        self.assertEqual(node.knownMembers(), 3)
+        self.assertRaises(NoMajority, node.read, "k", Consistency.quorum)
