@@ -501,6 +501,7 @@ class Node(MultiService):
                     "name": member.name,
                     "gossip_addr": f"{member.host}:{member.port}",
                     "http_addr": meta.get("http_addr"),
+                    "peer_addr": meta.get("peer_addr"),
                     "state": NodeState(member.state).name,
                     "incarnation": member.incarnation,
                     "zone": meta.get("zone", ""),

@@ -19,6 +19,9 @@ from pathlib import Path
 
 _LISTENING = re.compile(r"HTTP API listening on (?P<host>[^\s]+):(?P<port>\d+)")
 _GOSSIP = re.compile(r"gossip listening on (?P<host>[^\s]+):(?P<port>\d+)")
+_PEER = re.compile(
+    r"node-to-node API(?: \(TLS\))? listening on (?P<host>[^\s]+):(?P<port>\d+)"
+)
 DEADLINE = 30.0
 
 # The twistd installed beside the interpreter running the tests.
@@ -52,6 +55,7 @@ class NodeProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.httpPort = int(self.waitFor(_LISTENING).group("port"))
+        self.peerPort = int(self.waitFor(_PEER).group("port"))
         self.gossipPort = int(self.waitFor(_GOSSIP).group("port"))
 
     @property

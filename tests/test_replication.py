@@ -139,7 +139,9 @@ def test_noAcknowledgedWriteLost(cluster: list[NodeProcess]) -> None:
 def test_forgedReplicaWriteRefused(cluster: list[NodeProcess]) -> None:
     n0 = cluster[0]
     request = urllib.request.Request(
-        f"{n0.url}/internal/v1/apply", data=b"\x91\x90", method="POST"
+        f"http://127.0.0.1:{n0.peerPort}/internal/v1/apply",
+        data=b"\x91\x90",
+        method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=10)

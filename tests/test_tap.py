@@ -215,14 +215,17 @@ class MakeServiceTests(SynchronousTestCase):
         reactor = MemoryReactorWithUDP()
         node = makeService(options, reactor)
         assert isinstance(node, Node)
-        [http, membership] = list(node)
+        [http, peer, membership] = list(node)
         assert isinstance(http, HTTPService)
+        assert isinstance(peer, HTTPService)
         assert isinstance(membership, Membership)
         node.privilegedStartService()
         node.startService()
+        # The HTTP API, the node-to-node API (on a port the OS picks) and
+        # gossip's TCP side.
         self.assertEqual(
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
-            [(8123, "127.0.0.1"), (7001, "127.0.0.1")],
+            [(8123, "127.0.0.1"), (0, "127.0.0.1"), (7001, "127.0.0.1")],
         )
         [udp] = reactor.udpPorts
         self.assertEqual((udp.interface, udp.port), ("127.0.0.1", 7001))

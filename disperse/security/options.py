@@ -110,7 +110,7 @@ SECURITY_OPTIONS: list[list[Any]] = [
         "peer-port",
         None,
         None,
-        "Port of the node-to-node API over TLS, with --cluster-ca (default 0: "
+        "Port of the node-to-node API, over TLS with --cluster-ca (default 0: "
         "the OS picks; gossiped to the other nodes).",
     ],
 ]
@@ -187,8 +187,6 @@ def parseSecurity(
     tls = [options[f] for f in ("cluster-ca", "node-cert")]
     if any(tls) and not all(tls):
         raise usage.UsageError("--cluster-ca and --node-cert go together")
-    if options["peer-port"] is not None and not options["cluster-ca"]:
-        raise usage.UsageError("--peer-port needs --cluster-ca")
     try:
         peerPort = parsePort(options["peer-port"] or "0")
     except ValueError as e:

@@ -125,7 +125,7 @@ def withPeerAddress(
 ) -> Callable[[], bytes]:
     """
     Wrap a node's gossip metadata to add the address of its node-to-node
-    TLS port.
+    port.
     """
 
     def metaWithPeer() -> bytes:
@@ -140,15 +140,24 @@ def peerAddresses(
     memberMeta: Callable[[str], bytes | None],
 ) -> Callable[[str], str | None]:
     """
-    Where to reach a member's node-to-node TLS port, from its metadata; a
-    member that gossips none (it runs without TLS) cannot be reached.
+    Where to reach a member's node-to-node port, from its metadata; a
+    member that gossips none cannot be reached.
     """
+    # Asked on every call to a peer: decode a member's metadata only when it
+    # changed.
+    known: dict[str, tuple[bytes, str | None]] = {}
 
     def addressOf(name: str) -> str | None:
         meta = memberMeta(name)
         if meta is None:
+            known.pop(name, None)
             return None
+        cached = known.get(name)
+        if cached is not None and cached[0] == meta:
+            return cached[1]
         address: Any = decodeMeta(meta).get("peer_addr")
-        return address if isinstance(address, str) else None
+        found = address if isinstance(address, str) else None
+        known[name] = (meta, found)
+        return found
 
     return addressOf

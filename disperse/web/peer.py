@@ -36,6 +36,8 @@ from disperse.store import Record
 # A batch of replica writes may be much larger than one client request.
 MAX_PEER_BODY = 64 * 1024 * 1024
 PREFIX = b"/internal/v1/"
+TEXT = b"text/plain; charset=utf-8"
+MSGPACK = b"application/x-msgpack"
 
 
 class _PeerResource(Resource):
@@ -90,18 +92,47 @@ class PeerAPI:
                 return self._refuse(request, 413, "body too large")
             content.seek(0)
             body = content.read()
+        query = request.uri.partition(b"?")[2]
+        code, contentType, answer = self.answer(
+            kind,
+            query,
+            request.uri,
+            body,
+            request.getHeader(SIGNATURE_HEADER),
+            getattr(request.getClientAddress(), "host", "?"),
+        )
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", contentType)
+        return answer
+
+    def answer(
+        self,
+        kind: str,
+        query: bytes,
+        target: bytes,
+        body: bytes,
+        signature: bytes | None,
+        client: str,
+    ) -> tuple[int, bytes, bytes]:
+        """
+        Serve one call, whichever server carried it: its status, content
+        type and body.
+
+        @param kind: the call, the path's last segment (C{apply}, ...).
+        @param target: the request target as sent (path and query), which
+            the signature covers.
+        @param client: the caller's address, for logs.
+        """
         try:
-            self._verifier.verify(
-                request.method, request.uri, body, request.getHeader(SIGNATURE_HEADER)
-            )
+            self._verifier.verify(b"POST", target, body, signature)
         except SignatureError as e:
-            return self._refuse(request, 401, str(e))
+            return self.refusal(client, 401, str(e))
         try:
             replicator = self._node.replicator
             if kind == "apply":
                 records = ApplyRequest.decode(body).records
                 # A repair (anti-entropy) must not evict to take a key.
-                repair = request.args.get(b"repair") == [b"1"]
+                repair = query == b"repair=1"
                 applied = replicator.applyLocal(
                     ((key, Record.decode(blob)) for key, blob in records),
                     evict=not repair,
@@ -113,8 +144,7 @@ class PeerAPI:
                     found = replicator.fetchLocal(keys)
                 except NotCaughtUp:
                     # Not an error of the asker's: it reads another replica.
-                    request.setResponseCode(503)
-                    return b"catching up"
+                    return 503, TEXT, b"catching up"
                 answer = FetchResponse(
                     tuple(None if r is None else r.encode() for r in found)
                 ).encode()
@@ -136,24 +166,32 @@ class PeerAPI:
                     tuple((key, r.encode()) for key, r in inRange)
                 ).encode()
             else:
-                return self._refuse(request, 404, "no such call")
+                return self.refusal(client, 404, "no such call")
         except ValueError as e:
             # ProtocolError, and a partition, level or node outside the
             # tree.
-            return self._refuse(request, 400, str(e))
-        request.setHeader(b"content-type", b"application/x-msgpack")
-        return answer
+            return self.refusal(client, 400, str(e))
+        except Exception:
+            self.log.failure("internal error serving a peer request")
+            return 500, TEXT, b"internal error"
+        return 200, MSGPACK, answer
 
-    def _refuse(self, request: IRequest, code: int, reason: str) -> bytes:
+    def refusal(self, client: str, code: int, reason: str) -> tuple[int, bytes, bytes]:
         self.refused += 1
         self.log.warn(
             "refused a peer request from {client}: {reason}",
-            client=getattr(request.getClientAddress(), "host", "?"),
+            client=client,
             reason=reason,
         )
+        return code, TEXT, reason.encode("utf-8")
+
+    def _refuse(self, request: IRequest, code: int, reason: str) -> bytes:
+        code, contentType, body = self.refusal(
+            getattr(request.getClientAddress(), "host", "?"), code, reason
+        )
         request.setResponseCode(code)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return reason.encode("utf-8")
+        request.setHeader(b"content-type", contentType)
+        return body
 
     def _internalError(self, request: IRequest, failure: Failure) -> bytes:
         self.log.failure("internal error serving a peer request", failure)

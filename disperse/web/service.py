@@ -9,7 +9,7 @@ finish before it returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -25,6 +25,9 @@ from twisted.web.server import Request, Site
 
 from disperse.logs import logger
 from disperse.web.limits import ConnectionCounter, GuardedChannel, HTTPLimits
+
+if TYPE_CHECKING:
+    from disperse.web.peerserver import PeerServerFactory
 
 # How long a stopping node waits for requests in flight.
 DRAIN_TIMEOUT = 10.0
@@ -148,7 +151,7 @@ class HTTPService(Service):
     def __init__(
         self,
         endpoint: IStreamServerEndpoint,
-        site: DisperseSite,
+        site: DisperseSite | PeerServerFactory,
         clock: IReactorTime,
         onListening: Callable[[IListeningPort], None] = lambda port: None,
         what: str = "HTTP API",

@@ -144,7 +144,7 @@ def test_forgedPeerRequestIsRefused(node: NodeProcess) -> None:
     signature = f"v1 t={int(time.time() * 1000)} n={'0' * 32} s={'1' * 64}"
     for headers in ({}, {"X-Disperse-Signature": signature}):
         status, _, _ = call(
-            node.httpPort,
+            node.peerPort,
             "POST",
             "/internal/v1/apply",
             body=b"\x91\x91\x92\xa1k\xc4\x15" + bytes(21),
@@ -153,9 +153,14 @@ def test_forgedPeerRequestIsRefused(node: NodeProcess) -> None:
         assert status == 401
     # A client token, even a valid one, is no signature.
     status, _, _ = call(
-        node.httpPort, "POST", "/internal/v1/apply", WRITER, body=b"\x90"
+        node.peerPort, "POST", "/internal/v1/apply", WRITER, body=b"\x90"
     )
     assert status == 401
+    # The public port serves no node-to-node call at all.
+    status, _, _ = call(
+        node.httpPort, "POST", "/internal/v1/apply", WRITER, body=b"\x90"
+    )
+    assert status == 404
     assert (
         call(node.httpPort, "GET", "/cache/k", READER, headers={"X-Is-Sync": "true"})[0]
         == 403

@@ -1,0 +1,242 @@
+"""
+Tests for L{disperse.web.peerserver}: the node-to-node port's own HTTP/1.1
+server frames signed calls, answers them in order on one connection, and
+closes connections that send what it cannot frame or that take too long.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from disperse.cluster.protocol import (
+    NONCE_SIZE,
+    SIGNATURE_HEADER,
+    ApplyRequest,
+    ApplyResponse,
+    FetchRequest,
+    FetchResponse,
+    Signer,
+    Verifier,
+)
+from disperse.config import NodeConfig
+from disperse.node import Node
+from disperse.store import Record
+from disperse.web.limits import HTTPLimits
+from disperse.web.peer import PeerAPI
+from disperse.web.peerserver import (
+    MAX_CONNECTIONS,
+    SWEEP_INTERVAL,
+    PeerServerFactory,
+    PeerServerProtocol,
+)
+
+SECRET = b"s" * 32
+LIMITS = HTTPLimits(
+    maxHeaderSize=1024,
+    maxPeerBodySize=4096,
+    headerTimeout=5.0,
+    bodyTimeout=10.0,
+    idleTimeout=60.0,
+)
+CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
+
+
+class PeerServerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.node = Node(NodeConfig(nodeName="alpha"), self.clock)
+        self.api = PeerAPI(self.node, Verifier(SECRET, self.clock))
+        self.factory = PeerServerFactory(self.api, LIMITS, self.clock)
+        self.factory.startFactory()
+        self.addCleanup(self.factory.stopFactory)
+        self.signer = Signer(SECRET)
+
+    def connect(self) -> tuple[PeerServerProtocol, StringTransport]:
+        protocol = self.factory.buildProtocol(CLIENT)
+        assert isinstance(protocol, PeerServerProtocol)
+        transport = StringTransport(peerAddress=CLIENT)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def request(
+        self,
+        body: bytes,
+        path: bytes = b"/internal/v1/fetch",
+        signed: bool = True,
+        extra: bytes = b"",
+        method: bytes = b"POST",
+    ) -> bytes:
+        headers = b"Host: alpha\r\nContent-Length: %d\r\n" % len(body) + extra
+        if signed:
+            signature = self.signer.sign(
+                method,
+                path,
+                body,
+                int(self.clock.seconds() * 1000),
+                os.urandom(NONCE_SIZE),
+            )
+            headers += b"%s: %s\r\n" % (SIGNATURE_HEADER, signature)
+        return b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method, path, headers, body)
+
+    def fetchBody(self, *keys: str) -> bytes:
+        return FetchRequest(keys).encode()
+
+    def responses(self, transport: StringTransport) -> list[tuple[int, bytes, bytes]]:
+        """
+        The responses written so far: status, head and body of each.
+        """
+        data = transport.value()
+        found = []
+        while data:
+            head, _, rest = data.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            found.append((status, head, rest[:length]))
+            data = rest[length:]
+        return found
+
+    def test_fetch(self) -> None:
+        self.node.putLocal("k", b"v")
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.request(self.fetchBody("k", "missing")))
+        [(status, head, body)] = self.responses(transport)
+        self.assertEqual(status, 200)
+        self.assertIn(b"Content-Type: application/x-msgpack", head)
+        blobs = FetchResponse.decode(body).records
+        self.assertEqual(len(blobs), 2)
+        first = blobs[0]
+        assert first is not None
+        self.assertEqual(Record.decode(first).value, b"v")
+        self.assertIsNone(blobs[1])
+        self.assertFalse(transport.disconnecting)
+
+    def test_applyAndPipelining(self) -> None:
+        """
+        Requests that arrive together, or a byte at a time, are answered in
+        order on the same connection.
+        """
+        record = self.node.store.newRecord(b"w", 0, False)
+        apply = self.request(
+            ApplyRequest((("k", record.encode()),)).encode(),
+            path=b"/internal/v1/apply",
+        )
+        fetch = self.request(self.fetchBody("k"))
+        protocol, transport = self.connect()
+        protocol.dataReceived(apply + fetch)
+        later = self.request(self.fetchBody("k"))
+        for i in range(len(later)):
+            protocol.dataReceived(later[i : i + 1])
+        [applied, fetched, again] = self.responses(transport)
+        self.assertEqual(ApplyResponse.decode(applied[2]).applied, (True,))
+        for status, _, body in (fetched, again):
+            self.assertEqual(status, 200)
+            [blob] = FetchResponse.decode(body).records
+            assert blob is not None
+            self.assertEqual(Record.decode(blob).value, b"w")
+
+    def test_unsignedIsRefusedButFramed(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.request(self.fetchBody("k"), signed=False))
+        protocol.dataReceived(self.request(self.fetchBody("k")))
+        [(refused, _, reason), (status, _, _)] = self.responses(transport)
+        self.assertEqual((refused, reason), (401, b"missing signature"))
+        self.assertEqual(status, 200)
+        self.assertEqual(self.api.refused, 1)
+
+    def test_replayIsRefused(self) -> None:
+        protocol, transport = self.connect()
+        once = self.request(self.fetchBody("k"))
+        protocol.dataReceived(once + once)
+        self.assertEqual([r[0] for r in self.responses(transport)], [200, 401])
+
+    def assertClosedWith(self, data: bytes, status: int) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(data)
+        [(answered, head, _)] = self.responses(transport)
+        self.assertEqual(answered, status)
+        self.assertIn(b"Connection: close", head)
+        self.assertTrue(transport.disconnecting)
+        # Whatever follows is not read.
+        protocol.dataReceived(self.request(self.fetchBody("k")))
+        self.assertEqual(len(self.responses(transport)), 1)
+
+    def test_unframeableRequests(self) -> None:
+        body = self.fetchBody("k")
+        cases = [
+            (self.request(body, path=b"/cache/k"), 404),
+            (self.request(body, path=b"/internal/v1/a/b"), 404),
+            (self.request(body, method=b"PUT"), 405),
+            (b"POST /internal/v1/fetch HTTP/1.1\r\nHost: a\r\n\r\n", 411),
+            (
+                b"POST /internal/v1/fetch HTTP/1.1\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n",
+                501,
+            ),
+            (
+                b"POST /internal/v1/fetch HTTP/1.1\r\nContent-Length: 4097\r\n\r\n",
+                413,
+            ),
+            (
+                b"POST /internal/v1/fetch HTTP/1.1\r\n"
+                b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
+            (b"POST /internal/v1/fetch HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            (b"NONSENSE\r\n\r\n", 400),
+            (b"POST /internal/v1/fetch HTTP/1.1\r\nno colon\r\n\r\n", 400),
+            (b"POST /internal/v1/fetch HTTP/1.1\r\nX: " + b"x" * 2000, 431),
+        ]
+        for data, status in cases:
+            self.assertClosedWith(data, status)
+
+    def test_closeAsked(self) -> None:
+        for extra, version in ((b"Connection: close\r\n", b"1.1"), (b"", b"1.0")):
+            protocol, transport = self.connect()
+            data = self.request(self.fetchBody("k"), extra=extra)
+            protocol.dataReceived(data.replace(b"HTTP/1.1", b"HTTP/" + version, 1))
+            [(status, head, _)] = self.responses(transport)
+            self.assertEqual(status, 200)
+            self.assertIn(b"Connection: close", head)
+            self.assertTrue(transport.disconnecting)
+
+    def test_slowHeadIsClosed(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST /internal/v1/fetch HTTP/1.1\r\n")
+        self.clock.advance(LIMITS.headerTimeout)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(SWEEP_INTERVAL)
+        [(status, _, _)] = self.responses(transport)
+        self.assertEqual(status, 408)
+        self.assertTrue(transport.disconnecting)
+
+    def test_slowBodyIsClosed(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.request(self.fetchBody("k"))[:-2])
+        self.clock.advance(LIMITS.headerTimeout + SWEEP_INTERVAL)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(LIMITS.bodyTimeout - LIMITS.headerTimeout)
+        [(status, _, _)] = self.responses(transport)
+        self.assertEqual(status, 408)
+
+    def test_idleIsClosed(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.request(self.fetchBody("k")))
+        self.clock.advance(LIMITS.idleTimeout)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(SWEEP_INTERVAL)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.responses(transport)), 1)
+
+    def test_connectionsBounded(self) -> None:
+        for _ in range(MAX_CONNECTIONS):
+            self.connect()
+        self.assertIsNone(self.factory.buildProtocol(CLIENT))
+        protocol = next(iter(self.factory.connections))
+        protocol.connectionLost()
+        self.assertIsNotNone(self.factory.buildProtocol(CLIENT))
