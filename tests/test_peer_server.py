@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -240,3 +242,53 @@ class PeerServerTests(SynchronousTestCase):
         protocol = next(iter(self.factory.connections))
         protocol.connectionLost()
         self.assertIsNotNone(self.factory.buildProtocol(CLIENT))
+
+
+class PeerServerPropertyTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=300),
+                st.sampled_from(
+                    [
+                        b"POST /internal/v1/fetch HTTP/1.1\r\n",
+                        b"Content-Length: 3\r\n",
+                        b"Content-Length: 99999999\r\n",
+                        b"Transfer-Encoding: chunked\r\n",
+                        b"Connection: close\r\n",
+                        b"\r\n",
+                        b"\r\n\r\n",
+                    ]
+                ),
+            ),
+            max_size=20,
+        )
+    )
+    def test_anyBytes(self, chunks: list[bytes]) -> None:
+        """
+        Whatever arrives, in whatever pieces: no exception escapes, what is
+        written is whole responses, and the buffer stays within the limits.
+        """
+        clock = Clock()
+        node = Node(NodeConfig(nodeName="alpha"), clock)
+        factory = PeerServerFactory(
+            PeerAPI(node, Verifier(SECRET, clock)), LIMITS, clock
+        )
+        protocol = factory.buildProtocol(CLIENT)
+        assert isinstance(protocol, PeerServerProtocol)
+        transport = StringTransport(peerAddress=CLIENT)
+        protocol.makeConnection(transport)
+        for chunk in chunks:
+            protocol.dataReceived(chunk)
+            self.assertLessEqual(
+                len(protocol._buffer),
+                LIMITS.maxHeaderSize + LIMITS.maxPeerBodySize + len(chunk) + 4,
+            )
+        data = transport.value()
+        while data:
+            self.assertTrue(data.startswith(b"HTTP/1.1 "))
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            self.assertGreaterEqual(len(rest), length)
+            data = rest[length:]
