@@ -23,7 +23,9 @@ from disperse.cluster.peerhttp import (
     Response,
     requestHead,
 )
-from disperse.cluster.peers import ConnectionPool
+from disperse.cluster.peers import ConnectionPool, HTTPPeerClient
+from disperse.cluster.protocol import FetchRequest, FetchResponse, Signer
+from disperse.store import Record
 
 reactor: Any = _reactor
 HEAD = requestHead(b"POST", b"/internal/v1/apply", b"10.0.0.1:80", b"X-A: b\r\n")
@@ -218,3 +220,66 @@ async def test_poolRefused() -> None:
         assert isinstance(failure, ConnectError)
     finally:
         pool.close()
+
+
+class _HeldPool:
+    """
+    A connection pool whose requests are answered by the test.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes, Deferred[Response]]] = []
+
+    def request(self, address: str, head: bytes, body: bytes) -> Deferred[Response]:
+        d: Deferred[Response] = Deferred()
+        self.sent.append((address, head, body, d))
+        return d
+
+    def close(self) -> None:
+        pass
+
+
+class BatchingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.client = HTTPPeerClient(
+            self.clock, lambda name: "10.0.0.9:7000", Signer(b"s" * 32)
+        )
+        self.pool = _HeldPool()
+        self.client._pool = self.pool  # type: ignore[assignment]
+
+    def answer(self, index: int) -> None:
+        _, _, body, d = self.pool.sent[index]
+        keys = FetchRequest.decode(body).keys
+        records = tuple(Record(k.encode(), 0, 1, 1).encode() for k in keys)
+        d.callback(Response(200, FetchResponse(records).encode()))
+
+    def keysOf(self, index: int) -> tuple[str, ...]:
+        return FetchRequest.decode(self.pool.sent[index][2]).keys
+
+    def test_askedMeanwhileGoesInTheNextCall(self) -> None:
+        """
+        Fetches asked in one reactor turn travel in one call; those asked
+        while it is in flight wait for its answer and travel together in
+        the next. Each caller gets its own records.
+        """
+        results: list[list[Record | None]] = []
+        for key in ("a", "b"):
+            self.client.fetch("peer", [key]).addCallback(results.append)
+        self.clock.advance(0)
+        self.assertEqual([self.keysOf(0)], [("a", "b")])
+        for key in ("c", "d", "e"):
+            self.client.fetch("peer", [key]).addCallback(results.append)
+        self.clock.advance(0)
+        self.assertEqual(len(self.pool.sent), 1)
+        self.answer(0)
+        self.clock.advance(0)
+        self.assertEqual(self.keysOf(1), ("c", "d", "e"))
+        self.answer(1)
+        self.assertEqual(
+            [[r.value if r else None for r in found] for found in results],
+            [[b"a"], [b"b"], [b"c"], [b"d"], [b"e"]],
+        )
+        self.assertEqual(
+            (self.client.counters.calls, self.client.counters.items), (2, 5)
+        )
