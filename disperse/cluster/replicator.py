@@ -357,6 +357,10 @@ class Replicator:
         self._settledAt = 0.0
         # Partitions not read from here yet, with when the hold ends.
         self._held: dict[int, float] = {}
+        # Member names in ring order, and each partition's other owners in
+        # the order reads ask them (filled as partitions are read).
+        self._ringOrder = [nodeName]
+        self._readOrder: dict[int, tuple[str, ...]] = {}
         # Members that dropped out of the table without leaving, with when
         # they did; and members known to have left on purpose.
         self._departed: dict[str, float] = {}
@@ -397,6 +401,8 @@ class Replicator:
         self._members = frozen
         old = self.table
         self.table = PartitionTable.build(frozen, self._replicas)
+        self._ringOrder = sorted(names)
+        self._readOrder = {}
         self._settledAt = self._clock.seconds() + SETTLE_WINDOW
         self.log.info(
             "partition table rebuilt for {count} members ({digest})",
@@ -528,11 +534,15 @@ class Replicator:
         """
         self._checkMajority(level)
         self.counters.reads += 1
-        owners = self.owners(key)
+        partition = partitionOf(key)
+        owners = self.table.owners(partition) or (self.nodeName,)
         required = level.required(len(owners))
-        others = [owner for owner in owners if owner != self.nodeName]
+        order = self._readOrder.get(partition)
+        if order is None:
+            order = self._readOrder[partition] = self._preferred(owners)
+        others = list(order)
         local = len(others) < len(owners)
-        if local and self._held and self._holding(partitionOf(key)):
+        if local and self._held and self._holding(partition):
             # Not a replica to read from until it caught up: the others
             # answer for it (and a write it missed is not read as absent).
             local = False
@@ -552,6 +562,25 @@ class Replicator:
         elif not run.done.called:
             run.timer = self._clock.callLater(self._timeout, run.finish)
         return run.done
+
+    def _preferred(self, owners: Sequence[str]) -> tuple[str, ...]:
+        # The other owners in the order reads ask them: by distance after
+        # this node on the ring of member names. In a 3-node cluster each
+        # node then reads from the same other node for every key (and is
+        # read from by the third), so its fetches gather into one queue and
+        # each call carries twice the keys; over larger clusters each
+        # coordinator still spreads over every member.
+        names = self._ringOrder
+        me = names.index(self.nodeName)
+        count = len(names)
+        return tuple(
+            sorted(
+                (owner for owner in owners if owner != self.nodeName),
+                key=lambda owner: (
+                    (names.index(owner) - me) % count if owner in names else count
+                ),
+            )
+        )
 
     def _settling(self, level: Consistency) -> bool:
         # "one" promises nothing to wait for; "all" waits for every replica

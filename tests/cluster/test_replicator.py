@@ -572,3 +572,48 @@ class MajorityTests(SynchronousTestCase):
         node.updateMembers([MemberSpec("n0")])
         self.assertEqual(node.knownMembers(), 3)
         self.assertRaises(NoMajority, node.read, "k", Consistency.quorum)
+
+
+class _RecordingPeers:
+    def __init__(self) -> None:
+        self.fetched: list[str] = []
+
+    def apply(self, member: str, records: object) -> Deferred[object]:
+        return Deferred()
+
+    def fetch(self, member: str, keys: object) -> Deferred[list[Record | None]]:
+        self.fetched.append(member)
+        return Deferred()
+
+
+class ReadPreferenceTests(SynchronousTestCase):
+    def test_readsAskTheNextMemberOnTheRing(self) -> None:
+        """
+        With every member a replica, a quorum read asks the member after
+        the coordinator in name order, whatever the key: its fetches then
+        batch into one queue. The last member wraps around to the first.
+        """
+        names = ["a", "b", "c"]
+        for me, expected in zip(names, ["b", "c", "a"], strict=True):
+            clock = Clock()
+            peers = _RecordingPeers()
+            node = Replicator(
+                nodeName=me, store=Store(clock, 1), clock=clock, peers=peers
+            )
+            node.updateMembers([MemberSpec(n) for n in names])
+            clock.advance(SETTLE_WINDOW)
+            for i in range(50):
+                node.read(f"key-{i}", Consistency.quorum)
+            self.assertEqual(set(peers.fetched), {expected})
+
+    def test_orderFollowsTheTable(self) -> None:
+        clock = Clock()
+        peers = _RecordingPeers()
+        node = Replicator(nodeName="a", store=Store(clock, 1), clock=clock, peers=peers)
+        node.updateMembers([MemberSpec(n) for n in "abc"])
+        clock.advance(SETTLE_WINDOW)
+        node.read("k", Consistency.quorum)
+        node.updateMembers([MemberSpec(n) for n in "ac"])
+        clock.advance(SETTLE_WINDOW)
+        node.read("k", Consistency.quorum)
+        self.assertEqual(peers.fetched, ["b", "c"])
