@@ -166,11 +166,14 @@ class NodeCollector(Collector):
 
     @ivar rateLimited: how many requests the rate limiter has refused so
         far; a node without one refuses none.
+    @ivar peerServed: how many node-to-node calls this node answered, and
+        how many of them it refused (unsigned, replayed, malformed).
     """
 
     def __init__(self, node: Node, rateLimited: Callable[[], int] | None = None):
         self._node = node
         self.rateLimited: Callable[[], int] = rateLimited or (lambda: 0)
+        self.peerServed: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def collect(self) -> Iterator[Metric]:
         node = self._node
@@ -189,6 +192,18 @@ class NodeCollector(Collector):
             "disperse_rate_limited_total",
             "Requests refused by the rate limiter.",
             self.rateLimited(),
+        )
+        served, refused = self.peerServed()
+        yield _counter(
+            "disperse_peer_calls_served_total",
+            "Node-to-node calls answered here, on the node-to-node port.",
+            served,
+        )
+        yield _counter(
+            "disperse_peer_calls_refused_total",
+            "Node-to-node calls refused here: unsigned, badly signed, replayed"
+            " or malformed.",
+            refused,
         )
 
     def _store(self) -> Iterator[Metric]:

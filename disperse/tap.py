@@ -558,12 +558,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ),
     )
     metrics = NodeMetrics(node)
+    metrics.collector.peerServed = lambda: (peerAPI.served, peerAPI.refused)
     if guard is not None:
         refused = guard.refused
         metrics.collector.rateLimited = lambda: refused[429]
     api = CacheAPI(
         node,
-        peer=None,
         peerStats=HTTPStatsClient(reactor),
         metrics=MetricsPage(metrics.registry),
         guard=guard,

@@ -185,6 +185,8 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
                 "disperse_antientropy_in_flight": "gauge",
                 "disperse_antientropy_queued": "gauge",
                 "disperse_rate_limited": "counter",
+                "disperse_peer_calls_served": "counter",
+                "disperse_peer_calls_refused": "counter",
                 "disperse_http_requests": "counter",
                 "disperse_http_request_duration_seconds": "histogram",
                 "disperse_http_requests_in_flight": "gauge",
@@ -436,9 +438,9 @@ class RouteTests(SynchronousTestCase):
             (b"GET", b"/cache/members", "/cache/members"),
             (b"PUT", b"/cache/members", "/cache/{key}"),
             (b"POST", b"/cluster/keys/install", "/cluster/keys/install"),
-            (b"POST", b"/internal/v1/apply", "/internal/v1/apply"),
             (b"GET", b"/ui/app.js", "/ui"),
             (b"GET", b"/../etc/passwd", "other"),
+            (b"POST", b"/internal/v1/apply", "other"),
         ]:
             self.assertEqual(routeOf(method, path), route, path)
 

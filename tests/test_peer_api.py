@@ -1,15 +1,15 @@
 """
-Tests for the node-to-node API's dispatch: only signed POSTs to known calls
-are served, whatever else arrives.
+Tests for the node-to-node API's dispatch, through the node-to-node port's
+server: only signed POSTs to known calls are served, whatever else arrives.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.placement import partitionOf
@@ -25,11 +25,12 @@ from disperse.cluster.protocol import (
 )
 from disperse.config import NodeConfig
 from disperse.node import Node
-from disperse.web.api import CacheAPI
+from disperse.web.limits import HTTPLimits
 from disperse.web.peer import PeerAPI
+from disperse.web.peerserver import PeerServerFactory
 
 SECRET = b"s" * 32
-URL = "http://10.0.0.1:8000"
+CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
 
 
 class PeerAPITests(SynchronousTestCase):
@@ -38,29 +39,31 @@ class PeerAPITests(SynchronousTestCase):
         self.clock.advance(1_800_000_000)
         self.node = Node(NodeConfig(nodeName="alpha"), self.clock)
         self.peer = PeerAPI(self.node, Verifier(SECRET, self.clock))
-        self.stub: Any = StubTreq(
-            CacheAPI(self.node, peer=self.peer.resource()).resource()
-        )
+        self.factory = PeerServerFactory(self.peer, HTTPLimits(), self.clock)
         self.signer = Signer(SECRET)
 
     def post(
         self, path: bytes, body: bytes, signed: bool = True, method: str = "POST"
     ) -> tuple[int, bytes]:
-        headers = {}
+        headers = b"Host: alpha\r\nContent-Length: %d\r\n" % len(body)
         if signed:
-            headers[SIGNATURE_HEADER] = [
-                self.signer.sign(
-                    method.encode(),
-                    path,
-                    body,
-                    int(self.clock.seconds() * 1000),
-                    os.urandom(NONCE_SIZE),
-                )
-            ]
-        d = self.stub.request(method, URL + path.decode(), data=body, headers=headers)
-        self.stub.flush()
-        response = self.successResultOf(d)
-        return response.code, self.successResultOf(self.stub.content(response))
+            signature = self.signer.sign(
+                method.encode(),
+                path,
+                body,
+                int(self.clock.seconds() * 1000),
+                os.urandom(NONCE_SIZE),
+            )
+            headers += b"%s: %s\r\n" % (SIGNATURE_HEADER, signature)
+        protocol = self.factory.buildProtocol(CLIENT)
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method.encode(), path, headers, body)
+        )
+        head, _, answer = transport.value().partition(b"\r\n\r\n")
+        return int(head.split(b" ")[1]), answer
 
     def applyBody(self) -> bytes:
         record = self.node.store.newRecord(b"v", 0, False)

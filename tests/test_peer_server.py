@@ -149,7 +149,7 @@ class PeerServerTests(SynchronousTestCase):
         [(refused, _, reason), (status, _, _)] = self.responses(transport)
         self.assertEqual((refused, reason), (401, b"missing signature"))
         self.assertEqual(status, 200)
-        self.assertEqual(self.api.refused, 1)
+        self.assertEqual((self.api.served, self.api.refused), (2, 1))
 
     def test_replayIsRefused(self) -> None:
         protocol, transport = self.connect()

@@ -1,8 +1,9 @@
 """
-A whole HTTP front end of one node in memory: node, public API with
-tokens and rate limits, node-to-node API and the guarded site, on a
-L{Clock}, fed raw bytes through L{StringTransport}s. For tests and
-fuzzers of the request handling.
+A whole public HTTP front end of one node in memory: node, API with
+tokens and rate limits and the guarded site, on a L{Clock}, fed raw bytes
+through L{StringTransport}s. For tests and fuzzers of the request
+handling. (The node-to-node port has its own server,
+L{disperse.web.peerserver}.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from disperse.cluster.protocol import Verifier, deriveSecret
 from disperse.config import NodeConfig
 from disperse.node import Node
 from disperse.security.ratelimit import RateLimiter
@@ -21,7 +21,6 @@ from disperse.security.tokens import parseTokens
 from disperse.web.api import CacheAPI
 from disperse.web.auth import RequestGuard
 from disperse.web.limits import HTTPLimits
-from disperse.web.peer import PeerAPI
 from disperse.web.service import DisperseSite
 
 READER = "reader-token-0123456789abcdef"
@@ -71,7 +70,6 @@ def inMemorySite(withGuard: bool = True, withTokens: bool = True) -> InMemorySit
         clock,
     )
     node.httpPort = 8000
-    secret = deriveSecret("in-memory cluster secret")
     guard = (
         RequestGuard(
             tokens=parseTokens(TOKENS) if withTokens else None,
@@ -81,11 +79,7 @@ def inMemorySite(withGuard: bool = True, withTokens: bool = True) -> InMemorySit
         if withGuard
         else None
     )
-    api = CacheAPI(
-        node, peer=PeerAPI(node, Verifier(secret, clock)).resource(), guard=guard
-    )
-    limits = HTTPLimits(
-        maxHeaderSize=2048, maxBodySize=4096 + 1024, maxPeerBodySize=8192
-    )
+    api = CacheAPI(node, guard=guard)
+    limits = HTTPLimits(maxHeaderSize=2048, maxBodySize=4096 + 1024)
     site = DisperseSite(api.resource(), limits=limits, reactor=clock)
     return InMemorySite(clock, node, site)

@@ -124,21 +124,18 @@ class _Front(Resource):
         self,
         api: CacheAPI,
         routes: IResource,
-        peer: IResource | None,
         metrics: IResource | None = None,
         guard: RequestGuard | None = None,
     ) -> None:
         super().__init__()
         self._api = api
         self._routes = routes
-        self._peer = peer
         self._metrics = metrics
         self._guard = guard
 
     def render(self, request: Request) -> bytes | int:
         path = request.postpath or []
-        # Node-to-node calls carry their own credentials (signatures).
-        if self._guard is not None and not (path and path[0] == b"internal"):
+        if self._guard is not None:
             refused = self._guard.admit(request, path)
             if refused is not None:
                 return refused
@@ -154,9 +151,6 @@ class _Front(Resource):
         ):
             self._api.cacheRequests += 1
             return self._api.serveKey(request, path[1:])
-        if path and path[0] == b"internal" and self._peer is not None:
-            peerBody: bytes = self._peer.render(request)
-            return peerBody
         if path == [b"metrics"] and self._metrics is not None:
             metricsBody: bytes = self._metrics.render(request)
             return metricsBody
@@ -175,19 +169,16 @@ class CacheAPI:
     def __init__(
         self,
         node: Node,
-        peer: IResource | None = None,
         peerStats: StatsClient | None = None,
         metrics: IResource | None = None,
         guard: RequestGuard | None = None,
     ) -> None:
         """
-        @param peer: the node-to-node API, served under C{/internal/}.
         @param peerStats: how the dashboard reads other members' C{/stats}.
         @param metrics: the Prometheus page, served at C{/metrics}.
         @param guard: authentication and rate limits, if any.
         """
         self._node = node
-        self._peer = peer
         self._metrics = metrics
         self._guard = guard
         # Requests on /cache/<key>, for the request rate the dashboard shows.
@@ -201,7 +192,7 @@ class CacheAPI:
         self._maxBodySize = config.maxValueSize + JSON_BODY_SLACK
 
     def resource(self) -> IResource:
-        return _Front(self, self.app.resource(), self._peer, self._metrics, self._guard)
+        return _Front(self, self.app.resource(), self._metrics, self._guard)
 
     # Errors, in one place
 

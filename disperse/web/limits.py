@@ -4,8 +4,7 @@ request is still being read, before any route sees it:
 
   - the request line and headers together: 431 beyond C{maxHeaderSize};
   - the body: 413 as soon as its declared length, or the bytes actually
-    received, exceed the limit of its route (C{/internal/} takes larger
-    batches than a client's PUT), so an oversized upload is never stored;
+    received, exceed C{maxBodySize}, so an oversized upload is never stored;
   - time: a request's headers must arrive within C{headerTimeout} of its
     first byte, and its body within C{bodyTimeout} after them (408, then
     the connection closes), so a client trickling bytes (slowloris) holds
@@ -44,9 +43,9 @@ DEFAULT_MAX_IN_FLIGHT = 1024
 # Request bodies held by requests in flight, together: with the store's
 # budget, what bounds a node's memory whatever clients send.
 DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
-# Node-to-node batches (see disperse.web.peer.MAX_PEER_BODY).
+# Node-to-node batches, on the node-to-node port: a batch of replica
+# writes may be much larger than one client request.
 DEFAULT_MAX_PEER_BODY = 64 * 1024 * 1024
-_INTERNAL = b"/internal/"
 # Chunked bodies are counted as received, framing included.
 _CHUNK_SLACK = 64 * 1024
 
@@ -201,13 +200,7 @@ class GuardedChannel(HTTPChannel):
             self._refuse(431, "request headers are too large")
             return
         if first and line:
-            parts = line.split(b" ")
-            path = parts[1] if len(parts) > 1 else b""
-            self._bodyLimit = (
-                limits.maxPeerBodySize
-                if path.startswith(_INTERNAL)
-                else limits.maxBodySize
-            )
+            self._bodyLimit = limits.maxBodySize
         super().lineReceived(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:

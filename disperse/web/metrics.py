@@ -42,11 +42,6 @@ _ROUTES = {
         "/health",
         "/stats",
         "/metrics",
-        "/internal/v1/apply",
-        "/internal/v1/fetch",
-        "/internal/v1/roots",
-        "/internal/v1/digest",
-        "/internal/v1/range",
     )
 }
 

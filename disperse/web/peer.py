@@ -1,20 +1,15 @@
 """
-The node-to-node HTTP API: replica writes and reads that other nodes send
-while coordinating requests, and the Merkle digests and leaf ranges of
-anti-entropy exchanges. Every request must carry a valid signature
-made with the cluster secret; anything else is refused before its body is
+The node-to-node API: replica writes and reads that other nodes send while
+coordinating requests, and the Merkle digests and leaf ranges of
+anti-entropy exchanges. Every request must carry a valid signature made
+with the cluster secret; anything else is refused before its body is
 decoded, so a client can never forge a replica write.
+L{disperse.web.peerserver} carries the calls on the node-to-node port.
 """
 
 from __future__ import annotations
 
-from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
-
 from disperse.cluster.protocol import (
-    SIGNATURE_HEADER,
     ApplyRequest,
     ApplyResponse,
     DigestRequest,
@@ -33,39 +28,9 @@ from disperse.logs import logger
 from disperse.node import Node
 from disperse.store import Record
 
-# A batch of replica writes may be much larger than one client request.
-MAX_PEER_BODY = 64 * 1024 * 1024
 PREFIX = b"/internal/v1/"
 TEXT = b"text/plain; charset=utf-8"
 MSGPACK = b"application/x-msgpack"
-
-
-class _PeerResource(Resource):
-    """
-    Serves every internal path. The calls are few and fixed, and come by the
-    thousand a second under load, so they are dispatched here directly:
-    routing them through Klein cost more than most calls' own work.
-    """
-
-    isLeaf = True
-
-    def __init__(self, api: PeerAPI) -> None:
-        super().__init__()
-        self._api = api
-
-    def render(self, request: Request) -> bytes:
-        path = request.path
-        if not path.startswith(PREFIX) or b"/" in path[len(PREFIX) :]:
-            return self._api._refuse(request, 404, "no such call")
-        if request.method != b"POST":
-            request.setHeader(b"allow", b"POST")
-            return self._api._refuse(request, 405, "method not allowed")
-        try:
-            return self._api.call(
-                request, path[len(PREFIX) :].decode("ascii", "replace")
-            )
-        except Exception:
-            return self._api._internalError(request, Failure())
 
 
 class PeerAPI:
@@ -78,32 +43,8 @@ class PeerAPI:
     def __init__(self, node: Node, verifier: Verifier) -> None:
         self._node = node
         self._verifier = verifier
+        self.served = 0
         self.refused = 0
-
-    def resource(self) -> IResource:
-        return _PeerResource(self)
-
-    def call(self, request: IRequest, kind: str) -> bytes:
-        content = request.content
-        body = b""
-        if content is not None:
-            content.seek(0, 2)
-            if content.tell() > MAX_PEER_BODY:
-                return self._refuse(request, 413, "body too large")
-            content.seek(0)
-            body = content.read()
-        query = request.uri.partition(b"?")[2]
-        code, contentType, answer = self.answer(
-            kind,
-            query,
-            request.uri,
-            body,
-            request.getHeader(SIGNATURE_HEADER),
-            getattr(request.getClientAddress(), "host", "?"),
-        )
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", contentType)
-        return answer
 
     def answer(
         self,
@@ -123,6 +64,7 @@ class PeerAPI:
             the signature covers.
         @param client: the caller's address, for logs.
         """
+        self.served += 1
         try:
             self._verifier.verify(b"POST", target, body, signature)
         except SignatureError as e:
@@ -184,16 +126,3 @@ class PeerAPI:
             reason=reason,
         )
         return code, TEXT, reason.encode("utf-8")
-
-    def _refuse(self, request: IRequest, code: int, reason: str) -> bytes:
-        code, contentType, body = self.refusal(
-            getattr(request.getClientAddress(), "host", "?"), code, reason
-        )
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", contentType)
-        return body
-
-    def _internalError(self, request: IRequest, failure: Failure) -> bytes:
-        self.log.failure("internal error serving a peer request", failure)
-        request.setResponseCode(500)
-        return b"internal error"

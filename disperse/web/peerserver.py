@@ -210,7 +210,9 @@ class PeerServerProtocol(Protocol):
     def _refuse(self, code: int, reason: str) -> None:
         # A request that cannot be framed leaves the stream unreadable
         # after it: answer and close.
-        code, contentType, body = self._factory.api.refusal(self._client, code, reason)
+        api = self._factory.api
+        api.served += 1
+        code, contentType, body = api.refusal(self._client, code, reason)
         transport = self.transport
         assert transport is not None
         transport.write(_response(code, contentType, body, True))

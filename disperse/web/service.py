@@ -91,17 +91,14 @@ class DisperseSite(Site):
     def admit(self, request: Request) -> int:
         """
         The body size of C{request} if this node takes it on now; else -1,
-        after answering 503. Node-to-node calls are bounded by their
-        senders and never shed here: shedding them would fail replica
-        writes that clients already waited for.
+        after answering 503. (Node-to-node calls never come here: they have
+        their own port, and are never shed.)
         """
         content = request.content
         size = 0
         if content is not None:
             size = content.seek(0, 2)
             content.seek(0)
-        if request.path.startswith(b"/internal/"):
-            return size
         limits = self.limits
         if self.inFlight and (
             self.inFlight >= limits.maxInFlight

@@ -5,9 +5,18 @@ Every input a fuzzer (fuzz/, make fuzz) found crashing, kept as a test.
 from __future__ import annotations
 
 import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
+from disperse.cluster.protocol import Verifier
+from disperse.config import NodeConfig
+from disperse.node import Node
 from disperse.store import Record
 from disperse.testing.site import inMemorySite
+from disperse.web.limits import HTTPLimits
+from disperse.web.peer import PeerAPI
+from disperse.web.peerserver import PeerServerFactory
 
 
 @pytest.mark.parametrize("blob", [b"", b"\n", bytes(20)])
@@ -35,9 +44,24 @@ def test_recordHeaderOnly() -> None:
 )
 def test_unknownPeerRouteIsNot500(request_: bytes) -> None:
     """
-    A method or path the node-to-node API does not know is a 404 or 405,
-    not an internal error with a logged traceback (fuzz/http_request.py
-    found the 500 while that API was a Klein app).
+    A method or path the node-to-node API does not know is a 400, 404 or
+    405, not an internal error with a logged traceback (fuzz/http_request.py
+    found the 500 while that API was a Klein app); on the public port, such
+    a path is just not found.
     """
-    answer = inMemorySite().exchange(request_)
-    assert answer.startswith((b"HTTP/1.1 404 ", b"HTTP/1.1 405 ")), answer
+    clock = Clock()
+    node = Node(NodeConfig(nodeName="alpha"), clock)
+    factory = PeerServerFactory(
+        PeerAPI(node, Verifier(b"s" * 32, clock)), HTTPLimits(), clock
+    )
+    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4000))
+    assert protocol is not None
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(request_)
+    answer = transport.value()
+    assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 404 ", b"HTTP/1.1 405 ")), (
+        answer
+    )
+    public = inMemorySite(withTokens=False).exchange(request_)
+    assert public.startswith((b"HTTP/1.1 404 ", b"HTTP/1.1 405 ")), public

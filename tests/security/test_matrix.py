@@ -156,11 +156,13 @@ def test_forgedPeerRequestIsRefused(node: NodeProcess) -> None:
         node.peerPort, "POST", "/internal/v1/apply", WRITER, body=b"\x90"
     )
     assert status == 401
-    # The public port serves no node-to-node call at all.
+    # The public port serves no node-to-node call at all: its guard judges
+    # /internal/ like any other path that is not a key (admin only), and no
+    # route is behind it.
     status, _, _ = call(
         node.httpPort, "POST", "/internal/v1/apply", WRITER, body=b"\x90"
     )
-    assert status == 404
+    assert status == 403
     assert (
         call(node.httpPort, "GET", "/cache/k", READER, headers={"X-Is-Sync": "true"})[0]
         == 403
