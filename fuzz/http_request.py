@@ -1,8 +1,8 @@
 """
 Coverage-guided fuzzing of a node's HTTP front: raw bytes on a connection
-to the whole site (guarded channel, tokens and rate limits, public API,
-node-to-node API) in memory. Nothing may raise out of the channel, and no
-request may be answered with a 500.
+to the whole public site (guarded channel, tokens and rate limits, API) in
+memory (fuzz/peer_http.py fuzzes the node-to-node port). Nothing may raise
+out of the channel, and no request may be answered with a 500.
 
 The first byte picks how the bytes are split into reads.
 """
@@ -21,7 +21,7 @@ import werkzeug.routing  # noqa: F401
 
 with atheris.instrument_imports():
     from disperse.testing.site import inMemorySite
-    from disperse.web import api, auth, limits, peer  # noqa: F401
+    from disperse.web import api, auth, limits  # noqa: F401
 
 _SITE = inMemorySite()
 

@@ -21,7 +21,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE.parent / "build" / "fuzz"
-FUZZERS = ("gossip_packet", "gossip_stream", "peer_protocol", "http_request")
+FUZZERS = (
+    "gossip_packet",
+    "gossip_stream",
+    "peer_protocol",
+    "http_request",
+    "peer_http",
+)
 
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)
 _COVERAGE = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)", re.MULTILINE)

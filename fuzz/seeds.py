@@ -96,11 +96,28 @@ def httpRequests() -> list[bytes]:
     return [bytes((index * 7 % 64,)) + r for index, r in enumerate(requests)]
 
 
+def peerHTTPRequests() -> list[bytes]:
+    fetch = protocol.FetchRequest(("a", "b")).encode()
+    # The first byte of each input is the size of the reads (0: all at once).
+    requests = [
+        b"POST /internal/v1/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+        b"X-Disperse-Signature: v1 t=1 n=00 s=00\r\n\r\n%s" % (len(fetch), fetch),
+        b"POST /internal/v1/apply?repair=1 HTTP/1.1\r\nContent-Length: 3\r\n"
+        b"Connection: close\r\n\r\nabc",
+        b"POST /internal/v1/roots HTTP/1.0\r\nContent-Length: 0\r\n\r\n"
+        b"POST /internal/v1/range HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+        b"POST /internal/v1/digest HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /internal/v1/fetch HTTP/1.1\r\n\r\n",
+    ]
+    return [bytes((index * 5 % 64,)) + r for index, r in enumerate(requests)]
+
+
 CORPORA = {
     "gossip_packet": gossipPackets,
     "gossip_stream": gossipStreams,
     "peer_protocol": peerMessages,
     "http_request": httpRequests,
+    "peer_http": peerHTTPRequests,
 }
 
 

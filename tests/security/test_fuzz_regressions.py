@@ -5,18 +5,10 @@ Every input a fuzzer (fuzz/, make fuzz) found crashing, kept as a test.
 from __future__ import annotations
 
 import pytest
-from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 
-from disperse.cluster.protocol import Verifier
-from disperse.config import NodeConfig
-from disperse.node import Node
 from disperse.store import Record
+from disperse.testing.peerserver import peerConnection, peerServer
 from disperse.testing.site import inMemorySite
-from disperse.web.limits import HTTPLimits
-from disperse.web.peer import PeerAPI
-from disperse.web.peerserver import PeerServerFactory
 
 
 @pytest.mark.parametrize("blob", [b"", b"\n", bytes(20)])
@@ -49,15 +41,7 @@ def test_unknownPeerRouteIsNot500(request_: bytes) -> None:
     found the 500 while that API was a Klein app); on the public port, such
     a path is just not found.
     """
-    clock = Clock()
-    node = Node(NodeConfig(nodeName="alpha"), clock)
-    factory = PeerServerFactory(
-        PeerAPI(node, Verifier(b"s" * 32, clock)), HTTPLimits(), clock
-    )
-    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 4000))
-    assert protocol is not None
-    transport = StringTransport()
-    protocol.makeConnection(transport)
+    protocol, transport = peerConnection(peerServer())
     protocol.dataReceived(request_)
     answer = transport.value()
     assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 404 ", b"HTTP/1.1 405 ")), (

@@ -1,0 +1,48 @@
+"""
+One connection to a node's node-to-node server in memory, on a L{Clock},
+fed raw bytes through a L{StringTransport}: for tests and fuzzers of the
+framing.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from disperse.cluster.protocol import Verifier, deriveSecret
+from disperse.config import NodeConfig
+from disperse.node import Node
+from disperse.web.limits import HTTPLimits
+from disperse.web.peer import PeerAPI
+from disperse.web.peerserver import PeerServerFactory, PeerServerProtocol
+
+CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
+
+
+def peerServer(limits: HTTPLimits | None = None) -> PeerServerFactory:
+    """
+    The node-to-node server of a fresh node named C{fuzz}.
+    """
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    node = Node(NodeConfig(nodeName="fuzz", replicas=1), clock)
+    api = PeerAPI(node, Verifier(deriveSecret("in-memory cluster secret"), clock))
+    return PeerServerFactory(
+        api,
+        limits or HTTPLimits(maxHeaderSize=2048, maxPeerBodySize=8192),
+        clock,
+    )
+
+
+def peerConnection(
+    factory: PeerServerFactory,
+) -> tuple[PeerServerProtocol, StringTransport]:
+    """
+    A new connection to C{factory}'s server.
+    """
+    protocol = factory.buildProtocol(CLIENT)
+    assert isinstance(protocol, PeerServerProtocol)
+    transport = StringTransport(peerAddress=CLIENT)
+    protocol.makeConnection(transport)
+    return protocol, transport
