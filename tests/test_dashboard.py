@@ -42,10 +42,14 @@ class FakeStats:
     def __init__(self) -> None:
         self.answers: dict[str, dict[str, Any] | Exception] = {}
         self.asked: list[str] = []
+        self.authorizations: list[bytes | None] = []
         self.pending: dict[str, Deferred[dict[str, Any]]] = {}
 
-    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
+    def stats(
+        self, httpAddress: str, authorization: bytes | None = None
+    ) -> Deferred[dict[str, Any]]:
         self.asked.append(httpAddress)
+        self.authorizations.append(authorization)
         answer = self.answers.get(httpAddress)
         if answer is None:
             d: Deferred[dict[str, Any]] = Deferred()
@@ -233,6 +237,18 @@ class DashboardTests(SynchronousTestCase):
         counts = partitions["members"]
         self.assertEqual(sum(c["primary"] for c in counts.values()), PARTITION_COUNT)
         self.assertEqual(counts["beta"]["replicas"], PARTITION_COUNT)
+
+    def test_callersTokenGoesToTheOtherMembers(self) -> None:
+        """
+        The other members' /stats are asked with the dashboard caller's own
+        credentials: members that take tokens answer whoever may read the
+        overview here.
+        """
+        code, _, _ = self.get(
+            "/cluster/overview", headers={"Authorization": ["Bearer t0ken"]}
+        )
+        self.assertEqual(code, 200)
+        self.assertEqual(self.peers.authorizations, [b"Bearer t0ken"] * 2)
 
     def test_deadMembersAreNotAsked(self) -> None:
         self.node.view[2] = member("gamma", state="dead", port=8002)

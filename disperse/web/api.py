@@ -563,7 +563,10 @@ class CacheAPI:
     async def overview(self, request: IRequest) -> bytes:
         known = (request.args or {}).get(b"table")
         table = known[0].decode("ascii", "replace") if known else None
-        return self._json(request, await self._dashboard.overview(table))
+        return self._json(
+            request,
+            await self._dashboard.overview(table, request.getHeader(b"authorization")),
+        )
 
     @app.route("/cluster/events", methods=["GET", "HEAD"])
     def membershipEvents(self, request: IRequest) -> bytes:

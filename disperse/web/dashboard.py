@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from disperse.cluster.placement import PARTITION_COUNT
@@ -75,11 +76,17 @@ class StatsClient(Protocol):
     How the dashboard reads another member's counters.
     """
 
-    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
+    def stats(
+        self, httpAddress: str, authorization: bytes | None = None
+    ) -> Deferred[dict[str, Any]]:
         """
         The JSON object that C{GET /stats} answers at C{httpAddress}
         (host:port); fails if it does not answer in time or with anything
         but a JSON object.
+
+        @param authorization: the C{Authorization} header to send: the
+            dashboard's own caller's, so members that take tokens answer
+            whoever may read this node's overview.
         """
 
 
@@ -88,7 +95,9 @@ class NoStatsClient:
     A dashboard that cannot reach other members (in tests of other routes).
     """
 
-    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
+    def stats(
+        self, httpAddress: str, authorization: bytes | None = None
+    ) -> Deferred[dict[str, Any]]:
         d: Deferred[dict[str, Any]] = Deferred()
         d.errback(ConnectionError(httpAddress))
         return d
@@ -118,13 +127,22 @@ class HTTPStatsClient:
         closed: Deferred[None] = self._pool.closeCachedConnections()
         return closed
 
-    def stats(self, httpAddress: str) -> Deferred[dict[str, Any]]:
-        d: Deferred[dict[str, Any]] = Deferred.fromCoroutine(self._stats(httpAddress))
+    def stats(
+        self, httpAddress: str, authorization: bytes | None = None
+    ) -> Deferred[dict[str, Any]]:
+        d: Deferred[dict[str, Any]] = Deferred.fromCoroutine(
+            self._stats(httpAddress, authorization)
+        )
         d.addTimeout(self._timeout, self._reactor)
         return d
 
-    async def _stats(self, httpAddress: str) -> dict[str, Any]:
-        response = await self._http.get(f"http://{httpAddress}/stats")
+    async def _stats(
+        self, httpAddress: str, authorization: bytes | None
+    ) -> dict[str, Any]:
+        headers = (
+            Headers({b"authorization": [authorization]}) if authorization else None
+        )
+        response = await self._http.get(f"http://{httpAddress}/stats", headers=headers)
         body: bytes = await response.content()
         if response.code != 200:
             raise ValueError(f"/stats answered {response.code}")
@@ -253,13 +271,18 @@ class Dashboard:
             "events": [event.asJSON() for event in events.since(since)],
         }
 
-    def overview(self, knownTable: str | None = None) -> Deferred[dict[str, Any]]:
+    def overview(
+        self, knownTable: str | None = None, authorization: bytes | None = None
+    ) -> Deferred[dict[str, Any]]:
         """
         The whole picture the page shows. Partition owners are left out when
         the caller already has table C{knownTable}: they change only with
         membership, and are the bulk of the document.
+
+        @param authorization: the caller's C{Authorization} header, passed
+            on to the other members' C{/stats}.
         """
-        d = self._fresh()
+        d = self._fresh(authorization)
         return d.addCallback(self._trimmed, knownTable)
 
     @staticmethod
@@ -272,7 +295,7 @@ class Dashboard:
             "partitions": {k: v for k, v in partitions.items() if k != "owners"},
         }
 
-    def _fresh(self) -> Deferred[dict[str, Any]]:
+    def _fresh(self, authorization: bytes | None) -> Deferred[dict[str, Any]]:
         now = self._clock.seconds()
         if self._last is not None and now - self._last[0] < OVERVIEW_MAX_AGE:
             return succeed(self._last[1])
@@ -281,7 +304,7 @@ class Dashboard:
             self._waiting.append(waiter)
             return waiter
         self._waiting = [waiter]
-        Deferred.fromCoroutine(self._gather()).addCallbacks(
+        Deferred.fromCoroutine(self._gather(authorization)).addCallbacks(
             self._gathered, self._failed
         )
         return waiter
@@ -297,7 +320,7 @@ class Dashboard:
         for waiter in waiting:
             waiter.errback(failure)
 
-    async def _gather(self) -> dict[str, Any]:
+    async def _gather(self, authorization: bytes | None) -> dict[str, Any]:
         node = self._node
         me = node.config.nodeName
         members = node.clusterMembers() or [
@@ -319,7 +342,7 @@ class Dashboard:
             if member["name"] == me:
                 asked.append((member, succeed(self._localStats())))
             elif address and member["state"] in ("alive", "suspect"):
-                pending = self._peerStats.stats(address)
+                pending = self._peerStats.stats(address, authorization)
                 asked.append((member, pending.addErrback(self._noAnswer, member)))
         answers = await gatherResults([d for _, d in asked])
         for (member, _), answer in zip(asked, answers, strict=True):

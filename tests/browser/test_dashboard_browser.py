@@ -209,6 +209,57 @@ def test_dashboardShowsMembersAndAFailure(
     )
 
 
+READER = "browser-reader-0123456789abcdef"
+
+
+def test_dashboardAsksForAToken(tmp_path: Any, browser: Any) -> None:
+    """
+    On nodes that take tokens, the page asks for one, then shows the
+    members, the other member's counters included (fetched with the same
+    token).
+    """
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{READER} read\n")
+    nodes: list[NodeProcess] = []
+    try:
+        nodes.append(start("node0", "--auth-tokens", str(tokens)))
+        seed = f"127.0.0.1:{nodes[0].gossipPort}"
+        nodes.append(start("node1", "--auth-tokens", str(tokens), "--peer", seed))
+        browser.get(nodes[0].url + "/")
+        form = waitUntil(
+            browser,
+            lambda: (
+                browser.find_element("id", "token-form").is_displayed()
+                and browser.find_element("id", "token-form")
+            ),
+            "the token form",
+        )
+        assert "needs a token" in browser.find_element("id", "status").text
+        browser.find_element("id", "token").send_keys(READER)
+        form.find_element("css selector", "button").click()
+        alive = {"node0": "alive", "node1": "alive"}
+        waitUntil(browser, lambda: memberStates(browser) == alive, "two members")
+        waitUntil(
+            browser,
+            lambda: (
+                [
+                    cell.text
+                    for cell in browser.find_elements(
+                        "css selector", "#members tbody .keys"
+                    )
+                ]
+                == ["0", "0"]
+            ),
+            "both members' counters",
+        )
+        assert not browser.find_element("id", "token-form").is_displayed()
+        status = browser.find_element("id", "status")
+        assert status.get_attribute("data-state") == "live"
+    finally:
+        for node in nodes:
+            node.kill()
+
+
 def screenshot(driver: Any, nodes: list[NodeProcess], path: str) -> None:
     """
     Save the page with some traffic going, so request rates show.

@@ -18,6 +18,9 @@
     rates: {},          // name -> requests per second
     lastUpdate: null,
     page: 0,
+    // A node with --auth-tokens answers the overview only with a token; it
+    // is kept for this tab only, and sent to this node alone.
+    token: sessionStorage.getItem("disperse.token") || "",
   };
 
   function el(tag, text, className) {
@@ -276,12 +279,22 @@
     const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
     try {
       const query = state.table ? "?table=" + encodeURIComponent(state.table) : "";
+      const headers = { Accept: "application/json" };
+      if (state.token) headers.Authorization = "Bearer " + state.token;
       const response = await fetch("/cluster/overview" + query, {
         signal: controller.signal,
         cache: "no-store",
-        headers: { Accept: "application/json" },
+        headers,
       });
+      if (response.status === 401 || response.status === 403) {
+        $("token-form").hidden = false;
+        setStatus("error", response.status === 401
+          ? "This node needs a token: enter one with read access"
+          : "This token may not read the cluster overview: enter another");
+        return;
+      }
       if (!response.ok) throw new Error("HTTP " + response.status);
+      $("token-form").hidden = true;
       const overview = await response.json();
       updateRates(overview);
       renderSummary(overview);
@@ -305,6 +318,13 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.token = $("token").value.trim();
+      sessionStorage.setItem("disperse.token", state.token);
+      $("token").value = "";
+      setStatus("connecting", "Connecting with the token…");
+    });
     $("partition-table").addEventListener("toggle", renderPartitionTable);
     $("partition-member").addEventListener("change", () => {
       state.page = 0;
