@@ -315,7 +315,15 @@ class Node(MultiService):
         # Membership changes come in bursts (a cluster booting, a partition
         # healing); building the partition table takes tens of milliseconds
         # at a few dozen members, so one build follows each burst.
-        if self._placementCall is None:
+        if change == "left":
+            # A member that left on purpose handed its partitions off and
+            # stopped serving: every request routed to it from now on
+            # fails, so its successors take over at once. Leaves are
+            # deliberate and one at a time; no burst to wait for.
+            if self._placementCall is not None and self._placementCall.active():
+                self._placementCall.cancel()
+            self._updatePlacement()
+        elif self._placementCall is None:
             self._placementCall = self.clock.callLater(
                 PLACEMENT_DELAY, self._updatePlacement
             )
