@@ -31,6 +31,7 @@ from disperse.store import Record
 from disperse.web.limits import HTTPLimits
 from disperse.web.peer import PeerAPI
 from disperse.web.peerserver import (
+    IDLE_TIMEOUT,
     MAX_CONNECTIONS,
     SWEEP_INTERVAL,
     PeerServerFactory,
@@ -229,7 +230,7 @@ class PeerServerTests(SynchronousTestCase):
     def test_idleIsClosed(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(self.request(self.fetchBody("k")))
-        self.clock.advance(LIMITS.idleTimeout)
+        self.clock.advance(IDLE_TIMEOUT)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(SWEEP_INTERVAL)
         self.assertTrue(transport.disconnecting)

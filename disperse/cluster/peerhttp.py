@@ -68,6 +68,8 @@ class PeerConnection(Protocol):
     ) -> None:
         self._clock = clock
         self._idle = idle
+        # When this connection last became free (set by its pool).
+        self.idleSince = 0.0
         self._lost = lost
         self._waiting: Deferred[Response] | None = None
         self._timeout: IDelayedCall | None = None

@@ -66,6 +66,10 @@ MAX_IN_FLIGHT = 1
 # Connections kept to one peer: room for the batched kinds and a few
 # anti-entropy calls at once.
 MAX_CONNECTIONS = 8
+# A connection idle for longer is closed rather than reused: well under the
+# node-to-node server's idle timeout (disperse.web.peerserver.IDLE_TIMEOUT),
+# so a request never races the server closing it.
+MAX_IDLE = 50.0
 # A request carries at most this many items, and roughly this many bytes.
 MAX_ITEMS = 1000
 MAX_BYTES = 8 * 1024 * 1024
@@ -114,7 +118,8 @@ class _Address:
     The connections to one peer address and the requests waiting for one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
+        self.address = address
         self.idle: list[PeerConnection] = []
         self.connections = 0
         self.pending: list[_Pending] = []
@@ -143,11 +148,18 @@ class ConnectionPool:
     def request(self, address: str, head: bytes, body: bytes) -> Deferred[Response]:
         state = self._addresses.get(address)
         if state is None:
-            state = self._addresses[address] = _Address()
+            state = self._addresses[address] = _Address(address)
+        now = self._clock.seconds()
         while state.idle:
             connection = state.idle.pop()
-            if connection.connected:
-                return connection.request(head, body, self._timeout)
+            if not connection.connected:
+                continue
+            if now - connection.idleSince > MAX_IDLE:
+                # The peer may be closing it this very moment, and a request
+                # sent into that close fails: a fresh connection instead.
+                connection.transport.loseConnection()  # type: ignore[union-attr]
+                continue
+            return connection.request(head, body, self._timeout)
         done: Deferred[Response] = Deferred()
         pending = _Pending(head, body, done)
         pending.timer = self._clock.callLater(
@@ -203,12 +215,17 @@ class ConnectionPool:
                 pending.done
             )
         else:
+            connection.idleSince = self._clock.seconds()
             state.idle.append(connection)
 
     def _lost(self, state: _Address, connection: PeerConnection) -> None:
         state.connections -= 1
         if connection in state.idle:
             state.idle.remove(connection)
+        if state.pending and not self._closing and state.connections < MAX_CONNECTIONS:
+            # Requests waited while every connection was taken; one just
+            # went away.
+            self._connect(state.address, state)
 
     def _connectFailed(self, failure: Failure, state: _Address) -> None:
         state.connections -= 1

@@ -31,6 +31,10 @@ from disperse.web.peer import PREFIX, PeerAPI
 SWEEP_INTERVAL = 1.0
 # More connections than any cluster's peers keep open (eight per peer).
 MAX_CONNECTIONS = 4096
+# Idle connections are closed after this long: longer than peers keep them
+# idle (disperse.cluster.peers.MAX_IDLE), so that they, not this server,
+# close them, and no request is sent into a closing connection.
+IDLE_TIMEOUT = 120.0
 
 _REASONS = {
     200: b"OK",
@@ -233,7 +237,7 @@ class PeerServerProtocol(Protocol):
         """
         limits = self._factory.limits
         if self._state == _IDLE:
-            if now - self._since > limits.idleTimeout:
+            if now - self._since > IDLE_TIMEOUT:
                 self._close()
         elif self._state == _HEAD:
             if now - self._since > limits.headerTimeout:

@@ -12,7 +12,7 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -23,7 +23,7 @@ from disperse.cluster.peerhttp import (
     Response,
     requestHead,
 )
-from disperse.cluster.peers import ConnectionPool, HTTPPeerClient
+from disperse.cluster.peers import MAX_IDLE, ConnectionPool, HTTPPeerClient
 from disperse.cluster.protocol import FetchRequest, FetchResponse, Signer
 from disperse.store import Record
 
@@ -283,3 +283,51 @@ class BatchingTests(SynchronousTestCase):
         self.assertEqual(
             (self.client.counters.calls, self.client.counters.items), (2, 5)
         )
+
+
+class IdleConnectionTests(SynchronousTestCase):
+    """
+    The pool closes a connection that sat idle for longer than
+    L{MAX_IDLE} instead of sending into it: the peer may be closing it.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.pool = ConnectionPool(self.reactor, timeout=5.0)
+        self.transports: list[StringTransport] = []
+
+    def ask(self) -> Deferred[Response]:
+        return self.pool.request("10.0.0.1:7000", _head("10.0.0.1:7000"), b"x")
+
+    def accept(self) -> Any:
+        """
+        Complete the newest connection attempt; its protocol.
+        """
+        _, _, factory, _, _ = self.reactor.tcpClients[-1]
+        protocol = factory.buildProtocol(None)
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.transports.append(transport)
+        return protocol
+
+    def test_staleIdleConnectionIsReplaced(self) -> None:
+        first = self.ask()
+        protocol = self.accept()
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(self.successResultOf(first).body, b"ok")
+        # Reused while fresh.
+        self.reactor.advance(MAX_IDLE - 1)
+        second = self.ask()
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.successResultOf(second)
+        # Not once stale: closed, and a new connection carries the request.
+        self.reactor.advance(MAX_IDLE + 1)
+        third = self.ask()
+        self.assertTrue(self.transports[0].disconnecting)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        fresh = self.accept()
+        self.assertIn(b"POST /x ", self.transports[1].value())
+        fresh.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(self.successResultOf(third).body, b"ok")
