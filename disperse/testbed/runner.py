@@ -30,6 +30,7 @@ from disperse.testbed.report import plotTimeline, writeReport
 from disperse.testbed.scenario import Scenario, schedule
 from disperse.testbed.verdict import (
     DEATH,
+    DETECTION,
     Death,
     Verdict,
     divergentPartitions,
@@ -218,9 +219,23 @@ class ScenarioRunner:
 
         views = memberViews(hosts)
         partitions, _ = partitionViews(hosts)
+        detected = {
+            (process.host.name, match.group("subject"), round(stamp, 1))
+            for process in processes
+            for stamp, match in process.linesMatching(DETECTION)
+        }
         deaths = sorted(
             (
-                Death(stamp, process.host.name, match.group("subject"))
+                Death(
+                    stamp,
+                    process.host.name,
+                    match.group("subject"),
+                    relayed=not any(
+                        (process.host.name, match.group("subject"), round(t, 1))
+                        in detected
+                        for t in (stamp - 0.1, stamp, stamp + 0.1)
+                    ),
+                )
                 for process in processes
                 for stamp, match in process.linesMatching(DEATH)
                 if stamp >= 0

@@ -18,20 +18,30 @@ from disperse.testing.history import Report, Violation
 
 # A node's log line saying it declared another one dead.
 DEATH = re.compile(r"member (?P<subject>\S+) failed ")
+# A node's log line saying its own suspicion of another ran out: the
+# declaration started there, rather than arriving in another's notice.
+DETECTION = re.compile(r"(?P<observer>\S+): marking (?P<subject>\S+) as failed")
+# A declaration passed on by gossip reaches the others within this long.
+RELAY_WINDOW = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class Death:
     """
-    C{observer} declared C{subject} dead at C{time}.
+    C{observer} declared C{subject} dead at C{time}; C{relayed} when it took
+    another member's word for it (no suspicion of its own ran out).
     """
 
     time: float
     observer: str
     subject: str
+    relayed: bool = False
 
     def describe(self) -> str:
-        return f"{self.observer} declared {self.subject} dead at {self.time:.1f}s"
+        relayed = " (relayed)" if self.relayed else ""
+        return (
+            f"{self.observer} declared {self.subject} dead at {self.time:.1f}s{relayed}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +78,30 @@ def excused(death: Death, windows: Iterable[Window], grace: float) -> bool:
 def falseDeaths(
     deaths: Iterable[Death], windows: Sequence[Window], grace: float
 ) -> list[Death]:
-    return [d for d in deaths if not excused(d, windows, grace)]
+    """
+    The deaths no fault explains. A relayed declaration is judged by where
+    it came from: it is explained when, shortly before, a member whose own
+    suspicion ran out declared the same subject dead and a fault explains
+    that (a node cut off for a while, say, whose suspicion of a healthy
+    member ran out just as the link came back: its notice reaches the
+    others before the member's refutation does).
+    """
+    deaths = list(deaths)
+    origins = [d for d in deaths if not d.relayed and excused(d, windows, grace)]
+    return [
+        d
+        for d in deaths
+        if not excused(d, windows, grace)
+        and not (
+            d.relayed
+            and any(
+                o.subject == d.subject
+                and o.observer != d.observer
+                and d.time - RELAY_WINDOW <= o.time <= d.time
+                for o in origins
+            )
+        )
+    ]
 
 
 def notRejoined(

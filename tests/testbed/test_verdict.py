@@ -13,6 +13,7 @@ from disperse.testbed.report import perSecond, suiteText, writeReport
 from disperse.testbed.scenario import Window
 from disperse.testbed.verdict import (
     DEATH,
+    DETECTION,
     Death,
     Divergence,
     Verdict,
@@ -202,3 +203,35 @@ def test_staleReadsWithOneAreNotCounted() -> None:
     assert not strong.passed
     assert strong.counts()["stale-quorum-reads"] == 1
     assert [v.key for v in strong.failing()] == ["b"]
+
+
+def test_detectionLogLine() -> None:
+    line = (
+        "[  35.317] 2026-11-26T14:19:05+0000 [disperse.gossip.swim.Swim#info] n2:"
+        " marking n1 as failed, suspicion timed out (1 confirmations)"
+    )
+    match = DETECTION.search(line)
+    assert match is not None
+    assert (match.group("observer"), match.group("subject")) == ("n2", "n1")
+
+
+def test_relayedDeathJudgedByItsOrigin() -> None:
+    """
+    The node cut off (n2 in PARTITION, until 40) declares n1 dead as the
+    link comes back; n0 and n3 take its word for it. Their relayed
+    declarations are explained by n2's; a relay with no explained origin,
+    or an own detection by a healthy node, is not.
+    """
+    origin = Death(40.3, "n2", "n1")
+    relays = [Death(40.4, "n0", "n1", relayed=True), Death(40.5, "n3", "n1", True)]
+    assert falseDeaths([origin, *relays], [PARTITION], grace=8) == []
+    # Too long after the origin to be its echo.
+    late = Death(46.0, "n0", "n1", relayed=True)
+    assert falseDeaths([origin, late], [PARTITION], grace=8) == [late]
+    # Nobody's own suspicion explained it.
+    assert falseDeaths(relays, [PARTITION], grace=8) == relays
+    # A healthy node's own detection is false even with a relay after it.
+    own = Death(45.0, "n0", "n3")
+    echo = Death(45.1, "n1", "n3", relayed=True)
+    assert falseDeaths([own, echo], [PARTITION], grace=8) == [own, echo]
+    assert "(relayed)" in echo.describe()
