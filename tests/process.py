@@ -78,6 +78,17 @@ class NodeProcess:
         with self._changed:
             return len(self.lines)
 
+    def waitPast(self, mark: int, timeout: float) -> None:
+        """
+        Return once the node logged anything after C{mark}, or after
+        C{timeout} seconds, or when it exited.
+        """
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(self.lines) > mark or self.process.poll() is not None,
+                timeout,
+            )
+
     def waitFor(
         self, pattern: re.Pattern[str], deadline: float = DEADLINE, since: int = 0
     ) -> re.Match[str]:

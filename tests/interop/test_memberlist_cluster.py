@@ -28,7 +28,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -47,7 +47,9 @@ PEER = Path(
 # the local presets on both sides).
 DEADLINE = 20.0
 FAILURE_DEADLINE = 30.0
-POLL = 0.05
+# What is read over HTTP (counters, member lists) is read again whenever the
+# node logs something, and at least this often: not every counter logs.
+RECHECK = 0.05
 # News (a member joined) reaches each member through a handful of randomly
 # addressed packets: with the local presets' retransmit budget, one member in
 # a few clusters of five misses it, and learns it at the next push/pull.  A
@@ -59,21 +61,38 @@ OTHER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
 T = TypeVar("T")
 
 
+class Watched(Protocol):
+    """
+    A process whose output says when to look again.
+    """
+
+    def mark(self) -> int: ...
+
+    def waitPast(self, mark: int, timeout: float) -> None: ...
+
+
 def waitUntil(
-    check: Callable[[], T | None], what: str, deadline: float = DEADLINE
+    check: Callable[[], T | None],
+    what: str,
+    source: Watched,
+    deadline: float = DEADLINE,
 ) -> T:
     """
-    Poll C{check} until it returns something other than C{None}, for at most
-    C{deadline} seconds; C{what} describes the wait should it time out.
+    Check C{check} until it returns something other than C{None}, for at
+    most C{deadline} seconds: again each time C{source} writes something,
+    and at least every L{RECHECK} seconds. C{what} describes the wait should
+    it time out.
     """
     end = time.monotonic() + deadline
     while True:
+        seen = source.mark()
         result = check()
         if result is not None:
             return result
-        if time.monotonic() > end:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
             raise AssertionError(f"gave up after {deadline} s waiting for {what}")
-        time.sleep(POLL)
+        source.waitPast(seen, min(RECHECK, remaining))
 
 
 class GoNode:
@@ -123,6 +142,13 @@ class GoNode:
     def mark(self) -> int:
         with self._changed:
             return len(self.events)
+
+    def waitPast(self, mark: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(self.events) > mark or self.process.poll() is not None,
+                timeout,
+            )
 
     def waitFor(
         self,
@@ -187,7 +213,9 @@ class GoNode:
             return True if alive == names else None
 
         try:
-            waitUntil(check, f"{self.name} to see {sorted(names)} alive", deadline)
+            waitUntil(
+                check, f"{self.name} to see {sorted(names)} alive", self, deadline
+            )
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.describe()}") from None
 
@@ -247,7 +275,7 @@ def waitForStates(
         return latest if states == wanted else None
 
     try:
-        return waitUntil(check, f"states {expected}", deadline)
+        return waitUntil(check, f"states {expected}", node, deadline)
     except AssertionError as e:
         raise AssertionError(
             f"{e}; /cluster/members says {latest}; log:\n" + "\n".join(node.lines)
@@ -266,7 +294,7 @@ def waitForSteadyProbes(node: NodeProcess, probes: int) -> dict[str, Any]:
         stats = gossipStats(node)
         return stats if stats["probes"] >= start + probes else None
 
-    stats = waitUntil(check, f"{probes} probes by {node.args}")
+    stats = waitUntil(check, f"{probes} probes by {node.args}", node)
     for counter in (
         "probesFailed",
         "suspicions",
@@ -570,6 +598,7 @@ def test_wrongKeyDoesNotJoin(cluster: Cluster) -> None:
     waitUntil(
         lambda: True if gossipStats(d1)["badStreams"] >= 2 else None,
         "d1 to count the refused streams",
+        d1,
     )
 
 
@@ -591,5 +620,5 @@ def test_wrongKeyCountedAsDecryptFailure(cluster: Cluster) -> None:
         stats = gossipStats(d1)
         return stats if stats["badStreams"] > before["badStreams"] else None
 
-    after = waitUntil(refused, "d1 to count the refused stream")
+    after = waitUntil(refused, "d1 to count the refused stream", d1)
     assert after["decryptFailures"] > before["decryptFailures"], after
