@@ -1,7 +1,8 @@
 """
-Tests for L{disperse.web.peerserver}: the node-to-node port's own HTTP/1.1
-server frames signed calls, answers them in order on one connection, and
-closes connections that send what it cannot frame or that take too long.
+Tests for L{disperse.web.peerserver} and L{disperse.web.peer}: the
+node-to-node port's own HTTP/1.1 server frames signed calls, answers them in
+order on one connection, and closes connections that send what it cannot
+frame or that take too long; only signed POSTs to known calls are served.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.cluster.placement import partitionOf
 from disperse.cluster.protocol import (
     NONCE_SIZE,
     SIGNATURE_HEADER,
@@ -28,6 +29,7 @@ from disperse.cluster.protocol import (
 from disperse.config import NodeConfig
 from disperse.node import Node
 from disperse.store import Record
+from disperse.testing.peerserver import CLIENT, peerConnection, peerServer
 from disperse.web.limits import HTTPLimits
 from disperse.web.peer import PeerAPI
 from disperse.web.peerserver import (
@@ -46,10 +48,13 @@ LIMITS = HTTPLimits(
     bodyTimeout=10.0,
     idleTimeout=60.0,
 )
-CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
 
 
-class PeerServerTests(SynchronousTestCase):
+class _ServerTestCase(SynchronousTestCase):
+    """
+    A node's node-to-node server on a L{Clock}, and signed requests to it.
+    """
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
@@ -61,11 +66,7 @@ class PeerServerTests(SynchronousTestCase):
         self.signer = Signer(SECRET)
 
     def connect(self) -> tuple[PeerServerProtocol, StringTransport]:
-        protocol = self.factory.buildProtocol(CLIENT)
-        assert isinstance(protocol, PeerServerProtocol)
-        transport = StringTransport(peerAddress=CLIENT)
-        protocol.makeConnection(transport)
-        return protocol, transport
+        return peerConnection(self.factory)
 
     def request(
         self,
@@ -104,6 +105,21 @@ class PeerServerTests(SynchronousTestCase):
             data = rest[length:]
         return found
 
+    def post(
+        self, path: bytes, body: bytes, signed: bool = True, method: str = "POST"
+    ) -> tuple[int, bytes]:
+        """
+        One request on a new connection: its answer's status and body.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            self.request(body, path=path, signed=signed, method=method.encode())
+        )
+        [(status, _, answer)] = self.responses(transport)
+        return status, answer
+
+
+class PeerServerTests(_ServerTestCase):
     def test_fetch(self) -> None:
         self.node.putLocal("k", b"v")
         protocol, transport = self.connect()
@@ -245,6 +261,59 @@ class PeerServerTests(SynchronousTestCase):
         self.assertIsNotNone(self.factory.buildProtocol(CLIENT))
 
 
+class DispatchTests(_ServerTestCase):
+    def applyBody(self) -> bytes:
+        record = self.node.store.newRecord(b"v", 0, False)
+        return ApplyRequest((("k", record.encode()),)).encode()
+
+    def test_signedApply(self) -> None:
+        code, body = self.post(b"/internal/v1/apply", self.applyBody())
+        self.assertEqual(code, 200)
+        self.assertEqual(ApplyResponse.decode(body).applied, (True,))
+        record = self.node.getLocal("k")
+        self.assertIsNotNone(record)
+        assert record is not None
+        self.assertEqual(record.value, b"v")
+
+    def test_unsigned(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply", self.applyBody(), signed=False)
+        self.assertEqual(code, 401)
+        self.assertIsNone(self.node.getLocal("k"))
+        self.assertEqual(self.api.refused, 1)
+
+    def test_unknownCall(self) -> None:
+        code, _ = self.post(b"/internal/v1/nothing", b"")
+        self.assertEqual(code, 404)
+
+    def test_nestedPath(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply/more", self.applyBody())
+        self.assertEqual(code, 404)
+        code, _ = self.post(b"/internal/v2/apply", self.applyBody())
+        self.assertEqual(code, 404)
+
+    def test_onlyPost(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply", b"", method="GET")
+        self.assertEqual(code, 405)
+
+    def test_malformedBody(self) -> None:
+        code, _ = self.post(b"/internal/v1/apply", b"\xc1")
+        self.assertEqual(code, 400)
+
+    def test_fetchWhileCatchingUp(self) -> None:
+        """
+        A replica catching up on a key's partition answers 503, so the asker
+        reads another replica.
+        """
+        self.node.store.put("k", b"v")
+        self.node.replicator.holdReads([partitionOf("k")])
+        code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
+        self.assertEqual((code, body), (503, b"catching up"))
+        self.node.replicator.releaseReads([partitionOf("k")])
+        code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
+        self.assertEqual(code, 200)
+        self.assertEqual(len(FetchResponse.decode(body).records), 1)
+
+
 class PeerServerPropertyTests(SynchronousTestCase):
     @settings(max_examples=300, deadline=None)
     @given(
@@ -271,15 +340,7 @@ class PeerServerPropertyTests(SynchronousTestCase):
         Whatever arrives, in whatever pieces: no exception escapes, what is
         written is whole responses, and the buffer stays within the limits.
         """
-        clock = Clock()
-        node = Node(NodeConfig(nodeName="alpha"), clock)
-        factory = PeerServerFactory(
-            PeerAPI(node, Verifier(SECRET, clock)), LIMITS, clock
-        )
-        protocol = factory.buildProtocol(CLIENT)
-        assert isinstance(protocol, PeerServerProtocol)
-        transport = StringTransport(peerAddress=CLIENT)
-        protocol.makeConnection(transport)
+        protocol, transport = peerConnection(peerServer(LIMITS))
         for chunk in chunks:
             protocol.dataReceived(chunk)
             self.assertLessEqual(

@@ -7,9 +7,9 @@ L{disperse.tap} so that the wiring there stays a few lines.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from twisted.python import usage
 
@@ -23,7 +23,10 @@ from disperse.web.limits import (
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_IN_FLIGHT_BYTES,
+    HTTPLimits,
 )
+
+N = TypeVar("N", int, float)
 
 SECURITY_OPTIONS: list[list[Any]] = [
     [
@@ -126,13 +129,9 @@ class SecurityConfig:
     tokens: TokenTable | None = None
     rateLimit: float = 0.0
     globalRateLimit: float = 0.0
-    maxHeaderSize: int = DEFAULT_MAX_HEADER_SIZE
-    headerTimeout: float = DEFAULT_HEADER_TIMEOUT
-    bodyTimeout: float = DEFAULT_BODY_TIMEOUT
-    idleTimeout: float = DEFAULT_IDLE_TIMEOUT
-    maxConnectionsPerClient: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
-    maxInFlight: int = DEFAULT_MAX_IN_FLIGHT
-    maxInFlightBytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES
+    # The HTTP limits the flags set (the body limit follows
+    # --max-value-size, see disperse.security.wiring.makeLimits).
+    limits: HTTPLimits = field(default_factory=HTTPLimits)
     clusterCA: str | None = None
     nodeCert: str | None = None
     nodeKey: str | None = None
@@ -149,19 +148,13 @@ def _number(options: Mapping[str, Any], flag: str, minimum: float) -> float:
     return value
 
 
-def _duration(options: Mapping[str, Any], flag: str) -> float:
+def _positive(options: Mapping[str, Any], flag: str, parse: Callable[[str], N]) -> N:
+    """
+    The value of C{flag} as C{parse} reads it (a duration, a size), which
+    must be above zero.
+    """
     try:
-        value = parseDuration(options[flag])
-    except ValueError as e:
-        raise usage.UsageError(f"--{flag}: {e}") from None
-    if value <= 0:
-        raise usage.UsageError(f"--{flag} must be positive")
-    return value
-
-
-def _size(options: Mapping[str, Any], flag: str) -> int:
-    try:
-        value = parseSize(options[flag])
+        value = parse(options[flag])
     except ValueError as e:
         raise usage.UsageError(f"--{flag}: {e}") from None
     if value <= 0:
@@ -196,13 +189,17 @@ def parseSecurity(
         tokens=tokens,
         rateLimit=_number(options, "rate-limit", 0),
         globalRateLimit=_number(options, "global-rate-limit", 0),
-        maxHeaderSize=_size(options, "max-header-size"),
-        headerTimeout=_duration(options, "header-timeout"),
-        bodyTimeout=_duration(options, "body-timeout"),
-        idleTimeout=_duration(options, "idle-timeout"),
-        maxConnectionsPerClient=int(_number(options, "max-connections-per-client", 1)),
-        maxInFlight=int(_number(options, "max-in-flight", 1)),
-        maxInFlightBytes=_size(options, "max-in-flight-bytes"),
+        limits=HTTPLimits(
+            maxHeaderSize=_positive(options, "max-header-size", parseSize),
+            headerTimeout=_positive(options, "header-timeout", parseDuration),
+            bodyTimeout=_positive(options, "body-timeout", parseDuration),
+            idleTimeout=_positive(options, "idle-timeout", parseDuration),
+            maxConnectionsPerClient=int(
+                _number(options, "max-connections-per-client", 1)
+            ),
+            maxInFlight=int(_number(options, "max-in-flight", 1)),
+            maxInFlightBytes=_positive(options, "max-in-flight-bytes", parseSize),
+        ),
         clusterCA=options["cluster-ca"],
         nodeCert=options["node-cert"],
         nodeKey=options["node-key"],

@@ -7,6 +7,7 @@ of a node open to the network without tokens. Called from L{disperse.tap}.
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
@@ -46,16 +47,7 @@ def makeGuard(security: SecurityConfig, clock: Any) -> RequestGuard | None:
 
 
 def makeLimits(security: SecurityConfig, maxBodySize: int) -> HTTPLimits:
-    return HTTPLimits(
-        maxHeaderSize=security.maxHeaderSize,
-        maxBodySize=maxBodySize,
-        headerTimeout=security.headerTimeout,
-        bodyTimeout=security.bodyTimeout,
-        idleTimeout=security.idleTimeout,
-        maxConnectionsPerClient=security.maxConnectionsPerClient,
-        maxInFlight=security.maxInFlight,
-        maxInFlightBytes=security.maxInFlightBytes,
-    )
+    return replace(security.limits, maxBodySize=maxBodySize)
 
 
 def warnIfOpen(security: SecurityConfig, host: str) -> None:

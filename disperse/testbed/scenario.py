@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 FaultKind: TypeAlias = Literal[
     "kill",
@@ -39,16 +39,7 @@ FaultKind: TypeAlias = Literal[
     "latency",
     "rolling-restart",
 ]
-FAULT_KINDS: tuple[str, ...] = (
-    "kill",
-    "restart",
-    "pause",
-    "partition",
-    "one-way",
-    "loss",
-    "latency",
-    "rolling-restart",
-)
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 # What the machinery does at one instant.
 Verb: TypeAlias = Literal[

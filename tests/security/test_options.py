@@ -24,6 +24,7 @@ from disperse.security.tokens import parseTokens
 from disperse.security.wiring import TokenReloader, makeGuard, warnIfOpen
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
+from disperse.web.limits import HTTPLimits
 from disperse.web.peerserver import PeerServerFactory
 from disperse.web.service import HTTPService
 from tests.security.certs import makeAuthority, makeNode
@@ -90,13 +91,15 @@ def test_everyFlag(tmp_path: Path) -> None:
         tokens=security.tokens,
         rateLimit=100,
         globalRateLimit=5000,
-        maxHeaderSize=8192,
-        headerTimeout=5,
-        bodyTimeout=30,
-        idleTimeout=120,
-        maxConnectionsPerClient=16,
-        maxInFlight=100,
-        maxInFlightBytes=16 * 1024 * 1024,
+        limits=HTTPLimits(
+            maxHeaderSize=8192,
+            headerTimeout=5,
+            bodyTimeout=30,
+            idleTimeout=120,
+            maxConnectionsPerClient=16,
+            maxInFlight=100,
+            maxInFlightBytes=16 * 1024 * 1024,
+        ),
     )
 
 
