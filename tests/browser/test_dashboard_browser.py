@@ -133,6 +133,16 @@ def memberStates(driver: Any) -> dict[str, str]:
     return states
 
 
+def keyCounts(driver: Any) -> list[str]:
+    """
+    The keys column of the members table, as shown.
+    """
+    return [
+        cell.text
+        for cell in driver.find_elements("css selector", "#members tbody .keys")
+    ]
+
+
 def eventRows(driver: Any) -> list[list[str]]:
     return [
         [cell.text for cell in row.find_elements("css selector", "td")]
@@ -156,15 +166,7 @@ def test_dashboardShowsMembersAndAFailure(
     # a replica of every key.
     waitUntil(
         browser,
-        lambda: (
-            [
-                cell.text
-                for cell in browser.find_elements(
-                    "css selector", "#members tbody .keys"
-                )
-            ]
-            == ["30"] * 3
-        ),
+        lambda: keyCounts(browser) == ["30"] * 3,
         "30 keys on every member",
     )
     waitUntil(
@@ -241,15 +243,7 @@ def test_dashboardAsksForAToken(tmp_path: Any, browser: Any) -> None:
         waitUntil(browser, lambda: memberStates(browser) == alive, "two members")
         waitUntil(
             browser,
-            lambda: (
-                [
-                    cell.text
-                    for cell in browser.find_elements(
-                        "css selector", "#members tbody .keys"
-                    )
-                ]
-                == ["0", "0"]
-            ),
+            lambda: keyCounts(browser) == ["0", "0"],
             "both members' counters",
         )
         assert not browser.find_element("id", "token-form").is_displayed()
