@@ -49,7 +49,9 @@ DEFAULT_MAX_PEER_BODY = 64 * 1024 * 1024
 # Chunked bodies are counted as received, framing included.
 _CHUNK_SLACK = 64 * 1024
 
-_REASONS = {
+# Reason phrases of the refusals made here, by their current names
+# (twisted.web.http.RESPONSES has older ones, and no 429 or 431).
+REASONS = {
     408: b"Request Timeout",
     413: b"Content Too Large",
     414: b"URI Too Long",
@@ -83,7 +85,7 @@ def rawResponse(code: int, message: str, retryAfter: int | None = None) -> bytes
     """
     body = json.dumps({"error": message}).encode("utf-8")
     head = [
-        b"HTTP/1.1 %d %s" % (code, _REASONS.get(code, b"Error")),
+        b"HTTP/1.1 %d %s" % (code, REASONS.get(code, b"Error")),
         b"Content-Type: application/json",
         b"Content-Length: %d" % len(body),
         b"Connection: close",

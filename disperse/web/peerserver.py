@@ -19,10 +19,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
+from twisted.web.http import RESPONSES
 
 from disperse.cluster.protocol import SIGNATURE_HEADER
 from disperse.logs import logger
-from disperse.web.limits import HTTPLimits
+from disperse.web.limits import REASONS, HTTPLimits
 from disperse.web.peer import PREFIX, PeerAPI
 
 # How often connections are checked against their deadlines: timeouts are
@@ -36,21 +37,6 @@ MAX_CONNECTIONS = 4096
 # close them, and no request is sent into a closing connection.
 IDLE_TIMEOUT = 120.0
 
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    411: b"Length Required",
-    413: b"Content Too Large",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    501: b"Not Implemented",
-    503: b"Service Unavailable",
-}
-
 _SIGNATURE = SIGNATURE_HEADER.lower()
 
 # What a connection is doing, for its deadline.
@@ -60,7 +46,7 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 def _response(code: int, contentType: bytes, body: bytes, close: bool) -> bytes:
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
         code,
-        _REASONS.get(code, b"Error"),
+        REASONS.get(code) or RESPONSES.get(code, b"Error"),
         contentType,
         len(body),
         b"Connection: close\r\n" if close else b"",
