@@ -157,6 +157,15 @@ class GuardedChannel(HTTPChannel):
     _transportFull = False
     _doneWhileFull: Any = None
 
+    _hostAddress: Any = None
+
+    def getHost(self) -> Any:
+        # Twisted asks the socket for the local address (a getsockname call)
+        # for every request; it does not change for a connection's life.
+        if self._hostAddress is None:
+            self._hostAddress = super().getHost()
+        return self._hostAddress
+
     def connectionMade(self) -> None:
         site: Any = self.site  # type: ignore[attr-defined]
         limits: HTTPLimits = site.limits
