@@ -387,6 +387,36 @@ class MergeTests(SynchronousTestCase):
             )
         self.assertLessEqual(len(states), 1)
 
+    @settings(max_examples=200, deadline=None)
+    @given(records, records)
+    def test_encodedMergeFollowsPrecedence(self, first: Record, second: Record) -> None:
+        """
+        A record in its wire form replaces the stored one exactly when its
+        precedence is higher, and is then stored byte for byte.
+        """
+        store = Store(Clock(), nodeId=9)
+        store.mergeEncoded("k", first.encode())
+        applied = store.mergeEncoded("k", second.encode())
+        self.assertEqual(applied, second.precedence > first.precedence)
+        winner = second if applied else first
+        self.assertEqual(store.encoded("k"), winner.encode())
+
+    def test_encodedMergeDropsUnknownFlags(self) -> None:
+        """
+        Flag bits a record does not have are not stored: replicas hash what
+        they hold, so they must hold the same bytes.
+        """
+        store = Store(Clock(), nodeId=9)
+        blob = bytearray(Record(b"v", 0, fromMs(1), 1).encode())
+        blob[20] |= 0x80
+        self.assertTrue(store.mergeEncoded("k", bytes(blob)))
+        self.assertEqual(store.encoded("k"), Record(b"v", 0, fromMs(1), 1).encode())
+
+    def test_encodedMergeRefusesAShortBlob(self) -> None:
+        store = Store(Clock(), nodeId=9)
+        self.assertRaises(ValueError, store.mergeEncoded, "k", b"short")
+        self.assertIsNone(store.encoded("k"))
+
 
 class HybridLogicalClockTests(SynchronousTestCase):
     def test_followsWallClock(self) -> None:

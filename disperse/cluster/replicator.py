@@ -20,6 +20,7 @@ in-memory network. Time comes from the injected clock.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -236,7 +237,6 @@ class _WriteRun:
         self.pending = remote
         self.waitAll = False
         self.done: Deferred[WriteOutcome] = Deferred()
-        self.timer: IDelayedCall | None = None
 
     def answered(self, acked: bool) -> None:
         self.pending -= 1
@@ -248,8 +248,6 @@ class _WriteRun:
     def finish(self) -> None:
         if self.done.called:
             return
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
         outcome = WriteOutcome(self.acks, self.required, self.replicas)
         if not outcome.ok:
             self.replicator.counters.writesUnderReplicated += 1
@@ -278,7 +276,6 @@ class _ReadRun:
         self.pending = 0
         self.waitAll = False
         self.done: Deferred[ReadOutcome] = Deferred()
-        self.timer: IDelayedCall | None = None
 
     def ask(self, count: int) -> None:
         # A fetch that fails at once asks again from inside this loop, so
@@ -314,8 +311,6 @@ class _ReadRun:
     def finish(self) -> None:
         if self.done.called:
             return
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
         self.done.callback(self.replicator._settleRead(self))
 
 
@@ -365,6 +360,12 @@ class Replicator:
         # they did; and members known to have left on purpose.
         self._departed: dict[str, float] = {}
         self._left: set[str] = set()
+        # Reads and writes waiting for replicas, with when they give up: in
+        # the order they started, since every one waits the same timeout.
+        # One timer for all of them, rather than one each, which cost a
+        # twentieth of a quorum read.
+        self._waiting: deque[tuple[float, _WriteRun | _ReadRun]] = deque()
+        self._expiry: IDelayedCall | None = None
 
     # Life cycle and membership
 
@@ -511,8 +512,36 @@ class Replicator:
         if outcome.ok and not run.waitAll:
             return outcome
         if not run.done.called:
-            run.timer = self._clock.callLater(self._timeout, run.finish)
+            self._expireLater(run)
         return run.done
+
+    def _expireLater(self, run: _WriteRun | _ReadRun) -> None:
+        """
+        Finish C{run} with whatever answered if it is still waiting when the
+        timeout has passed.
+        """
+        self._waiting.append((self._clock.seconds() + self._timeout, run))
+        if self._expiry is None:
+            self._expiry = self._clock.callLater(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        now = self._clock.seconds()
+        waiting = self._waiting
+        while waiting:
+            due, run = waiting[0]
+            if run.done.called:
+                waiting.popleft()
+            elif due <= now:
+                waiting.popleft()
+                run.finish()
+            else:
+                # (A run finished above may have started another, and its
+                # timer, which is later than this one.)
+                if self._expiry is not None:
+                    self._expiry.cancel()
+                self._expiry = self._clock.callLater(due - now, self._expire)
+                return
 
     def _applyFailed(
         self, failure: Failure, member: str, key: str, record: Record, run: _WriteRun
@@ -560,7 +589,7 @@ class Replicator:
         if not run.pending:
             run.finish()
         elif not run.done.called:
-            run.timer = self._clock.callLater(self._timeout, run.finish)
+            self._expireLater(run)
         return run.done
 
     def _preferred(self, owners: Sequence[str]) -> tuple[str, ...]:
@@ -626,27 +655,28 @@ class Replicator:
     # Serving other coordinators
 
     def applyLocal(
-        self, records: Iterable[tuple[str, Record]], evict: bool = True
+        self, records: Iterable[tuple[str, bytes]], evict: bool = True
     ) -> list[bool]:
         """
-        Merge records another node sent; whether each changed this replica.
+        Merge records another node sent, encoded as on the wire
+        (L{Record.encode}); whether each changed this replica.
 
         @param evict: C{False} for a repair: a key with no entry here is
             taken only if that evicts nothing (L{Store.merge}).
+        @raise ValueError: for a blob too short to be a record.
         """
-        store = self._store
-        applied = [store.merge(key, record, evict) for key, record in records]
+        merge = self._store.mergeEncoded
+        applied = [merge(key, blob, evict) for key, blob in records]
         self.counters.applied += sum(applied)
         return applied
 
-    def fetchLocal(self, keys: Iterable[str]) -> list[Record | None]:
+    def fetchLocal(self, keys: Iterable[str]) -> list[bytes | None]:
         """
-        This replica's records of C{keys}.
+        This replica's records of C{keys}, encoded as on the wire.
 
         @raise NotCaughtUp: if a key's partition is still being caught up
             on here; the asker reads another replica.
         """
-        store = self._store
         if self._held:
             keys = list(keys)
             for key in keys:
@@ -654,7 +684,8 @@ class Replicator:
                     raise NotCaughtUp(key)
         # Expired records too: the asker must see that a newer version
         # existed, or an older one elsewhere would read as current.
-        return [store.record(key, expired=True) for key in keys]
+        encoded = self._store.encoded
+        return [encoded(key) for key in keys]
 
     # Catching up
 

@@ -59,6 +59,7 @@ HEADER_SIZE = _HEADER.size
 
 FLAG_TOMBSTONE = 0x01
 FLAG_BINARY = 0x02
+_KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_BINARY
 
 # What one entry costs beyond its key and value bytes: the header above, the
 # bytes and str object headers, its dict slot, its ring slot and its wheel
@@ -155,6 +156,19 @@ class Record(NamedTuple):
             bool(flags & FLAG_TOMBSTONE),
             bool(flags & FLAG_BINARY),
         )
+
+
+def _newer(blob: bytes, than: bytes) -> bool:
+    """
+    Whether encoded record C{blob} outranks encoded record C{than} in
+    L{Record.precedence} order, decoding no more than it needs: versions
+    nearly always differ.
+    """
+    _, timestamp, nodeId, _ = _HEADER.unpack_from(blob)
+    _, otherTimestamp, otherNodeId, _ = _HEADER.unpack_from(than)
+    if (timestamp, nodeId) != (otherTimestamp, otherNodeId):
+        return (timestamp, nodeId) > (otherTimestamp, otherNodeId)
+    return Record.decode(blob).precedence > Record.decode(than).precedence
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,10 +337,13 @@ class Store:
         Whether C{record} could be stored under C{key} without evicting
         anything.
         """
+        return self._hasRoom(key, record.encode())
+
+    def _hasRoom(self, key: str, blob: bytes) -> bool:
         if self.maxBytes is None:
             return True
         old = self._part(key).get(key)
-        grows = self._size(key, record.encode())
+        grows = self._size(key, blob)
         if old is not None:
             grows -= self._size(key, old)
         return self._bytes + grows <= self.maxBytes
@@ -491,28 +508,52 @@ class Store:
             version of a key held here is always taken.
         @return: whether the record was applied.
         """
-        self.hlc.observe(record.timestamp)
+        return self.mergeEncoded(key, record.encode(), evict)
+
+    def mergeEncoded(self, key: str, blob: bytes, evict: bool = True) -> bool:
+        """
+        L{merge} a record in its encoded form (L{Record.encode}), as peers
+        send it: stored as it came, without decoding it into a L{Record}.
+
+        @raise ValueError: if C{blob} is shorter than a record's header.
+        """
+        if len(blob) < HEADER_SIZE:
+            raise ValueError(f"a record needs {HEADER_SIZE} bytes, got {len(blob)}")
+        expiresAtMs, timestamp, _, flags = _HEADER.unpack_from(blob)
+        if flags & ~_KNOWN_FLAGS:
+            # Replicas must hold identical bytes (their Merkle trees hash
+            # them): keep only the flags a record has.
+            blob = Record.decode(blob).encode()
+            flags &= _KNOWN_FLAGS
+        self.hlc.observe(timestamp)
         # Compared with what is stored even if it expired: an expired write
         # still supersedes every older version of the key, which must not
         # come back because the newer one ran out.
-        blob = self._part(key).get(key)
-        current = None if blob is None else Record.decode(blob)
-        if current is not None and current.precedence >= record.precedence:
+        current = self._part(key).get(key)
+        if current is not None and not _newer(blob, current):
             return False
-        if record.expiresAtMs and record.expiresAtMs <= self.nowMs():
+        if expiresAtMs and expiresAtMs <= self.nowMs():
             # Nothing to keep, but what it supersedes goes.
-            if blob is None:
+            if current is None:
                 return False
-            self._remove(key, blob)
+            self._remove(key, current)
             return True
-        if not evict and current is None and not self.hasRoom(key, record):
+        if not evict and current is None and not self._hasRoom(key, blob):
             return False
-        self._store(key, record.encode())
-        if record.tombstone:
+        self._store(key, blob)
+        if flags & FLAG_TOMBSTONE:
             self.deletes += 1
         else:
             self.sets += 1
         return True
+
+    def encoded(self, key: str) -> bytes | None:
+        """
+        The stored record of C{key} in its encoded form, tombstones and
+        expired records not dropped yet included: what a replica answers a
+        coordinator's read with.
+        """
+        return self._part(key).get(key)
 
     def sweep(self, budget: int) -> int:
         """

@@ -98,7 +98,7 @@ class MemoryPeerClient:
     def apply(
         self, member: str, records: Sequence[tuple[str, Record]]
     ) -> Deferred[Any]:
-        copies = [(key, Record.decode(record.encode())) for key, record in records]
+        copies = [(key, record.encode()) for key, record in records]
         return self._network.call(
             self._source, member, lambda node: node.applyLocal(copies)
         )
@@ -109,8 +109,8 @@ class MemoryPeerClient:
             self._source,
             member,
             lambda node: [
-                None if r is None else Record.decode(r.encode())
-                for r in node.fetchLocal(wanted)
+                None if blob is None else Record.decode(blob)
+                for blob in node.fetchLocal(wanted)
             ],
         )
 
@@ -146,7 +146,7 @@ class MemoryPeerClient:
     def repair(
         self, member: str, records: Sequence[tuple[str, Record]]
     ) -> Deferred[Any]:
-        copies = [(key, Record.decode(record.encode())) for key, record in records]
+        copies = [(key, record.encode()) for key, record in records]
         return self._network.call(
             self._source, member, lambda node: node.applyLocal(copies, evict=False)
         )

@@ -26,7 +26,6 @@ from disperse.cluster.protocol import (
 from disperse.cluster.replicator import NotCaughtUp
 from disperse.logs import logger
 from disperse.node import Node
-from disperse.store import Record
 
 PREFIX = b"/internal/v1/"
 TEXT = b"text/plain; charset=utf-8"
@@ -75,10 +74,7 @@ class PeerAPI:
                 records = ApplyRequest.decode(body).records
                 # A repair (anti-entropy) must not evict to take a key.
                 repair = query == b"repair=1"
-                applied = replicator.applyLocal(
-                    ((key, Record.decode(blob)) for key, blob in records),
-                    evict=not repair,
-                )
+                applied = replicator.applyLocal(records, evict=not repair)
                 answer = ApplyResponse(tuple(applied)).encode()
             elif kind == "fetch":
                 keys = FetchRequest.decode(body).keys
@@ -87,9 +83,7 @@ class PeerAPI:
                 except NotCaughtUp:
                     # Not an error of the asker's: it reads another replica.
                     return 503, TEXT, b"catching up"
-                answer = FetchResponse(
-                    tuple(None if r is None else r.encode() for r in found)
-                ).encode()
+                answer = FetchResponse(tuple(found)).encode()
             elif kind == "roots":
                 partitions = RootsRequest.decode(body).partitions
                 answer = RootsResponse(

@@ -214,6 +214,38 @@ class ReplicatorTests(SynchronousTestCase):
         read = cluster.get("n0", "k", Consistency.quorum)
         self.assertEqual((read.answered, read.ok), (1, False))
 
+    def test_eachWaitEndsAtItsOwnTimeout(self) -> None:
+        """
+        Reads and writes started at different moments give up on a silent
+        replica one timeout after each started, however many wait at once
+        and whatever finished in between; no timer is left behind.
+        """
+        cluster = Cluster()
+        cluster.network.silent.add("n2")
+        node, clock = cluster.nodes["n0"], cluster.clock
+        scheduled = len(clock.getDelayedCalls())
+        started = clock.seconds()
+        early = node.write("k", cluster.stores["n0"].newRecord(b"v"), Consistency.all)
+        clock.advance(0.4)
+        answered = node.write(
+            "j", cluster.stores["n0"].newRecord(b"w"), Consistency.quorum
+        )
+        late = node.read("k", Consistency.all)
+        self.assertEqual(cluster.resolve(answered).acks, 2)
+        outcomes: list[object] = []
+        assert isinstance(early, Deferred) and isinstance(late, Deferred)
+        early.addCallback(outcomes.append)
+        late.addCallback(outcomes.append)
+        clock.advance(started + 0.999 - clock.seconds())
+        self.assertEqual(outcomes, [])
+        clock.advance(0.002)
+        self.assertEqual(outcomes, [WriteOutcome(acks=2, required=3, replicas=3)])
+        clock.advance(started + 1.399 - clock.seconds())
+        self.assertEqual(len(outcomes), 1)
+        clock.advance(0.002)
+        self.assertEqual(len(outcomes), 2)
+        self.assertEqual(len(clock.getDelayedCalls()), scheduled)
+
     def test_readAsksAnotherReplicaWhenOneFails(self) -> None:
         cluster = Cluster()
         cluster.put("n0", "k", b"v", Consistency.all)
@@ -394,8 +426,9 @@ class ServingAntiEntropyTests(SynchronousTestCase):
         )
         store.put("held", b"v")
         record = Store(clock, 2).newRecord(b"x" * 100)
-        self.assertEqual(node.applyLocal([("new", record)], evict=False), [False])
-        self.assertEqual(node.applyLocal([("new", record)]), [True])
+        blob = record.encode()
+        self.assertEqual(node.applyLocal([("new", blob)], evict=False), [False])
+        self.assertEqual(node.applyLocal([("new", blob)]), [True])
         self.assertEqual(store.stats().evictions, 1)
 
     def test_readHoldEnds(self) -> None:
@@ -422,7 +455,9 @@ class ServingAntiEntropyTests(SynchronousTestCase):
         self.assertRaises(NotCaughtUp, node.fetchLocal, ["other", "k"])
         clock.advance(1)
         found = node.fetchLocal(["k"])
-        self.assertEqual([r.value if r else None for r in found], [b"v"])
+        self.assertEqual(
+            [Record.decode(blob).value if blob else None for blob in found], [b"v"]
+        )
         self.assertEqual(node.heldPartitions(), frozenset())
 
     def test_readWithPeersFailingAtOnce(self) -> None:
