@@ -157,6 +157,9 @@ class NodeConfig:
     replicaTimeout: float = 1.0
     clusterSecret: bytes | None = None
     antiEntropyInterval: float = 30.0
+    # How long a member that vanished without leaving still counts towards
+    # the cluster size quorums need a majority of.
+    forgetDeparted: float = 600.0
     # How long a stopping node may spend handing its partitions to their
     # next owners; 0 leaves at once.
     handoffTimeout: float = 30.0

@@ -161,6 +161,7 @@ class Node(MultiService):
             peers=_NoPeers(),
             replicas=config.replicas,
             timeout=config.replicaTimeout,
+            forgetDeparted=config.forgetDeparted,
             hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
         )
         self.antiEntropy = AntiEntropy(

@@ -207,6 +207,13 @@ class Options(usage.Options):
             "Time between Merkle comparisons of each partition with a co-replica.",
         ],
         [
+            "forget-departed",
+            None,
+            "10m",
+            "How long a member that vanished without leaving still counts"
+            " towards the cluster size that quorums need a majority of.",
+        ],
+        [
             "handoff-timeout",
             None,
             "30s",
@@ -382,6 +389,10 @@ class Options(usage.Options):
         if self["anti-entropy-interval"] <= 0:
             raise usage.UsageError("--anti-entropy-interval must be positive")
         try:
+            self["forget-departed"] = parseDuration(self["forget-departed"])
+        except ValueError as e:
+            raise usage.UsageError(f"--forget-departed: {e}") from None
+        try:
             self["handoff-timeout"] = parseDuration(self["handoff-timeout"])
         except ValueError as e:
             raise usage.UsageError(f"--handoff-timeout: {e}") from None
@@ -487,6 +498,7 @@ class Options(usage.Options):
             replicaTimeout=self["replica-timeout"],
             clusterSecret=self["cluster-secret"],
             antiEntropyInterval=self["anti-entropy-interval"],
+            forgetDeparted=self["forget-departed"],
             handoffTimeout=self["handoff-timeout"],
         )
 

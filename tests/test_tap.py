@@ -67,6 +67,7 @@ class OptionsTests(SynchronousTestCase):
                 "--read-consistency=one",
                 "--write-consistency=all",
                 "--replica-timeout=250ms",
+                "--forget-departed=2m",
                 "--cluster-secret=sixteen chars or more",
             ]
         )
@@ -87,6 +88,7 @@ class OptionsTests(SynchronousTestCase):
                 readConsistency="one",
                 writeConsistency="all",
                 replicaTimeout=0.25,
+                forgetDeparted=120.0,
                 clusterSecret=deriveSecret("sixteen chars or more"),
             ),
         )

@@ -68,9 +68,10 @@ MAX_READ_HOLD = 60.0
 
 # A member that vanished from the membership without leaving (declared
 # dead, or cut off from here) still counts towards the size of the cluster
-# for this long: a node on the minority side of a partition must not take
-# its handful of reachable members for the whole cluster. After this long
-# a member that never came back is taken for gone for good.
+# for this long by default (--forget-departed): a node on the minority side
+# of a partition must not take its handful of reachable members for the
+# whole cluster. After this long a member that never came back is taken for
+# gone for good.
 FORGET_DEPARTED = 600.0
 
 
@@ -333,6 +334,7 @@ class Replicator:
         replicas: Replicas = 3,
         timeout: float = 1.0,
         hints: HintStore | None = None,
+        forgetDeparted: float = FORGET_DEPARTED,
     ) -> None:
         self.nodeName = nodeName
         self._store = store
@@ -340,6 +342,7 @@ class Replicator:
         self.peers = peers
         self._replicas: Replicas = replicas
         self._timeout = timeout
+        self._forgetDeparted = forgetDeparted
         self.hints = hints if hints is not None else HintStore(64 * 1024 * 1024)
         self.counters = ReplicationCounters()
         self._members: frozenset[MemberSpec] = frozenset({MemberSpec(nodeName)})
@@ -429,10 +432,10 @@ class Replicator:
         """
         How many members the cluster has as far as this node can tell: those
         of its table and those that vanished without leaving, less than
-        L{FORGET_DEPARTED} ago.
+        the C{forgetDeparted} horizon ago.
         """
         if self._departed:
-            horizon = self._clock.seconds() - FORGET_DEPARTED
+            horizon = self._clock.seconds() - self._forgetDeparted
             for name, when in list(self._departed.items()):
                 if when <= horizon:
                     del self._departed[name]

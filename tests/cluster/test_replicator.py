@@ -587,6 +587,27 @@ class MajorityTests(SynchronousTestCase):
         self.assertEqual(node.knownMembers(), 2)
         self.assertTrue(cluster.get("n2", "k", Consistency.quorum).ok)
 
+    def test_horizonIsConfigurable(self) -> None:
+        """
+        Operators can shorten (or lengthen) how long vanished members
+        count, say for a two-node cluster that should serve quorum again
+        soon after its peer crashed.
+        """
+        clock = Clock()
+        node = Replicator(
+            nodeName="n0",
+            store=Store(clock, 1),
+            clock=clock,
+            peers=MemoryPeerNetwork(clock).client("n0"),
+            forgetDeparted=30.0,
+        )
+        node.updateMembers([MemberSpec("n0"), MemberSpec("n1")])
+        node.updateMembers([MemberSpec("n0")])
+        self.assertRaises(NoMajority, node.read, "k", Consistency.quorum)
+        clock.advance(30)
+        self.assertEqual(node.knownMembers(), 1)
+        self.assertIsInstance(node.read("k", Consistency.quorum), ReadOutcome)
+
     def test_healRestoresQuorum(self) -> None:
         cluster = self.cutOff()
         node = cluster.nodes["n2"]
