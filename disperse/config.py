@@ -163,3 +163,10 @@ class NodeConfig:
     # How long a stopping node may spend handing its partitions to their
     # next owners; 0 leaves at once.
     handoffTimeout: float = 30.0
+
+    @property
+    def httpsAPI(self) -> bool:
+        """
+        Whether the public API is served over TLS (an C{ssl:} endpoint).
+        """
+        return self.httpEndpoint.split(":", 1)[0].strip().lower() == "ssl"

@@ -268,7 +268,10 @@ class Node(MultiService):
         The metadata this node gossips about itself.
         """
         return encodeMeta(
-            self.config.advertiseAddress, self.httpPort or 0, self.config.zone
+            self.config.advertiseAddress,
+            self.httpPort or 0,
+            self.config.zone,
+            https=self.config.httpsAPI,
         )
 
     def clusterJoined(self) -> None:
@@ -510,6 +513,9 @@ class Node(MultiService):
                     "name": member.name,
                     "gossip_addr": f"{member.host}:{member.port}",
                     "http_addr": meta.get("http_addr"),
+                    "http_scheme": meta.get("http_scheme", "http")
+                    if meta.get("http_addr")
+                    else None,
                     "peer_addr": meta.get("peer_addr"),
                     "state": NodeState(member.state).name,
                     "incarnation": member.incarnation,

@@ -43,12 +43,17 @@ class FakeStats:
         self.answers: dict[str, dict[str, Any] | Exception] = {}
         self.asked: list[str] = []
         self.authorizations: list[bytes | None] = []
+        self.schemes: list[str] = []
         self.pending: dict[str, Deferred[dict[str, Any]]] = {}
 
     def stats(
-        self, httpAddress: str, authorization: bytes | None = None
+        self,
+        httpAddress: str,
+        authorization: bytes | None = None,
+        scheme: str = "http",
     ) -> Deferred[dict[str, Any]]:
         self.asked.append(httpAddress)
+        self.schemes.append(scheme)
         self.authorizations.append(authorization)
         answer = self.answers.get(httpAddress)
         if answer is None:
@@ -249,6 +254,18 @@ class DashboardTests(SynchronousTestCase):
         )
         self.assertEqual(code, 200)
         self.assertEqual(self.peers.authorizations, [b"Bearer t0ken"] * 2)
+
+    def test_membersServingTLSAreAskedOverHTTPS(self) -> None:
+        """
+        A member whose API is served over TLS gossips so, and its counters
+        are asked for over https (others still over http).
+        """
+        self.node.view[1]["http_scheme"] = "https"
+        self.getJSON("/cluster/overview")
+        self.assertEqual(
+            sorted(zip(self.peers.asked, self.peers.schemes, strict=True)),
+            [("127.0.0.1:8001", "https"), ("127.0.0.1:8002", "http")],
+        )
 
     def test_deadMembersAreNotAsked(self) -> None:
         self.node.view[2] = member("gamma", state="dead", port=8002)

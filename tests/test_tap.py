@@ -240,6 +240,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertFalse(udp.listening)
 
 
+class HTTPSchemeTests(SynchronousTestCase):
+    def test_sslEndpointIsHTTPS(self) -> None:
+        """
+        Members learn whether a node's API is served over TLS from the
+        endpoint it listens on.
+        """
+        self.assertTrue(NodeConfig("a", httpEndpoint="ssl:8443:privateKey=k").httpsAPI)
+        self.assertTrue(NodeConfig("a", httpEndpoint="SSL:8443").httpsAPI)
+        self.assertFalse(NodeConfig("a", httpEndpoint="tcp:8000").httpsAPI)
+
+
 class ClockOffsetTests(SynchronousTestCase):
     def test_offsetFromEnvironment(self) -> None:
         """

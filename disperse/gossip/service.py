@@ -90,13 +90,21 @@ class GossipCounters:
     streamTimeouts: int = 0
 
 
-def encodeMeta(httpHost: str, httpPort: int, zone: str) -> bytes:
+def encodeMeta(httpHost: str, httpPort: int, zone: str, https: bool = False) -> bytes:
     """
     The node metadata other members learn: how to reach our HTTP API (the
-    original's C{http_port}, plus the full address) and our zone.
+    original's C{http_port}, plus the full address, and C{http_scheme} when
+    it is served over TLS) and our zone.
     """
+    fields: dict[str, Any] = {
+        "http_port": httpPort,
+        "http_addr": f"{httpHost}:{httpPort}",
+        "zone": zone,
+    }
+    if https:
+        fields["http_scheme"] = "https"
     meta = json.dumps(
-        {"http_port": httpPort, "http_addr": f"{httpHost}:{httpPort}", "zone": zone},
+        fields,
         separators=(",", ":"),
         sort_keys=True,
     ).encode("utf-8")

@@ -77,7 +77,10 @@ class StatsClient(Protocol):
     """
 
     def stats(
-        self, httpAddress: str, authorization: bytes | None = None
+        self,
+        httpAddress: str,
+        authorization: bytes | None = None,
+        scheme: str = "http",
     ) -> Deferred[dict[str, Any]]:
         """
         The JSON object that C{GET /stats} answers at C{httpAddress}
@@ -87,6 +90,7 @@ class StatsClient(Protocol):
         @param authorization: the C{Authorization} header to send: the
             dashboard's own caller's, so members that take tokens answer
             whoever may read this node's overview.
+        @param scheme: C{https} for a member whose API is served over TLS.
         """
 
 
@@ -96,7 +100,10 @@ class NoStatsClient:
     """
 
     def stats(
-        self, httpAddress: str, authorization: bytes | None = None
+        self,
+        httpAddress: str,
+        authorization: bytes | None = None,
+        scheme: str = "http",
     ) -> Deferred[dict[str, Any]]:
         d: Deferred[dict[str, Any]] = Deferred()
         d.errback(ConnectionError(httpAddress))
@@ -128,21 +135,25 @@ class HTTPStatsClient:
         return closed
 
     def stats(
-        self, httpAddress: str, authorization: bytes | None = None
+        self,
+        httpAddress: str,
+        authorization: bytes | None = None,
+        scheme: str = "http",
     ) -> Deferred[dict[str, Any]]:
         d: Deferred[dict[str, Any]] = Deferred.fromCoroutine(
-            self._stats(httpAddress, authorization)
+            self._stats(f"{scheme}://{httpAddress}", authorization)
         )
         d.addTimeout(self._timeout, self._reactor)
         return d
 
-    async def _stats(
-        self, httpAddress: str, authorization: bytes | None
-    ) -> dict[str, Any]:
+    async def _stats(self, baseURL: str, authorization: bytes | None) -> dict[str, Any]:
         headers = (
             Headers({b"authorization": [authorization]}) if authorization else None
         )
-        response = await self._http.get(f"http://{httpAddress}/stats", headers=headers)
+        # Over https, the member's certificate is checked against the
+        # system's trust store and its advertised address, as a browser
+        # would check it.
+        response = await self._http.get(f"{baseURL}/stats", headers=headers)
         body: bytes = await response.content()
         if response.code != 200:
             raise ValueError(f"/stats answered {response.code}")
@@ -342,7 +353,9 @@ class Dashboard:
             if member["name"] == me:
                 asked.append((member, succeed(self._localStats())))
             elif address and member["state"] in ("alive", "suspect"):
-                pending = self._peerStats.stats(address, authorization)
+                pending = self._peerStats.stats(
+                    address, authorization, member.get("http_scheme") or "http"
+                )
                 asked.append((member, pending.addErrback(self._noAnswer, member)))
         answers = await gatherResults([d for _, d in asked])
         for (member, _), answer in zip(asked, answers, strict=True):

@@ -206,6 +206,10 @@ class MetaTests(SynchronousTestCase):
             {"http_port": 8000, "http_addr": "10.0.0.1:8000", "zone": "eu-1"},
         )
 
+    def test_httpsAPI(self) -> None:
+        meta = encodeMeta("10.0.0.1", 8443, "", https=True)
+        self.assertEqual(decodeMeta(meta)["http_scheme"], "https")
+
     def test_foreignMetaIsEmpty(self) -> None:
         self.assertEqual(decodeMeta(b"\x00binary"), {})
         self.assertEqual(decodeMeta(b"[1]"), {})

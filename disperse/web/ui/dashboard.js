@@ -154,8 +154,9 @@
 
       const addresses = el("td", null, "addresses");
       if (m.http_addr) {
-        const link = el("a", "http " + m.http_addr);
-        link.href = "http://" + m.http_addr + "/";
+        const scheme = m.http_scheme || "http";
+        const link = el("a", scheme + " " + m.http_addr);
+        link.href = scheme + "://" + m.http_addr + "/";
         addresses.append(link, el("br"));
       }
       addresses.append(el("span", "gossip " + m.gossip_addr, "muted"));
