@@ -28,6 +28,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
+from disperse.send import sendNow
+
 # A response head longer than this is not from a Disperse peer.
 MAX_HEAD = 64 * 1024
 
@@ -97,8 +99,8 @@ class PeerConnection(Protocol):
         done: Deferred[Response] = Deferred()
         self._waiting = done
         self._timeout = self._clock.callLater(timeout, self._timedOut)
-        self.transport.write(
-            b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+        sendNow(
+            self.transport, b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         )
         return done
 

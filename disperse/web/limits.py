@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from disperse.logs import logger
+from disperse.send import sendNow
 
 DEFAULT_MAX_HEADER_SIZE = 16 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -48,6 +49,8 @@ DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_PEER_BODY = 64 * 1024 * 1024
 # Chunked bodies are counted as received, framing included.
 _CHUNK_SLACK = 64 * 1024
+# An answer is sent when complete, or once this much of it is gathered.
+_GATHER_LIMIT = 64 * 1024
 
 # Reason phrases of the refusals made here, by their current names
 # (twisted.web.http.RESPONSES has older ones, and no 429 or 431).
@@ -158,6 +161,11 @@ class GuardedChannel(HTTPChannel):
     _doneWhileFull: Any = None
 
     _hostAddress: Any = None
+    # The answer being written: Twisted writes an answer's head and body
+    # separately, each deferred to the reactor's next turn; gathered here,
+    # they go out together, at once, when the answer is done.
+    _gathered: list[bytes] | None = None
+    _gatheredSize = 0
 
     def getHost(self) -> Any:
         # Twisted asks the socket for the local address (a getsockname call)
@@ -186,6 +194,7 @@ class GuardedChannel(HTTPChannel):
         self._startPhase(headers=True)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._gathered = None
         self._cancelDeadline()
         if self._counted:
             self._counted = False
@@ -265,7 +274,52 @@ class GuardedChannel(HTTPChannel):
         if done is not None:
             super().requestDone(done)
 
+    # Writing answers
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        # Twisted writes the head straight to the transport: lend it one that
+        # gathers instead.
+        transport = self.transport
+        self.transport = _Gatherer(self)  # type: ignore[assignment]
+        try:
+            super().writeHeaders(version, code, reason, headers)
+        finally:
+            self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        self._gather((data,))
+
+    def writeSequence(self, iovec: Any) -> None:
+        self._gather(iovec)
+
+    def _gather(self, parts: Any) -> None:
+        if self._gathered is None:
+            self._gathered = []
+        for part in parts:
+            self._gathered.append(part)
+            self._gatheredSize += len(part)
+        if self._gatheredSize >= _GATHER_LIMIT:
+            self._send()
+
+    def _send(self) -> None:
+        gathered, self._gathered = self._gathered, None
+        self._gatheredSize = 0
+        if gathered and self.transport is not None:
+            sendNow(
+                self.transport,
+                gathered[0] if len(gathered) == 1 else b"".join(gathered),
+            )
+
+    def loseConnection(self) -> None:
+        self._send()
+        super().loseConnection()
+
     def requestDone(self, request: Any) -> None:
+        # The answer is whole: out with it, before anything else is written
+        # or the connection closes.
+        self._send()
         # Twisted stops reading from a client whose answers pile up, but
         # still serves the requests it had already read, pipelined, each
         # answer added to the pile: a few kilobytes of GETs for a large
@@ -329,6 +383,7 @@ class GuardedChannel(HTTPChannel):
         if self._refused:
             return
         self._refused = True
+        self._send()
         self._cancelDeadline()
         self.setTimeout(None)
         assert self.transport is not None
@@ -336,3 +391,19 @@ class GuardedChannel(HTTPChannel):
         self.transport.loseConnection()
         # A client that does not read its answer cannot hold the socket.
         self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+
+class _Gatherer:
+    """
+    A stand-in transport for L{GuardedChannel.writeHeaders}: what is written
+    to it joins the channel's answer being gathered.
+    """
+
+    def __init__(self, channel: GuardedChannel) -> None:
+        self._channel = channel
+
+    def write(self, data: bytes) -> None:
+        self._channel._gather((data,))
+
+    def writeSequence(self, iovec: Any) -> None:
+        self._channel._gather(iovec)

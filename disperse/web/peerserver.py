@@ -23,6 +23,7 @@ from twisted.web.http import RESPONSES
 
 from disperse.cluster.protocol import SIGNATURE_HEADER
 from disperse.logs import logger
+from disperse.send import sendNow
 from disperse.web.limits import REASONS, HTTPLimits
 from disperse.web.peer import PREFIX, PeerAPI
 
@@ -151,7 +152,7 @@ class PeerServerProtocol(Protocol):
         )
         transport = self.transport
         assert transport is not None
-        transport.write(_response(code, contentType, answer, self._closeAfter))
+        sendNow(transport, _response(code, contentType, answer, self._closeAfter))
         if self._closeAfter:
             self._close()
             return False
