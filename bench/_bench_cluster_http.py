@@ -77,6 +77,8 @@ from bench._bench_common import (
 )
 from bench._bench_gossip_cluster import cpu_ticks_seconds
 from bench._bench_http import (
+    HIT_KEY,
+    MISS_KEY,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
     Goal,
@@ -255,6 +257,49 @@ def start_nodes(
         assert node.proc is not None
         node.startup_s = wait_until_ready(node.proc, node.http_port, "/health", (200,))
     return single, cluster
+
+
+def calibrate(
+    procs: ProcessSet, pinning: Pinning, log_dir: Path, seconds: int, connections: int
+) -> dict[str, float]:
+    """
+    The machine's speed in this run: GET req/s of bench/http's bare
+    twisted.web reference on the server CPU, at the same concurrency. The
+    p99 goal is absolute, and a shared machine's speed varies from day to
+    day; the ratios are not affected.
+    """
+    (port,) = free_ports(1)
+    argv = [sys.executable, "-m", "bench._refs.web_ref", "--port", str(port)]
+    proc = procs.start("twisted.web", pinning.server(argv), log_dir / "web_ref.log")
+    try:
+        wait_until_ready(proc, port, f"/cache/{MISS_KEY}", (404,))
+        client = Client(port)
+        status, _, _ = client.request(
+            "PUT",
+            f"/cache/{HIT_KEY}",
+            put_body("x" * VALUE_SIZE),
+            {"Content-Type": "application/json"},
+        )
+        client.close()
+        if status != 200:
+            raise BenchError(f"twisted.web reference: PUT answered {status}")
+        url = f"http://{LOOPBACK}:{port}/cache/{HIT_KEY}"
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+        done = subprocess.run(
+            pinning.client(argv),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"wrk failed (exit {done.returncode}):\n{done.stderr}")
+        result = parse_wrk(done.stdout)
+    finally:
+        # Not one of the processes the run checks on.
+        proc.stop()
+        procs.processes.remove(proc)
+    return {"requests_per_sec": result.requests_per_sec, "p99_ms": result.p99_ms}
 
 
 def cluster_view(node: Node) -> tuple[set[str], int]:
@@ -1179,6 +1224,13 @@ def main(argv: Sequence[str]) -> int:
                 f"cluster (quorum) {loaded['cluster']:.1f} s; {SAMPLE_KEYS} read "
                 "back from every node at quorum and, in the cluster, from each "
                 "replica's own store."
+            )
+            speed = calibrate(procs, pinning, log_dir, args.duration, args.connections)
+            results["calibration"] = {"twisted.web": speed}
+            print(
+                "Machine speed: a bare twisted.web server (bench/http's reference)"
+                f" answers {speed['requests_per_sec']:.0f} GET/s on the server CPU"
+                f" (p99 {speed['p99_ms']:.2f} ms at {args.connections} connections)."
             )
             results["stats_before"] = node_stats(nodes)
             plan = Plan(
