@@ -77,17 +77,20 @@ from bench._bench_common import (
 )
 from bench._bench_gossip_cluster import cpu_ticks_seconds
 from bench._bench_http import (
-    HIT_KEY,
     MISS_KEY,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
     Goal,
     Run,
+    Server,
+    WrkPlan,
     WrkResult,
     check_alive,
+    check_and_preload,
     median_of,
     parse_wrk,
     put_body,
+    run_wrk,
     unexpected,
     write_put_script,
     wrk_version,
@@ -272,29 +275,11 @@ def calibrate(
     argv = [sys.executable, "-m", "bench._refs.web_ref", "--port", str(port)]
     proc = procs.start("twisted.web", pinning.server(argv), log_dir / "web_ref.log")
     try:
-        wait_until_ready(proc, port, f"/cache/{MISS_KEY}", (404,))
-        client = Client(port)
-        status, _, _ = client.request(
-            "PUT",
-            f"/cache/{HIT_KEY}",
-            put_body("x" * VALUE_SIZE),
-            {"Content-Type": "application/json"},
-        )
-        client.close()
-        if status != 200:
-            raise BenchError(f"twisted.web reference: PUT answered {status}")
-        url = f"http://{LOOPBACK}:{port}/cache/{HIT_KEY}"
-        argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-        done = subprocess.run(
-            pinning.client(argv),
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"wrk failed (exit {done.returncode}):\n{done.stderr}")
-        result = parse_wrk(done.stdout)
+        took = wait_until_ready(proc, port, f"/cache/{MISS_KEY}", (404,))
+        check_and_preload(Server("twisted.web", port, proc.pid, took), "x" * VALUE_SIZE)
+        # GET hit only: no PUT script.
+        plan = WrkPlan(pinning, connections, Path(os.devnull))
+        result, _ = run_wrk(plan, port, "get-hit", seconds)
     finally:
         # Not one of the processes the run checks on.
         proc.stop()

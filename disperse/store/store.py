@@ -332,14 +332,11 @@ class Store:
             len(key) + len(value) + ENTRY_OVERHEAD <= self.maxBytes
         )
 
-    def hasRoom(self, key: str, record: Record) -> bool:
-        """
-        Whether C{record} could be stored under C{key} without evicting
-        anything.
-        """
-        return self._hasRoom(key, record.encode())
-
     def _hasRoom(self, key: str, blob: bytes) -> bool:
+        """
+        Whether encoded record C{blob} could be stored under C{key} without
+        evicting anything.
+        """
         if self.maxBytes is None:
             return True
         old = self._part(key).get(key)

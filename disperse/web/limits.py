@@ -279,10 +279,10 @@ class GuardedChannel(HTTPChannel):
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any
     ) -> None:
-        # Twisted writes the head straight to the transport: lend it one that
-        # gathers instead.
+        # Twisted writes the head straight to the transport: lend it this
+        # channel, whose writes gather, instead.
         transport = self.transport
-        self.transport = _Gatherer(self)  # type: ignore[assignment]
+        self.transport = self
         try:
             super().writeHeaders(version, code, reason, headers)
         finally:
@@ -391,19 +391,3 @@ class GuardedChannel(HTTPChannel):
         self.transport.loseConnection()
         # A client that does not read its answer cannot hold the socket.
         self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
-
-
-class _Gatherer:
-    """
-    A stand-in transport for L{GuardedChannel.writeHeaders}: what is written
-    to it joins the channel's answer being gathered.
-    """
-
-    def __init__(self, channel: GuardedChannel) -> None:
-        self._channel = channel
-
-    def write(self, data: bytes) -> None:
-        self._channel._gather((data,))
-
-    def writeSequence(self, iovec: Any) -> None:
-        self._channel._gather(iovec)
