@@ -22,7 +22,11 @@ from disperse.cluster.merkle import MerkleTree
 from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.store import ENTRY_OVERHEAD, HybridLogicalClock, Record, Store
 from disperse.store.hlc import fromMs, physicalMs
-from disperse.store.store import ValueTooLarge
+from disperse.store.store import (
+    DEFAULT_TOMBSTONE_TTL,
+    HEADER_SIZE,
+    ValueTooLarge,
+)
 
 START = 1_700_000_000.0
 
@@ -31,6 +35,19 @@ keys = st.sampled_from(KEYS)
 # The partitions the model's keys fall in: the only ones with entries.
 PARTITIONS = sorted({partitionOf(key) for key in KEYS})
 values = st.binary(max_size=40)
+
+
+def tombstoneOf(record: Record, tombstoneTtlMs: float) -> Record:
+    """
+    The tombstone an expired C{record} that replaced an entry leaves.
+    """
+    return Record(
+        b"",
+        record.expiresAtMs + int(tombstoneTtlMs),
+        record.timestamp,
+        record.nodeId,
+        tombstone=True,
+    )
 
 
 def entrySize(key: str, value: bytes) -> int:
@@ -50,8 +67,9 @@ class StoreModel(RuleBasedStateMachine):
         self.clock.advance(START)
         self.budget = 6 * (ENTRY_OVERHEAD + 30)
         self.store = Store(self.clock, nodeId=7, maxBytes=self.budget, tombstoneTtl=5)
-        # key -> (value or None for a tombstone, expiresAtMs)
-        self.model: dict[str, tuple[bytes | None, int]] = {}
+        # key -> (value or None for a tombstone, expiresAtMs, whether the
+        # value replaced an entry, and so leaves a tombstone when it expires)
+        self.model: dict[str, tuple[bytes | None, int, bool]] = {}
 
     def nowMs(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -73,19 +91,30 @@ class StoreModel(RuleBasedStateMachine):
 
     def forgetDropped(self) -> None:
         """
-        Drop from the model what the store dropped on its own, checking it
-        had expired.
+        Follow in the model what the store did on its own with expired
+        entries: drop those it dropped, and turn into tombstones the values
+        that replaced an entry (the tombstone keeps the value's version and
+        runs out a tombstone lifetime after it).
         """
-        for key in [k for k in self.model if not self.store.occupies(k)]:
-            assert not self.live(key)
-            del self.model[key]
+        for key in list(self.model):
+            value, expiresAtMs, replaced = self.model[key]
+            record = self.store.record(key, expired=True)
+            if record is None:
+                assert not self.live(key)
+                del self.model[key]
+            elif value is not None and record.tombstone:
+                assert not self.live(key)
+                assert replaced
+                assert record.expiresAtMs == expiresAtMs + 5000
+                self.model[key] = (None, record.expiresAtMs, False)
 
     @rule(key=keys, value=values, ttlMs=st.sampled_from([0, 0, 1, 500, 1500, 4000]))
     def put(self, key: str, value: bytes, ttlMs: int) -> None:
         before = self.store.evictions
+        replaced = bool(ttlMs) and key in self.model
         record = self.store.put(key, value, ttlMs)
         assert record.expiresAtMs == (self.nowMs() + ttlMs if ttlMs else 0)
-        self.model[key] = (value, record.expiresAtMs)
+        self.model[key] = (value, record.expiresAtMs, replaced)
         self.reconcile(key, before)
 
     @rule(key=keys)
@@ -96,16 +125,15 @@ class StoreModel(RuleBasedStateMachine):
             assert record.value == self.model[key][0]
         else:
             assert record is None
-            # Reading an expired entry drops it.
-            if key in self.model and not self.live(key):
-                del self.model[key]
+            # Reading an expired entry drops it, or leaves its tombstone.
+            self.forgetDropped()
 
     @rule(key=keys)
     def delete(self, key: str) -> None:
         before = self.store.evictions
         existed = self.live(key) and self.model[key][0] is not None
         assert self.store.delete(key) == existed
-        self.model[key] = (None, self.nowMs() + 5000)
+        self.model[key] = (None, self.nowMs() + 5000, False)
         self.reconcile(key, before)
 
     @rule(seconds=st.sampled_from([0.001, 0.4, 1.0, 2.5, 6.0]))
@@ -126,12 +154,11 @@ class StoreModel(RuleBasedStateMachine):
         self.clock.advance(1.0)
         while self.store.sweep(1000):
             pass
-        for key, (_, expiresAtMs) in self.model.items():
-            if expiresAtMs and (expiresAtMs // 1000 + 1) * 1000 <= self.nowMs():
-                assert not self.store.occupies(key)
         self.forgetDropped()
+        for _, expiresAtMs, _ in self.model.values():
+            assert not expiresAtMs or (expiresAtMs // 1000 + 1) * 1000 > self.nowMs()
         expected = sum(
-            entrySize(key, value or b"") for key, (value, _) in self.model.items()
+            entrySize(key, value or b"") for key, (value, _, _) in self.model.items()
         )
         assert self.store.stats().bytes == expected
 
@@ -145,7 +172,7 @@ class StoreModel(RuleBasedStateMachine):
             record = self.store.record(key)
             if self.live(key):
                 assert record is not None
-                value, expiresAtMs = self.model[key]
+                value, expiresAtMs, _ = self.model[key]
                 assert record.tombstone == (value is None)
                 assert record.value == (value or b"")
                 assert record.expiresAtMs == expiresAtMs
@@ -292,7 +319,8 @@ class StoreTests(SynchronousTestCase):
     def test_expiredVersionStillOutranksOlder(self) -> None:
         """
         A newer write that has expired (and is not swept yet) keeps older
-        versions out; arriving already expired, it removes an older one.
+        versions out; arriving already expired, it replaces an older one
+        with its tombstone.
         """
         store = Store(self.clock, nodeId=1)
         old = Store(self.clock, nodeId=2).newRecord(b"old")
@@ -307,8 +335,109 @@ class StoreTests(SynchronousTestCase):
         other = Store(self.clock, nodeId=3)
         other.merge("k", old)
         self.assertTrue(other.merge("k", newer))
-        self.assertIsNone(other.record("k", expired=True))
+        self.assertEqual(
+            other.record("k"), tombstoneOf(newer, DEFAULT_TOMBSTONE_TTL * 1000)
+        )
+        self.assertFalse(other.merge("k", old))
         self.assertEqual(len(other), 0)
+
+    def test_expiringReplacementLeavesTombstone(self) -> None:
+        """
+        A value with a time to live that replaced an older entry leaves a
+        tombstone of its own version when it expires, whether the sweep or
+        a read finds it expired: the older value, still held by a replica
+        that missed the newer one, is refused when a repair brings it back.
+        The tombstone runs out a tombstone lifetime after the value did.
+        """
+        for lapse in ("sweep", "read"):
+            store = Store(self.clock, nodeId=1, tombstoneTtl=60)
+            old = store.put("k", b"old")
+            self.clock.advance(0.01)
+            newer = store.put("k", b"new", ttlMs=1000)
+            self.clock.advance(2)
+            if lapse == "sweep":
+                while store.sweep(100):
+                    pass
+            else:
+                self.assertIsNone(store.get("k"))
+            tombstone = tombstoneOf(newer, 60_000)
+            self.assertEqual(store.record("k"), tombstone, lapse)
+            self.assertEqual(store.stats().tombstones, 1)
+            self.assertEqual(store.stats().expirations, 1)
+            self.assertFalse(store.merge("k", old))
+            self.assertIsNone(store.get("k"))
+            self.clock.advance(60)
+            while store.sweep(100):
+                pass
+            self.assertFalse(store.occupies("k"))
+
+    def test_expiringFirstWriteLeavesNothing(self) -> None:
+        """
+        A value with a time to live that replaced nothing leaves nothing
+        when it expires: keys written once with a time to live cost no
+        memory afterwards. Nor does a value that lapses after its tombstone
+        would have run out.
+        """
+        store = Store(self.clock, nodeId=1, tombstoneTtl=60)
+        store.put("once", b"v", ttlMs=1000)
+        store.put("late", b"old")
+        store.put("late", b"new", ttlMs=1000)
+        self.clock.advance(2)
+        while store.sweep(100):
+            pass
+        self.assertFalse(store.occupies("once"))
+        self.assertTrue(store.occupies("late"))
+        store.put("stale", b"old")
+        store.put("stale", b"new", ttlMs=1000)
+        self.clock.advance(62)
+        self.assertIsNone(store.get("stale"))
+        self.assertFalse(store.occupies("stale"))
+
+    def test_replacedMarkIsLocal(self) -> None:
+        """
+        Whether a value replaced something here changes neither what peers
+        are sent of it nor the Merkle trees: a replica that held an older
+        version and one that did not hold the newer one identically; and
+        the tombstones both end with, when one replica got it from the
+        other, are identical too.
+        """
+        replaced = Store(self.clock, nodeId=1)
+        fresh = Store(self.clock, nodeId=2)
+        replaced.put("k", b"old")
+        self.clock.advance(0.01)
+        newer = replaced.put("k", b"new", ttlMs=1000)
+        fresh.merge("k", newer)
+        self.assertEqual(replaced.encoded("k"), newer.encode())
+        self.assertEqual(fresh.encoded("k"), newer.encode())
+        partition = partitionOf("k")
+        self.assertEqual(
+            replaced.partitionRoot(partition), fresh.partitionRoot(partition)
+        )
+        self.clock.advance(2)
+        while replaced.sweep(100) or fresh.sweep(100):
+            pass
+        self.assertFalse(fresh.occupies("k"))
+        tombstone = replaced.record("k")
+        assert tombstone is not None
+        self.assertTrue(fresh.merge("k", tombstone))
+        self.assertEqual(fresh.encoded("k"), replaced.encoded("k"))
+        self.assertEqual(
+            replaced.partitionRoot(partition), fresh.partitionRoot(partition)
+        )
+
+    def test_peersCannotMarkReplacement(self) -> None:
+        """
+        The replica-local mark arriving from a peer is dropped: a value that
+        replaced nothing here leaves nothing when it expires.
+        """
+        store = Store(self.clock, nodeId=1)
+        blob = bytearray(store.newRecord(b"v", ttlMs=1000).encode())
+        blob[HEADER_SIZE - 1] |= 0x80
+        self.assertTrue(store.mergeEncoded("k", bytes(blob)))
+        self.clock.advance(2)
+        while store.sweep(100):
+            pass
+        self.assertFalse(store.occupies("k"))
 
     def test_repairMergeDoesNotEvict(self) -> None:
         """

@@ -60,6 +60,14 @@ HEADER_SIZE = _HEADER.size
 FLAG_TOMBSTONE = 0x01
 FLAG_BINARY = 0x02
 _KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_BINARY
+# Replica-local, never sent nor hashed: this value, which expires, replaced
+# an older entry here. When it expires it leaves a tombstone of its own
+# version rather than nothing, so that the older value, still held by a
+# replica that missed this one, cannot come back through a repair. A value
+# that replaced nothing leaves nothing: keys written once with a time to
+# live cost no memory after they expire.
+_FLAG_REPLACED = 0x80
+_FLAGS_AT = HEADER_SIZE - 1
 
 # What one entry costs beyond its key and value bytes: the header above, the
 # bytes and str object headers, its dict slot, its ring slot and its wheel
@@ -156,6 +164,29 @@ class Record(NamedTuple):
             bool(flags & FLAG_TOMBSTONE),
             bool(flags & FLAG_BINARY),
         )
+
+
+def _shared(blob: bytes) -> bytes:
+    """
+    C{blob} as replicas compare it and peers receive it: without the flags
+    that are this replica's own.
+    """
+    flags = blob[_FLAGS_AT]
+    if flags & _FLAG_REPLACED:
+        return blob[:_FLAGS_AT] + bytes((flags & _KNOWN_FLAGS,)) + blob[HEADER_SIZE:]
+    return blob
+
+
+def _replacing(blob: bytes) -> bytes:
+    """
+    C{blob}, a value with an expiry stored over an older entry, marked to
+    leave a tombstone when it expires.
+    """
+    return (
+        blob[:_FLAGS_AT]
+        + bytes((blob[_FLAGS_AT] | _FLAG_REPLACED,))
+        + blob[HEADER_SIZE:]
+    )
 
 
 def _newer(blob: bytes, than: bytes) -> bool:
@@ -276,7 +307,7 @@ class Store:
         if blob is not None:
             expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
             if expiresAtMs and expiresAtMs <= self.nowMs():
-                self._remove(key, blob)
+                self._lapse(key, blob, blob)
                 if not flags & FLAG_TOMBSTONE:
                     self.expirations += 1
             elif not flags & FLAG_TOMBSTONE:
@@ -475,7 +506,10 @@ class Store:
         @raise ValueTooLarge: if the entry alone exceeds the byte budget.
         """
         record = self.newRecord(value, ttlMs, binary)
-        self._store(key, record.encode())
+        blob = record.encode()
+        if ttlMs and self.occupies(key):
+            blob = _replacing(blob)
+        self._store(key, blob)
         self.sets += 1
         return record
 
@@ -527,13 +561,16 @@ class Store:
         # still supersedes every older version of the key, which must not
         # come back because the newer one ran out.
         current = self._part(key).get(key)
-        if current is not None and not _newer(blob, current):
-            return False
+        if current is not None:
+            if not _newer(blob, current):
+                return False
+            if expiresAtMs and not flags & FLAG_TOMBSTONE:
+                blob = _replacing(blob)
         if expiresAtMs and expiresAtMs <= self.nowMs():
-            # Nothing to keep, but what it supersedes goes.
+            # What it supersedes goes; a tombstone of it stays.
             if current is None:
                 return False
-            self._remove(key, current)
+            self._lapse(key, blob, current)
             return True
         if not evict and current is None and not self._hasRoom(key, blob):
             return False
@@ -550,7 +587,8 @@ class Store:
         expired records not dropped yet included: what a replica answers a
         coordinator's read with.
         """
-        return self._part(key).get(key)
+        blob = self._part(key).get(key)
+        return None if blob is None else _shared(blob)
 
     def sweep(self, budget: int) -> int:
         """
@@ -573,15 +611,40 @@ class Store:
                 if blob is not None:
                     expiresAtMs = _HEADER.unpack_from(blob)[0]
                     if expiresAtMs and expiresAtMs <= now:
-                        self._remove(key, blob)
-                        if not blob[HEADER_SIZE - 1] & FLAG_TOMBSTONE:
+                        self._lapse(key, blob, blob)
+                        if not blob[_FLAGS_AT] & FLAG_TOMBSTONE:
                             self.expirations += 1
-            if not bucket:
+                        if self._bucketHeap is not heap:
+                            # Scheduling a tombstone rebuilt the wheel:
+                            # every entry left is in the new one.
+                            break
+            if self._bucketHeap is not heap:
+                heap = self._bucketHeap
+            elif not bucket:
                 heapq.heappop(heap)
                 del self._buckets[second]
         return looked
 
     # Internals
+
+    def _lapse(self, key: str, expired: bytes, stored: bytes) -> None:
+        """
+        Let C{expired} go, C{stored} being the entry under C{key} now (the
+        same record, or an older one that C{expired} supersedes): what
+        stays is a tombstone of C{expired}'s version if it replaced an
+        older entry and that tombstone has not run out too, else nothing.
+        Every replica that keeps one makes the same bytes, so their trees
+        agree.
+        """
+        if expired[_FLAGS_AT] & _FLAG_REPLACED:
+            expiresAtMs, timestamp, nodeId, _ = _HEADER.unpack_from(expired)
+            forgetAtMs = expiresAtMs + self._tombstoneTtlMs
+            if forgetAtMs > self.nowMs():
+                self._store(
+                    key, _HEADER.pack(forgetAtMs, timestamp, nodeId, FLAG_TOMBSTONE)
+                )
+                return
+        self._remove(key, stored)
 
     @staticmethod
     def _size(key: str, blob: bytes) -> int:
@@ -603,15 +666,17 @@ class Store:
             self._bytes -= self._size(key, old)
             self._referenced.add(key)
             oldExpiry = _HEADER.unpack_from(old)[0]
-            if old[HEADER_SIZE - 1] & FLAG_TOMBSTONE:
+            if old[_FLAGS_AT] & FLAG_TOMBSTONE:
                 self._tombstones -= 1
         part[key] = blob
         tree = self._trees[partition]
         if tree is None:
             tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
-        tree.updateEncoded(encoded, old, blob)
+        tree.updateEncoded(
+            encoded, None if old is None else _shared(old), _shared(blob)
+        )
         self._bytes += size
-        if blob[HEADER_SIZE - 1] & FLAG_TOMBSTONE:
+        if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones += 1
         expiresAtMs = _HEADER.unpack_from(blob)[0]
         if expiresAtMs and expiresAtMs // 1000 != oldExpiry // 1000:
@@ -680,9 +745,9 @@ class Store:
         del self._parts[partition][key]
         tree = self._trees[partition]
         assert tree is not None, "an entry without its partition's tree"
-        tree.updateEncoded(encoded, blob, None)
+        tree.updateEncoded(encoded, _shared(blob), None)
         self._count -= 1
         self._referenced.discard(key)
         self._bytes -= self._size(key, blob)
-        if blob[HEADER_SIZE - 1] & FLAG_TOMBSTONE:
+        if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones -= 1

@@ -342,6 +342,44 @@ class AntiEntropyTests(SynchronousTestCase):
         )
         self.assertEqual(repaired, 0)
 
+    def test_expiredReplacementDoesNotResurrectOlder(self) -> None:
+        """
+        A replica that missed a write with a time to live, and its hint,
+        still holds the value that write replaced. Once the write has
+        expired everywhere else, that older value does not come back: the
+        replicas that took the write keep a tombstone of it, which reaches
+        the stale replica instead.
+        """
+        cluster = Cluster()
+        cluster.write("n0", "k", b"old", Consistency.all)
+        cluster.run(0.1)
+        cluster.isolate("n2")
+        record = cluster.stores["n0"].newRecord(b"new", ttlMs=5000)
+        cluster.nodes["n0"].write("k", record, Consistency.quorum)
+        cluster.run(0.1)
+        cluster.forgetHints()
+        cluster.run(6.0)
+        for store in cluster.stores.values():
+            while store.sweep(100):
+                pass
+        cluster.network.heal()
+        self.assertEqual(cluster.value("n2", "k"), b"old")
+        cluster.run(TWO_ROUNDS)
+        for name in cluster.names:
+            self.assertIsNone(cluster.value(name, "k"), name)
+            stored = cluster.stores[name].record("k")
+            assert stored is not None
+            self.assertEqual(stored.version, record.version)
+        self.assertEqual(cluster.roots("n0"), cluster.roots("n2"))
+        self.assertEqual(cluster.roots("n1"), cluster.roots("n2"))
+        outcome = cluster.nodes["n2"].read("k", Consistency.all)
+        if isinstance(outcome, Deferred):
+            results: list[ReadOutcome] = []
+            outcome.addCallback(results.append)
+            cluster.run(1.0)
+            outcome = results[0]
+        self.assertIsNone(outcome.value)
+
     def test_pacingBoundsInFlight(self) -> None:
         """
         However many partitions differ, no more than maxInFlight exchanges
