@@ -1078,7 +1078,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=2,
         help=(
             "repetitions of the fixed-load latency runs, after the saturated ones"
-            f" ({PACED_FRACTION:.0%} of the cluster's req/s; default 2, 0: none)"
+            f" ({PACED_FRACTION * 100:.0f}%% of the cluster's req/s;"
+            " default 2, 0: none)"
         ),
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
