@@ -68,6 +68,8 @@ _KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_BINARY
 # live cost no memory after they expire.
 _FLAG_REPLACED = 0x80
 _FLAGS_AT = HEADER_SIZE - 1
+# Each flags byte as a bytes object, for rewriting it without a tuple.
+_FLAG_BYTES = [bytes((flags,)) for flags in range(256)]
 
 # What one entry costs beyond its key and value bytes: the header above, the
 # bytes and str object headers, its dict slot, its ring slot and its wheel
@@ -173,7 +175,7 @@ def _shared(blob: bytes) -> bytes:
     """
     flags = blob[_FLAGS_AT]
     if flags & _FLAG_REPLACED:
-        return blob[:_FLAGS_AT] + bytes((flags & _KNOWN_FLAGS,)) + blob[HEADER_SIZE:]
+        return blob[:_FLAGS_AT] + _FLAG_BYTES[flags & _KNOWN_FLAGS] + blob[HEADER_SIZE:]
     return blob
 
 
@@ -184,7 +186,7 @@ def _replacing(blob: bytes) -> bytes:
     """
     return (
         blob[:_FLAGS_AT]
-        + bytes((blob[_FLAGS_AT] | _FLAG_REPLACED,))
+        + _FLAG_BYTES[blob[_FLAGS_AT] | _FLAG_REPLACED]
         + blob[HEADER_SIZE:]
     )
 
@@ -561,6 +563,7 @@ class Store:
         # still supersedes every older version of the key, which must not
         # come back because the newer one ran out.
         current = self._part(key).get(key)
+        shared = blob
         if current is not None:
             if not _newer(blob, current):
                 return False
@@ -574,7 +577,7 @@ class Store:
             return True
         if not evict and current is None and not self._hasRoom(key, blob):
             return False
-        self._store(key, blob)
+        self._store(key, blob, shared)
         if flags & FLAG_TOMBSTONE:
             self.deletes += 1
         else:
@@ -650,7 +653,11 @@ class Store:
     def _size(key: str, blob: bytes) -> int:
         return len(key) + len(blob) - HEADER_SIZE + ENTRY_OVERHEAD
 
-    def _store(self, key: str, blob: bytes) -> None:
+    def _store(self, key: str, blob: bytes, shared: bytes | None = None) -> None:
+        """
+        Store C{blob} under C{key}; C{shared} is its L{_shared} form, if the
+        caller has it.
+        """
         size = self._size(key, blob)
         if self.maxBytes is not None and size > self.maxBytes:
             raise ValueTooLarge(key)
@@ -673,7 +680,9 @@ class Store:
         if tree is None:
             tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
         tree.updateEncoded(
-            encoded, None if old is None else _shared(old), _shared(blob)
+            encoded,
+            None if old is None else _shared(old),
+            _shared(blob) if shared is None else shared,
         )
         self._bytes += size
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
