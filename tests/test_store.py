@@ -23,6 +23,7 @@ from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.store import ENTRY_OVERHEAD, HybridLogicalClock, Record, Store
 from disperse.store.hlc import fromMs, physicalMs
 from disperse.store.store import (
+    DEFAULT_EXPIRY_TOMBSTONE_TTL,
     DEFAULT_TOMBSTONE_TTL,
     HEADER_SIZE,
     ValueTooLarge,
@@ -336,8 +337,10 @@ class StoreTests(SynchronousTestCase):
         other.merge("k", old)
         self.assertTrue(other.merge("k", newer))
         self.assertEqual(
-            other.record("k"), tombstoneOf(newer, DEFAULT_TOMBSTONE_TTL * 1000)
+            other.record("k"), tombstoneOf(newer, DEFAULT_EXPIRY_TOMBSTONE_TTL * 1000)
         )
+        # Ten minutes, shorter than a delete's hour.
+        self.assertLess(DEFAULT_EXPIRY_TOMBSTONE_TTL, DEFAULT_TOMBSTONE_TTL)
         self.assertFalse(other.merge("k", old))
         self.assertEqual(len(other), 0)
 
@@ -347,7 +350,8 @@ class StoreTests(SynchronousTestCase):
         tombstone of its own version when it expires, whether the sweep or
         a read finds it expired: the older value, still held by a replica
         that missed the newer one, is refused when a repair brings it back.
-        The tombstone runs out a tombstone lifetime after the value did.
+        The tombstone runs out the expiry tombstone lifetime after the value
+        did (here that of a delete's tombstone, which caps it).
         """
         for lapse in ("sweep", "read"):
             store = Store(self.clock, nodeId=1, tombstoneTtl=60)

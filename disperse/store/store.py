@@ -79,6 +79,15 @@ ENTRY_OVERHEAD = 168
 # How long a delete is remembered, so that an older write arriving late (from
 # a replica, a hint, a repair) cannot bring the value back.
 DEFAULT_TOMBSTONE_TTL = 3600.0
+# How long an expired value that replaced an older one is remembered (see
+# _FLAG_REPLACED), at most the tombstone time to live. Shorter than a
+# delete's: caches rewrite keys with a time to live all the time (sessions,
+# counters), and each such key leaves one of these when it finally expires,
+# so an hour of them could take a good part of the memory budget. A replica
+# that missed the write and lost its hint is repaired by anti-entropy as
+# soon as it is back; this covers it being away for up to ten minutes after
+# the expiry.
+DEFAULT_EXPIRY_TOMBSTONE_TTL = 600.0
 
 _WHEEL_SLACK = 65536
 
@@ -242,11 +251,13 @@ class Store:
         nodeId: int,
         maxBytes: int | None = None,
         tombstoneTtl: float = DEFAULT_TOMBSTONE_TTL,
+        expiryTombstoneTtl: float = DEFAULT_EXPIRY_TOMBSTONE_TTL,
     ) -> None:
         self._clock = clock
         self.nodeId = nodeId
         self.maxBytes = maxBytes
         self._tombstoneTtlMs = int(tombstoneTtl * 1000)
+        self._expiryTombstoneTtlMs = int(min(expiryTombstoneTtl, tombstoneTtl) * 1000)
         self.hlc = HybridLogicalClock(clock)
 
         # One dictionary per partition (64 bytes each while empty).
@@ -634,14 +645,15 @@ class Store:
         """
         Let C{expired} go, C{stored} being the entry under C{key} now (the
         same record, or an older one that C{expired} supersedes): what
-        stays is a tombstone of C{expired}'s version if it replaced an
-        older entry and that tombstone has not run out too, else nothing.
+        stays is a tombstone of C{expired}'s version, for the expiry
+        tombstone time to live, if it replaced an older entry and that
+        tombstone has not run out too, else nothing.
         Every replica that keeps one makes the same bytes, so their trees
         agree.
         """
         if expired[_FLAGS_AT] & _FLAG_REPLACED:
             expiresAtMs, timestamp, nodeId, _ = _HEADER.unpack_from(expired)
-            forgetAtMs = expiresAtMs + self._tombstoneTtlMs
+            forgetAtMs = expiresAtMs + self._expiryTombstoneTtlMs
             if forgetAtMs > self.nowMs():
                 self._store(
                     key, _HEADER.pack(forgetAtMs, timestamp, nodeId, FLAG_TOMBSTONE)
