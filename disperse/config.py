@@ -155,6 +155,8 @@ class NodeConfig:
     readConsistency: str = "quorum"
     writeConsistency: str = "quorum"
     replicaTimeout: float = 1.0
+    # How long a read waits for a replica before it asks one more.
+    readRetryAfter: float = 0.1
     clusterSecret: bytes | None = None
     antiEntropyInterval: float = 30.0
     # How long a member that vanished without leaving still counts towards

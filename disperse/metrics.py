@@ -374,6 +374,12 @@ class NodeCollector(Collector):
                 counters.readRepairs,
             ),
             (
+                "read_retries",
+                "Reads that asked one more replica because one had not"
+                " answered within --read-retry-after.",
+                counters.readRetries,
+            ),
+            (
                 "applied",
                 "Records applied here for other coordinators.",
                 counters.applied,

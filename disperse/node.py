@@ -162,6 +162,7 @@ class Node(MultiService):
             replicas=config.replicas,
             timeout=config.replicaTimeout,
             forgetDeparted=config.forgetDeparted,
+            readRetryAfter=config.readRetryAfter,
             hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
         )
         self.antiEntropy = AntiEntropy(

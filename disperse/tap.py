@@ -201,6 +201,13 @@ class Options(usage.Options):
             "How long a coordinator waits for replicas.",
         ],
         [
+            "read-retry-after",
+            None,
+            "100ms",
+            "How long a read waits for a replica before it asks one more"
+            " (at least --replica-timeout: never).",
+        ],
+        [
             "anti-entropy-interval",
             None,
             "30s",
@@ -383,6 +390,12 @@ class Options(usage.Options):
         if self["replica-timeout"] <= 0:
             raise usage.UsageError("--replica-timeout must be positive")
         try:
+            self["read-retry-after"] = parseDuration(self["read-retry-after"])
+        except ValueError as e:
+            raise usage.UsageError(f"--read-retry-after: {e}") from None
+        if self["read-retry-after"] <= 0:
+            raise usage.UsageError("--read-retry-after must be positive")
+        try:
             self["anti-entropy-interval"] = parseDuration(self["anti-entropy-interval"])
         except ValueError as e:
             raise usage.UsageError(f"--anti-entropy-interval: {e}") from None
@@ -496,6 +509,7 @@ class Options(usage.Options):
             readConsistency=self["read-consistency"],
             writeConsistency=self["write-consistency"],
             replicaTimeout=self["replica-timeout"],
+            readRetryAfter=self["read-retry-after"],
             clusterSecret=self["cluster-secret"],
             antiEntropyInterval=self["anti-entropy-interval"],
             forgetDeparted=self["forget-departed"],

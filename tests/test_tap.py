@@ -67,6 +67,7 @@ class OptionsTests(SynchronousTestCase):
                 "--read-consistency=one",
                 "--write-consistency=all",
                 "--replica-timeout=250ms",
+                "--read-retry-after=40ms",
                 "--forget-departed=2m",
                 "--cluster-secret=sixteen chars or more",
             ]
@@ -88,6 +89,7 @@ class OptionsTests(SynchronousTestCase):
                 readConsistency="one",
                 writeConsistency="all",
                 replicaTimeout=0.25,
+                readRetryAfter=0.04,
                 forgetDeparted=120.0,
                 clusterSecret=deriveSecret("sixteen chars or more"),
             ),
@@ -145,6 +147,8 @@ class OptionsTests(SynchronousTestCase):
             (["--peer", ":7946"], "--peer: ':7946' has no host"),
             (["--replicas", "0"], "--replicas:"),
             (["--read-consistency", "most"], "--read-consistency must be one"),
+            (["--read-retry-after", "soon"], "--read-retry-after:"),
+            (["--read-retry-after", "0"], "--read-retry-after must be positive"),
             (["--cluster-secret", "short"], "--cluster-secret:"),
             (
                 ["--bind", "0.0.0.0", "--advertise", "10.0.0.1"],

@@ -74,6 +74,15 @@ MAX_READ_HOLD = 60.0
 # gone for good.
 FORGET_DEPARTED = 600.0
 
+# A read asks as few replicas as its level needs. One that has not answered
+# after this long (a paused or hung process, a link dropping packets: none
+# of which fails a call before the timeout) costs the read one more replica
+# asked, rather than the whole timeout and a 503; and reads from this node
+# ask it last for a while (SLOW_FOR). Well above a loaded replica's answer
+# time, so that load alone rarely adds calls.
+READ_RETRY_AFTER = 0.1
+SLOW_FOR = 1.0
+
 
 class NotCaughtUp(Exception):
     """
@@ -221,6 +230,8 @@ class ReplicationCounters:
     acks: int = 0
     # Quorum and all requests refused for want of a majority of the cluster.
     noMajority: int = 0
+    # Reads that asked one more replica because one was slow to answer.
+    readRetries: int = 0
 
 
 class _WriteRun:
@@ -274,6 +285,8 @@ class _ReadRun:
         self.replicas = replicas
         self.candidates = candidates
         self.answers: dict[str, Record | None] = {}
+        # Members asked that have not answered, nor failed, yet.
+        self.waiting: list[str] = []
         self.pending = 0
         self.waitAll = False
         self.done: Deferred[ReadOutcome] = Deferred()
@@ -286,6 +299,7 @@ class _ReadRun:
                 return
             member = self.candidates.pop(0)
             self.pending += 1
+            self.waiting.append(member)
             self.replicator.peers.fetch(member, [self.key]).addCallbacks(
                 self.answered,
                 self.failed,
@@ -295,6 +309,7 @@ class _ReadRun:
 
     def answered(self, records: list[Record | None], member: str) -> None:
         self.pending -= 1
+        self.waiting.remove(member)
         self.answers[member] = records[0] if records else None
         if (len(self.answers) >= self.required and not self.waitAll) or not (
             self.pending or self.candidates
@@ -303,6 +318,7 @@ class _ReadRun:
 
     def failed(self, failure: Failure, member: str) -> None:
         self.pending -= 1
+        self.waiting.remove(member)
         self.replicator._remoteFailed("fetch", member, failure)
         if not self.done.called:
             self.ask(1)
@@ -335,7 +351,14 @@ class Replicator:
         timeout: float = 1.0,
         hints: HintStore | None = None,
         forgetDeparted: float = FORGET_DEPARTED,
+        readRetryAfter: float = READ_RETRY_AFTER,
     ) -> None:
+        """
+        @param timeout: how long a read or write waits for replicas.
+        @param readRetryAfter: how long a read waits for a replica before it
+            asks one more (see L{READ_RETRY_AFTER}); at least the timeout
+            turns that off.
+        """
         self.nodeName = nodeName
         self._store = store
         self._clock = clock
@@ -369,6 +392,13 @@ class Replicator:
         # twentieth of a quorum read.
         self._waiting: deque[tuple[float, _WriteRun | _ReadRun]] = deque()
         self._expiry: IDelayedCall | None = None
+        # Reads that may ask one more replica, the same way; and members
+        # that were slow to answer a read, with until when reads ask them
+        # last.
+        self._readRetryAfter = readRetryAfter
+        self._retrying: deque[tuple[float, _ReadRun]] = deque()
+        self._retry: IDelayedCall | None = None
+        self._slow: dict[str, float] = {}
 
     # Life cycle and membership
 
@@ -573,6 +603,8 @@ class Replicator:
         if order is None:
             order = self._readOrder[partition] = self._preferred(owners)
         others = list(order)
+        if self._slow:
+            others = self._slowLast(others)
         local = len(others) < len(owners)
         if local and self._held and self._holding(partition):
             # Not a replica to read from until it caught up: the others
@@ -593,7 +625,57 @@ class Replicator:
             run.finish()
         elif not run.done.called:
             self._expireLater(run)
+            if run.candidates and self._readRetryAfter < self._timeout:
+                self._retryLater(run)
         return run.done
+
+    def _retryLater(self, run: _ReadRun) -> None:
+        self._retrying.append((self._clock.seconds() + self._readRetryAfter, run))
+        if self._retry is None:
+            self._retry = self._clock.callLater(self._readRetryAfter, self._retryReads)
+
+    def _retryReads(self) -> None:
+        """
+        Ask one more replica for each read whose replicas have not all
+        answered in time, and remember the slow ones.
+        """
+        self._retry = None
+        now = self._clock.seconds()
+        retrying = self._retrying
+        while retrying:
+            due, run = retrying[0]
+            if due > now:
+                self._retry = self._clock.callLater(due - now, self._retryReads)
+                return
+            retrying.popleft()
+            if run.done.called or not run.waiting or not run.candidates:
+                continue
+            for member in run.waiting:
+                if member not in self._slow:
+                    self.log.info(
+                        "{member} did not answer a read within {seconds} s:"
+                        " asking another replica, and it last for a while",
+                        member=member,
+                        seconds=self._readRetryAfter,
+                    )
+                self._slow[member] = now + SLOW_FOR
+            self.counters.readRetries += 1
+            run.ask(1)
+
+    def _slowLast(self, others: list[str]) -> list[str]:
+        """
+        C{others} with the members that were slow to answer lately moved to
+        the end, in their order.
+        """
+        now = self._clock.seconds()
+        for member, until in list(self._slow.items()):
+            if until <= now:
+                del self._slow[member]
+        if not self._slow:
+            return others
+        return [m for m in others if m not in self._slow] + [
+            m for m in others if m in self._slow
+        ]
 
     def _preferred(self, owners: Sequence[str]) -> tuple[str, ...]:
         # The other owners in the order reads ask them: by distance after

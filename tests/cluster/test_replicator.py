@@ -27,7 +27,9 @@ from disperse.cluster.replicator import (
     FORGET_DEPARTED,
     HINT_INTERVAL,
     MAX_READ_HOLD,
+    READ_RETRY_AFTER,
     SETTLE_WINDOW,
+    SLOW_FOR,
     Consistency,
     NoMajority,
     NotCaughtUp,
@@ -49,7 +51,12 @@ class Cluster:
     Three (or more) replicators with their stores, all owning every key.
     """
 
-    def __init__(self, names: list[str] = NAMES, replicas: int = 3) -> None:
+    def __init__(
+        self,
+        names: list[str] = NAMES,
+        replicas: int = 3,
+        readRetryAfter: float = READ_RETRY_AFTER,
+    ) -> None:
         self.clock = Clock()
         self.clock.advance(START)
         self.network = MemoryPeerNetwork(self.clock)
@@ -64,6 +71,7 @@ class Cluster:
                 peers=self.network.client(name),
                 replicas=replicas,
                 hints=HintStore(1024 * 1024),
+                readRetryAfter=readRetryAfter,
             )
             node.updateMembers([MemberSpec(n) for n in names])
             node.start()
@@ -336,6 +344,75 @@ class ReplicatorTests(SynchronousTestCase):
         if pending:
             newest = max(pending, key=lambda r: r.precedence)
             self.assertEqual(set(records.values()), {newest})
+
+
+class ReadRetryTests(SynchronousTestCase):
+    """
+    A read whose replica is slow to answer asks one more after a short wait
+    instead of waiting out the timeout, and reads ask that replica last for
+    a while.
+    """
+
+    def timed(self, cluster: Cluster, via: str) -> tuple[ReadOutcome, float]:
+        started = cluster.clock.seconds()
+        outcome = cluster.get(via, "k", Consistency.quorum)
+        return outcome, cluster.clock.seconds() - started
+
+    def test_slowReplicaCostsOneRetry(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        # n0 reads from n1 first (the next member on the ring).
+        cluster.network.silent.add("n1")
+        outcome, took = self.timed(cluster, "n0")
+        self.assertEqual((outcome.ok, outcome.answered), (True, 2))
+        self.assertEqual(outcome.value, cluster.stores["n2"].record("k"))
+        self.assertGreaterEqual(took, READ_RETRY_AFTER)
+        self.assertLess(took, READ_RETRY_AFTER + 0.01)
+        self.assertEqual(cluster.nodes["n0"].counters.readRetries, 1)
+
+    def test_slowReplicaAskedLast(self) -> None:
+        """
+        For L{SLOW_FOR} after a replica was slow, reads ask the others
+        first, at once; then it is asked first again.
+        """
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        cluster.network.silent.add("n1")
+        self.timed(cluster, "n0")
+        calls = dict(cluster.network.calls)
+        outcome, took = self.timed(cluster, "n0")
+        self.assertEqual((outcome.ok, took < 0.01), (True, True))
+        self.assertEqual(cluster.nodes["n0"].counters.readRetries, 1)
+        self.assertEqual(cluster.network.calls[("n0", "n1")], calls[("n0", "n1")])
+        cluster.network.silent.clear()
+        cluster.clock.advance(SLOW_FOR)
+        outcome, took = self.timed(cluster, "n0")
+        self.assertEqual((outcome.ok, took < 0.01), (True, True))
+        self.assertEqual(cluster.network.calls[("n0", "n1")], calls[("n0", "n1")] + 1)
+
+    def test_answersInTimeAskNoMore(self) -> None:
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        cluster.network.latency = READ_RETRY_AFTER / 3
+        calls = sum(cluster.network.calls.values())
+        for _ in range(5):
+            outcome, _ = self.timed(cluster, "n0")
+            self.assertTrue(outcome.ok)
+        self.assertEqual(sum(cluster.network.calls.values()), calls + 5)
+        self.assertEqual(cluster.nodes["n0"].counters.readRetries, 0)
+
+    def test_retryingOff(self) -> None:
+        """
+        A wait at least as long as the timeout turns retries off: a read
+        whose replica never answers ends at the timeout.
+        """
+        cluster = Cluster(readRetryAfter=1.0)
+        cluster.put("n0", "k", b"v", Consistency.all)
+        cluster.network.silent.add("n1")
+        outcome, took = self.timed(cluster, "n0")
+        self.assertEqual((outcome.ok, outcome.answered), (False, 1))
+        self.assertGreaterEqual(took, 1.0)
+        self.assertEqual(cluster.nodes["n0"].counters.readRetries, 0)
 
 
 class HintStoreTests(SynchronousTestCase):
@@ -665,7 +742,14 @@ class ReadPreferenceTests(SynchronousTestCase):
     def test_orderFollowsTheTable(self) -> None:
         clock = Clock()
         peers = _RecordingPeers()
-        node = Replicator(nodeName="a", store=Store(clock, 1), clock=clock, peers=peers)
+        # These peers never answer: no retries, only the first asked counts.
+        node = Replicator(
+            nodeName="a",
+            store=Store(clock, 1),
+            clock=clock,
+            peers=peers,
+            readRetryAfter=1.0,
+        )
         node.updateMembers([MemberSpec(n) for n in "abc"])
         clock.advance(SETTLE_WINDOW)
         node.read("k", Consistency.quorum)
