@@ -308,6 +308,7 @@ def _describeStats(stats: dict[str, Any]) -> list[tuple[str, str]]:
                 f" {n(replication, 'reads')} reads"
                 f" ({n(replication, 'readsUnderReplicated')} under-replicated),"
                 f" {n(replication, 'readRepairs')} read repairs,"
+                f" {n(replication, 'readRetries')} read retries,"
                 f" {n(replication, 'remoteFailures')} remote failures",
             )
         )
