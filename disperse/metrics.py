@@ -380,6 +380,12 @@ class NodeCollector(Collector):
                 counters.readRetries,
             ),
             (
+                "read_retries_skipped",
+                "Reads that would have asked one more replica but for the"
+                " retry budget (a tenth of the reads): every replica was slow.",
+                counters.readRetriesSkipped,
+            ),
+            (
                 "applied",
                 "Records applied here for other coordinators.",
                 counters.applied,

@@ -164,6 +164,7 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
                 "disperse_replication_acks": "counter",
                 "disperse_replication_read_repairs": "counter",
                 "disperse_replication_read_retries": "counter",
+                "disperse_replication_read_retries_skipped": "counter",
                 "disperse_replication_applied": "counter",
                 "disperse_replication_remote_failures": "counter",
                 "disperse_replication_no_majority": "counter",

@@ -82,6 +82,11 @@ FORGET_DEPARTED = 600.0
 # time, so that load alone rarely adds calls.
 READ_RETRY_AFTER = 0.1
 SLOW_FOR = 1.0
+# Retries are budgeted: each read earns a tenth of one, up to a burst of
+# ten. When every replica is slow (an overloaded cluster), asking more of
+# them would only add load: at most a tenth more calls.
+RETRY_BUDGET = 0.1
+RETRY_BURST = 10.0
 
 
 class NotCaughtUp(Exception):
@@ -230,8 +235,10 @@ class ReplicationCounters:
     acks: int = 0
     # Quorum and all requests refused for want of a majority of the cluster.
     noMajority: int = 0
-    # Reads that asked one more replica because one was slow to answer.
+    # Reads that asked one more replica because one was slow to answer, and
+    # those that would have but for the budget.
     readRetries: int = 0
+    readRetriesSkipped: int = 0
 
 
 class _WriteRun:
@@ -399,6 +406,7 @@ class Replicator:
         self._retrying: deque[tuple[float, _ReadRun]] = deque()
         self._retry: IDelayedCall | None = None
         self._slow: dict[str, float] = {}
+        self._retryTokens = RETRY_BURST
 
     # Life cycle and membership
 
@@ -627,6 +635,8 @@ class Replicator:
             self._expireLater(run)
             if run.candidates and self._readRetryAfter < self._timeout:
                 self._retryLater(run)
+        if self._retryTokens < RETRY_BURST:
+            self._retryTokens += RETRY_BUDGET
         return run.done
 
     def _retryLater(self, run: _ReadRun) -> None:
@@ -650,6 +660,10 @@ class Replicator:
             retrying.popleft()
             if run.done.called or not run.waiting or not run.candidates:
                 continue
+            if self._retryTokens < 1:
+                self.counters.readRetriesSkipped += 1
+                continue
+            self._retryTokens -= 1
             for member in run.waiting:
                 if member not in self._slow:
                     self.log.info(

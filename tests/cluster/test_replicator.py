@@ -28,6 +28,8 @@ from disperse.cluster.replicator import (
     HINT_INTERVAL,
     MAX_READ_HOLD,
     READ_RETRY_AFTER,
+    RETRY_BUDGET,
+    RETRY_BURST,
     SETTLE_WINDOW,
     SLOW_FOR,
     Consistency,
@@ -400,6 +402,31 @@ class ReadRetryTests(SynchronousTestCase):
             self.assertTrue(outcome.ok)
         self.assertEqual(sum(cluster.network.calls.values()), calls + 5)
         self.assertEqual(cluster.nodes["n0"].counters.readRetries, 0)
+
+    def test_retriesBudgeted(self) -> None:
+        """
+        When every replica is slow, retries stay within their budget: a
+        tenth of the reads, after a burst of ten.
+        """
+        cluster = Cluster()
+        cluster.put("n0", "k", b"v", Consistency.all)
+        cluster.network.latency = 3 * READ_RETRY_AFTER
+        node = cluster.nodes["n0"]
+        pending = [node.read("k", Consistency.quorum) for _ in range(200)]
+        cluster.settle(1.0)
+        outcomes: list[ReadOutcome] = []
+        for d in pending:
+            assert isinstance(d, Deferred)
+            d.addCallback(outcomes.append)
+        self.assertEqual(len(outcomes), 200)
+        self.assertTrue(all(outcome.ok for outcome in outcomes))
+        self.assertLessEqual(
+            node.counters.readRetries, RETRY_BURST + RETRY_BUDGET * 200
+        )
+        self.assertGreater(node.counters.readRetries, 0)
+        self.assertEqual(
+            node.counters.readRetries + node.counters.readRetriesSkipped, 200
+        )
 
     def test_retryingOff(self) -> None:
         """
