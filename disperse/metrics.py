@@ -382,7 +382,8 @@ class NodeCollector(Collector):
             (
                 "read_retries_skipped",
                 "Reads that would have asked one more replica but for the"
-                " retry budget (a tenth of the reads): every replica was slow.",
+                " retry budget (a tenth of the reads, after a burst of a hundred):"
+                " every replica was slow.",
                 counters.readRetriesSkipped,
             ),
             (

@@ -82,11 +82,12 @@ FORGET_DEPARTED = 600.0
 # time, so that load alone rarely adds calls.
 READ_RETRY_AFTER = 0.1
 SLOW_FOR = 1.0
-# Retries are budgeted: each read earns a tenth of one, up to a burst of
-# ten. When every replica is slow (an overloaded cluster), asking more of
+# Retries are budgeted: each read earns a tenth of one, up to a burst of a
+# hundred (every read in flight to a replica that hangs needs one). When
+# every replica is slow (an overloaded cluster), asking more of
 # them would only add load: at most a tenth more calls.
 RETRY_BUDGET = 0.1
-RETRY_BURST = 10.0
+RETRY_BURST = 100.0
 
 
 class NotCaughtUp(Exception):
@@ -317,6 +318,10 @@ class _ReadRun:
     def answered(self, records: list[Record | None], member: str) -> None:
         self.pending -= 1
         self.waiting.remove(member)
+        slow = self.replicator._slow
+        if slow:
+            # It answers again: reads may ask it first again.
+            slow.pop(member, None)
         self.answers[member] = records[0] if records else None
         if (len(self.answers) >= self.required and not self.waitAll) or not (
             self.pending or self.candidates
@@ -679,16 +684,20 @@ class Replicator:
     def _slowLast(self, others: list[str]) -> list[str]:
         """
         C{others} with the members that were slow to answer lately moved to
-        the end, in their order.
+        the end, in their order. A member whose time as slow is up is asked
+        in its place by this read only: the others still ask it last until
+        it has answered one (L{_ReadRun.answered}), or for another while if
+        it has not. A member still hung costs one read one retry a while,
+        not a whole burst of them.
         """
         now = self._clock.seconds()
-        for member, until in list(self._slow.items()):
-            if until <= now:
-                del self._slow[member]
-        if not self._slow:
-            return others
-        return [m for m in others if m not in self._slow] + [
-            m for m in others if m in self._slow
+        probe = None
+        for member, until in self._slow.items():
+            if until <= now and probe is None and member in others:
+                probe = member
+                self._slow[member] = now + SLOW_FOR
+        return [m for m in others if m not in self._slow or m == probe] + [
+            m for m in others if m in self._slow and m != probe
         ]
 
     def _preferred(self, owners: Sequence[str]) -> tuple[str, ...]:
