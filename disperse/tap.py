@@ -383,32 +383,19 @@ class Options(usage.Options):
         for flag in ("read-consistency", "write-consistency"):
             if self[flag] not in ("one", "quorum", "all"):
                 raise usage.UsageError(f"--{flag} must be one, quorum or all")
-        try:
-            self["replica-timeout"] = parseDuration(self["replica-timeout"])
-        except ValueError as e:
-            raise usage.UsageError(f"--replica-timeout: {e}") from None
-        if self["replica-timeout"] <= 0:
-            raise usage.UsageError("--replica-timeout must be positive")
-        try:
-            self["read-retry-after"] = parseDuration(self["read-retry-after"])
-        except ValueError as e:
-            raise usage.UsageError(f"--read-retry-after: {e}") from None
-        if self["read-retry-after"] <= 0:
-            raise usage.UsageError("--read-retry-after must be positive")
-        try:
-            self["anti-entropy-interval"] = parseDuration(self["anti-entropy-interval"])
-        except ValueError as e:
-            raise usage.UsageError(f"--anti-entropy-interval: {e}") from None
-        if self["anti-entropy-interval"] <= 0:
-            raise usage.UsageError("--anti-entropy-interval must be positive")
-        try:
-            self["forget-departed"] = parseDuration(self["forget-departed"])
-        except ValueError as e:
-            raise usage.UsageError(f"--forget-departed: {e}") from None
-        try:
-            self["handoff-timeout"] = parseDuration(self["handoff-timeout"])
-        except ValueError as e:
-            raise usage.UsageError(f"--handoff-timeout: {e}") from None
+        for flag, positive in (
+            ("replica-timeout", True),
+            ("read-retry-after", True),
+            ("anti-entropy-interval", True),
+            ("forget-departed", False),
+            ("handoff-timeout", False),
+        ):
+            try:
+                self[flag] = parseDuration(self[flag])
+            except ValueError as e:
+                raise usage.UsageError(f"--{flag}: {e}") from None
+            if positive and self[flag] <= 0:
+                raise usage.UsageError(f"--{flag} must be positive")
         secret = self["cluster-secret"] or self._environ.get("DISPERSE_CLUSTER_SECRET")
         if secret:
             try:
