@@ -23,7 +23,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -295,7 +295,6 @@ class _ReadRun:
         self.answers: dict[str, Record | None] = {}
         # Members asked that have not answered, nor failed, yet.
         self.waiting: list[str] = []
-        self.pending = 0
         self.waitAll = False
         self.done: Deferred[ReadOutcome] = Deferred()
 
@@ -306,7 +305,6 @@ class _ReadRun:
             if not self.candidates or self.done.called:
                 return
             member = self.candidates.pop(0)
-            self.pending += 1
             self.waiting.append(member)
             self.replicator.peers.fetch(member, [self.key]).addCallbacks(
                 self.answered,
@@ -316,7 +314,6 @@ class _ReadRun:
             )
 
     def answered(self, records: list[Record | None], member: str) -> None:
-        self.pending -= 1
         self.waiting.remove(member)
         slow = self.replicator._slow
         if slow:
@@ -324,23 +321,67 @@ class _ReadRun:
             slow.pop(member, None)
         self.answers[member] = records[0] if records else None
         if (len(self.answers) >= self.required and not self.waitAll) or not (
-            self.pending or self.candidates
+            self.waiting or self.candidates
         ):
             self.finish()
 
     def failed(self, failure: Failure, member: str) -> None:
-        self.pending -= 1
         self.waiting.remove(member)
         self.replicator._remoteFailed("fetch", member, failure)
         if not self.done.called:
             self.ask(1)
-            if not self.pending:
+            if not self.waiting:
                 self.finish()
 
     def finish(self) -> None:
         if self.done.called:
             return
         self.done.callback(self.replicator._settleRead(self))
+
+
+_Run = TypeVar("_Run", bound="_WriteRun | _ReadRun")
+
+
+class _Deadlines(Generic[_Run]):
+    """
+    Runs that each wait the same C{delay}, kept in the order they started,
+    with one timer for all of them rather than one each (which cost a
+    twentieth of a quorum read): C{due(run)} is called for each run still
+    going when its delay has passed.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, delay: float, due: Callable[[_Run], object]
+    ) -> None:
+        self._clock = clock
+        self._delay = delay
+        self._due = due
+        self._runs: deque[tuple[float, _Run]] = deque()
+        self._timer: IDelayedCall | None = None
+
+    def add(self, run: _Run) -> None:
+        self._runs.append((self._clock.seconds() + self._delay, run))
+        if self._timer is None:
+            self._timer = self._clock.callLater(self._delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self._clock.seconds()
+        runs = self._runs
+        while runs:
+            when, run = runs[0]
+            if run.done.called:
+                runs.popleft()
+            elif when <= now:
+                runs.popleft()
+                self._due(run)
+            else:
+                # (A run handled above may have started another, and its
+                # timer, which is later than this one.)
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._clock.callLater(when - now, self._fire)
+                return
 
 
 class Replicator:
@@ -398,18 +439,17 @@ class Replicator:
         # they did; and members known to have left on purpose.
         self._departed: dict[str, float] = {}
         self._left: set[str] = set()
-        # Reads and writes waiting for replicas, with when they give up: in
-        # the order they started, since every one waits the same timeout.
-        # One timer for all of them, rather than one each, which cost a
-        # twentieth of a quorum read.
-        self._waiting: deque[tuple[float, _WriteRun | _ReadRun]] = deque()
-        self._expiry: IDelayedCall | None = None
-        # Reads that may ask one more replica, the same way; and members
-        # that were slow to answer a read, with until when reads ask them
-        # last.
+        # Reads and writes waiting for replicas, finished with whatever
+        # answered once the timeout has passed; reads that may ask one more
+        # replica; and members that were slow to answer a read, with until
+        # when reads ask them last.
+        self._expiring: _Deadlines[_WriteRun | _ReadRun] = _Deadlines(
+            clock, timeout, lambda run: run.finish()
+        )
         self._readRetryAfter = readRetryAfter
-        self._retrying: deque[tuple[float, _ReadRun]] = deque()
-        self._retry: IDelayedCall | None = None
+        self._retrying: _Deadlines[_ReadRun] = _Deadlines(
+            clock, readRetryAfter, self._retryRead
+        )
         self._slow: dict[str, float] = {}
         self._retryTokens = RETRY_BURST
 
@@ -450,6 +490,9 @@ class Replicator:
         self.table = PartitionTable.build(frozen, self._replicas)
         self._ringOrder = sorted(names)
         self._readOrder = {}
+        # A member gone from the table is never read from again, nor asked
+        # to prove it answers.
+        self._slow = {m: t for m, t in self._slow.items() if m in names}
         self._settledAt = self._clock.seconds() + SETTLE_WINDOW
         self.log.info(
             "partition table rebuilt for {count} members ({digest})",
@@ -558,36 +601,8 @@ class Replicator:
         if outcome.ok and not run.waitAll:
             return outcome
         if not run.done.called:
-            self._expireLater(run)
+            self._expiring.add(run)
         return run.done
-
-    def _expireLater(self, run: _WriteRun | _ReadRun) -> None:
-        """
-        Finish C{run} with whatever answered if it is still waiting when the
-        timeout has passed.
-        """
-        self._waiting.append((self._clock.seconds() + self._timeout, run))
-        if self._expiry is None:
-            self._expiry = self._clock.callLater(self._timeout, self._expire)
-
-    def _expire(self) -> None:
-        self._expiry = None
-        now = self._clock.seconds()
-        waiting = self._waiting
-        while waiting:
-            due, run = waiting[0]
-            if run.done.called:
-                waiting.popleft()
-            elif due <= now:
-                waiting.popleft()
-                run.finish()
-            else:
-                # (A run finished above may have started another, and its
-                # timer, which is later than this one.)
-                if self._expiry is not None:
-                    self._expiry.cancel()
-                self._expiry = self._clock.callLater(due - now, self._expire)
-                return
 
     def _applyFailed(
         self, failure: Failure, member: str, key: str, record: Record, run: _WriteRun
@@ -634,52 +649,39 @@ class Replicator:
                 key, touch=True, expired=True
             )
         run.ask(len(others) if run.waitAll else required - len(run.answers))
-        if not run.pending:
+        if not run.waiting:
             run.finish()
         elif not run.done.called:
-            self._expireLater(run)
+            self._expiring.add(run)
             if run.candidates and self._readRetryAfter < self._timeout:
-                self._retryLater(run)
+                self._retrying.add(run)
         if self._retryTokens < RETRY_BURST:
             self._retryTokens += RETRY_BUDGET
         return run.done
 
-    def _retryLater(self, run: _ReadRun) -> None:
-        self._retrying.append((self._clock.seconds() + self._readRetryAfter, run))
-        if self._retry is None:
-            self._retry = self._clock.callLater(self._readRetryAfter, self._retryReads)
-
-    def _retryReads(self) -> None:
+    def _retryRead(self, run: _ReadRun) -> None:
         """
-        Ask one more replica for each read whose replicas have not all
+        Ask one more replica for C{run}, whose replicas have not all
         answered in time, and remember the slow ones.
         """
-        self._retry = None
-        now = self._clock.seconds()
-        retrying = self._retrying
-        while retrying:
-            due, run = retrying[0]
-            if due > now:
-                self._retry = self._clock.callLater(due - now, self._retryReads)
-                return
-            retrying.popleft()
-            if run.done.called or not run.waiting or not run.candidates:
-                continue
-            if self._retryTokens < 1:
-                self.counters.readRetriesSkipped += 1
-                continue
-            self._retryTokens -= 1
-            for member in run.waiting:
-                if member not in self._slow:
-                    self.log.info(
-                        "{member} did not answer a read within {seconds} s:"
-                        " asking another replica, and it last for a while",
-                        member=member,
-                        seconds=self._readRetryAfter,
-                    )
-                self._slow[member] = now + SLOW_FOR
-            self.counters.readRetries += 1
-            run.ask(1)
+        if not run.waiting or not run.candidates:
+            return
+        if self._retryTokens < 1:
+            self.counters.readRetriesSkipped += 1
+            return
+        self._retryTokens -= 1
+        until = self._clock.seconds() + SLOW_FOR
+        for member in run.waiting:
+            if member not in self._slow:
+                self.log.info(
+                    "{member} did not answer a read within {seconds} s:"
+                    " asking another replica, and it last for a while",
+                    member=member,
+                    seconds=self._readRetryAfter,
+                )
+            self._slow[member] = until
+        self.counters.readRetries += 1
+        run.ask(1)
 
     def _slowLast(self, others: list[str]) -> list[str]:
         """

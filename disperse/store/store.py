@@ -177,6 +177,13 @@ class Record(NamedTuple):
         )
 
 
+def _withFlags(blob: bytes, flags: int) -> bytes:
+    """
+    Encoded record C{blob} with its flags byte set to C{flags}.
+    """
+    return blob[:_FLAGS_AT] + _FLAG_BYTES[flags] + blob[HEADER_SIZE:]
+
+
 def _shared(blob: bytes) -> bytes:
     """
     C{blob} as replicas compare it and peers receive it: without the flags
@@ -184,7 +191,7 @@ def _shared(blob: bytes) -> bytes:
     """
     flags = blob[_FLAGS_AT]
     if flags & _FLAG_REPLACED:
-        return blob[:_FLAGS_AT] + _FLAG_BYTES[flags & _KNOWN_FLAGS] + blob[HEADER_SIZE:]
+        return _withFlags(blob, flags & _KNOWN_FLAGS)
     return blob
 
 
@@ -193,11 +200,7 @@ def _replacing(blob: bytes) -> bytes:
     C{blob}, a value with an expiry stored over an older entry, marked to
     leave a tombstone when it expires.
     """
-    return (
-        blob[:_FLAGS_AT]
-        + _FLAG_BYTES[blob[_FLAGS_AT] | _FLAG_REPLACED]
-        + blob[HEADER_SIZE:]
-    )
+    return _withFlags(blob, blob[_FLAGS_AT] | _FLAG_REPLACED)
 
 
 def _newer(blob: bytes, than: bytes) -> bool:
@@ -567,8 +570,8 @@ class Store:
         if flags & ~_KNOWN_FLAGS:
             # Replicas must hold identical bytes (their Merkle trees hash
             # them): keep only the flags a record has.
-            blob = Record.decode(blob).encode()
             flags &= _KNOWN_FLAGS
+            blob = _withFlags(blob, flags)
         self.hlc.observe(timestamp)
         # Compared with what is stored even if it expired: an expired write
         # still supersedes every older version of the key, which must not
