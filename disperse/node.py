@@ -283,7 +283,7 @@ class Node(MultiService):
         if self._placementCall is not None and self._placementCall.active():
             self._placementCall.cancel()
         self._placementCall = None
-        self._updatePlacement()
+        self._updatePlacement(joined=True)
         self._becomeReady()
 
     def _becomeReady(self) -> None:
@@ -341,7 +341,7 @@ class Node(MultiService):
             incarnation=member.incarnation,
         )
 
-    def _updatePlacement(self) -> None:
+    def _updatePlacement(self, joined: bool = False) -> None:
         # Data lives on members that run Disperse (they publish an HTTP
         # address); plain memberlist peers in the cluster hold none.
         self._placementCall = None
@@ -352,7 +352,7 @@ class Node(MultiService):
             meta = decodeMeta(member.meta)
             if meta.get("http_addr"):
                 holders.append(MemberSpec(member.name, str(meta.get("zone", ""))))
-        self.replicator.updateMembers(holders)
+        self.replicator.updateMembers(holders, joined)
         if len(holders) > 1:
             # Others found this node even if its own seeds did not answer.
             self._becomeReady()

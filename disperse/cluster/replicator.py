@@ -53,12 +53,16 @@ HINT_BATCH = 500
 RANGE_MAX_RECORDS = 10_000
 RANGE_MAX_BYTES = 16 * 1024 * 1024
 
-# For this long after its partition table changes, a node coordinating at
-# quorum waits for every replica of its table (up to the timeout) instead
-# of the first majority. Views of the membership differ for a moment after
-# a heal, a death or a join; two coordinators may then pick different
-# replica sets, and a write and a read that each reach all of their own
-# (R of the same N members) share a replica where two majorities might not.
+# For this long after its partition table changes, a node coordinating a
+# read or a write, at any level, sends it to every replica of its table and
+# to the members that were replicas in the tables it used before (those
+# still members), and waits for all of them (up to the timeout) instead of
+# the first that meet the level. Views of the membership differ for a
+# moment after a heal, a death or a join, and a node that has not heard of
+# the change yet still reads and writes by the old table: "one" there is a
+# replica this node would otherwise skip. Reaching every replica of both
+# tables, this node's operations share a replica with any operation made
+# by either table, whatever the levels.
 SETTLE_WINDOW = 5.0
 
 # A partition this node newly holds is not read from here until it caught
@@ -265,6 +269,15 @@ class _WriteRun:
         if (self.acks >= self.required and not self.waitAll) or not self.pending:
             self.finish()
 
+    def heard(self, _: object = None) -> None:
+        """
+        A replica of an earlier table (not of this node's) answered, or
+        failed: waited for, but no acknowledgement of the level.
+        """
+        self.pending -= 1
+        if not self.pending:
+            self.finish()
+
     def finish(self) -> None:
         if self.done.called:
             return
@@ -286,12 +299,16 @@ class _ReadRun:
         required: int,
         replicas: int,
         candidates: list[str],
+        extras: Sequence[str] = (),
     ) -> None:
         self.replicator = replicator
         self.key = key
         self.required = required
         self.replicas = replicas
         self.candidates = candidates
+        # Replicas of earlier tables only: their records count towards the
+        # newest, not towards the level.
+        self.extras = extras
         self.answers: dict[str, Record | None] = {}
         # Members asked that have not answered, nor failed, yet.
         self.waiting: list[str] = []
@@ -429,11 +446,16 @@ class Replicator:
             Callable[[PartitionTable, PartitionTable], object]
         ] = []
         self._settledAt = 0.0
+        # The tables this node used before its current one, replaced less
+        # than SETTLE_WINDOW before the last change, with when: views other
+        # members may still hold.
+        self._earlier: list[tuple[float, PartitionTable]] = []
         # Partitions not read from here yet, with when the hold ends.
         self._held: dict[int, float] = {}
         # Member names in ring order, and each partition's other owners in
         # the order reads ask them (filled as partitions are read).
         self._ringOrder = [nodeName]
+        self._names = frozenset((nodeName,))
         self._readOrder: dict[int, tuple[str, ...]] = {}
         # Members that dropped out of the table without leaving, with when
         # they did; and members known to have left on purpose.
@@ -464,10 +486,15 @@ class Replicator:
         if self._hintLoop.running:
             self._hintLoop.stop()
 
-    def updateMembers(self, members: Iterable[MemberSpec]) -> None:
+    def updateMembers(
+        self, members: Iterable[MemberSpec], joined: bool = False
+    ) -> None:
         """
         The members that hold data changed: rebuild the partition table.
         This node is always a member of its own view.
+
+        @param joined: this node has just joined a cluster through its
+            seeds, and C{members} are those it found there.
         """
         specs = {m for m in members if m.name != self.nodeName}
         mine = next(
@@ -488,12 +515,22 @@ class Replicator:
         self._members = frozen
         old = self.table
         self.table = PartitionTable.build(frozen, self._replicas)
+        self._earlier = [(t, e) for t, e in self._earlier if t + SETTLE_WINDOW > now]
+        if len(old.members) > 1:
+            self._earlier.append((now, old))
+        elif joined and len(frozen) > 1:
+            # This node just joined: the others place keys over the members
+            # they knew before it until they hear of it.
+            self._earlier.append(
+                (now, PartitionTable.build(frozen - {mine}, self._replicas))
+            )
         self._ringOrder = sorted(names)
+        self._names = frozenset(names)
         self._readOrder = {}
         # A member gone from the table is never read from again, nor asked
         # to prove it answers.
         self._slow = {m: t for m, t in self._slow.items() if m in names}
-        self._settledAt = self._clock.seconds() + SETTLE_WINDOW
+        self._settledAt = now + SETTLE_WINDOW
         self.log.info(
             "partition table rebuilt for {count} members ({digest})",
             count=len(frozen),
@@ -586,23 +623,40 @@ class Replicator:
             else:
                 remote.append(owner)
         outcome = WriteOutcome(acks, required, len(owners))
-        if not remote:
+        settling = self._settling()
+        extras = self._earlierOwners(partitionOf(key), owners) if settling else []
+        if self.nodeName in extras:
+            extras.remove(self.nodeName)
+            self._store.merge(key, record)
+        if not remote and not extras:
             if not outcome.ok:
                 self.counters.writesUnderReplicated += 1
             return outcome
-        run = _WriteRun(self, outcome, len(remote))
-        run.waitAll = self._settling(level)
+        run = _WriteRun(self, outcome, len(remote) + len(extras))
+        run.waitAll = settling
         for owner in remote:
             self.peers.apply(owner, [(key, record)]).addCallbacks(
                 lambda _: run.answered(True),
                 self._applyFailed,
                 errbackArgs=(owner, key, record, run),
             )
+        for member in extras:
+            # No hint for one of these: once it has this node's table, the
+            # replicas above are the ones it reads.
+            self.peers.apply(member, [(key, record)]).addCallbacks(
+                run.heard, self._earlierApplyFailed, errbackArgs=(member, run)
+            )
         if outcome.ok and not run.waitAll:
             return outcome
         if not run.done.called:
             self._expiring.add(run)
         return run.done
+
+    def _earlierApplyFailed(
+        self, failure: Failure, member: str, run: _WriteRun
+    ) -> None:
+        self._remoteFailed("apply", member, failure)
+        run.heard()
 
     def _applyFailed(
         self, failure: Failure, member: str, key: str, record: Record, run: _WriteRun
@@ -638,17 +692,22 @@ class Replicator:
             # Not a replica to read from until it caught up: the others
             # answer for it (and a write it missed is not read as absent).
             local = False
-        if local and required <= 1:
+        settling = self._settling()
+        if local and required <= 1 and not settling:
             return ReadOutcome(
                 self._store.record(key, touch=True), 1, required, len(owners)
             )
-        run = _ReadRun(self, key, required, len(owners), others)
-        run.waitAll = self._settling(level)
+        extras = self._earlierOwners(partition, owners) if settling else []
+        run = _ReadRun(self, key, required, len(owners), others + extras, extras)
+        run.waitAll = settling
         if local:
             run.answers[self.nodeName] = self._store.record(
                 key, touch=True, expired=True
             )
-        run.ask(len(others) if run.waitAll else required - len(run.answers))
+        if self.nodeName in extras:
+            run.candidates.remove(self.nodeName)
+            run.answers[self.nodeName] = self._store.record(key, expired=True)
+        run.ask(len(run.candidates) if settling else required - len(run.answers))
         if not run.waiting:
             run.finish()
         elif not run.done.called:
@@ -721,10 +780,21 @@ class Replicator:
             )
         )
 
-    def _settling(self, level: Consistency) -> bool:
-        # "one" promises nothing to wait for; "all" waits for every replica
-        # anyway.
-        return level is Consistency.quorum and self._clock.seconds() < self._settledAt
+    def _settling(self) -> bool:
+        return self._clock.seconds() < self._settledAt
+
+    def _earlierOwners(self, partition: int, owners: Sequence[str]) -> list[str]:
+        """
+        The members that own C{partition} in a table this node used lately
+        and are still members, but are not among C{owners}.
+        """
+        extras: list[str] = []
+        names = self._names
+        for _, table in self._earlier:
+            for member in table.owners(partition):
+                if member not in owners and member not in extras and member in names:
+                    extras.append(member)
+        return extras
 
     def _settleRead(self, run: _ReadRun) -> ReadOutcome:
         newest: Record | None = None
@@ -748,7 +818,10 @@ class Replicator:
                     self._repair(member, run.key, newest)
             if expired:
                 newest = None
-        outcome = ReadOutcome(newest, len(run.answers), run.required, run.replicas)
+        answered = len(run.answers)
+        if run.extras:
+            answered -= sum(1 for member in run.extras if member in run.answers)
+        outcome = ReadOutcome(newest, answered, run.required, run.replicas)
         if not outcome.ok:
             self.counters.readsUnderReplicated += 1
         return outcome

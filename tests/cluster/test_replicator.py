@@ -64,25 +64,39 @@ class Cluster:
         self.network = MemoryPeerNetwork(self.clock)
         self.stores: dict[str, Store] = {}
         self.nodes: dict[str, Replicator] = {}
+        self._replicas = replicas
+        self._readRetryAfter = readRetryAfter
         for name in names:
-            store = Store(self.clock, nodeIdFor(name))
-            node = Replicator(
-                nodeName=name,
-                store=store,
-                clock=self.clock,
-                peers=self.network.client(name),
-                replicas=replicas,
-                hints=HintStore(1024 * 1024),
-                readRetryAfter=readRetryAfter,
-            )
-            node.updateMembers([MemberSpec(n) for n in names])
-            node.start()
-            self.stores[name] = store
-            self.nodes[name] = node
-        self.network.nodes.update(self.nodes)
+            self._add(name).updateMembers([MemberSpec(n) for n in names])
         # Past the moments after a table change, when quorums wait for
         # every replica: the tests below are about the steady state.
         self.clock.advance(SETTLE_WINDOW)
+
+    def _add(self, name: str) -> Replicator:
+        store = Store(self.clock, nodeIdFor(name))
+        node = Replicator(
+            nodeName=name,
+            store=store,
+            clock=self.clock,
+            peers=self.network.client(name),
+            replicas=self._replicas,
+            hints=HintStore(1024 * 1024),
+            readRetryAfter=self._readRetryAfter,
+        )
+        node.start()
+        self.stores[name] = store
+        self.nodes[name] = node
+        self.network.nodes[name] = node
+        return node
+
+    def join(self, name: str) -> Replicator:
+        """
+        Start C{name} and have it join: its table has every member, while
+        the others have not heard of it yet.
+        """
+        node = self._add(name)
+        node.updateMembers([MemberSpec(n) for n in self.nodes], joined=True)
+        return node
 
     def settle(self, seconds: float = 0.1) -> None:
         for _ in range(int(seconds / 0.001)):
@@ -659,6 +673,85 @@ class SettlingTests(SynchronousTestCase):
         outcome = cluster.put("n0", "k", b"w", Consistency.quorum)
         self.assertLess(cluster.clock.seconds() - started, 0.1)
         self.assertEqual(outcome, WriteOutcome(acks=2, required=2, replicas=3))
+
+    def displaced(self, cluster: Cluster, joiner: str) -> tuple[str, str]:
+        """
+        A key that C{joiner} took over: with it, one of the members before
+        it no longer holds the key. The key, and that member.
+        """
+        table = cluster.nodes[joiner].table
+        for i in range(1000):
+            key = f"k{i}"
+            owners = table.ownersOf(key)
+            gone = [m for m in NAMES if m not in owners]
+            if joiner in owners and gone:
+                return key, gone[0]
+        raise AssertionError("no key moved")
+
+    def test_joinerWritesReachTheReplicasBeforeIt(self) -> None:
+        """
+        A node that has just joined writes, for a while, to the replicas of
+        the table without it as well: a member that has not heard of it yet
+        still reads its own store at "one" for keys it owned, and sees the
+        write. Only replicas of the joiner's own table acknowledge.
+        """
+        cluster = Cluster()
+        cluster.join("n3")
+        key, unaware = self.displaced(cluster, "n3")
+        outcome = cluster.put("n3", key, b"v", Consistency.all)
+        self.assertEqual(outcome, WriteOutcome(acks=3, required=3, replicas=3))
+        read = cluster.get(unaware, key, Consistency.one)
+        self.assertIsNotNone(read.value)
+        self.assertEqual(read.value.value, b"v")  # type: ignore[union-attr]
+        # Once the window is over, the joiner's own table is all it writes to.
+        cluster.clock.advance(SETTLE_WINDOW)
+        cluster.put("n3", key, b"w", Consistency.all)
+        cluster.settle()
+        self.assertEqual(cluster.holds(key)[unaware], b"v")
+
+    def test_joinerReadsReachTheReplicasBeforeIt(self) -> None:
+        """
+        A read through a node that has just joined, even at "one", waits for
+        every replica of its table and of the table before it: a write
+        acknowledged by a member that has not heard of the joiner is seen.
+        Only replicas of the joiner's own table count towards the level.
+        """
+        cluster = Cluster()
+        cluster.join("n3")
+        key, unaware = self.displaced(cluster, "n3")
+        # Acknowledged by the unaware member alone, as a write at "one" is
+        # the moment it is stored there.
+        record = cluster.stores[unaware].newRecord(b"v")
+        cluster.stores[unaware].merge(key, record)
+        read = cluster.get("n3", key, Consistency.one)
+        self.assertEqual(read.record, record)
+        self.assertEqual((read.answered, read.required, read.replicas), (3, 1, 3))
+
+    def test_oneWaitsForEveryReplicaAfterATableChange(self) -> None:
+        """
+        Right after the table changes, "one" too waits for every replica
+        (up to the timeout) and still succeeds on one; afterwards it does
+        not wait.
+        """
+        cluster = Cluster()
+        node = cluster.nodes["n0"]
+        node.updateMembers([MemberSpec(n) for n in NAMES] + [MemberSpec("n3")])
+        node.updateMembers([MemberSpec(n) for n in NAMES])
+        cluster.network.latency = 0.01
+        started = cluster.clock.seconds()
+        outcome = cluster.put("n0", "k", b"v", Consistency.one)
+        self.assertGreaterEqual(cluster.clock.seconds() - started, 0.01)
+        self.assertEqual(outcome, WriteOutcome(acks=3, required=1, replicas=3))
+        started = cluster.clock.seconds()
+        read = cluster.get("n0", "k", Consistency.one)
+        self.assertGreaterEqual(cluster.clock.seconds() - started, 0.01)
+        self.assertEqual(read.answered, 3)
+        cluster.clock.advance(SETTLE_WINDOW)
+        outcome = cluster.resolve(
+            node.write("k", cluster.stores["n0"].newRecord(b"w"), Consistency.one)
+        )
+        self.assertEqual(outcome, WriteOutcome(acks=1, required=1, replicas=3))
+        self.assertEqual(cluster.get("n0", "k", Consistency.one).answered, 1)
 
 
 class MajorityTests(SynchronousTestCase):
