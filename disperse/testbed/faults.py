@@ -52,6 +52,9 @@ class Faults:
         self._relays = relays
         # (host index, iptables rule) for every rule added and not removed.
         self._rules: list[tuple[int, list[str]]] = []
+        # Nodes that left for good: the end of the faults does not bring
+        # them back.
+        self._gone: set[int] = set()
 
     def apply(self, action: Action) -> None:
         verb = action.verb
@@ -67,6 +70,10 @@ class Faults:
             assert process is not None
             if not process.running:
                 process.start()
+        elif verb == "leave":
+            assert process is not None and node is not None
+            self._gone.add(node)
+            process.terminate()
         elif verb == "stop":
             assert process is not None
             process.signal(signal.SIGSTOP)
@@ -145,7 +152,9 @@ class Faults:
         if self._relays is not None:
             for relay in self._relays:
                 relay.setDelay(0.0)
-        for process in self._processes:
+        for index, process in enumerate(self._processes):
+            if index in self._gone:
+                continue
             process.signal(signal.SIGCONT)
             if not process.running:
                 process.start()

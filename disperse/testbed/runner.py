@@ -130,10 +130,13 @@ class ScenarioRunner:
                 )
                 for h in hosts
             ]
+            # Nodes that join later start with the workload's schedule.
+            first = [h for h in hosts if h.index not in scenario.joining]
             for process in processes:
-                process.start()
+                if process.host in first:
+                    process.start()
             problems: list[str] = []
-            if not self._waitFor(lambda: self._ready(hosts), READY_DEADLINE):
+            if not self._waitFor(lambda: self._ready(first), READY_DEADLINE):
                 problems.append("the cluster did not form before the workload")
             return self._exercise(hosts, processes, relays, problems, began)
         finally:
@@ -209,6 +212,8 @@ class ScenarioRunner:
             workload.stop()
             faults.healAll()
         healedAt = self.clock()
+        # The nodes that left for good are judged no more.
+        hosts = [h for h in hosts if h.index not in scenario.leaving]
 
         settled = self._waitFor(lambda: self._settled(hosts), scenario.settleTimeout)
         settledAt = self.clock()

@@ -16,7 +16,11 @@ most with C{for} (how long the fault lasts):
   - C{loss}: drop each packet between nodes with probability C{rate};
   - C{latency}: delay what a node receives by C{delay} seconds (needs the
     relay, which the scenario then turns on from the start);
-  - C{rolling-restart}: restart every node in turn, C{every} seconds apart.
+  - C{rolling-restart}: restart every node in turn, C{every} seconds apart;
+  - C{join}: a node not started with the others starts and joins the
+    cluster (scaling out);
+  - C{leave}: stop a node gracefully (SIGTERM) for good: it hands its
+    partitions off and leaves (scaling in).
 
 C{every} and C{times} repeat a fault: C{times} occurrences, C{every}
 seconds apart. Pure: no I/O.
@@ -38,6 +42,8 @@ FaultKind: TypeAlias = Literal[
     "loss",
     "latency",
     "rolling-restart",
+    "join",
+    "leave",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -56,6 +62,7 @@ Verb: TypeAlias = Literal[
     "noloss",
     "delay",
     "nodelay",
+    "leave",
 ]
 
 # Faults that make a node unreachable from the others while they last: its
@@ -158,6 +165,24 @@ class Scenario:
     def needsRelay(self) -> bool:
         return any(f.kind == "latency" for f in self.faults)
 
+    @property
+    def joining(self) -> frozenset[int]:
+        """
+        The nodes not started with the others: they join later.
+        """
+        return frozenset(
+            f.node for f in self.faults if f.kind == "join" and f.node is not None
+        )
+
+    @property
+    def leaving(self) -> frozenset[int]:
+        """
+        The nodes that leave for good during the run.
+        """
+        return frozenset(
+            f.node for f in self.faults if f.kind == "leave" and f.node is not None
+        )
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -220,6 +245,10 @@ def schedule(scenario: Scenario) -> Schedule:
                         Window(at, at, "restart", frozenset({node}), f"restart n{node}")
                     )
                 continue
+            elif kind == "join":
+                add(start, "start", node=fault.node)
+            elif kind == "leave":
+                add(start, "leave", node=fault.node)
             if kind in _SILENCING:
                 if kind == "one-way":
                     assert fault.source is not None and fault.target is not None
@@ -289,12 +318,14 @@ def parseFault(raw: Mapping[str, Any], nodes: int) -> Fault:
     every = _number(raw, "every", 0)
     if times < 1:
         raise ScenarioError("'times' must be at least 1")
-    needsDuration = kind not in ("restart", "rolling-restart")
+    needsDuration = kind not in ("restart", "rolling-restart", "join", "leave")
     duration = _number(raw, "for", None) if needsDuration else 0.0
     if times > 1 and every <= duration:
         raise ScenarioError(f"{kind} fault repeats every {every:g}s, not after it ends")
     fault = Fault(kind=kind, at=at, duration=duration, every=every, times=times)
-    if kind in ("kill", "restart", "pause", "partition", "latency"):
+    if kind in ("join", "leave") and times > 1:
+        raise ScenarioError(f"a node can {kind} only once")
+    if kind in ("kill", "restart", "pause", "partition", "latency", "join", "leave"):
         fault = replace(fault, node=_node(raw.get("node"), nodes, f"{kind} node"))
     if kind == "one-way":
         source = _node(raw.get("from"), nodes, "one-way from")
@@ -358,12 +389,37 @@ def parseScenario(raw: Mapping[str, Any]) -> Scenario:
     )
     if scenario.clients < 1 or scenario.keys < 1:
         raise ScenarioError("'clients' and 'keys' must be at least 1")
+    _checkMembership(scenario)
     if lastFaultEnd(scenario) > duration:
         raise ScenarioError(
             f"faults run until {lastFaultEnd(scenario):g}s, past the "
             f"{duration:g}s of the workload"
         )
     return scenario
+
+
+def _checkMembership(scenario: Scenario) -> None:
+    """
+    Joins and leaves that make sense: each node joins and leaves at most
+    once, joins before it leaves, and at least three nodes run throughout
+    the workload's start and end.
+    """
+    for kind in ("join", "leave"):
+        nodes = [f.node for f in scenario.faults if f.kind == kind]
+        if len(nodes) != len(set(nodes)):
+            raise ScenarioError(f"a node can {kind} only once")
+    joins = {f.node: f.at for f in scenario.faults if f.kind == "join"}
+    for fault in scenario.faults:
+        if fault.kind == "leave" and fault.at <= joins.get(fault.node, -1.0):
+            raise ScenarioError(f"n{fault.node} leaves before it joins")
+    if scenario.nodes - len(scenario.joining) < 3:
+        raise ScenarioError("at least 3 nodes must start the run")
+    if scenario.nodes - len(scenario.leaving) < 3:
+        raise ScenarioError("at least 3 nodes must end the run")
+    if any(f.kind == "rolling-restart" for f in scenario.faults) and (
+        scenario.joining or scenario.leaving
+    ):
+        raise ScenarioError("rolling-restart restarts every node: no join or leave")
 
 
 def loadScenario(text: str) -> Scenario:
@@ -454,6 +510,21 @@ SUITE: tuple[dict[str, Any], ...] = (
         "nodes": 4,
         "duration": 38,
         "faults": [{"kind": "rolling-restart", "at": 4, "every": 8}],
+    },
+    {
+        "name": "scale-out-in",
+        "description": "two nodes join a 3-node cluster under load, then two "
+        "of the first three leave (SIGTERM)",
+        "nodes": 5,
+        "duration": 36,
+        # Enough clients that requests meet the moments when views differ.
+        "clients": 8,
+        "faults": [
+            {"kind": "join", "node": "n3", "at": 4},
+            {"kind": "join", "node": "n4", "at": 10},
+            {"kind": "leave", "node": "n0", "at": 18},
+            {"kind": "leave", "node": "n1", "at": 26},
+        ],
     },
 )
 

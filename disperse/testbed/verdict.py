@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from disperse.testbed.scenario import Window
+from disperse.testbed.scenario import DEFAULT_GRACE, Window
 from disperse.testing.history import Report, Violation
 
 # A node's log line saying it declared another one dead.
@@ -141,7 +141,9 @@ def divergentPartitions(
 # Levels that need a majority of the replicas: a read at one of them must see
 # a write acknowledged at one of them. Pairs with "one" intersect only while
 # the set of replicas stays put; levels count the replicas of the current
-# partition table, which shrinks when a member is declared dead.
+# partition table, which shrinks when a member is declared dead. Around a
+# fault that silences a node, or a death, such pairs are excused; around a
+# join or a graceful leave, which nodes coordinate across, they are not.
 MAJORITY_LEVELS = ("quorum", "all")
 
 
@@ -171,17 +173,30 @@ class Verdict:
     durations: Mapping[str, float]
     settled: bool
     problems: list[str] = field(default_factory=list)
+    grace: float = DEFAULT_GRACE
 
     def failing(self) -> list[Violation]:
         """
         The history's violations that fail the run: all but stale reads
-        that pair a level with C{one}.
+        that pair a level with C{one} near a silencing fault or a death.
         """
         return [
             v
             for v in self.history.violations
-            if v.kind != "stale-read" or isMajorityPair(v)
+            if v.kind != "stale-read" or isMajorityPair(v) or not self._shrinking(v)
         ]
+
+    def _shrinking(self, violation: Violation) -> bool:
+        """
+        Whether some table may have lost a replica while C{violation}'s write
+        and read ran: a fault silenced a node, or a death was declared,
+        within the grace of either.
+        """
+        begun = violation.missed.invoked if violation.missed else violation.read.invoked
+        start, end = begun - self.grace, violation.read.completed + self.grace
+        return any(
+            w.nodes and w.start <= end and start <= w.end for w in self.windows
+        ) or any(start <= d.time <= end for d in self.deaths)
 
     def weakStaleReads(self) -> int:
         return len(self.history.violations) - len(self.failing())
@@ -248,7 +263,8 @@ class Verdict:
         if weak:
             lines.append(
                 f"  not counted: {weak} stale reads pairing a level with 'one' "
-                "(levels count the replicas of the current table)"
+                "near a fault or death (levels count the replicas of the current "
+                "table)"
             )
         if self.deaths:
             excusedCount = len(self.deaths) - len(self.falseDeaths)

@@ -106,6 +106,37 @@ def test_rollingRestart() -> None:
     assert [w.label for w in plan.windows] == [f"restart n{n}" for n in range(4)]
 
 
+def test_joinAndLeave() -> None:
+    """
+    A node that joins is started at its time, not with the others; a node
+    that leaves is stopped gracefully and for good.
+    """
+    parsed = parseScenario(
+        {
+            "name": "s",
+            "nodes": 5,
+            "duration": 30,
+            "faults": [
+                {"kind": "join", "node": "n3", "at": 4},
+                {"kind": "join", "node": "n4", "at": 8},
+                {"kind": "leave", "node": "n3", "at": 20},
+                {"kind": "leave", "node": "n0", "at": 12},
+            ],
+        }
+    )
+    assert parsed.joining == {3, 4}
+    assert parsed.leaving == {0, 3}
+    plan = schedule(parsed)
+    assert [(a.time, a.describe()) for a in plan.actions] == [
+        (4, "start n3"),
+        (8, "start n4"),
+        (12, "leave n0"),
+        (20, "leave n3"),
+    ]
+    # Nobody is silenced: a death declared of a leaving node is a false one.
+    assert all(not w.nodes for w in plan.windows)
+
+
 def test_clockOffsets() -> None:
     parsed = parseScenario(scenario(clockOffsets={"n1": 0.25, "2": -1}))
     assert parsed.clockOffsets == {1: 0.25, 2: -1.0}
@@ -135,6 +166,28 @@ def test_clockOffsets() -> None:
         ),
         (scenario({"kind": "kill", "node": 1, "at": 1, "for": 1, "bogus": 1}), "bogus"),
         (scenario({"kind": "kill", "node": 1, "at": "soon", "for": 1}), "number"),
+        (
+            scenario(
+                {"kind": "join", "node": 1, "at": 1},
+                {"kind": "join", "node": 1, "at": 2},
+            ),
+            "join only once",
+        ),
+        (
+            scenario(
+                {"kind": "join", "node": 3, "at": 5},
+                {"kind": "leave", "node": 3, "at": 2},
+            ),
+            "leaves before it joins",
+        ),
+        (
+            scenario({"kind": "join", "node": 1, "at": 1}, nodes=3),
+            "at least 3 nodes must start",
+        ),
+        (
+            scenario({"kind": "leave", "node": 1, "at": 1}, nodes=3),
+            "at least 3 nodes must end",
+        ),
     ],
 )
 def test_badScenarios(raw: dict[str, object], message: str) -> None:
@@ -173,6 +226,7 @@ def test_suiteCoversTheIssueWithinItsTimeBound() -> None:
         "pause-repeated",
         "flapping-node",
         "rolling-restart",
+        "scale-out-in",
     ]
     assert all(3 <= s.nodes <= 5 for s in scenarios)
     assert sum(s.duration for s in scenarios) <= 300

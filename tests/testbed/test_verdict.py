@@ -194,6 +194,16 @@ def test_staleReadsWithOneAreNotCounted() -> None:
     assert weak.passed
     assert weak.weakStaleReads() == 1
     assert "not counted: 1 stale reads pairing a level with 'one'" in weak.toText()
+    # With no node silenced and no death around it (a join, say), the
+    # replicas do not shrink: the pair must meet.
+    JOIN = Window(2, 2, "join", frozenset(), "join n3 at 2s")
+    calm = verdict(history=check(h, replicas=3), windows=[JOIN], deaths=[])
+    assert not calm.passed
+    assert calm.counts()["stale-quorum-reads"] == 1
+    # A death shortly after counts as one.
+    assert verdict(
+        history=check(h, replicas=3), windows=[], deaths=[Death(9, "n0", "n1")]
+    ).passed
 
     h.invoke(0, "write", "b", value="b1", consistency="quorum", time=5)
     h.ok(0, time=6)
