@@ -497,6 +497,22 @@ class NodeCollector(Collector):
                 counters.catchUps,
             ),
             ("failures", "Exchanges that failed.", counters.failures),
+            (
+                "partitions_released",
+                "Partitions no longer owned here, pushed to their owners and dropped.",
+                counters.partitionsReleased,
+            ),
+            (
+                "keys_released",
+                "Entries dropped with the partitions released.",
+                counters.keysReleased,
+            ),
+            (
+                "partitions_kept",
+                "Partitions no longer owned here that their owners did not take"
+                " in time, kept.",
+                counters.partitionsKept,
+            ),
         ):
             yield _counter(f"disperse_antientropy_{name}_total", documentation, value)
         repairs = CounterMetricFamily(

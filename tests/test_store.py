@@ -147,6 +147,18 @@ class StoreModel(RuleBasedStateMachine):
         self.forgetDropped()
 
     @precondition(lambda self: bool(self.model))
+    @rule(key=keys)
+    def dropPartition(self, key: str) -> None:
+        # Dropping the partition of a key forgets every entry of that
+        # partition, tombstones and all, and nothing else.
+        partition = partitionOf(key)
+        dropped = [k for k in self.model if partitionOf(k) == partition]
+        assert self.store.dropPartition(partition) == len(dropped)
+        for k in dropped:
+            del self.model[k]
+        assert self.store.partitionEntries(partition) == 0
+        assert self.store.partitionRoot(partition) == bytes(8)
+
     @rule()
     def sweepEverything(self) -> None:
         # A full sweep drops every entry whose expiry second has passed (and

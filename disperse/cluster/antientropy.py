@@ -34,6 +34,17 @@ holds is exchanged with its previous owners ahead of the periodic rounds;
 a node that starts sees itself as the only member, so when the cluster
 appears every partition it holds with others is new to it.
 
+A partition this node no longer owns (a newcomer took it over, or a heal
+gave it back to its owners) is released once it has not been owned for
+L{RELEASE_AFTER} seconds: exchanged with each of its owners, pushing only
+(what they lack or hold older, such as writes acknowledged here while this
+side of a partition owned it), then dropped here. The memory goes back to
+the partitions this node owns, and a copy left behind cannot come back
+months later, when ownership returns, with values whose deletion the owners
+have long forgotten. A partition whose owners do not take it within
+L{RELEASE_LIMIT} seconds is kept, as a copy nothing reads, rather than
+pushed once tombstones may have gone.
+
 Time comes from the injected clock and randomness from the injected
 C{random.Random}, so tests run whole clusters deterministically.
 """
@@ -69,6 +80,14 @@ DEFAULT_PEERS_PER_ROUND = 3
 LEAVES_PER_RANGE = 32
 # Records pushed to a peer in one repair request.
 PUSH_BATCH = 500
+# A partition not owned here for this long is released: by then views have
+# agreed (a table settles within seconds) and its new owners caught up.
+RELEASE_AFTER = 30.0
+# Not released by this long after it stopped being owned here, it is kept:
+# pushed any later, a copy could bring back what the owners deleted since,
+# once their tombstones are purged. Never more than half the store's
+# shortest tombstone life.
+RELEASE_LIMIT = 300.0
 
 
 @dataclass
@@ -85,6 +104,11 @@ class AntiEntropyCounters:
     @ivar keysPushed: records peers merged from here.
     @ivar catchUps: exchanges queued because the table changed.
     @ivar failures: exchanges that failed (peer down, timeout, bad answer).
+    @ivar partitionsReleased: partitions no longer owned here, pushed to
+        their owners and dropped.
+    @ivar keysReleased: entries dropped with them.
+    @ivar partitionsKept: partitions no longer owned here whose owners did
+        not take them in time, kept.
     """
 
     rounds: int = 0
@@ -96,6 +120,9 @@ class AntiEntropyCounters:
     keysPushed: int = 0
     catchUps: int = 0
     failures: int = 0
+    partitionsReleased: int = 0
+    keysReleased: int = 0
+    partitionsKept: int = 0
 
 
 class AntiEntropy:
@@ -159,6 +186,11 @@ class AntiEntropy:
         # still to catch up with for each.
         self._holdJobs: dict[int, set[str]] = {}
         self._catchUpRootsPending = 0
+        # Partitions with entries that this node does not own, since when;
+        # those given up on; whether a release is running.
+        self._unownedSince: dict[int, float] = {}
+        self._kept: set[int] = set()
+        self._releasing = False
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         replicator.addTableListener(self.tableChanged)
@@ -199,6 +231,126 @@ class AntiEntropy:
     def _tick(self) -> None:
         delay = self._random.uniform(0, self.jitter * self.interval)
         self._delayedRound = self._clock.callLater(delay, self.runRound)
+        self._noteUnowned()
+        self._startRelease()
+
+    # Releasing partitions owned elsewhere
+
+    def _noteUnowned(self) -> None:
+        now = self._clock.seconds()
+        mine = self._replicator.table.partitionsOf(self._replicator.nodeName)
+        entries = self._store.partitionEntries
+        since = self._unownedSince
+        for partition in range(PARTITION_COUNT):
+            if partition in mine or not entries(partition):
+                if partition in since:
+                    del since[partition]
+                    self._kept.discard(partition)
+            elif partition not in since:
+                since[partition] = now
+
+    def _startRelease(self) -> None:
+        if self._releasing or not self._running:
+            return
+        # A catch-up may be pulling from these very partitions' copies here.
+        if self._urgent or self._urgentInFlight or self._catchUpJobs:
+            return
+        now = self._clock.seconds()
+        limit = min(RELEASE_LIMIT, self._store.shortestTombstoneTtl / 2)
+        due = []
+        kept = 0
+        for partition, since in sorted(self._unownedSince.items()):
+            if partition in self._kept:
+                continue
+            if now - since >= limit:
+                self._kept.add(partition)
+                kept += 1
+            elif now - since >= RELEASE_AFTER:
+                due.append(partition)
+        if kept:
+            self.counters.partitionsKept += kept
+            self.log.warn(
+                "keeping {count} partitions this node no longer owns: their"
+                " owners did not take them within {limit:g} s",
+                count=kept,
+                limit=limit,
+            )
+        if due:
+            self._releasing = True
+            Deferred.fromCoroutine(self._releaseUnowned(due)).addErrback(
+                lambda f: self.log.failure("releasing partitions failed", f)
+            ).addBoth(self._released)
+
+    def _released(self, _: object) -> None:
+        self._releasing = False
+
+    async def _releaseUnowned(self, partitions: list[int]) -> None:
+        """
+        Hand each of C{partitions} to its owners and drop it here once they
+        all hold everything in it: one roots request per owner, and an
+        exchange that only pushes for each partition whose root differs,
+        one at a time.
+        """
+        me = self._replicator.nodeName
+        table = self._replicator.table
+        byOwner: dict[str, list[int]] = {}
+        chosen = []
+        for partition in partitions:
+            owners = table.owners(partition)
+            if me in owners or not owners:
+                continue
+            chosen.append(partition)
+            for owner in owners:
+                byOwner.setdefault(owner, []).append(partition)
+        failed: set[int] = set()
+        for owner, wanted in sorted(byOwner.items()):
+            if not self._running:
+                return
+            try:
+                roots = await self.peers.roots(owner, wanted)
+                if len(roots) != len(wanted):
+                    raise ValueError("a peer answered the wrong number of roots")
+            except Exception as e:
+                self._releaseFailed(wanted, owner, e, failed)
+                continue
+            for partition, root in zip(wanted, roots, strict=True):
+                self.counters.rootsCompared += 1
+                if partition in failed or root == self._store.partitionRoot(partition):
+                    continue
+                try:
+                    await self.exchange(partition, owner, pull=False)
+                except Exception as e:
+                    self._releaseFailed([partition], owner, e, failed)
+        if self._replicator.table is not table:
+            # The owners changed meanwhile: the next round looks again.
+            return
+        released = dropped = 0
+        for partition in chosen:
+            if partition not in failed:
+                dropped += self._store.dropPartition(partition)
+                self._unownedSince.pop(partition, None)
+                released += 1
+        self.counters.partitionsReleased += released
+        self.counters.keysReleased += dropped
+        if released:
+            self.log.info(
+                "released {partitions} partitions ({keys} entries) this node no"
+                " longer owns, once their owners held everything in them",
+                partitions=released,
+                keys=dropped,
+            )
+
+    def _releaseFailed(
+        self, partitions: list[int], owner: str, error: Exception, failed: set[int]
+    ) -> None:
+        failed.update(partitions)
+        self.counters.failures += 1
+        self.log.debug(
+            "handing {count} partitions to {owner} failed: {error}",
+            count=len(partitions),
+            owner=owner,
+            error=str(error) or type(error).__name__,
+        )
 
     def runRound(self) -> None:
         """
@@ -431,9 +583,10 @@ class AntiEntropy:
 
     # The exchange
 
-    async def exchange(self, partition: int, peer: str) -> None:
+    async def exchange(self, partition: int, peer: str, pull: bool = True) -> None:
         """
-        Compare C{partition} with C{peer} and repair both sides.
+        Compare C{partition} with C{peer} and repair both sides, or only
+        C{peer}'s when not C{pull}.
         """
         tree = self._store.partitionTree(partition)
         theirs = await self.peers.digests(peer, partition, 0, [0])
@@ -451,7 +604,7 @@ class AntiEntropy:
         for start in range(0, len(differing), LEAVES_PER_RANGE):
             leaves = differing[start : start + LEAVES_PER_RANGE]
             remote = await self.peers.range(peer, partition, leaves)
-            await self._repair(partition, peer, leaves, remote)
+            await self._repair(partition, peer, leaves, remote, pull)
         self.counters.compared += 1
 
     async def _repair(
@@ -460,6 +613,7 @@ class AntiEntropy:
         peer: str,
         leaves: Sequence[int],
         remote: Sequence[tuple[str, Record]],
+        pull: bool = True,
     ) -> None:
         store = self._store
         now = store.nowMs()
@@ -471,7 +625,7 @@ class AntiEntropy:
             theirs[key] = record
             mine = ours.get(key)
             newer = mine is None or mine.precedence < record.precedence
-            if newer and store.merge(key, record, evict=False):
+            if pull and newer and store.merge(key, record, evict=False):
                 self.counters.keysPulled += 1
         push = []
         for key, record in ours.items():

@@ -489,6 +489,27 @@ class Store:
 
     # Writing
 
+    def dropPartition(self, partition: int) -> int:
+        """
+        Forget every entry of C{partition}, tombstones included, leaving no
+        tombstone: for a partition this node no longer owns, once its owners
+        hold everything it held. Not a delete; nothing else learns of it.
+
+        @return: how many entries were dropped.
+        """
+        part = self._parts[partition]
+        entries = list(part.items())
+        for key, blob in entries:
+            self._remove(key, blob)
+        return len(entries)
+
+    @property
+    def shortestTombstoneTtl(self) -> float:
+        """
+        The shortest time any tombstone here lives, in seconds.
+        """
+        return min(self._tombstoneTtlMs, self._expiryTombstoneTtlMs) / 1000
+
     def newRecord(
         self,
         value: bytes,

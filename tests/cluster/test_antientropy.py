@@ -16,7 +16,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.antientropy import AntiEntropy
+from disperse.cluster.antientropy import RELEASE_AFTER, RELEASE_LIMIT, AntiEntropy
 from disperse.cluster.hints import HintStore
 from disperse.cluster.placement import PARTITION_COUNT, MemberSpec, partitionOf
 from disperse.cluster.replicator import Consistency, ReadOutcome, Replicator
@@ -514,3 +514,139 @@ class SynchronousFailureTests(SynchronousTestCase):
         node.updateMembers([MemberSpec("a"), MemberSpec("b")])
         self.assertEqual(ae.counters.failures, 1 + PARTITION_COUNT)
         self.assertEqual(ae.inFlight, 0)
+
+
+class ReleaseTests(SynchronousTestCase):
+    """
+    Partitions a node no longer owns are pushed to their owners and dropped
+    there, once they have not been owned for a while.
+    """
+
+    def grown(self) -> tuple[Cluster, list[str]]:
+        """
+        Three nodes holding 600 keys, then a fourth that joins and takes
+        over a share of every old node's partitions.
+        """
+        cluster = Cluster()
+        keys = [f"key{i}" for i in range(600)]
+        cluster.seed(keys, on=cluster.names)
+        cluster.names.append("n3")
+        cluster.boot("n3", seed=3)
+        for name in cluster.names[:3]:
+            cluster.nodes[name].updateMembers([MemberSpec(n) for n in cluster.names])
+        return cluster, keys
+
+    def lost(self, cluster: Cluster, name: str) -> list[int]:
+        """
+        The partitions C{name} holds entries of but no longer owns.
+        """
+        mine = cluster.nodes[name].table.partitionsOf(name)
+        store = cluster.stores[name]
+        return [
+            p
+            for p in range(PARTITION_COUNT)
+            if p not in mine and store.partitionEntries(p)
+        ]
+
+    def test_releasedOnceOwnersHoldThem(self) -> None:
+        """
+        After the join, each old node still holds the partitions it gave
+        away; some while later it has dropped them, and every key still has
+        its three copies on its owners.
+        """
+        cluster, keys = self.grown()
+        cluster.run(INTERVAL * 0.5)
+        lost = {name: self.lost(cluster, name) for name in cluster.names[:3]}
+        self.assertTrue(all(lost.values()))
+        cluster.run(RELEASE_AFTER + 2 * INTERVAL)
+        for name in cluster.names:
+            self.assertEqual(self.lost(cluster, name), [])
+        for name, partitions in lost.items():
+            counters = cluster.ae[name].counters
+            self.assertEqual(counters.partitionsReleased, len(partitions))
+            self.assertGreater(counters.keysReleased, 0)
+            self.assertEqual(counters.failures, 0)
+        table = cluster.nodes["n0"].table
+        self.assertEqual(
+            [
+                key
+                for key in keys
+                if [cluster.value(o, key) for o in table.ownersOf(key)]
+                != [key.encode()] * 3
+            ],
+            [],
+        )
+        self.assertEqual(sum(len(store) for store in cluster.stores.values()), 1800)
+
+    def test_whatOnlyItHeldIsPushedFirst(self) -> None:
+        """
+        A record the releasing node alone holds (acknowledged there while it
+        still owned the partition, say) reaches the owners before the
+        partition is dropped; records the owners hold newer stay theirs.
+        """
+        cluster, keys = self.grown()
+        cluster.run(INTERVAL * 0.5)
+        partition = self.lost(cluster, "n0")[0]
+        mine = [k for k in keys if partitionOf(k) == partition]
+        only = "only-n0"
+        while partitionOf(only) != partition:
+            only += "x"
+        cluster.stores["n0"].merge(only, cluster.stores["n0"].newRecord(b"mine"))
+        owners = cluster.nodes["n0"].table.owners(partition)
+        newer = cluster.stores[owners[0]].newRecord(b"newer")
+        for owner in owners:
+            cluster.stores[owner].merge(mine[0], newer)
+        cluster.run(RELEASE_AFTER + 2 * INTERVAL)
+        self.assertEqual(cluster.stores["n0"].partitionEntries(partition), 0)
+        for owner in owners:
+            self.assertEqual(cluster.value(owner, only), b"mine")
+            self.assertEqual(cluster.value(owner, mine[0]), b"newer")
+
+    def test_keptWhileAnOwnerIsUnreachable(self) -> None:
+        """
+        A partition whose owners cannot all be reached is kept and tried
+        again; once they can, it is released.
+        """
+        cluster, _ = self.grown()
+        cluster.network.down.add("n3")
+        cluster.run(RELEASE_AFTER + 2 * INTERVAL)
+        lost = self.lost(cluster, "n0")
+        self.assertTrue(lost)
+        self.assertGreater(cluster.ae["n0"].counters.failures, 0)
+        self.assertEqual(cluster.ae["n0"].counters.partitionsReleased, 0)
+        cluster.network.down.discard("n3")
+        cluster.run(2 * INTERVAL)
+        self.assertEqual(self.lost(cluster, "n0"), [])
+
+    def test_keptForGoodPastTheLimit(self) -> None:
+        """
+        Not taken within RELEASE_LIMIT, a partition is kept for good: pushed
+        later, its copy could bring back what the owners deleted meanwhile.
+        """
+        cluster, _ = self.grown()
+        cluster.network.down.add("n3")
+        cluster.run(RELEASE_LIMIT + 2 * INTERVAL)
+        lost = self.lost(cluster, "n0")
+        self.assertEqual(cluster.ae["n0"].counters.partitionsKept, len(lost))
+        cluster.network.down.discard("n3")
+        cluster.run(4 * INTERVAL)
+        self.assertEqual(self.lost(cluster, "n0"), lost)
+        self.assertEqual(cluster.ae["n0"].counters.partitionsReleased, 0)
+
+    def test_ownedAgainBeforeTheReleaseIsKept(self) -> None:
+        """
+        A partition owned again before its release comes is not dropped.
+        """
+        cluster, _ = self.grown()
+        cluster.run(INTERVAL * 1.5)
+        self.assertTrue(self.lost(cluster, "n0"))
+        before = len(cluster.stores["n0"])
+        cluster.network.down.add("n3")
+        for name in cluster.names[:3]:
+            cluster.nodes[name].updateMembers(
+                [MemberSpec(n) for n in cluster.names[:3]]
+            )
+        cluster.run(RELEASE_AFTER + 2 * INTERVAL)
+        self.assertEqual(self.lost(cluster, "n0"), [])
+        self.assertEqual(len(cluster.stores["n0"]), before)
+        self.assertEqual(cluster.ae["n0"].counters.partitionsReleased, 0)
