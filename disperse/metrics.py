@@ -513,6 +513,12 @@ class NodeCollector(Collector):
                 " in time, kept.",
                 counters.partitionsKept,
             ),
+            (
+                "releases_deferred",
+                "Releases put off to the next round because the partition"
+                " changed while its owners were compared with it.",
+                counters.releasesDeferred,
+            ),
         ):
             yield _counter(f"disperse_antientropy_{name}_total", documentation, value)
         repairs = CounterMetricFamily(

@@ -186,6 +186,7 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
                 "disperse_antientropy_partitions_released": "counter",
                 "disperse_antientropy_keys_released": "counter",
                 "disperse_antientropy_partitions_kept": "counter",
+                "disperse_antientropy_releases_deferred": "counter",
                 "disperse_antientropy_repairs": "counter",
                 "disperse_antientropy_in_flight": "gauge",
                 "disperse_antientropy_queued": "gauge",

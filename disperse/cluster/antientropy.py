@@ -32,7 +32,10 @@ at a time and client traffic is not starved. When the partition table
 changes (L{Replicator.addTableListener}), each partition this node newly
 holds is exchanged with its previous owners ahead of the periodic rounds;
 a node that starts sees itself as the only member, so when the cluster
-appears every partition it holds with others is new to it.
+appears every partition it holds with others is new to it. The partitions
+it held already and that gained owners are compared with those owners once
+the change has had L{SETTLE_WINDOW} seconds to reach every view: nodes that
+had not heard of it meanwhile wrote to the old owners only.
 
 A partition this node no longer owns (a newcomer took it over, or a heal
 gave it back to its owners) is released once it has not been owned for
@@ -63,7 +66,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.placement import PARTITION_COUNT, PartitionTable
-from disperse.cluster.replicator import RepairClient, Replicator
+from disperse.cluster.replicator import SETTLE_WINDOW, RepairClient, Replicator
 from disperse.logs import logger
 from disperse.store import Record, Store
 
@@ -109,6 +112,8 @@ class AntiEntropyCounters:
     @ivar keysReleased: entries dropped with them.
     @ivar partitionsKept: partitions no longer owned here whose owners did
         not take them in time, kept.
+    @ivar releasesDeferred: releases put off to the next round because the
+        partition changed while its owners were being compared with it.
     """
 
     rounds: int = 0
@@ -123,6 +128,7 @@ class AntiEntropyCounters:
     partitionsReleased: int = 0
     keysReleased: int = 0
     partitionsKept: int = 0
+    releasesDeferred: int = 0
 
 
 class AntiEntropy:
@@ -191,6 +197,11 @@ class AntiEntropy:
         self._unownedSince: dict[int, float] = {}
         self._kept: set[int] = set()
         self._releasing = False
+        # Partitions held here before and after a table change that gained
+        # owners, by new owner, with when to compare them; the call that
+        # compares the earliest.
+        self._newOwners: dict[str, dict[int, float]] = {}
+        self._delayedNewOwners: IDelayedCall | None = None
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         replicator.addTableListener(self.tableChanged)
@@ -207,6 +218,7 @@ class AntiEntropy:
             lambda f: self.log.failure("anti-entropy stopped", f)
         )
         self._requestCatchUpRoots()
+        self._scheduleNewOwners()
         self._pump()
 
     def stop(self) -> None:
@@ -219,6 +231,10 @@ class AntiEntropy:
         if self._delayedRound is not None and self._delayedRound.active():
             self._delayedRound.cancel()
         self._delayedRound = None
+        if self._delayedNewOwners is not None and self._delayedNewOwners.active():
+            self._delayedNewOwners.cancel()
+        self._delayedNewOwners = None
+        self._newOwners.clear()
         self._queue.clear()
         self._urgent.clear()
         self._urgentPending.clear()
@@ -302,6 +318,11 @@ class AntiEntropy:
             chosen.append(partition)
             for owner in owners:
                 byOwner.setdefault(owner, []).append(partition)
+        # What each partition held when its owners were first asked: one
+        # that changes meanwhile (a write from a coordinator whose view lags,
+        # a hint delivered late) may hold a record some owner was compared
+        # before, so it is kept for the next round rather than dropped.
+        before = {p: self._store.partitionRoot(p) for p in chosen}
         failed: set[int] = set()
         for owner, wanted in sorted(byOwner.items()):
             if not self._running:
@@ -326,10 +347,14 @@ class AntiEntropy:
             return
         released = dropped = 0
         for partition in chosen:
-            if partition not in failed:
-                dropped += self._store.dropPartition(partition)
-                self._unownedSince.pop(partition, None)
-                released += 1
+            if partition in failed:
+                continue
+            if self._store.partitionRoot(partition) != before[partition]:
+                self.counters.releasesDeferred += 1
+                continue
+            dropped += self._store.dropPartition(partition)
+            self._unownedSince.pop(partition, None)
+            released += 1
         self.counters.partitionsReleased += released
         self.counters.keysReleased += dropped
         if released:
@@ -383,13 +408,20 @@ class AntiEntropy:
                 peer = candidates[(self._round + partition) % len(candidates)]
                 byPeer.setdefault(peer, []).append(partition)
         for peer, partitions in byPeer.items():
-            self._rootsPending += 1
-            self.peers.roots(peer, partitions).addCallbacks(
-                self._rootsArrived,
-                self._rootsFailed,
-                callbackArgs=(peer, partitions),
-                errbackArgs=(peer,),
-            ).addBoth(self._rootsDone)
+            self._compareRoots(peer, partitions)
+
+    def _compareRoots(self, peer: str, partitions: list[int]) -> None:
+        """
+        Ask C{peer} for the roots of C{partitions}, and queue an exchange of
+        each that differs here.
+        """
+        self._rootsPending += 1
+        self.peers.roots(peer, partitions).addCallbacks(
+            self._rootsArrived,
+            self._rootsFailed,
+            callbackArgs=(peer, partitions),
+            errbackArgs=(peer,),
+        ).addBoth(self._rootsDone)
 
     def _rootsArrived(
         self, roots: list[bytes], peer: str, partitions: list[int]
@@ -426,14 +458,26 @@ class AntiEntropy:
         mine = new.partitionsOf(me)
         # Partitions given away are nobody's business here any more.
         self._release([p for p in self._holdJobs if p not in mine])
+        due = self._clock.seconds() + SETTLE_WINDOW
+        # A node that starts sees itself alone first: its partitions gaining
+        # owners then is the cluster appearing, and an empty store has
+        # nothing for them.
+        started = [member.name for member in old.members] == [me]
         for partition in sorted(mine):
             others = [o for o in new.owners(partition) if o != me]
             if not others:
                 continue
             before = old.owners(partition)
+            if me in before and not (
+                started and not self._store.partitionEntries(partition)
+            ):
+                for owner in others:
+                    if owner not in before:
+                        self._newOwners.setdefault(owner, {})[partition] = due
             previous = [o for o in before if o != me]
             if me in before and previous:
-                # Held it already alongside others: the rounds keep it.
+                # Held it already alongside others: the rounds keep it, and
+                # a new owner is compared with soon (_compareNewOwners).
                 continue
             sources = [o for o in previous if o in live] or others
             self._holdJobs.setdefault(partition, set()).update(sources)
@@ -445,6 +489,48 @@ class AntiEntropy:
         # reads go to the others meanwhile.
         self._replicator.holdReads(list(self._holdJobs))
         self._requestCatchUpRoots()
+        self._scheduleNewOwners()
+
+    def _scheduleNewOwners(self) -> None:
+        if not self._newOwners or not self._running:
+            return
+        if self._delayedNewOwners is not None and self._delayedNewOwners.active():
+            return
+        first = min(min(due.values()) for due in self._newOwners.values())
+        delay = max(0.0, first - self._clock.seconds())
+        self._delayedNewOwners = self._clock.callLater(delay, self._compareNewOwners)
+
+    def _compareNewOwners(self) -> None:
+        """
+        Compare roots with the members that became owners of partitions
+        this node held already, once the change had time to reach every
+        view, and exchange those that differ. A new owner caught up with
+        this node when it took the partitions; meanwhile nodes that had not
+        heard of it yet kept writing to the old owners only, this one
+        included, and those writes would otherwise wait for a periodic
+        round to reach it.
+        """
+        self._delayedNewOwners = None
+        now = self._clock.seconds()
+        table = self._replicator.table
+        me = self._replicator.nodeName
+        for owner, partitions in sorted(self._newOwners.items()):
+            ready = sorted(p for p, due in partitions.items() if due <= now)
+            for partition in ready:
+                del partitions[partition]
+            if not partitions:
+                del self._newOwners[owner]
+            # Still shared with that owner in the table of now.
+            shared = [p for p in ready if {me, owner} <= set(table.owners(p))]
+            if not shared:
+                continue
+            self.log.debug(
+                "comparing {count} partitions with {owner}, their new owner",
+                count=len(shared),
+                owner=owner,
+            )
+            self._compareRoots(owner, shared)
+        self._scheduleNewOwners()
 
     def _caughtUp(self, partition: int, source: str) -> None:
         sources = self._holdJobs.get(partition)

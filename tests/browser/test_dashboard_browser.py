@@ -93,10 +93,16 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def waitUntil(driver: Any, condition: Callable[[], Any], what: str) -> Any:
+def waitUntil(
+    driver: Any,
+    condition: Callable[[], Any],
+    what: str,
+    shown: Callable[[], Any] | None = None,
+) -> Any:
     """
     Poll C{condition} (against the live page) until it is truthy or the
     deadline passes; its last value. Selenium's own wait does the polling.
+    On failure, the message includes what C{shown} returns then.
     """
     from selenium.common.exceptions import (
         StaleElementReferenceException,
@@ -114,8 +120,9 @@ def waitUntil(driver: Any, condition: Callable[[], Any], what: str) -> Any:
     try:
         return wait.until(lambda _: condition())
     except TimeoutException:
+        seen = "" if shown is None else f"; it showed {shown()!r}"
         raise AssertionError(
-            f"the page never showed {what}; status: "
+            f"the page never showed {what}{seen}; status: "
             + driver.find_element("id", "status").text
         ) from None
 
@@ -168,6 +175,7 @@ def test_dashboardShowsMembersAndAFailure(
         browser,
         lambda: keyCounts(browser) == ["30"] * 3,
         "30 keys on every member",
+        lambda: keyCounts(browser),
     )
     waitUntil(
         browser,

@@ -19,7 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from disperse.cluster.antientropy import RELEASE_AFTER, RELEASE_LIMIT, AntiEntropy
 from disperse.cluster.hints import HintStore
 from disperse.cluster.placement import PARTITION_COUNT, MemberSpec, partitionOf
-from disperse.cluster.replicator import Consistency, ReadOutcome, Replicator
+from disperse.cluster.replicator import (
+    SETTLE_WINDOW,
+    Consistency,
+    ReadOutcome,
+    Replicator,
+)
 from disperse.config import nodeIdFor
 from disperse.store import Store
 from disperse.testing.peers import MemoryPeerNetwork
@@ -516,6 +521,80 @@ class SynchronousFailureTests(SynchronousTestCase):
         self.assertEqual(ae.inFlight, 0)
 
 
+class NewOwnerTests(SynchronousTestCase):
+    """
+    Writes that nodes still unaware of a new owner made to the old owners
+    reach it soon after, not a periodic round later.
+    """
+
+    def test_writesByLaggingViewsReachTheJoiner(self) -> None:
+        """
+        n2 joins and catches up at once; n0 and n1 hear of it only after
+        they wrote more keys, to each other alone. Within the settle window
+        after they heard, n2 holds those keys too, well before the periodic
+        rounds (at 10 s) could have brought them.
+        """
+        cluster = Cluster(names=("n0", "n1"))
+        self.assertEqual(cluster.clock.seconds(), START + 3.0)
+        cluster.names.append("n2")
+        cluster.boot("n2", seed=2)
+        cluster.run(0.5)
+        keys = [f"late{i}" for i in range(40)]
+        for i, key in enumerate(keys):
+            cluster.write(f"n{i % 2}", key, key.encode(), Consistency.all)
+        cluster.run(0.5)
+        self.assertEqual([cluster.value("n2", key) for key in keys], [None] * 40)
+        for name in ("n0", "n1"):
+            cluster.nodes[name].updateMembers([MemberSpec(n) for n in cluster.names])
+        cluster.run(SETTLE_WINDOW + 0.5)
+        self.assertLess(cluster.clock.seconds(), START + INTERVAL)
+        self.assertEqual(
+            [cluster.value("n2", key) for key in keys], [k.encode() for k in keys]
+        )
+        self.assertEqual(cluster.ae["n2"].counters.rounds, 0)
+
+    def test_inSyncNewOwnersCostOneRequestEach(self) -> None:
+        """
+        When n3 leaves, n0's partitions it shared with n3 gain n1 or n2 as
+        owners; replicas agreeing, once the settle window is over n0 sends
+        each of them one roots request, and nothing is exchanged.
+        """
+        cluster = Cluster(names=("n0", "n1", "n2", "n3"))
+        cluster.seed([f"k{i}" for i in range(400)], on=cluster.names)
+        old = cluster.nodes["n0"].table
+        del cluster.names[3]
+        cluster.network.down.add("n3")
+        for name in cluster.names:
+            cluster.nodes[name].updateMembers([MemberSpec(n) for n in cluster.names])
+        new = cluster.nodes["n0"].table
+        # The catch-up of what n0 newly holds is over within the window.
+        cluster.run(SETTLE_WINDOW - 0.1)
+        ae = cluster.ae["n0"]
+        compared = ae.counters.compared
+        sent: list[tuple[str, list[int]]] = []
+        roots = ae.peers.roots
+
+        def recording(peer: str, partitions: list[int]) -> Any:
+            sent.append((peer, partitions))
+            return roots(peer, partitions)
+
+        ae.peers.roots = recording  # type: ignore[assignment]
+        cluster.run(1.0)
+        self.assertLess(cluster.clock.seconds(), START + INTERVAL)
+        expected = {
+            owner: [
+                p
+                for p in sorted(old.partitionsOf("n0"))
+                if owner in new.owners(p) and owner not in old.owners(p)
+            ]
+            for owner in ("n1", "n2")
+        }
+        self.assertTrue(all(expected.values()))
+        self.assertEqual(dict(sent), expected)
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(ae.counters.compared, compared)
+
+
 class ReleaseTests(SynchronousTestCase):
     """
     Partitions a node no longer owns are pushed to their owners and dropped
@@ -601,6 +680,52 @@ class ReleaseTests(SynchronousTestCase):
         for owner in owners:
             self.assertEqual(cluster.value(owner, only), b"mine")
             self.assertEqual(cluster.value(owner, mine[0]), b"newer")
+
+    def test_writeDuringTheReleaseIsNotDropped(self) -> None:
+        """
+        A record that reaches a partition after its owners were compared
+        with it, while the release is still talking to them, keeps that
+        partition for the next round, which pushes the record and then
+        drops it.
+        """
+        cluster, _ = self.grown()
+        cluster.run(INTERVAL * 0.5)
+        lost = self.lost(cluster, "n0")
+        first, last = lost[0], lost[-1]
+        store = cluster.stores["n0"]
+
+        def inPartition(prefix: str, partition: int) -> str:
+            key = prefix
+            while partitionOf(key) != partition:
+                key += "x"
+            return key
+
+        # The last partition differs from its owners, so the release is
+        # still exchanging it with the last owner (n3: owners are compared
+        # in name order) after every owner was compared with the first.
+        self.assertEqual(
+            sorted(cluster.nodes["n0"].table.owners(first)), ["n1", "n2", "n3"]
+        )
+        store.merge(inPartition("only-n0", last), store.newRecord(b"mine"))
+        late = inPartition("late", first)
+        ae = cluster.ae["n0"]
+        exchange = ae.exchange
+        written: list[bool] = []
+
+        def exchangeAndWrite(partition: int, peer: str, pull: bool = True) -> Any:
+            if (partition, peer) == (last, "n3") and not written:
+                written.append(store.merge(late, store.newRecord(b"late")))
+            return exchange(partition, peer, pull)
+
+        ae.exchange = exchangeAndWrite  # type: ignore[method-assign]
+        cluster.run(RELEASE_AFTER + INTERVAL)
+        self.assertEqual(written, [True])
+        self.assertEqual(ae.counters.releasesDeferred, 1)
+        self.assertEqual(self.lost(cluster, "n0"), [first])
+        cluster.run(2 * INTERVAL)
+        self.assertEqual(self.lost(cluster, "n0"), [])
+        owners = cluster.nodes["n0"].table.owners(first)
+        self.assertEqual([cluster.value(o, late) for o in owners], [b"late"] * 3)
 
     def test_keptWhileAnOwnerIsUnreachable(self) -> None:
         """
