@@ -8,6 +8,7 @@ hosts down again. Waiting on wall time for each phase is the point here.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +44,9 @@ from disperse.testing.history import History, check
 log = logger()
 
 READY_DEADLINE = 40.0
+# A node that joins mid-run is sent requests once it answers, at most this
+# long after it started.
+JOIN_DEADLINE = 30.0
 # A death declared up to this long after a fault ended is still the
 # fault's doing: the suspicion it started may take that long to conclude.
 GRACE = 12.0
@@ -146,6 +150,23 @@ class ScenarioRunner:
                 process.kill()
             network.destroy()
 
+    def _serveWhenHealthy(self, workload: Workload, host: Host) -> None:
+        """
+        Put C{host} on the workload's list once it answers C{/health}, as a
+        load balancer's health check would, without holding up the
+        schedule; at most C{JOIN_DEADLINE} seconds after it started.
+        """
+
+        def poll() -> None:
+            end = time.monotonic() + JOIN_DEADLINE  # wall-clock ok
+            while time.monotonic() < end:  # wall-clock ok
+                if getJSON(host, "/health", timeout=1.0) is not None:
+                    workload.serve(host)
+                    return
+                time.sleep(0.1)  # wall-clock ok: nothing to be woken by
+
+        threading.Thread(target=poll, daemon=True).start()
+
     def _ready(self, hosts: Sequence[Host]) -> bool:
         # Alive everywhere is not enough: each node rebuilds its partition
         # table a moment after membership changes.
@@ -192,6 +213,9 @@ class ScenarioRunner:
             keys=scenario.keys,
             seed=self.seed,
         )
+        for host in hosts:
+            if host.index in scenario.joining:
+                workload.withdraw(host.name)
         workload.start(until=scenario.duration)
         try:
             for action in plan.actions:
@@ -204,7 +228,15 @@ class ScenarioRunner:
                     time=self.clock(),
                     action=action.describe(),
                 )
+                if action.verb == "leave" and action.node is not None:
+                    workload.withdraw(hosts[action.node].name)
                 faults.apply(action)
+                if (
+                    action.verb == "start"
+                    and action.node is not None
+                    and action.node in scenario.joining
+                ):
+                    self._serveWhenHealthy(workload, hosts[action.node])
             wait = scenario.duration - self.clock()
             if wait > 0:
                 time.sleep(wait)  # wall-clock ok: the scenario's schedule

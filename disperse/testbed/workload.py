@@ -83,7 +83,9 @@ class Workload:
         maxOps: int = 5000,
         think: float = 0.02,
     ) -> None:
-        self._hosts = list(hosts)
+        # The nodes clients send to, as a load balancer's list: a node that
+        # has not joined yet or has left is taken off it (L{withdraw}).
+        self._hosts = tuple(hosts)
         self._history = history
         self._clock = clock
         self._clients = clients
@@ -97,6 +99,19 @@ class Workload:
         self.writtenOnce: list[str] = []
         # (client, invoke time) to the node asked, for reading histories.
         self.targets: dict[tuple[int | str, float], str] = {}
+
+    def withdraw(self, name: str) -> None:
+        """
+        Send no more operations to node C{name}.
+        """
+        self._hosts = tuple(h for h in self._hosts if h.name != name)
+
+    def serve(self, host: Host) -> None:
+        """
+        Send operations to C{host} too.
+        """
+        if host not in self._hosts:
+            self._hosts = (*self._hosts, host)
 
     def start(self, until: float) -> None:
         for client in range(self._clients):
