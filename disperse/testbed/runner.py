@@ -157,13 +157,12 @@ class ScenarioRunner:
         schedule; at most C{JOIN_DEADLINE} seconds after it started.
         """
 
+        def healthy() -> bool:
+            return getJSON(host, "/health", timeout=1.0) is not None
+
         def poll() -> None:
-            end = time.monotonic() + JOIN_DEADLINE  # wall-clock ok
-            while time.monotonic() < end:  # wall-clock ok
-                if getJSON(host, "/health", timeout=1.0) is not None:
-                    workload.serve(host)
-                    return
-                time.sleep(0.1)  # wall-clock ok: nothing to be woken by
+            if self._waitFor(healthy, JOIN_DEADLINE):
+                workload.serve(host)
 
         threading.Thread(target=poll, daemon=True).start()
 
@@ -205,17 +204,15 @@ class ScenarioRunner:
         # Log lines from start-up predate the workload: negative times.
         for process in processes:
             process.shiftTimes(previous - self._start)
+        # Nodes that join later are sent requests once they answer.
         workload = Workload(
-            hosts,
+            [h for h in hosts if h.index not in scenario.joining],
             history,
             self.clock,
             clients=scenario.clients,
             keys=scenario.keys,
             seed=self.seed,
         )
-        for host in hosts:
-            if host.index in scenario.joining:
-                workload.withdraw(host.name)
         workload.start(until=scenario.duration)
         try:
             for action in plan.actions:
