@@ -33,14 +33,19 @@ run: $(VENV)/.installed
 		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT)
 
 # Three nodes on this machine: HTTP 8000-8002, gossip 7946-7948, joined
-# through the first. Ctrl-C stops all three.
+# through the first. Ctrl-C stops all three. Each node runs in a session of
+# its own, so that the terminal's SIGINT reaches this shell only, and the
+# shell sends each node one SIGTERM (a node signalled twice would log its
+# stop twice); then it waits for the three to finish handing off.
 cluster: $(VENV)/.installed
-	@trap 'kill 0' INT TERM; \
+	@pids=; \
 	for i in 0 1 2; do \
-		$(BIN)/twistd --nodaemon --pidfile= disperse --bind $(BIND) --profile local \
+		setsid $(BIN)/twistd --nodaemon --pidfile= disperse --bind $(BIND) --profile local \
 			--node-name node$$i --port $$((7946 + i)) --http-port $$((8000 + i)) \
 			--peer $(BIND):7946 & \
+		pids="$$pids $$!"; \
 	done; \
+	trap 'trap "" INT TERM; kill -TERM $$pids 2>/dev/null; wait; exit 0' INT TERM; \
 	wait
 
 test: lint typecheck unit
