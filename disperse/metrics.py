@@ -343,8 +343,9 @@ class NodeCollector(Collector):
         )
 
     def _replication(self) -> Iterator[Metric]:
-        replicator = self._node.replicator
-        counters = replicator.counters
+        node = self._node
+        coordinator, view = node.coordinator, node.view
+        counters = coordinator.counters
         operations = CounterMetricFamily(
             "disperse_replication_operations_total",
             "Reads and writes this node coordinated.",
@@ -389,7 +390,7 @@ class NodeCollector(Collector):
             (
                 "applied",
                 "Records applied here for other coordinators.",
-                counters.applied,
+                node.replica.counters.applied,
             ),
             (
                 "remote_failures",
@@ -407,22 +408,22 @@ class NodeCollector(Collector):
         yield _gauge(
             "disperse_replication_members",
             "Members holding data in this node's partition table.",
-            len(replicator.table.members),
+            len(view.table.members),
         )
         yield _gauge(
             "disperse_replication_known_members",
             "Members of the table plus those that vanished without leaving:"
             " the cluster size quorums are judged against.",
-            replicator.knownMembers(),
+            view.knownMembers(),
         )
         yield _gauge(
             "disperse_replication_partitions_catching_up",
             "Partitions newly held here and not read from here until they"
             " caught up with their previous replicas.",
-            len(replicator.heldPartitions()),
+            len(node.replica.heldPartitions()),
         )
 
-        peerCalls = getattr(replicator.peers, "counters", None)
+        peerCalls = getattr(coordinator.peers, "counters", None)
         if isinstance(peerCalls, PeerCallCounters):
             for name, documentation, value in (
                 ("calls", "Requests sent to other nodes.", peerCalls.calls),
@@ -440,7 +441,7 @@ class NodeCollector(Collector):
             ):
                 yield _counter(f"disperse_peer_{name}_total", documentation, value)
 
-        hints = replicator.hints
+        hints = coordinator.hints
         for name, documentation, value in (
             (
                 "queued",

@@ -18,23 +18,25 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.antientropy import AntiEntropy
+from disperse.cluster.clients import RepairClient
+from disperse.cluster.coordinator import (
+    Consistency,
+    Coordinator,
+    ReadOutcome,
+    WriteOutcome,
+)
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
 from disperse.cluster.hints import HintStore
 from disperse.cluster.merkle import Digests
 from disperse.cluster.peers import PeerCallCounters
-from disperse.cluster.placement import MemberSpec
-from disperse.cluster.replicator import (
-    Consistency,
-    ReadOutcome,
-    RepairClient,
-    Replicator,
-    WriteOutcome,
-)
+from disperse.cluster.placement import MemberSpec, PartitionTable
+from disperse.cluster.replica import Replica
+from disperse.cluster.view import ClusterView
 from disperse.config import NodeConfig, nodeIdFor
 from disperse.gossip.events import MembershipEvents
 from disperse.gossip.messages import NodeState
@@ -53,8 +55,6 @@ from disperse.store import Record, Store, ValueTooLarge
 # never a long pause; 20,000 expirations a second, and an idle node wakes
 # up for it only four times a second.
 SWEEP_INTERVAL = 0.25
-# How long placement waits after a membership change for others to follow.
-PLACEMENT_DELAY = 0.5
 SWEEP_BUDGET = 5000
 
 
@@ -151,23 +151,28 @@ class Node(MultiService):
         # join and has not, since its partition table (of itself alone)
         # would acknowledge writes that no real replica holds.
         self.ready = True
-        self._placementCall: IDelayedCall | None = None
         self.events = MembershipEvents()
         self.memberEvents: Counter[str] = Counter()
-        self.replicator = Replicator(
+        self.view = ClusterView(
             nodeName=config.nodeName,
-            store=self.store,
+            clock=clock,
+            source=self,
+            replicas=config.replicas,
+            forgetDeparted=config.forgetDeparted,
+        )
+        self.replica = Replica(store=self.store, clock=clock)
+        self.coordinator = Coordinator(
+            view=self.view,
+            replica=self.replica,
             clock=clock,
             peers=_NoPeers(),
-            replicas=config.replicas,
             timeout=config.replicaTimeout,
-            forgetDeparted=config.forgetDeparted,
             readRetryAfter=config.readRetryAfter,
             hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
         )
         self.antiEntropy = AntiEntropy(
-            replicator=self.replicator,
-            store=self.store,
+            view=self.view,
+            replica=self.replica,
             peers=_NoPeers(),
             clock=clock,
             random=random.Random(),
@@ -177,13 +182,14 @@ class Node(MultiService):
         self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
+        self.view.addTableListener(self._tableChanged)
 
     # Service lifecycle
 
     def startService(self) -> None:
         super().startService()
         self._sweeper.start(SWEEP_INTERVAL, now=False).addErrback(self._sweeperStopped)
-        self.replicator.start()
+        self.coordinator.start()
         self.antiEntropy.start()
         self.log.info(
             "node {name} started (max memory {maxMemory} bytes, max value size"
@@ -199,11 +205,9 @@ class Node(MultiService):
         def stopRest(_: object) -> Any:
             if self._sweeper.running:
                 self._sweeper.stop()
-            if self._placementCall is not None and self._placementCall.active():
-                self._placementCall.cancel()
-            self._placementCall = None
+            self.view.stop()
             self.antiEntropy.stop()
-            self.replicator.stop()
+            self.coordinator.stop()
             # Requests still draining may need peers: close connections
             # to them last.
             stopped: Deferred[object] = maybeDeferred(MultiService.stopService, self)
@@ -212,7 +216,7 @@ class Node(MultiService):
         return self.handOff().addBoth(stopRest)
 
     def _closePeers(self, result: object) -> object:
-        close = getattr(self.replicator.peers, "close", None)
+        close = getattr(self.coordinator.peers, "close", None)
         if close is not None:
             close()
         return result
@@ -224,12 +228,10 @@ class Node(MultiService):
         """
         if self.config.handoffTimeout <= 0 or self.membership is None:
             return succeed(HandoffResult())
-        plan = handoffPlan(
-            self.replicator.table, self.config.nodeName, self.config.replicas
-        )
+        plan = handoffPlan(self.view.table, self.config.nodeName, self.config.replicas)
         return handOff(
             store=self.store,
-            peers=self.replicator.peers,
+            peers=self.coordinator.peers,
             plan=plan,
             clock=self.clock,
             timeout=self.config.handoffTimeout,
@@ -252,7 +254,7 @@ class Node(MultiService):
         """
         Reach other replicas through C{peers}.
         """
-        self.replicator.peers = peers
+        self.coordinator.peers = peers
         self.antiEntropy.peers = peers
 
     def setMembership(self, membership: Membership) -> None:
@@ -280,18 +282,20 @@ class Node(MultiService):
         Membership joined the cluster (or found it is the first member):
         place partitions over the members known now and start coordinating.
         """
-        if self._placementCall is not None and self._placementCall.active():
-            self._placementCall.cancel()
-        self._placementCall = None
-        self._updatePlacement(joined=True)
+        self.view.placeNow(joined=True)
         self._becomeReady()
+
+    def _tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
+        if len(new.members) > 1:
+            # Others found this node even if its own seeds did not answer.
+            self._becomeReady()
 
     def _becomeReady(self) -> None:
         if not self.ready:
             self.ready = True
             self.log.info(
                 "coordinating requests with {count} members holding data",
-                count=len(self.replicator.table.members),
+                count=len(self.view.table.members),
             )
 
     def memberJoined(self, member: Member) -> None:
@@ -302,7 +306,7 @@ class Node(MultiService):
 
     def memberLeft(self, member: Member) -> None:
         # Gone on purpose: the cluster is smaller now, not cut in two.
-        self.replicator.memberLeft(member.name)
+        self.view.memberLeft(member.name)
         self._memberChanged("left", member)
 
     def memberFailed(self, member: Member) -> None:
@@ -317,21 +321,14 @@ class Node(MultiService):
             member.incarnation,
         )
         self.memberEvents[change] += 1
-        # Membership changes come in bursts (a cluster booting, a partition
-        # healing); building the partition table takes tens of milliseconds
-        # at a few dozen members, so one build follows each burst.
         if change == "left":
             # A member that left on purpose handed its partitions off and
             # stopped serving: every request routed to it from now on
             # fails, so its successors take over at once. Leaves are
             # deliberate and one at a time; no burst to wait for.
-            if self._placementCall is not None and self._placementCall.active():
-                self._placementCall.cancel()
-            self._updatePlacement()
-        elif self._placementCall is None:
-            self._placementCall = self.clock.callLater(
-                PLACEMENT_DELAY, self._updatePlacement
-            )
+            self.view.placeNow()
+        else:
+            self.view.placeSoon()
         self.log.info(
             "member {member} {change} ({host}:{port}, incarnation {incarnation})",
             member=member.name,
@@ -341,21 +338,17 @@ class Node(MultiService):
             incarnation=member.incarnation,
         )
 
-    def _updatePlacement(self, joined: bool = False) -> None:
+    def dataHolders(self) -> list[MemberSpec]:
         # Data lives on members that run Disperse (they publish an HTTP
         # address); plain memberlist peers in the cluster hold none.
-        self._placementCall = None
+        holders: list[MemberSpec] = []
         if self.membership is None:
-            return
-        holders = []
+            return holders
         for member in self.membership.liveMembers():
             meta = decodeMeta(member.meta)
             if meta.get("http_addr"):
                 holders.append(MemberSpec(member.name, str(meta.get("zone", ""))))
-        self.replicator.updateMembers(holders, joined)
-        if len(holders) > 1:
-            # Others found this node even if its own seeds did not answer.
-            self._becomeReady()
+        return holders
 
     def peerAddress(self, name: str) -> str | None:
         """
@@ -386,7 +379,7 @@ class Node(MultiService):
         """
         if not self.ready:
             raise NotJoined()
-        outcome = self.replicator.read(key, level or self.readConsistency)
+        outcome = self.coordinator.read(key, level or self.readConsistency)
         if isinstance(outcome, Deferred):
             return outcome.addCallback(self._countRead)
         return self._countRead(outcome)
@@ -414,7 +407,7 @@ class Node(MultiService):
         if not self.store.fits(key, value):
             raise ValueTooLarge(key)
         record = self.store.newRecord(value, ttlMs, binary)
-        return self.replicator.write(key, record, level or self.writeConsistency)
+        return self.coordinator.write(key, record, level or self.writeConsistency)
 
     def delete(
         self, key: str, level: Consistency | None = None
@@ -422,7 +415,7 @@ class Node(MultiService):
         if not self.ready:
             raise NotJoined()
         record = self.store.newRecord(b"", tombstone=True)
-        return self.replicator.write(key, record, level or self.writeConsistency)
+        return self.coordinator.write(key, record, level or self.writeConsistency)
 
     # This node's store alone: the original's X-Is-Sync
 
@@ -495,7 +488,7 @@ class Node(MultiService):
         """
         return {
             "node": self.config.nodeName,
-            "table": self.replicator.table.digest(),
+            "table": self.view.table.digest(),
             "partitions": self.antiEntropy.partitionInfo(),
         }
 
@@ -541,24 +534,23 @@ class Node(MultiService):
                 gossip.update(asdict(membership.swim.counters))
                 gossip["healthScore"] = membership.swim.healthScore
             stats["gossip"] = gossip
+        hints = self.coordinator.hints
         stats["replication"] = {
-            **asdict(self.replicator.counters),
-            "hintsQueued": self.replicator.hints.counters.queued,
-            "hintsDelivered": self.replicator.hints.counters.delivered,
-            "hintsDropped": self.replicator.hints.counters.dropped,
-            "hintsPending": sum(
-                self.replicator.hints.pending(m)
-                for m in self.replicator.hints.members()
-            ),
-            "members": len(self.replicator.table.members),
-            "knownMembers": self.replicator.knownMembers(),
+            **asdict(self.coordinator.counters),
+            **asdict(self.replica.counters),
+            "hintsQueued": hints.counters.queued,
+            "hintsDelivered": hints.counters.delivered,
+            "hintsDropped": hints.counters.dropped,
+            "hintsPending": sum(hints.pending(m) for m in hints.members()),
+            "members": len(self.view.table.members),
+            "knownMembers": self.view.knownMembers(),
             **{
                 f"peer{name.capitalize()}": value
                 for name, value in asdict(
-                    getattr(self.replicator.peers, "counters", PeerCallCounters())
+                    getattr(self.coordinator.peers, "counters", PeerCallCounters())
                 ).items()
             },
-            "table": self.replicator.table.digest(),
+            "table": self.view.table.digest(),
         }
         stats["antiEntropy"] = self.antiEntropy.stats()
         return stats

@@ -14,7 +14,7 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.replicator import Consistency, ReadOutcome
+from disperse.cluster.coordinator import Consistency, ReadOutcome
 from disperse.config import NodeConfig
 from disperse.gossip.config import GossipSettings
 from disperse.gossip.crypto import Keyring

@@ -72,10 +72,10 @@ class KnownMembers(Node):
     A node whose membership view is whatever the test says.
     """
 
-    view: list[dict[str, Any]]
+    known: list[dict[str, Any]]
 
     def clusterMembers(self) -> list[dict[str, Any]]:
-        return [dict(member) for member in self.view]
+        return [dict(member) for member in self.known]
 
 
 def member(name: str, state: str = "alive", port: int = 8000) -> dict[str, Any]:
@@ -95,12 +95,12 @@ class DashboardTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.node = KnownMembers(NodeConfig(nodeName="alpha"), self.clock)
-        self.node.view = [
+        self.node.known = [
             member("alpha", port=8000),
             member("beta", port=8001),
             member("gamma", port=8002),
         ]
-        self.node.replicator.updateMembers(
+        self.node.view.updateMembers(
             [MemberSpec("alpha"), MemberSpec("beta"), MemberSpec("gamma")]
         )
         self.peers = FakeStats()
@@ -234,11 +234,9 @@ class DashboardTests(SynchronousTestCase):
         partitions = document["partitions"]
         self.assertEqual(partitions["count"], PARTITION_COUNT)
         self.assertEqual(partitions["replicas"], 3)
-        self.assertEqual(partitions["table"], self.node.replicator.table.digest())
+        self.assertEqual(partitions["table"], self.node.view.table.digest())
         self.assertEqual(len(partitions["owners"]), PARTITION_COUNT)
-        self.assertEqual(
-            partitions["owners"][7], list(self.node.replicator.table.owners(7))
-        )
+        self.assertEqual(partitions["owners"][7], list(self.node.view.table.owners(7)))
         counts = partitions["members"]
         self.assertEqual(sum(c["primary"] for c in counts.values()), PARTITION_COUNT)
         self.assertEqual(counts["beta"]["replicas"], PARTITION_COUNT)
@@ -260,7 +258,7 @@ class DashboardTests(SynchronousTestCase):
         A member whose API is served over TLS gossips so, and its counters
         are asked for over https (others still over http).
         """
-        self.node.view[1]["http_scheme"] = "https"
+        self.node.known[1]["http_scheme"] = "https"
         self.getJSON("/cluster/overview")
         self.assertEqual(
             sorted(zip(self.peers.asked, self.peers.schemes, strict=True)),
@@ -268,8 +266,8 @@ class DashboardTests(SynchronousTestCase):
         )
 
     def test_deadMembersAreNotAsked(self) -> None:
-        self.node.view[2] = member("gamma", state="dead", port=8002)
-        self.node.view.append(member("delta", state="left", port=8003))
+        self.node.known[2] = member("gamma", state="dead", port=8002)
+        self.node.known.append(member("delta", state="left", port=8003))
         document = self.getJSON("/cluster/overview")
         self.assertEqual(self.peers.asked, ["127.0.0.1:8001"])
         byName = {m["name"]: m for m in document["members"]}
@@ -278,7 +276,7 @@ class DashboardTests(SynchronousTestCase):
         self.assertNotIn("error", byName["gamma"])
 
     def test_ownersOnlyWhenTheTableChanged(self) -> None:
-        table = self.node.replicator.table.digest()
+        table = self.node.view.table.digest()
         document = self.getJSON("/cluster/overview?table=" + table)
         self.assertNotIn("owners", document["partitions"])
         self.assertEqual(document["partitions"]["table"], table)
@@ -309,7 +307,7 @@ class DashboardTests(SynchronousTestCase):
         self.assertEqual(self.peers.asked.count("127.0.0.1:8001"), 2)
 
     def test_noMembershipYet(self) -> None:
-        self.node.view = []
+        self.node.known = []
         document = self.getJSON("/cluster/overview")
         self.assertEqual([m["name"] for m in document["members"]], ["alpha"])
         self.assertEqual(document["members"][0]["state"], "alive")

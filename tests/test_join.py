@@ -14,12 +14,13 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.cluster.coordinator import Consistency
 from disperse.cluster.placement import MemberSpec
-from disperse.cluster.replicator import Consistency, NoMajority
+from disperse.cluster.view import PLACEMENT_DELAY, NoMajority
 from disperse.config import NodeConfig
 from disperse.gossip.messages import NodeState
 from disperse.gossip.swim import Member
-from disperse.node import PLACEMENT_DELAY, Node, NotJoined
+from disperse.node import Node, NotJoined
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
 from disperse.web.api import CacheAPI
@@ -78,8 +79,8 @@ class MajorityTests(SynchronousTestCase):
         self.addCleanup(node.stopService)
         name = node.config.nodeName
         others = [MemberSpec(n) for n in ("b", "c", "d")]
-        node.replicator.updateMembers([MemberSpec(name), *others])
-        node.replicator.updateMembers([MemberSpec(name), others[0]])
+        node.view.updateMembers([MemberSpec(name), *others])
+        node.view.updateMembers([MemberSpec(name), others[0]])
         self.assertRaises(NoMajority, node.get, "k")
         stub: Any = StubTreq(CacheAPI(node).resource())
         response = self.successResultOf(
@@ -128,7 +129,7 @@ class PlacementTests(SynchronousTestCase):
         for member in self.view.members[1:]:
             self.node.memberJoined(member)
         self.clock.advance(PLACEMENT_DELAY)
-        self.assertEqual(len(self.node.replicator.table.members), 3)
+        self.assertEqual(len(self.node.view.table.members), 3)
 
     def test_leaveRebuildsAtOnce(self) -> None:
         """
@@ -139,7 +140,7 @@ class PlacementTests(SynchronousTestCase):
         self.view.members[2] = gone
         self.node.memberLeft(gone)
         self.assertEqual(
-            sorted(m.name for m in self.node.replicator.table.members), ["a", "b"]
+            sorted(m.name for m in self.node.view.table.members), ["a", "b"]
         )
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -147,6 +148,6 @@ class PlacementTests(SynchronousTestCase):
         dead = replace(self.view.members[2], state=NodeState.dead)
         self.view.members[2] = dead
         self.node.memberFailed(dead)
-        self.assertEqual(len(self.node.replicator.table.members), 3)
+        self.assertEqual(len(self.node.view.table.members), 3)
         self.clock.advance(PLACEMENT_DELAY)
-        self.assertEqual(len(self.node.replicator.table.members), 2)
+        self.assertEqual(len(self.node.view.table.members), 2)

@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from disperse.cluster.replicator import Consistency
+from disperse.cluster.coordinator import Consistency
 from disperse.config import NodeConfig
 from disperse.gossip.config import GossipSettings
 from disperse.gossip.crypto import Keyring
@@ -33,7 +33,7 @@ from disperse.node import Node
 from disperse.testing import MemoryReactorWithUDP
 from disperse.web.api import CacheAPI
 from disperse.web.metrics import MeteredSite, MetricsPage, routeOf
-from tests.cluster.test_replicator import Cluster
+from tests.cluster.test_coordinator import Cluster
 from tests.process import runningNode
 
 START = 1_700_000_000.0

@@ -305,10 +305,10 @@ class DispatchTests(_ServerTestCase):
         reads another replica.
         """
         self.node.store.put("k", b"v")
-        self.node.replicator.holdReads([partitionOf("k")])
+        self.node.replica.holdReads([partitionOf("k")])
         code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
         self.assertEqual((code, body), (503, b"catching up"))
-        self.node.replicator.releaseReads([partitionOf("k")])
+        self.node.replica.releaseReads([partitionOf("k")])
         code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
         self.assertEqual(code, 200)
         self.assertEqual(len(FetchResponse.decode(body).records), 1)

@@ -29,7 +29,7 @@ a full replica is missing keys because it evicted them.
 No more than C{maxInFlight} exchanges run at once, so that a round (or a
 newcomer catching up on hundreds of partitions) costs peers a few requests
 at a time and client traffic is not starved. When the partition table
-changes (L{Replicator.addTableListener}), each partition this node newly
+changes (L{ClusterView.addTableListener}), each partition this node newly
 holds is exchanged with its previous owners ahead of the periodic rounds;
 a node that starts sees itself as the only member, so when the cluster
 appears every partition it holds with others is new to it. The partitions
@@ -65,10 +65,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from disperse.cluster.clients import RepairClient
 from disperse.cluster.placement import PARTITION_COUNT, PartitionTable
-from disperse.cluster.replicator import SETTLE_WINDOW, RepairClient, Replicator
+from disperse.cluster.replica import Replica
+from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.logs import logger
-from disperse.store import Record, Store
+from disperse.store import Record
 
 DEFAULT_INTERVAL = 30.0
 # Each round starts up to this fraction of the interval late.
@@ -146,8 +148,8 @@ class AntiEntropy:
     def __init__(
         self,
         *,
-        replicator: Replicator,
-        store: Store,
+        view: ClusterView,
+        replica: Replica,
         peers: RepairClient,
         clock: IReactorTime,
         random: random.Random,
@@ -160,8 +162,9 @@ class AntiEntropy:
             raise ValueError("interval must be positive and jitter in [0, 1)")
         if maxInFlight < 1 or peersPerRound < 1:
             raise ValueError("maxInFlight and peersPerRound must be >= 1")
-        self._replicator = replicator
-        self._store = store
+        self._view = view
+        self._replica = replica
+        self._store = replica.store
         self.peers = peers
         self._clock = clock
         self._random = random
@@ -204,7 +207,7 @@ class AntiEntropy:
         self._delayedNewOwners: IDelayedCall | None = None
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
-        replicator.addTableListener(self.tableChanged)
+        view.addTableListener(self.tableChanged)
 
     # Life cycle
 
@@ -239,7 +242,7 @@ class AntiEntropy:
         self._urgent.clear()
         self._urgentPending.clear()
         self._catchUpJobs.clear()
-        self._replicator.releaseReads(list(self._holdJobs))
+        self._replica.releaseReads(list(self._holdJobs))
         self._holdJobs.clear()
 
     # Scheduling
@@ -254,7 +257,7 @@ class AntiEntropy:
 
     def _noteUnowned(self) -> None:
         now = self._clock.seconds()
-        mine = self._replicator.table.partitionsOf(self._replicator.nodeName)
+        mine = self._view.table.partitionsOf(self._view.nodeName)
         entries = self._store.partitionEntries
         since = self._unownedSince
         for partition in range(PARTITION_COUNT):
@@ -307,8 +310,8 @@ class AntiEntropy:
         exchange that only pushes for each partition whose root differs,
         one at a time.
         """
-        me = self._replicator.nodeName
-        table = self._replicator.table
+        me = self._view.nodeName
+        table = self._view.table
         byOwner: dict[str, list[int]] = {}
         chosen = []
         for partition in partitions:
@@ -342,7 +345,7 @@ class AntiEntropy:
                     await self.exchange(partition, owner, pull=False)
                 except Exception as e:
                     self._releaseFailed([partition], owner, e, failed)
-        if self._replicator.table is not table:
+        if self._view.table is not table:
             # The owners changed meanwhile: the next round looks again.
             return
         released = dropped = 0
@@ -387,8 +390,8 @@ class AntiEntropy:
             # The last round is still going: its partitions are due first.
             self.counters.roundsOverrun += 1
             return
-        table = self._replicator.table
-        me = self._replicator.nodeName
+        table = self._view.table
+        me = self._view.nodeName
         held = sorted(table.partitionsOf(me))
         coOwners = sorted({o for p in held for o in table.owners(p) if o != me})
         self.counters.rounds += 1
@@ -453,7 +456,7 @@ class AntiEntropy:
         first, one request per source, so only partitions that differ are
         exchanged (a cluster booting empty exchanges nothing).
         """
-        me = self._replicator.nodeName
+        me = self._view.nodeName
         live = {member.name for member in new.members}
         mine = new.partitionsOf(me)
         # Partitions given away are nobody's business here any more.
@@ -487,7 +490,7 @@ class AntiEntropy:
                     wanted.append(partition)
         # Until it caught up, this replica may lack acknowledged writes:
         # reads go to the others meanwhile.
-        self._replicator.holdReads(list(self._holdJobs))
+        self._replica.holdReads(list(self._holdJobs))
         self._requestCatchUpRoots()
         self._scheduleNewOwners()
 
@@ -512,8 +515,8 @@ class AntiEntropy:
         """
         self._delayedNewOwners = None
         now = self._clock.seconds()
-        table = self._replicator.table
-        me = self._replicator.nodeName
+        table = self._view.table
+        me = self._view.nodeName
         for owner, partitions in sorted(self._newOwners.items()):
             ready = sorted(p for p, due in partitions.items() if due <= now)
             for partition in ready:
@@ -543,7 +546,7 @@ class AntiEntropy:
     def _release(self, partitions: list[int]) -> None:
         for partition in partitions:
             del self._holdJobs[partition]
-        self._replicator.releaseReads(partitions)
+        self._replica.releaseReads(partitions)
 
     def _requestCatchUpRoots(self) -> None:
         if not self._running or not self._catchUpJobs:
@@ -740,8 +743,8 @@ class AntiEntropy:
         node's entries (values, tombstones, expired not swept yet) and
         Merkle root (hex) of it.
         """
-        table = self._replicator.table
-        me = self._replicator.nodeName
+        table = self._view.table
+        me = self._view.nodeName
         store = self._store
         return [
             {

@@ -23,8 +23,8 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from disperse.cluster.clients import PeerClient
 from disperse.cluster.placement import PartitionTable, Replicas
-from disperse.cluster.replicator import PeerClient
 from disperse.logs import logger
 from disperse.store import Store
 

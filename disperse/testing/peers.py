@@ -1,5 +1,5 @@
 """
-An in-memory network between replicators, on one clock: node-to-node calls
+An in-memory network between replicas, on one clock: node-to-node calls
 take a configurable latency and fail when a node is down or cut off, as the
 HTTP peer client does, so whole clusters can be tested deterministically.
 """
@@ -14,7 +14,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime
 
 from disperse.cluster.merkle import Digests
-from disperse.cluster.replicator import Replicator
+from disperse.cluster.replica import Replica
 from disperse.store import Record
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 class MemoryPeerNetwork:
     """
-    Replicators by name, and which of them can reach which.
+    Replicas by name, and which of them can reach which.
 
     @ivar down: names of nodes that refuse every call (a crashed process).
     @ivar silent: names of nodes that never answer (a paused process); calls
@@ -37,7 +37,7 @@ class MemoryPeerNetwork:
         self.clock = clock
         self.latency = latency
         self.timeout = timeout
-        self.nodes: dict[str, Replicator] = {}
+        self.nodes: dict[str, Replica] = {}
         self.down: set[str] = set()
         self.silent: set[str] = set()
         self.cut: set[tuple[str, str]] = set()
@@ -55,7 +55,7 @@ class MemoryPeerNetwork:
         self.cut.clear()
 
     def call(
-        self, source: str, target: str, work: Callable[[Replicator], T]
+        self, source: str, target: str, work: Callable[[Replica], T]
     ) -> Deferred[T]:
         self.calls[source, target] = self.calls.get((source, target), 0) + 1
         result: Deferred[T] = Deferred()
@@ -87,7 +87,7 @@ class MemoryPeerNetwork:
 class MemoryPeerClient:
     """
     One node's view of the network: a
-    L{disperse.cluster.replicator.RepairClient}. Records are encoded and
+    L{disperse.cluster.clients.RepairClient}. Records are encoded and
     decoded on the way, as on the wire.
     """
 

@@ -26,12 +26,8 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from disperse.cluster.replicator import (
-    Consistency,
-    NoMajority,
-    ReadOutcome,
-    WriteOutcome,
-)
+from disperse.cluster.coordinator import Consistency, ReadOutcome, WriteOutcome
+from disperse.cluster.view import NoMajority
 from disperse.config import parseDuration
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger

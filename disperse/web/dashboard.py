@@ -388,7 +388,7 @@ class Dashboard:
         )
 
     def _partitions(self) -> dict[str, Any]:
-        table = self._node.replicator.table
+        table = self._node.view.table
         owners = [list(table.owners(p)) for p in range(PARTITION_COUNT)]
         perMember: dict[str, dict[str, int]] = {
             member.name: {"primary": 0, "replicas": 0} for member in table.members

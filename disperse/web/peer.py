@@ -23,7 +23,7 @@ from disperse.cluster.protocol import (
     SignatureError,
     Verifier,
 )
-from disperse.cluster.replicator import NotCaughtUp
+from disperse.cluster.replica import NotCaughtUp
 from disperse.logs import logger
 from disperse.node import Node
 
@@ -69,35 +69,33 @@ class PeerAPI:
         except SignatureError as e:
             return self.refusal(client, 401, str(e))
         try:
-            replicator = self._node.replicator
+            replica = self._node.replica
             if kind == "apply":
                 records = ApplyRequest.decode(body).records
                 # A repair (anti-entropy) must not evict to take a key.
                 repair = query == b"repair=1"
-                applied = replicator.applyLocal(records, evict=not repair)
+                applied = replica.applyLocal(records, evict=not repair)
                 answer = ApplyResponse(tuple(applied)).encode()
             elif kind == "fetch":
                 keys = FetchRequest.decode(body).keys
                 try:
-                    found = replicator.fetchLocal(keys)
+                    found = replica.fetchLocal(keys)
                 except NotCaughtUp:
                     # Not an error of the asker's: it reads another replica.
                     return 503, TEXT, b"catching up"
                 answer = FetchResponse(tuple(found)).encode()
             elif kind == "roots":
                 partitions = RootsRequest.decode(body).partitions
-                answer = RootsResponse(
-                    tuple(replicator.rootsLocal(partitions))
-                ).encode()
+                answer = RootsResponse(tuple(replica.rootsLocal(partitions))).encode()
             elif kind == "digest":
                 asked = DigestRequest.decode(body)
-                digests = replicator.digestsLocal(
+                digests = replica.digestsLocal(
                     asked.partition, asked.level, asked.nodes
                 )
                 answer = DigestResponse.fromDigests(digests).encode()
             elif kind == "range":
                 wanted = RangeRequest.decode(body)
-                inRange = replicator.rangeLocal(wanted.partition, wanted.leaves)
+                inRange = replica.rangeLocal(wanted.partition, wanted.leaves)
                 answer = RangeResponse(
                     tuple((key, r.encode()) for key, r in inRange)
                 ).encode()

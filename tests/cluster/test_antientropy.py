@@ -1,5 +1,5 @@
 """
-Tests for L{disperse.cluster.antientropy}: whole clusters of replicators
+Tests for L{disperse.cluster.antientropy}: whole clusters of nodes
 with their anti-entropy on one Clock over the in-memory network. Repairs of
 missed writes, convergence after a network partition heals, catch-up of a
 node restarted empty, tombstones and expiry, pacing.
@@ -17,17 +17,15 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.antientropy import RELEASE_AFTER, RELEASE_LIMIT, AntiEntropy
+from disperse.cluster.coordinator import Consistency, Coordinator, ReadOutcome
 from disperse.cluster.hints import HintStore
 from disperse.cluster.placement import PARTITION_COUNT, MemberSpec, partitionOf
-from disperse.cluster.replicator import (
-    SETTLE_WINDOW,
-    Consistency,
-    ReadOutcome,
-    Replicator,
-)
+from disperse.cluster.replica import Replica
+from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.config import nodeIdFor
 from disperse.store import Store
 from disperse.testing.peers import MemoryPeerNetwork
+from tests.cluster.test_coordinator import build
 
 START = 1_700_000_000.0
 INTERVAL = 10.0
@@ -39,7 +37,8 @@ TWO_ROUNDS = 2 * INTERVAL + JITTER * INTERVAL + 2.0
 
 class Cluster:
     """
-    Replicators with their stores and anti-entropy, on one clock.
+    Nodes (views, replicas, coordinators, stores) with their anti-entropy,
+    on one clock.
     """
 
     def __init__(
@@ -51,7 +50,9 @@ class Cluster:
         self.network = MemoryPeerNetwork(self.clock)
         self.maxInFlight = maxInFlight
         self.stores: dict[str, Store] = {}
-        self.nodes: dict[str, Replicator] = {}
+        self.views: dict[str, ClusterView] = {}
+        self.replicas: dict[str, Replica] = {}
+        self.nodes: dict[str, Coordinator] = {}
         self.ae: dict[str, AntiEntropy] = {}
         for index, name in enumerate(self.names):
             self.boot(name, seed=index)
@@ -68,16 +69,16 @@ class Cluster:
             old.stop()
             self.nodes[name].stop()
         store = Store(self.clock, nodeIdFor(name))
-        node = Replicator(
-            nodeName=name,
-            store=store,
-            clock=self.clock,
-            peers=self.network.client(name),
+        view, replica, node = build(
+            name,
+            store,
+            self.clock,
+            self.network.client(name),
             hints=HintStore(1024 * 1024),
         )
         ae = AntiEntropy(
-            replicator=node,
-            store=store,
+            view=view,
+            replica=replica,
             peers=self.network.client(name),
             clock=self.clock,
             random=random.Random(seed),
@@ -88,10 +89,12 @@ class Cluster:
         node.start()
         ae.start()
         self.stores[name] = store
+        self.views[name] = view
+        self.replicas[name] = replica
         self.nodes[name] = node
         self.ae[name] = ae
-        self.network.nodes[name] = node
-        node.updateMembers([MemberSpec(n) for n in self.names])
+        self.network.nodes[name] = replica
+        view.updateMembers([MemberSpec(n) for n in self.names])
 
     def run(self, seconds: float) -> None:
         """
@@ -120,7 +123,7 @@ class Cluster:
         for key in keys:
             record = writer.newRecord(key.encode())
             for name in holders:
-                if name in self.nodes[name].table.ownersOf(key):
+                if name in self.views[name].table.ownersOf(key):
                     self.stores[name].merge(key, record)
 
     def isolate(self, name: str) -> None:
@@ -207,7 +210,7 @@ class AntiEntropyTests(SynchronousTestCase):
         cluster.boot("n3", seed=99)
         self.assertEqual(len(cluster.stores["n3"]), 0)
         cluster.run(INTERVAL * 0.5)
-        table = cluster.nodes["n3"].table
+        table = cluster.views["n3"].table
         owned = [key for key in keys if "n3" in table.owners(partitionOf(key))]
         self.assertGreater(len(owned), 1000)
         self.assertEqual(
@@ -231,7 +234,7 @@ class AntiEntropyTests(SynchronousTestCase):
         keys = [f"k{i}" for i in range(200)]
         cluster.seed(keys, on=["n0", "n1"])
         cluster.boot("n1", seed=7)
-        held = cluster.nodes["n1"].heldPartitions()
+        held = cluster.replicas["n1"].heldPartitions()
         self.assertEqual(held, frozenset(range(PARTITION_COUNT)))
         before = dict(cluster.network.calls)
         read: dict[tuple[str, str], bytes | None] = {}
@@ -252,7 +255,7 @@ class AntiEntropyTests(SynchronousTestCase):
         asked = cluster.network.calls[("n2", "n1")] - before.get(("n2", "n1"), 0)
         self.assertGreater(asked, 0)
         cluster.run(5.0)
-        self.assertEqual(cluster.nodes["n1"].heldPartitions(), frozenset())
+        self.assertEqual(cluster.replicas["n1"].heldPartitions(), frozenset())
         self.assertEqual([k for k in keys if cluster.value("n1", k) is None], [])
 
     def test_deadNodeReplicasRestored(self) -> None:
@@ -268,9 +271,9 @@ class AntiEntropyTests(SynchronousTestCase):
         cluster.network.down.add("n4")
         survivors = names[:4]
         for name in survivors:
-            cluster.nodes[name].updateMembers([MemberSpec(n) for n in survivors])
+            cluster.views[name].updateMembers([MemberSpec(n) for n in survivors])
         cluster.run(INTERVAL * 0.5)
-        table = cluster.nodes["n0"].table
+        table = cluster.views["n0"].table
         short = [
             key
             for key in keys
@@ -280,7 +283,7 @@ class AntiEntropyTests(SynchronousTestCase):
         self.assertEqual(short, [])
         for name in survivors:
             self.assertEqual(cluster.ae[name].counters.rounds, 0)
-            self.assertEqual(cluster.nodes[name].heldPartitions(), frozenset())
+            self.assertEqual(cluster.replicas[name].heldPartitions(), frozenset())
 
     def test_thousandsOfMissedKeysInBoundedRounds(self) -> None:
         """
@@ -429,7 +432,7 @@ class AntiEntropyTests(SynchronousTestCase):
         row = info[partitionOf("k")]
         self.assertEqual(
             (row["owners"], row["held"], row["entries"]),
-            (list(cluster.nodes["n0"].table.owners(partitionOf("k"))), True, 1),
+            (list(cluster.views["n0"].table.owners(partitionOf("k"))), True, 1),
         )
         self.assertEqual(
             row["root"], cluster.stores["n1"].partitionRoot(partitionOf("k")).hex()
@@ -504,10 +507,10 @@ class SynchronousFailureTests(SynchronousTestCase):
         clock = Clock()
         store = Store(clock, 1)
         peers: Any = _RefusingPeers()
-        node = Replicator(nodeName="a", store=store, clock=clock, peers=peers)
+        view, replica, _ = build("a", store, clock, peers)
         ae = AntiEntropy(
-            replicator=node,
-            store=store,
+            view=view,
+            replica=replica,
             peers=peers,
             clock=clock,
             random=random.Random(0),
@@ -516,7 +519,7 @@ class SynchronousFailureTests(SynchronousTestCase):
         self.addCleanup(ae.stop)
         # "b" joins: a catch-up with it, whose roots request fails, so every
         # partition is exchanged, and each of those fails too.
-        node.updateMembers([MemberSpec("a"), MemberSpec("b")])
+        view.updateMembers([MemberSpec("a"), MemberSpec("b")])
         self.assertEqual(ae.counters.failures, 1 + PARTITION_COUNT)
         self.assertEqual(ae.inFlight, 0)
 
@@ -545,7 +548,7 @@ class NewOwnerTests(SynchronousTestCase):
         cluster.run(0.5)
         self.assertEqual([cluster.value("n2", key) for key in keys], [None] * 40)
         for name in ("n0", "n1"):
-            cluster.nodes[name].updateMembers([MemberSpec(n) for n in cluster.names])
+            cluster.views[name].updateMembers([MemberSpec(n) for n in cluster.names])
         cluster.run(SETTLE_WINDOW + 0.5)
         self.assertLess(cluster.clock.seconds(), START + INTERVAL)
         self.assertEqual(
@@ -561,12 +564,12 @@ class NewOwnerTests(SynchronousTestCase):
         """
         cluster = Cluster(names=("n0", "n1", "n2", "n3"))
         cluster.seed([f"k{i}" for i in range(400)], on=cluster.names)
-        old = cluster.nodes["n0"].table
+        old = cluster.views["n0"].table
         del cluster.names[3]
         cluster.network.down.add("n3")
         for name in cluster.names:
-            cluster.nodes[name].updateMembers([MemberSpec(n) for n in cluster.names])
-        new = cluster.nodes["n0"].table
+            cluster.views[name].updateMembers([MemberSpec(n) for n in cluster.names])
+        new = cluster.views["n0"].table
         # The catch-up of what n0 newly holds is over within the window.
         cluster.run(SETTLE_WINDOW - 0.1)
         ae = cluster.ae["n0"]
@@ -612,14 +615,14 @@ class ReleaseTests(SynchronousTestCase):
         cluster.names.append("n3")
         cluster.boot("n3", seed=3)
         for name in cluster.names[:3]:
-            cluster.nodes[name].updateMembers([MemberSpec(n) for n in cluster.names])
+            cluster.views[name].updateMembers([MemberSpec(n) for n in cluster.names])
         return cluster, keys
 
     def lost(self, cluster: Cluster, name: str) -> list[int]:
         """
         The partitions C{name} holds entries of but no longer owns.
         """
-        mine = cluster.nodes[name].table.partitionsOf(name)
+        mine = cluster.views[name].table.partitionsOf(name)
         store = cluster.stores[name]
         return [
             p
@@ -645,7 +648,7 @@ class ReleaseTests(SynchronousTestCase):
             self.assertEqual(counters.partitionsReleased, len(partitions))
             self.assertGreater(counters.keysReleased, 0)
             self.assertEqual(counters.failures, 0)
-        table = cluster.nodes["n0"].table
+        table = cluster.views["n0"].table
         self.assertEqual(
             [
                 key
@@ -671,7 +674,7 @@ class ReleaseTests(SynchronousTestCase):
         while partitionOf(only) != partition:
             only += "x"
         cluster.stores["n0"].merge(only, cluster.stores["n0"].newRecord(b"mine"))
-        owners = cluster.nodes["n0"].table.owners(partition)
+        owners = cluster.views["n0"].table.owners(partition)
         newer = cluster.stores[owners[0]].newRecord(b"newer")
         for owner in owners:
             cluster.stores[owner].merge(mine[0], newer)
@@ -704,7 +707,7 @@ class ReleaseTests(SynchronousTestCase):
         # still exchanging it with the last owner (n3: owners are compared
         # in name order) after every owner was compared with the first.
         self.assertEqual(
-            sorted(cluster.nodes["n0"].table.owners(first)), ["n1", "n2", "n3"]
+            sorted(cluster.views["n0"].table.owners(first)), ["n1", "n2", "n3"]
         )
         store.merge(inPartition("only-n0", last), store.newRecord(b"mine"))
         late = inPartition("late", first)
@@ -724,7 +727,7 @@ class ReleaseTests(SynchronousTestCase):
         self.assertEqual(self.lost(cluster, "n0"), [first])
         cluster.run(2 * INTERVAL)
         self.assertEqual(self.lost(cluster, "n0"), [])
-        owners = cluster.nodes["n0"].table.owners(first)
+        owners = cluster.views["n0"].table.owners(first)
         self.assertEqual([cluster.value(o, late) for o in owners], [b"late"] * 3)
 
     def test_keptWhileAnOwnerIsUnreachable(self) -> None:
@@ -768,7 +771,7 @@ class ReleaseTests(SynchronousTestCase):
         before = len(cluster.stores["n0"])
         cluster.network.down.add("n3")
         for name in cluster.names[:3]:
-            cluster.nodes[name].updateMembers(
+            cluster.views[name].updateMembers(
                 [MemberSpec(n) for n in cluster.names[:3]]
             )
         cluster.run(RELEASE_AFTER + 2 * INTERVAL)

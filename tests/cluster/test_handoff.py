@@ -15,7 +15,7 @@ from disperse.cluster.placement import (
     PartitionTable,
     Replicas,
 )
-from disperse.cluster.replicator import Replicator
+from disperse.cluster.replica import Replica
 from disperse.config import nodeIdFor
 from disperse.store import Store
 from disperse.testing.peers import MemoryPeerNetwork
@@ -67,17 +67,9 @@ class HandOffTests(SynchronousTestCase):
         members = [MemberSpec(f"n{i}") for i in range(3)]
         for spec in members:
             store = Store(self.clock, nodeIdFor(spec.name))
-            node = Replicator(
-                nodeName=spec.name,
-                store=store,
-                clock=self.clock,
-                peers=self.network.client(spec.name),
-                replicas=1,
-            )
-            node.updateMembers(members)
-            self.network.nodes[spec.name] = node
+            self.network.nodes[spec.name] = Replica(store=store, clock=self.clock)
             self.stores[spec.name] = store
-        self.table = self.network.nodes["n0"].table
+        self.table = PartitionTable.build(members, 1)
 
     def seedLeaver(self, count: int) -> list[str]:
         keys = [f"k{i}" for i in range(count)]

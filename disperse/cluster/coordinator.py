@@ -5,78 +5,41 @@ Any node accepts any request and coordinates it: a write is stamped here
 (hybrid logical clock, this node's id, absolute expiry) and sent to every
 replica the partition table names; it succeeds once the consistency level's
 number of replicas acknowledged. A read asks as many replicas as the level
-needs (more if some fail), returns the newest record, and repairs replicas
-that answered with something older. Replicas that miss a write get it later
-through hinted handoff, and whatever both miss is found by anti-entropy
-(L{disperse.cluster.antientropy}), which this module serves: a partition's
-Merkle digests (L{Replicator.digestsLocal}) and the records of some of its
-leaves (L{Replicator.rangeLocal}).
+needs (more if some fail or are slow), returns the newest record, and
+repairs replicas that answered with something older. Replicas that miss a
+write get it later through hinted handoff, and whatever both miss is found
+by anti-entropy (L{disperse.cluster.antientropy}).
 
-Talking to other nodes goes through a L{PeerClient}; the one used in
-production speaks signed HTTP (L{disperse.cluster.peers}), tests use an
-in-memory network. Time comes from the injected clock.
+The coordinator reads the partition table from the view
+(L{disperse.cluster.view}), applies and reads this node's own share in the
+local replica's store (L{disperse.cluster.replica}), and reaches the other
+replicas through a L{PeerClient}. Time comes from the injected clock.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from disperse.cluster.clients import PeerClient
 from disperse.cluster.hints import HintStore
-from disperse.cluster.merkle import Digests
-from disperse.cluster.placement import (
-    PARTITION_COUNT,
-    MemberSpec,
-    PartitionTable,
-    Replicas,
-    partitionOf,
-)
+from disperse.cluster.placement import PartitionTable, partitionOf
+from disperse.cluster.replica import Replica
+from disperse.cluster.view import ClusterView, NoMajority
 from disperse.logs import logger
-from disperse.store import Record, Store
+from disperse.store import Record
 
 # How often hints are offered to replicas that are back, and how many at once.
 HINT_INTERVAL = 1.0
 HINT_BATCH = 500
-
-# A range answer carries at most this many records and about this many
-# bytes (the protocol's batch limit, and well under the peer API's body
-# limit); the asker sees a partial answer as a difference left for the next
-# exchange.
-RANGE_MAX_RECORDS = 10_000
-RANGE_MAX_BYTES = 16 * 1024 * 1024
-
-# For this long after its partition table changes, a node coordinating a
-# read or a write, at any level, sends it to every replica of its table and
-# to the members that were replicas in the tables it used before (those
-# still members), and waits for all of them (up to the timeout) instead of
-# the first that meet the level. Views of the membership differ for a
-# moment after a heal, a death or a join, and a node that has not heard of
-# the change yet still reads and writes by the old table: "one" there is a
-# replica this node would otherwise skip. Reaching every replica of both
-# tables, this node's operations share a replica with any operation made
-# by either table, whatever the levels.
-SETTLE_WINDOW = 5.0
-
-# A partition this node newly holds is not read from here until it caught
-# up with the replicas that held it before, or for at most this long: a
-# source that never answers must not keep a replica out of reads forever.
-MAX_READ_HOLD = 60.0
-
-# A member that vanished from the membership without leaving (declared
-# dead, or cut off from here) still counts towards the size of the cluster
-# for this long by default (--forget-departed): a node on the minority side
-# of a partition must not take its handful of reachable members for the
-# whole cluster. After this long a member that never came back is taken for
-# gone for good.
-FORGET_DEPARTED = 600.0
 
 # A read asks as few replicas as its level needs. One that has not answered
 # after this long (a paused or hung process, a link dropping packets: none
@@ -94,29 +57,6 @@ RETRY_BUDGET = 0.1
 RETRY_BURST = 100.0
 
 
-class NotCaughtUp(Exception):
-    """
-    This replica is still catching up on the partition of a key asked for;
-    the asker should read another replica.
-    """
-
-
-class NoMajority(Exception):
-    """
-    This node reaches too few of the members it knows of to coordinate at
-    quorum or all: it may be on the minority side of a partition, where its
-    own partition table names replicas the rest of the cluster does not.
-
-    @ivar reachable: the members this node's table holds, itself included.
-    @ivar known: those plus the members that vanished without leaving.
-    """
-
-    def __init__(self, reachable: int, known: int) -> None:
-        super().__init__(f"reaches {reachable} of {known} known members")
-        self.reachable = reachable
-        self.known = known
-
-
 class Consistency(enum.Enum):
     """
     How many replicas must answer: one, a majority, or all of them.
@@ -132,60 +72,6 @@ class Consistency(enum.Enum):
         if self is Consistency.quorum:
             return replicas // 2 + 1
         return replicas
-
-
-class PeerClient(Protocol):
-    """
-    How a coordinator reaches the other replicas. Every call fails (rather
-    than hangs) once its deadline has passed.
-    """
-
-    def apply(
-        self, member: str, records: Sequence[tuple[str, Record]]
-    ) -> Deferred[Any]:
-        """
-        Have C{member} merge C{records}; fires once it has.
-        """
-
-    def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
-        """
-        C{member}'s current record of each key (tombstones included).
-        """
-
-
-class RepairClient(PeerClient, Protocol):
-    """
-    A L{PeerClient} that also carries anti-entropy exchanges.
-    """
-
-    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
-        """
-        C{member}'s Merkle root of each of C{partitions}.
-        """
-
-    def digests(
-        self, member: str, partition: int, level: int, nodes: Sequence[int]
-    ) -> Deferred[Digests]:
-        """
-        C{member}'s Merkle digests of C{nodes} of C{level} of C{partition}'s
-        tree (level 0 is the root).
-        """
-
-    def range(
-        self, member: str, partition: int, leaves: Sequence[int]
-    ) -> Deferred[list[tuple[str, Record]]]:
-        """
-        C{member}'s unexpired records (tombstones included) of C{leaves} of
-        C{partition}'s tree.
-        """
-
-    def repair(
-        self, member: str, records: Sequence[tuple[str, Record]]
-    ) -> Deferred[Any]:
-        """
-        Have C{member} merge C{records} as a repair: like L{apply}, but a
-        key it has no entry for is taken only if that evicts nothing.
-        """
 
 
 @dataclass(frozen=True)
@@ -234,7 +120,6 @@ class ReplicationCounters:
     reads: int = 0
     readsUnderReplicated: int = 0
     readRepairs: int = 0
-    applied: int = 0
     remoteFailures: int = 0
     # Write acknowledgements from other replicas.
     acks: int = 0
@@ -252,9 +137,9 @@ class _WriteRun:
     """
 
     def __init__(
-        self, replicator: Replicator, outcome: WriteOutcome, remote: int
+        self, coordinator: Coordinator, outcome: WriteOutcome, remote: int
     ) -> None:
-        self.replicator = replicator
+        self.coordinator = coordinator
         self.acks = outcome.acks
         self.required = outcome.required
         self.replicas = outcome.replicas
@@ -265,7 +150,7 @@ class _WriteRun:
     def answered(self, acked: bool) -> None:
         self.pending -= 1
         self.acks += int(acked)
-        self.replicator.counters.acks += int(acked)
+        self.coordinator.counters.acks += int(acked)
         if (self.acks >= self.required and not self.waitAll) or not self.pending:
             self.finish()
 
@@ -283,7 +168,7 @@ class _WriteRun:
             return
         outcome = WriteOutcome(self.acks, self.required, self.replicas)
         if not outcome.ok:
-            self.replicator.counters.writesUnderReplicated += 1
+            self.coordinator.counters.writesUnderReplicated += 1
         self.done.callback(outcome)
 
 
@@ -294,14 +179,14 @@ class _ReadRun:
 
     def __init__(
         self,
-        replicator: Replicator,
+        coordinator: Coordinator,
         key: str,
         required: int,
         replicas: int,
         candidates: list[str],
         extras: Sequence[str] = (),
     ) -> None:
-        self.replicator = replicator
+        self.coordinator = coordinator
         self.key = key
         self.required = required
         self.replicas = replicas
@@ -323,7 +208,7 @@ class _ReadRun:
                 return
             member = self.candidates.pop(0)
             self.waiting.append(member)
-            self.replicator.peers.fetch(member, [self.key]).addCallbacks(
+            self.coordinator.peers.fetch(member, [self.key]).addCallbacks(
                 self.answered,
                 self.failed,
                 callbackArgs=(member,),
@@ -332,7 +217,7 @@ class _ReadRun:
 
     def answered(self, records: list[Record | None], member: str) -> None:
         self.waiting.remove(member)
-        slow = self.replicator._slow
+        slow = self.coordinator._slow
         if slow:
             # It answers again: reads may ask it first again.
             slow.pop(member, None)
@@ -344,7 +229,7 @@ class _ReadRun:
 
     def failed(self, failure: Failure, member: str) -> None:
         self.waiting.remove(member)
-        self.replicator._remoteFailed("fetch", member, failure)
+        self.coordinator._remoteFailed("fetch", member, failure)
         if not self.done.called:
             self.ask(1)
             if not self.waiting:
@@ -353,7 +238,7 @@ class _ReadRun:
     def finish(self) -> None:
         if self.done.called:
             return
-        self.done.callback(self.replicator._settleRead(self))
+        self.done.callback(self.coordinator._settleRead(self))
 
 
 _Run = TypeVar("_Run", bound="_WriteRun | _ReadRun")
@@ -401,11 +286,10 @@ class _Deadlines(Generic[_Run]):
                 return
 
 
-class Replicator:
+class Coordinator:
     """
-    The replication layer of one node.
-
-    @ivar table: the current partition table.
+    The coordinator of one node: reads and writes at a consistency level,
+    and the hints that replicas missed.
     """
 
     log = logger()
@@ -413,14 +297,12 @@ class Replicator:
     def __init__(
         self,
         *,
-        nodeName: str,
-        store: Store,
+        view: ClusterView,
+        replica: Replica,
         clock: IReactorTime,
         peers: PeerClient,
-        replicas: Replicas = 3,
         timeout: float = 1.0,
         hints: HintStore | None = None,
-        forgetDeparted: float = FORGET_DEPARTED,
         readRetryAfter: float = READ_RETRY_AFTER,
     ) -> None:
         """
@@ -429,38 +311,29 @@ class Replicator:
             asks one more (see L{READ_RETRY_AFTER}); at least the timeout
             turns that off.
         """
-        self.nodeName = nodeName
-        self._store = store
+        self.nodeName = view.nodeName
+        self._view = view
         self._clock = clock
         self.peers = peers
-        self._replicas: Replicas = replicas
         self._timeout = timeout
-        self._forgetDeparted = forgetDeparted
         self.hints = hints if hints is not None else HintStore(64 * 1024 * 1024)
         self.counters = ReplicationCounters()
-        self._members: frozenset[MemberSpec] = frozenset({MemberSpec(nodeName)})
-        self.table = PartitionTable.build(self._members, replicas)
+        # Read on every request, so held here rather than looked up through
+        # the view and the replica each time: the view's current table and
+        # settle window (kept current by _tableChanged), the members it
+        # counts as departed and the replica's read holds (both changed in
+        # place by their owners), and the replica's store.
+        self._table = view.table
+        self._settledAt = view.settledAt
+        self._departed = view.departed
+        self._store = replica.store
+        self._held = replica.held
+        self._holding = replica.holding
         self._hintLoop = LoopingCall(self._deliverHints)
         self._hintLoop.clock = clock
-        self._tableListeners: list[
-            Callable[[PartitionTable, PartitionTable], object]
-        ] = []
-        self._settledAt = 0.0
-        # The tables this node used before its current one, replaced less
-        # than SETTLE_WINDOW before the last change, with when: views other
-        # members may still hold.
-        self._earlier: list[tuple[float, PartitionTable]] = []
-        # Partitions not read from here yet, with when the hold ends.
-        self._held: dict[int, float] = {}
-        # Member names in ring order, and each partition's other owners in
-        # the order reads ask them (filled as partitions are read).
-        self._ringOrder = [nodeName]
-        self._names = frozenset((nodeName,))
+        # Each partition's other owners in the order reads ask them (filled
+        # as partitions are read).
         self._readOrder: dict[int, tuple[str, ...]] = {}
-        # Members that dropped out of the table without leaving, with when
-        # they did; and members known to have left on purpose.
-        self._departed: dict[str, float] = {}
-        self._left: set[str] = set()
         # Reads and writes waiting for replicas, finished with whatever
         # answered once the timeout has passed; reads that may ask one more
         # replica; and members that were slow to answer a read, with until
@@ -474,8 +347,9 @@ class Replicator:
         )
         self._slow: dict[str, float] = {}
         self._retryTokens = RETRY_BURST
+        view.addTableListener(self._tableChanged)
 
-    # Life cycle and membership
+    # Life cycle
 
     def start(self) -> None:
         self._hintLoop.start(HINT_INTERVAL, now=False).addErrback(
@@ -486,113 +360,28 @@ class Replicator:
         if self._hintLoop.running:
             self._hintLoop.stop()
 
-    def updateMembers(
-        self, members: Iterable[MemberSpec], joined: bool = False
-    ) -> None:
-        """
-        The members that hold data changed: rebuild the partition table.
-        This node is always a member of its own view.
-
-        @param joined: this node has just joined a cluster through its
-            seeds, and C{members} are those it found there.
-        """
-        specs = {m for m in members if m.name != self.nodeName}
-        mine = next(
-            (m for m in members if m.name == self.nodeName), MemberSpec(self.nodeName)
-        )
-        specs.add(mine)
-        frozen = frozenset(specs)
-        if frozen == self._members:
-            return
-        now = self._clock.seconds()
-        names = {m.name for m in frozen}
-        for gone in {m.name for m in self._members} - names:
-            if gone not in self._left:
-                self._departed[gone] = now
-        for name in names:
-            self._departed.pop(name, None)
-            self._left.discard(name)
-        self._members = frozen
-        old = self.table
-        self.table = PartitionTable.build(frozen, self._replicas)
-        self._earlier = [(t, e) for t, e in self._earlier if t + SETTLE_WINDOW > now]
-        if len(old.members) > 1:
-            self._earlier.append((now, old))
-        elif joined and len(frozen) > 1:
-            # This node just joined: the others place keys over the members
-            # they knew before it until they hear of it.
-            self._earlier.append(
-                (now, PartitionTable.build(frozen - {mine}, self._replicas))
-            )
-        self._ringOrder = sorted(names)
-        self._names = frozenset(names)
+    def _tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
+        self._table = new
+        self._settledAt = self._view.settledAt
         self._readOrder = {}
         # A member gone from the table is never read from again, nor asked
         # to prove it answers.
+        names = self._view.names
         self._slow = {m: t for m, t in self._slow.items() if m in names}
-        self._settledAt = now + SETTLE_WINDOW
-        self.log.info(
-            "partition table rebuilt for {count} members ({digest})",
-            count=len(frozen),
-            digest=self.table.digest(),
-        )
-        for listener in list(self._tableListeners):
-            try:
-                listener(old, self.table)
-            except Exception:
-                self.log.failure("partition table listener failed")
-
-    def memberLeft(self, name: str) -> None:
-        """
-        C{name} left the cluster on purpose: the cluster shrank, so it no
-        longer counts towards its size.
-        """
-        self._departed.pop(name, None)
-        if name != self.nodeName:
-            self._left.add(name)
-
-    def knownMembers(self) -> int:
-        """
-        How many members the cluster has as far as this node can tell: those
-        of its table and those that vanished without leaving, less than
-        the C{forgetDeparted} horizon ago.
-        """
-        if self._departed:
-            horizon = self._clock.seconds() - self._forgetDeparted
-            for name, when in list(self._departed.items()):
-                if when <= horizon:
-                    del self._departed[name]
-        return len(self._members) + len(self._departed)
 
     def _checkMajority(self, level: Consistency) -> None:
-        # Quorum and all promise that a read sees an acknowledged write. A
-        # node that reaches only a minority of the cluster builds its table
-        # from that minority, so its "majority of the replicas" may share
-        # no replica with the rest of the cluster's: it must refuse rather
-        # than acknowledge. "one" promises nothing of the kind.
+        # "one" promises nothing of the kind the majority rule protects
+        # (L{ClusterView.checkMajority}).
         if level is Consistency.one or not self._departed:
             return
-        known = self.knownMembers()
-        if len(self._members) * 2 <= known:
+        try:
+            self._view.checkMajority()
+        except NoMajority:
             self.counters.noMajority += 1
-            raise NoMajority(len(self._members), known)
-
-    def addTableListener(
-        self, listener: Callable[[PartitionTable, PartitionTable], object]
-    ) -> None:
-        """
-        Call C{listener(old, new)} after every rebuild of the partition
-        table.
-        """
-        self._tableListeners.append(listener)
-
-    def removeTableListener(
-        self, listener: Callable[[PartitionTable, PartitionTable], object]
-    ) -> None:
-        self._tableListeners.remove(listener)
+            raise
 
     def owners(self, key: str) -> tuple[str, ...]:
-        return self.table.ownersOf(key) or (self.nodeName,)
+        return self._table.ownersOf(key) or (self.nodeName,)
 
     # Writes
 
@@ -624,7 +413,7 @@ class Replicator:
                 remote.append(owner)
         outcome = WriteOutcome(acks, required, len(owners))
         settling = self._settling()
-        extras = self._earlierOwners(partitionOf(key), owners) if settling else []
+        extras = self._view.earlierOwners(partitionOf(key), owners) if settling else []
         if self.nodeName in extras:
             extras.remove(self.nodeName)
             self._store.merge(key, record)
@@ -679,7 +468,7 @@ class Replicator:
         self._checkMajority(level)
         self.counters.reads += 1
         partition = partitionOf(key)
-        owners = self.table.owners(partition) or (self.nodeName,)
+        owners = self._table.owners(partition) or (self.nodeName,)
         required = level.required(len(owners))
         order = self._readOrder.get(partition)
         if order is None:
@@ -697,7 +486,7 @@ class Replicator:
             return ReadOutcome(
                 self._store.record(key, touch=True), 1, required, len(owners)
             )
-        extras = self._earlierOwners(partition, owners) if settling else []
+        extras = self._view.earlierOwners(partition, owners) if settling else []
         run = _ReadRun(self, key, required, len(owners), others + extras, extras)
         run.waitAll = settling
         if local:
@@ -768,7 +557,7 @@ class Replicator:
         # read from by the third), so its fetches gather into one queue and
         # each call carries twice the keys; over larger clusters each
         # coordinator still spreads over every member.
-        names = self._ringOrder
+        names = self._view.ringOrder
         me = names.index(self.nodeName)
         count = len(names)
         return tuple(
@@ -782,19 +571,6 @@ class Replicator:
 
     def _settling(self) -> bool:
         return self._clock.seconds() < self._settledAt
-
-    def _earlierOwners(self, partition: int, owners: Sequence[str]) -> list[str]:
-        """
-        The members that own C{partition} in a table this node used lately
-        and are still members, but are not among C{owners}.
-        """
-        extras: list[str] = []
-        names = self._names
-        for _, table in self._earlier:
-            for member in table.owners(partition):
-                if member not in owners and member not in extras and member in names:
-                    extras.append(member)
-        return extras
 
     def _settleRead(self, run: _ReadRun) -> ReadOutcome:
         newest: Record | None = None
@@ -835,128 +611,12 @@ class Replicator:
             lambda f: self._remoteFailed("read repair", member, f)
         )
 
-    # Serving other coordinators
-
-    def applyLocal(
-        self, records: Iterable[tuple[str, bytes]], evict: bool = True
-    ) -> list[bool]:
-        """
-        Merge records another node sent, encoded as on the wire
-        (L{Record.encode}); whether each changed this replica.
-
-        @param evict: C{False} for a repair: a key with no entry here is
-            taken only if that evicts nothing (L{Store.merge}).
-        @raise ValueError: for a blob too short to be a record.
-        """
-        merge = self._store.mergeEncoded
-        applied = [merge(key, blob, evict) for key, blob in records]
-        self.counters.applied += sum(applied)
-        return applied
-
-    def fetchLocal(self, keys: Iterable[str]) -> list[bytes | None]:
-        """
-        This replica's records of C{keys}, encoded as on the wire.
-
-        @raise NotCaughtUp: if a key's partition is still being caught up
-            on here; the asker reads another replica.
-        """
-        if self._held:
-            keys = list(keys)
-            for key in keys:
-                if self._holding(partitionOf(key)):
-                    raise NotCaughtUp(key)
-        # Expired records too: the asker must see that a newer version
-        # existed, or an older one elsewhere would read as current.
-        encoded = self._store.encoded
-        return [encoded(key) for key in keys]
-
-    # Catching up
-
-    def holdReads(self, partitions: Iterable[int]) -> None:
-        """
-        Serve no reads of C{partitions} from this replica until
-        L{releaseReads}, or L{MAX_READ_HOLD} seconds.
-        """
-        until = self._clock.seconds() + MAX_READ_HOLD
-        for partition in partitions:
-            self._held.setdefault(partition, until)
-
-    def releaseReads(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self._held.pop(partition, None)
-
-    def heldPartitions(self) -> frozenset[int]:
-        """
-        The partitions this replica is not read for now.
-        """
-        return frozenset(p for p in list(self._held) if self._holding(p))
-
-    def _holding(self, partition: int) -> bool:
-        until = self._held.get(partition)
-        if until is None:
-            return False
-        if self._clock.seconds() < until:
-            return True
-        del self._held[partition]
-        self.log.warn(
-            "serving reads of partition {partition} before it caught up: no"
-            " answer from its other replicas in {seconds} s",
-            partition=partition,
-            seconds=MAX_READ_HOLD,
-        )
-        return False
-
-    def rootsLocal(self, partitions: Iterable[int]) -> list[bytes]:
-        """
-        This replica's Merkle root of each of C{partitions}.
-
-        @raise ValueError: for a partition outside the table.
-        """
-        roots = []
-        for partition in partitions:
-            _checkPartition(partition)
-            roots.append(self._store.partitionRoot(partition))
-        return roots
-
-    def digestsLocal(self, partition: int, level: int, nodes: Iterable[int]) -> Digests:
-        """
-        This replica's digests of C{nodes} of C{level} of C{partition}'s
-        Merkle tree.
-
-        @raise ValueError: for a partition, level or node outside the tree
-            (the request came from the network).
-        """
-        _checkPartition(partition)
-        tree = self._store.partitionTree(partition)
-        out: dict[int, bytes] = {}
-        for node in nodes:
-            out[node] = tree.digest(level, node)
-        return Digests(level, out)
-
-    def rangeLocal(
-        self, partition: int, leaves: Iterable[int]
-    ) -> list[tuple[str, Record]]:
-        """
-        This replica's unexpired records of C{leaves} of C{partition}'s
-        tree, up to L{RANGE_MAX_RECORDS} and about L{RANGE_MAX_BYTES}.
-
-        @raise ValueError: for a partition or leaf outside the tree.
-        """
-        _checkPartition(partition)
-        records = self._store.partitionRecords(partition, leaves)
-        size = 0
-        for count, (key, record) in enumerate(records):
-            size += len(key) + len(record.value)
-            if count >= RANGE_MAX_RECORDS or size > RANGE_MAX_BYTES:
-                return records[: max(count, 1)]
-        return records
-
     # Hinted handoff
 
     def _deliverHints(self) -> None:
         # Offer each reachable member a batch of what it missed; a failure
         # puts the batch back for the next round.
-        names = {m.name for m in self._members}
+        names = self._view.names
         for member in self.hints.members():
             if member not in names:
                 continue
@@ -988,8 +648,3 @@ class Replicator:
             member=member,
             error=failure.getErrorMessage(),
         )
-
-
-def _checkPartition(partition: int) -> None:
-    if not 0 <= partition < PARTITION_COUNT:
-        raise ValueError(f"partition {partition} outside 0..{PARTITION_COUNT - 1}")
