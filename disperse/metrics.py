@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from disperse import __version__
-from disperse.cluster.peers import PeerCallCounters
+from disperse.cluster.peer.client import PeerCallCounters
 from disperse.gossip.messages import NodeState
 from disperse.node import Node
 

@@ -33,7 +33,7 @@ from disperse.cluster.coordinator import (
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
 from disperse.cluster.hints import HintStore
 from disperse.cluster.merkle import Digests
-from disperse.cluster.peers import PeerCallCounters
+from disperse.cluster.peer.client import PeerCallCounters
 from disperse.cluster.placement import MemberSpec, PartitionTable
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import ClusterView

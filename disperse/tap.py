@@ -33,9 +33,10 @@ from twisted.internet.interfaces import (
 )
 from twisted.python import usage
 
-from disperse.cluster.peers import HTTPPeerClient
+from disperse.cluster.peer.addresses import peerAddresses, withPeerAddress
+from disperse.cluster.peer.client import HTTPPeerClient
+from disperse.cluster.peer.signatures import Signer, Verifier, deriveSecret
 from disperse.cluster.placement import parseReplicas
-from disperse.cluster.protocol import Signer, Verifier, deriveSecret
 from disperse.config import (
     NodeConfig,
     parseDuration,
@@ -50,12 +51,7 @@ from disperse.logs import LEVELS, setLevel
 from disperse.metrics import NodeMetrics
 from disperse.node import Node
 from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
-from disperse.security.tls import (
-    TLSConfigError,
-    loadClusterTLS,
-    peerAddresses,
-    withPeerAddress,
-)
+from disperse.security.tls import TLSConfigError, loadClusterTLS
 from disperse.security.wiring import (
     TokenReloader,
     makeGuard,

@@ -14,7 +14,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from disperse.cluster import protocol
+    from disperse.cluster.peer import messages, signatures
     from disperse.store import Record
 
 
@@ -23,25 +23,27 @@ class _Clock:
         return 1_000_000.0
 
 
-_VERIFIER = protocol.Verifier(protocol.deriveSecret("fuzzing cluster secret"), _Clock())
+_VERIFIER = signatures.Verifier(
+    signatures.deriveSecret("fuzzing cluster secret"), _Clock()
+)
 
 
 def testOneInput(data: bytes) -> None:
     if not data:
         return
     choice, body = data[0], data[1:]
-    kinds = protocol.KINDS
+    kinds = messages.KINDS
     kind = kinds[choice % len(kinds)]
     try:
         if choice & 0x80:
-            protocol.decodeResponse(kind, body)
+            messages.decodeResponse(kind, body)
         else:
-            protocol.decodeRequest(kind, body)
-    except protocol.ProtocolError:
+            messages.decodeRequest(kind, body)
+    except messages.ProtocolError:
         pass
     with contextlib.suppress(ValueError):
         Record.decode(body)
-    with contextlib.suppress(protocol.SignatureError):
+    with contextlib.suppress(signatures.SignatureError):
         _VERIFIER.verify(b"POST", b"/internal/v1/apply", b"", body)
 
 

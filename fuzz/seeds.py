@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from disperse.cluster import protocol
+from disperse.cluster.peer import messages
 from disperse.gossip import wire
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.messages import (
@@ -62,14 +62,14 @@ def gossipStreams() -> list[bytes]:
 
 def peerMessages() -> list[bytes]:
     record = Record(b"value", 0, 1, 2).encode()
-    kinds = protocol.KINDS
+    kinds = messages.KINDS
     return [
         bytes((kinds.index("apply"),))
-        + protocol.ApplyRequest((("key", record),)).encode(),
-        bytes((kinds.index("fetch"),)) + protocol.FetchRequest(("a", "b")).encode(),
+        + messages.ApplyRequest((("key", record),)).encode(),
+        bytes((kinds.index("fetch"),)) + messages.FetchRequest(("a", "b")).encode(),
         bytes((kinds.index("fetch") | 0x80,))
-        + protocol.FetchResponse((record, None)).encode(),
-        bytes((kinds.index("roots"),)) + protocol.RootsRequest((1, 2)).encode(),
+        + messages.FetchResponse((record, None)).encode(),
+        bytes((kinds.index("roots"),)) + messages.RootsRequest((1, 2)).encode(),
     ]
 
 
@@ -97,7 +97,7 @@ def httpRequests() -> list[bytes]:
 
 
 def peerHTTPRequests() -> list[bytes]:
-    fetch = protocol.FetchRequest(("a", "b")).encode()
+    fetch = messages.FetchRequest(("a", "b")).encode()
     # The first byte of each input is the size of the reads (0: all at once).
     requests = [
         b"POST /internal/v1/fetch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"

@@ -15,17 +15,19 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.placement import partitionOf
-from disperse.cluster.protocol import (
-    NONCE_SIZE,
-    SIGNATURE_HEADER,
+from disperse.cluster.peer.messages import (
     ApplyRequest,
     ApplyResponse,
     FetchRequest,
     FetchResponse,
+)
+from disperse.cluster.peer.signatures import (
+    NONCE_SIZE,
+    SIGNATURE_HEADER,
     Signer,
     Verifier,
 )
+from disperse.cluster.placement import partitionOf
 from disperse.config import NodeConfig
 from disperse.node import Node
 from disperse.store import Record

@@ -11,7 +11,7 @@ import socket
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.protocol import deriveSecret
+from disperse.cluster.peer.signatures import deriveSecret
 from disperse.config import NodeConfig, parseDuration, parseHostPort, parseSize
 from disperse.gossip.service import Membership
 from disperse.node import Node

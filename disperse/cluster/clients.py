@@ -4,7 +4,7 @@ reading the replicas of a key (L{PeerClient}: coordinators, hand-off) and
 comparing and repairing partitions (L{RepairClient}: anti-entropy).
 
 The client used in production speaks signed HTTP
-(L{disperse.cluster.peers}); tests use an in-memory network
+(L{disperse.cluster.peer.client}); tests use an in-memory network
 (L{disperse.testing.peers}). Every call fails (rather than hangs) once its
 deadline has passed.
 """

@@ -8,17 +8,15 @@ need no names matching their addresses (nodes are found by gossip, by
 address). The cluster CA must be private to the cluster.
 
 The node-to-node API then listens on a port of its own, whose address
-each node adds to the metadata it gossips (C{peer_addr}); the public API
-keeps its own port, certificate (public TLS is C{--http-port ssl:...}) and
-clients without certificates.
+each node adds to the metadata it gossips (C{peer_addr},
+L{disperse.cluster.peer.addresses}); the public API keeps its own port,
+certificate (public TLS is C{--http-port ssl:...}) and clients without
+certificates.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from OpenSSL import SSL, crypto
@@ -29,8 +27,6 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     TLSVersion,
 )
-
-from disperse.gossip.service import decodeMeta
 
 
 class TLSConfigError(ValueError):
@@ -118,46 +114,3 @@ def _signedBy(node: PrivateCertificate, ca: Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
-
-
-def withPeerAddress(
-    meta: Callable[[], bytes], host: str, port: Callable[[], int]
-) -> Callable[[], bytes]:
-    """
-    Wrap a node's gossip metadata to add the address of its node-to-node
-    port.
-    """
-
-    def metaWithPeer() -> bytes:
-        fields = decodeMeta(meta())
-        fields["peer_addr"] = f"{host}:{port()}"
-        return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-    return metaWithPeer
-
-
-def peerAddresses(
-    memberMeta: Callable[[str], bytes | None],
-) -> Callable[[str], str | None]:
-    """
-    Where to reach a member's node-to-node port, from its metadata; a
-    member that gossips none cannot be reached.
-    """
-    # Asked on every call to a peer: decode a member's metadata only when it
-    # changed.
-    known: dict[str, tuple[bytes, str | None]] = {}
-
-    def addressOf(name: str) -> str | None:
-        meta = memberMeta(name)
-        if meta is None:
-            known.pop(name, None)
-            return None
-        cached = known.get(name)
-        if cached is not None and cached[0] == meta:
-            return cached[1]
-        address: Any = decodeMeta(meta).get("peer_addr")
-        found = address if isinstance(address, str) else None
-        known[name] = (meta, found)
-        return found
-
-    return addressOf

@@ -10,7 +10,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from disperse.cluster.protocol import Verifier, deriveSecret
+from disperse.cluster.peer.signatures import Verifier, deriveSecret
 from disperse.config import NodeConfig
 from disperse.node import Node
 from disperse.web.limits import HTTPLimits

@@ -9,7 +9,7 @@ L{disperse.web.peerserver} carries the calls on the node-to-node port.
 
 from __future__ import annotations
 
-from disperse.cluster.protocol import (
+from disperse.cluster.peer.messages import (
     ApplyRequest,
     ApplyResponse,
     DigestRequest,
@@ -20,9 +20,8 @@ from disperse.cluster.protocol import (
     RangeResponse,
     RootsRequest,
     RootsResponse,
-    SignatureError,
-    Verifier,
 )
+from disperse.cluster.peer.signatures import SignatureError, Verifier
 from disperse.cluster.replica import NotCaughtUp
 from disperse.logs import logger
 from disperse.node import Node

@@ -21,7 +21,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.web.http import RESPONSES
 
-from disperse.cluster.protocol import SIGNATURE_HEADER
+from disperse.cluster.peer.signatures import SIGNATURE_HEADER
 from disperse.logs import logger
 from disperse.send import sendNow
 from disperse.web.limits import REASONS, HTTPLimits
@@ -34,7 +34,7 @@ SWEEP_INTERVAL = 1.0
 # More connections than any cluster's peers keep open (eight per peer).
 MAX_CONNECTIONS = 4096
 # Idle connections are closed after this long: longer than peers keep them
-# idle (disperse.cluster.peers.MAX_IDLE), so that they, not this server,
+# idle (disperse.cluster.peer.client.MAX_IDLE), so that they, not this server,
 # close them, and no request is sent into a closing connection.
 IDLE_TIMEOUT = 120.0
 

@@ -1,5 +1,5 @@
 """
-Tests for the node-to-node HTTP client: response framing, timeouts and the
+Tests for L{disperse.cluster.peer.client}: response framing, timeouts and the
 connection pool, against string transports and a real twisted.web site.
 """
 
@@ -17,14 +17,17 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from disperse.cluster.peerhttp import (
+from disperse.cluster.peer.client import (
+    MAX_IDLE,
     BadResponse,
+    ConnectionPool,
+    HTTPPeerClient,
     PeerConnection,
     Response,
     requestHead,
 )
-from disperse.cluster.peers import MAX_IDLE, ConnectionPool, HTTPPeerClient
-from disperse.cluster.protocol import FetchRequest, FetchResponse, Signer
+from disperse.cluster.peer.messages import FetchRequest, FetchResponse
+from disperse.cluster.peer.signatures import Signer
 from disperse.store import Record
 
 reactor: Any = _reactor
