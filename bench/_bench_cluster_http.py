@@ -127,7 +127,7 @@ CONVERGE_TIMEOUT = 30.0
 SHARED_CORE_PCT = 85.0
 REPLICATED_TIMEOUT = 10.0
 # Log lines worth reporting: twistd's text log tags each event with its
-# namespace and level ("[disperse.web.peer.PeerAPI#warn]").
+# namespace and level ("[disperse.cluster.peer.server.PeerAPI#warn]").
 _LOG_PROBLEM = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
 
 REPLICATION_COLUMNS = (

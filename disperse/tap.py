@@ -35,6 +35,7 @@ from twisted.python import usage
 
 from disperse.cluster.peer.addresses import peerAddresses, withPeerAddress
 from disperse.cluster.peer.client import HTTPPeerClient
+from disperse.cluster.peer.server import PeerAPI, PeerServerFactory
 from disperse.cluster.peer.signatures import Signer, Verifier, deriveSecret
 from disperse.cluster.placement import parseReplicas
 from disperse.config import (
@@ -61,8 +62,6 @@ from disperse.security.wiring import (
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
 from disperse.web.dashboard import HTTPStatsClient
 from disperse.web.metrics import MeteredSite, MetricsPage
-from disperse.web.peer import PeerAPI
-from disperse.web.peerserver import PeerServerFactory
 from disperse.web.service import HTTPService
 
 DEFAULT_GOSSIP_PORT = 7946
@@ -521,7 +520,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         raise usage.UsageError(f"--http-port: {config.httpEndpoint!r}: {e}") from None
     security: SecurityConfig = options["security"]
     secret = config.clusterSecret or deriveSecret(DEVELOPMENT_SECRET)
-    peerAPI = PeerAPI(node, Verifier(secret, clock))
+    peerAPI = PeerAPI(node.replica, Verifier(secret, clock))
     guard = makeGuard(security, clock)
     limits = makeLimits(security, config.maxValueSize + JSON_BODY_SLACK)
     # Node-to-node calls have a port of their own, served by a lean server

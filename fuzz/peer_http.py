@@ -1,6 +1,6 @@
 """
 Coverage-guided fuzzing of the node-to-node port's server: raw bytes on a
-connection to L{disperse.web.peerserver}, in memory. Nothing may raise out
+connection to L{disperse.cluster.peer.server}, in memory. Nothing may raise out
 of the protocol, no request may be answered with a 500, and what is
 written must be whole responses.
 
@@ -15,8 +15,8 @@ import atheris
 import twisted.internet.testing  # noqa: F401
 
 with atheris.instrument_imports():
+    from disperse.cluster.peer import server  # noqa: F401
     from disperse.testing.peerserver import peerConnection, peerServer
-    from disperse.web import peer, peerserver  # noqa: F401
 
 _SERVER = peerServer()
 

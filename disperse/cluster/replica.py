@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IReactorTime
 
 from disperse.cluster.merkle import Digests
+from disperse.cluster.peer.server import NotCaughtUp
 from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.logs import logger
 from disperse.store import Record, Store
@@ -36,13 +37,6 @@ MAX_READ_HOLD = 60.0
 # exchange.
 RANGE_MAX_RECORDS = 10_000
 RANGE_MAX_BYTES = 16 * 1024 * 1024
-
-
-class NotCaughtUp(Exception):
-    """
-    This replica is still catching up on the partition of a key asked for;
-    the asker should read another replica.
-    """
 
 
 @dataclass

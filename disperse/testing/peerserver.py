@@ -10,12 +10,15 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from disperse.cluster.peer.server import (
+    PeerAPI,
+    PeerServerFactory,
+    PeerServerProtocol,
+)
 from disperse.cluster.peer.signatures import Verifier, deriveSecret
 from disperse.config import NodeConfig
 from disperse.node import Node
 from disperse.web.limits import HTTPLimits
-from disperse.web.peer import PeerAPI
-from disperse.web.peerserver import PeerServerFactory, PeerServerProtocol
 
 CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
 
@@ -27,7 +30,9 @@ def peerServer(limits: HTTPLimits | None = None) -> PeerServerFactory:
     clock = Clock()
     clock.advance(1_700_000_000)
     node = Node(NodeConfig(nodeName="fuzz", replicas=1), clock)
-    api = PeerAPI(node, Verifier(deriveSecret("in-memory cluster secret"), clock))
+    api = PeerAPI(
+        node.replica, Verifier(deriveSecret("in-memory cluster secret"), clock)
+    )
     return PeerServerFactory(
         api,
         limits or HTTPLimits(maxHeaderSize=2048, maxPeerBodySize=8192),

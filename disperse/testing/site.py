@@ -3,7 +3,7 @@ A whole public HTTP front end of one node in memory: node, API with
 tokens and rate limits and the guarded site, on a L{Clock}, fed raw bytes
 through L{StringTransport}s. For tests and fuzzers of the request
 handling. (The node-to-node port has its own server,
-L{disperse.web.peerserver}.)
+L{disperse.cluster.peer.server}.)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from disperse.logs import logger
 from disperse.web.limits import ConnectionCounter, GuardedChannel, HTTPLimits
 
 if TYPE_CHECKING:
-    from disperse.web.peerserver import PeerServerFactory
+    from disperse.cluster.peer.server import PeerServerFactory
 
 # How long a stopping node waits for requests in flight.
 DRAIN_TIMEOUT = 10.0

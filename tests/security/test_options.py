@@ -18,6 +18,7 @@ from twisted.python import usage
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import provider
 
+from disperse.cluster.peer.server import PeerServerFactory
 from disperse.node import Node
 from disperse.security.options import SecurityConfig
 from disperse.security.tokens import parseTokens
@@ -25,7 +26,6 @@ from disperse.security.wiring import TokenReloader, makeGuard, warnIfOpen
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
 from disperse.web.limits import HTTPLimits
-from disperse.web.peerserver import PeerServerFactory
 from disperse.web.service import HTTPService
 from tests.security.certs import makeAuthority, makeNode
 

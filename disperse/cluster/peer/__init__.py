@@ -17,6 +17,6 @@ HTTP/1.1 calls on the node-to-node port.
   - L{disperse.cluster.peer.addresses}: where each member's node-to-node port
     is, from its gossip metadata.
 
-Nothing here imports the node, the replicator or the public API: they use
-this package, not the other way round.
+Nothing here imports the node, its replica or coordinator, or the public API:
+they use this package, not the other way round.
 """

@@ -1,25 +1,48 @@
 """
-Tests for L{disperse.web.peerserver} and L{disperse.web.peer}: the
-node-to-node port's own HTTP/1.1 server frames signed calls, answers them in
-order on one connection, and closes connections that send what it cannot
-frame or that take too long; only signed POSTs to known calls are served.
+Tests for L{disperse.cluster.peer.server}: the node-to-node port's own
+HTTP/1.1 server frames signed calls, answers them in order on one
+connection, and closes connections that send what it cannot frame or that
+take too long; only signed POSTs to known calls are served, each by the
+handler of its kind, through the local replica's interface alone.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import RESPONSES
 
+from disperse.cluster.merkle import Digests
 from disperse.cluster.peer.messages import (
+    KINDS,
     ApplyRequest,
     ApplyResponse,
+    DigestRequest,
+    DigestResponse,
     FetchRequest,
     FetchResponse,
+    RangeRequest,
+    RangeResponse,
+    RootsRequest,
+    RootsResponse,
+)
+from disperse.cluster.peer.server import (
+    HANDLERS,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    SWEEP_INTERVAL,
+    LocalReplica,
+    NotCaughtUp,
+    PeerAPI,
+    PeerServerFactory,
+    PeerServerProtocol,
+    _response,
 )
 from disperse.cluster.peer.signatures import (
     NONCE_SIZE,
@@ -32,15 +55,7 @@ from disperse.config import NodeConfig
 from disperse.node import Node
 from disperse.store import Record
 from disperse.testing.peerserver import CLIENT, peerConnection, peerServer
-from disperse.web.limits import HTTPLimits
-from disperse.web.peer import PeerAPI
-from disperse.web.peerserver import (
-    IDLE_TIMEOUT,
-    MAX_CONNECTIONS,
-    SWEEP_INTERVAL,
-    PeerServerFactory,
-    PeerServerProtocol,
-)
+from disperse.web.limits import REASONS, HTTPLimits
 
 SECRET = b"s" * 32
 LIMITS = HTTPLimits(
@@ -61,7 +76,7 @@ class _ServerTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.node = Node(NodeConfig(nodeName="alpha"), self.clock)
-        self.api = PeerAPI(self.node, Verifier(SECRET, self.clock))
+        self.api = PeerAPI(self.node.replica, Verifier(SECRET, self.clock))
         self.factory = PeerServerFactory(self.api, LIMITS, self.clock)
         self.factory.startFactory()
         self.addCleanup(self.factory.stopFactory)
@@ -314,6 +329,154 @@ class DispatchTests(_ServerTestCase):
         code, body = self.post(b"/internal/v1/fetch", FetchRequest(("k",)).encode())
         self.assertEqual(code, 200)
         self.assertEqual(len(FetchResponse.decode(body).records), 1)
+
+
+class _Replica:
+    """
+    A L{LocalReplica} that is not a node: what each call was given, and
+    answers or errors set by the test.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.error: Exception | None = None
+
+    def _called(self, name: str, args: object) -> None:
+        self.calls.append((name, args))
+        if self.error is not None:
+            raise self.error
+
+    def applyLocal(
+        self, records: Sequence[tuple[str, bytes]], evict: bool = True
+    ) -> list[bool]:
+        self._called("apply", (records, evict))
+        return [True] * len(records)
+
+    def fetchLocal(self, keys: Sequence[str]) -> list[bytes | None]:
+        self._called("fetch", keys)
+        return [None] * len(keys)
+
+    def rootsLocal(self, partitions: Sequence[int]) -> list[bytes]:
+        self._called("roots", partitions)
+        return [bytes(8)] * len(partitions)
+
+    def digestsLocal(self, partition: int, level: int, nodes: Sequence[int]) -> Digests:
+        self._called("digest", (partition, level, nodes))
+        return Digests(level, {node: bytes(8) for node in nodes})
+
+    def rangeLocal(
+        self, partition: int, leaves: Sequence[int]
+    ) -> list[tuple[str, Record]]:
+        self._called("range", (partition, leaves))
+        return [("k", Record(b"v", 0, 1, 2))]
+
+
+class LocalReplicaTests(SynchronousTestCase):
+    """
+    L{PeerAPI} dispatches each call by its kind to the replica's interface,
+    and maps what the replica raises to a status.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.replica = _Replica()
+        replica: LocalReplica = self.replica
+        self.api = PeerAPI(replica, Verifier(SECRET, self.clock))
+        self.signer = Signer(SECRET)
+
+    def call(self, kind: str, body: bytes, query: bytes = b"") -> tuple[int, bytes]:
+        target = b"/internal/v1/" + kind.encode() + (b"?" + query if query else b"")
+        signature = self.signer.sign(
+            b"POST",
+            target,
+            body,
+            int(self.clock.seconds() * 1000),
+            os.urandom(NONCE_SIZE),
+        )
+        code, _, answer = self.api.answer(
+            kind, query, target, body, signature, "10.0.0.2"
+        )
+        return code, answer
+
+    def test_everyKindHasAHandler(self) -> None:
+        self.assertEqual(set(HANDLERS), set(KINDS))
+
+    def test_eachKind(self) -> None:
+        record = Record(b"v", 0, 1, 2).encode()
+        code, body = self.call("apply", ApplyRequest((("k", record),)).encode())
+        self.assertEqual((code, ApplyResponse.decode(body).applied), (200, (True,)))
+        code, body = self.call("fetch", FetchRequest(("a", "b")).encode())
+        self.assertEqual(FetchResponse.decode(body).records, (None, None))
+        code, body = self.call("roots", RootsRequest((3, 4)).encode())
+        self.assertEqual(RootsResponse.decode(body).roots, (bytes(8), bytes(8)))
+        code, body = self.call("digest", DigestRequest(5, 2, (1, 7)).encode())
+        self.assertEqual(
+            DigestResponse.decode(body).toDigests(),
+            Digests(2, {1: bytes(8), 7: bytes(8)}),
+        )
+        code, body = self.call("range", RangeRequest(6, (0,)).encode())
+        [(key, blob)] = RangeResponse.decode(body).records
+        self.assertEqual((key, Record.decode(blob).value), ("k", b"v"))
+        self.assertEqual(
+            self.replica.calls,
+            [
+                ("apply", ((("k", record),), True)),
+                ("fetch", ("a", "b")),
+                ("roots", (3, 4)),
+                ("digest", (5, 2, (1, 7))),
+                ("range", (6, (0,))),
+            ],
+        )
+        self.assertEqual((self.api.served, self.api.refused), (5, 0))
+
+    def test_repairDoesNotEvict(self) -> None:
+        record = Record(b"v", 0, 1, 2).encode()
+        body = ApplyRequest((("k", record),)).encode()
+        code, _ = self.call("apply", body, query=b"repair=1")
+        self.assertEqual(code, 200)
+        self.assertEqual(self.replica.calls, [("apply", ((("k", record),), False))])
+
+    def test_signatureCheckedFirst(self) -> None:
+        """
+        An unsigned call is refused before its kind is looked at or its
+        body decoded.
+        """
+        code, _, reason = self.api.answer(
+            "nothing", b"", b"/internal/v1/nothing", b"\xc1", None, "10.0.0.2"
+        )
+        self.assertEqual((code, reason), (401, b"missing signature"))
+        self.assertEqual(self.replica.calls, [])
+
+    def test_replicaErrors(self) -> None:
+        """
+        A replica that is catching up answers 503 (the asker reads another),
+        a request it finds invalid 400, anything else 500.
+        """
+        body = FetchRequest(("k",)).encode()
+        self.replica.error = NotCaughtUp("k")
+        self.assertEqual(self.call("fetch", body), (503, b"catching up"))
+        self.assertEqual(self.api.refused, 0)
+        self.replica.error = ValueError("partition outside the table")
+        self.assertEqual(
+            self.call("fetch", body), (400, b"partition outside the table")
+        )
+        self.assertEqual(self.api.refused, 1)
+        self.replica.error = RuntimeError("bug")
+        self.assertEqual(self.call("fetch", body), (500, b"internal error"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_reasonPhrases(self) -> None:
+        """
+        The node-to-node port words each status as the public port does.
+        """
+        for code in range(100, 600):
+            reason = REASONS.get(code) or RESPONSES.get(code, b"Error")
+            self.assertTrue(
+                _response(code, b"t", b"", False).startswith(
+                    b"HTTP/1.1 %d %s\r\n" % (code, reason)
+                )
+            )
 
 
 class PeerServerPropertyTests(SynchronousTestCase):

@@ -1,31 +1,260 @@
 """
-The server of the node-to-node port: a small HTTP/1.1 server that knows
-only the internal calls (C{POST /internal/v1/<call>} with a
-C{Content-Length} body) and hands each to L{PeerAPI.answer}.
+The server side of the node-to-node protocol: the port other nodes call.
+
+Two layers:
+
+  - L{PeerAPI} answers one call: it checks the signature before anything
+    else (so a client can never forge a replica write), decodes the request,
+    hands it to the local replica (L{LocalReplica}, all this module knows of
+    the node) through a table of kind to handler, and encodes the answer.
+    No I/O.
+  - L{PeerServerProtocol} and L{PeerServerFactory}: a small HTTP/1.1 server
+    that knows only these calls (C{POST /internal/v1/<kind>} with a
+    C{Content-Length} body) and hands each to L{PeerAPI.answer}.
 
 Peer calls come by the thousand a second under load. Through twisted.web
 each one cost about 0.15 ms of request machinery (header objects, request
 bookkeeping, metrics, routing) around 0.04 ms of work; here a request is
-one split of its head and one write of its answer. Every call is still
-signed and checked by L{PeerAPI}; this module only frames them, and bounds
-what an unsigned stranger can make the node hold: a head of at most
+one split of its head and one write of its answer. The framing bounds what
+an unsigned stranger can make the node hold: a head of at most
 C{maxHeaderSize} bytes, a body of at most C{maxPeerBodySize}, each received
 in time, and idle connections closed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.task import LoopingCall
 from twisted.web.http import RESPONSES
 
-from disperse.cluster.peer.signatures import SIGNATURE_HEADER
+from disperse.cluster.merkle import Digests
+from disperse.cluster.peer.messages import (
+    PATH_PREFIX,
+    REPAIR_QUERY,
+    ApplyRequest,
+    ApplyResponse,
+    DigestRequest,
+    DigestResponse,
+    FetchRequest,
+    FetchResponse,
+    RangeRequest,
+    RangeResponse,
+    RootsRequest,
+    RootsResponse,
+)
+from disperse.cluster.peer.signatures import SIGNATURE_HEADER, SignatureError, Verifier
 from disperse.logs import logger
 from disperse.send import sendNow
-from disperse.web.limits import REASONS, HTTPLimits
-from disperse.web.peer import PREFIX, PeerAPI
+from disperse.store import Record
+
+TEXT = b"text/plain; charset=utf-8"
+MSGPACK = b"application/x-msgpack"
+
+
+class NotCaughtUp(Exception):
+    """
+    This replica is still catching up on the partition of a key asked for;
+    the asker should read another replica.
+    """
+
+
+class LocalReplica(Protocol):
+    """
+    What the server asks of this node's replica (in a node,
+    L{disperse.cluster.replica.Replica}): the local half of each call.
+    Records travel encoded (L{Record.encode}).
+    """
+
+    def applyLocal(
+        self, records: Sequence[tuple[str, bytes]], evict: bool = True
+    ) -> Sequence[bool]:
+        """
+        Merge C{records}; whether each changed the replica.
+
+        @param evict: C{False} for a repair: a key with no entry here is
+            taken only if that evicts nothing.
+        @raise ValueError: for a record that is not one.
+        """
+
+    def fetchLocal(self, keys: Sequence[str]) -> Sequence[bytes | None]:
+        """
+        The record of each of C{keys}, tombstones and expired ones included.
+
+        @raise NotCaughtUp: if a key's partition is still being caught up
+            on; the asker reads another replica.
+        """
+
+    def rootsLocal(self, partitions: Sequence[int]) -> Sequence[bytes]:
+        """
+        The Merkle root of each of C{partitions}.
+
+        @raise ValueError: for a partition outside the table.
+        """
+
+    def digestsLocal(self, partition: int, level: int, nodes: Sequence[int]) -> Digests:
+        """
+        The digests of C{nodes} of C{level} of C{partition}'s Merkle tree.
+
+        @raise ValueError: for a partition, level or node outside the tree.
+        """
+
+    def rangeLocal(
+        self, partition: int, leaves: Sequence[int]
+    ) -> Sequence[tuple[str, Record]]:
+        """
+        The records of C{leaves} of C{partition}'s Merkle tree.
+
+        @raise ValueError: for a partition or leaf outside the tree.
+        """
+
+
+# One handler per kind of call: the request body (and the query) in, the
+# response body out. Each raises ValueError (ProtocolError among them) for
+# a request that is not valid.
+
+
+def _apply(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+    records = ApplyRequest.decode(body).records
+    # A repair (anti-entropy) must not evict to take a key.
+    applied = replica.applyLocal(records, evict=query != REPAIR_QUERY)
+    return ApplyResponse(tuple(applied)).encode()
+
+
+def _fetch(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+    keys = FetchRequest.decode(body).keys
+    return FetchResponse(tuple(replica.fetchLocal(keys))).encode()
+
+
+def _roots(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+    partitions = RootsRequest.decode(body).partitions
+    return RootsResponse(tuple(replica.rootsLocal(partitions))).encode()
+
+
+def _digest(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+    asked = DigestRequest.decode(body)
+    digests = replica.digestsLocal(asked.partition, asked.level, asked.nodes)
+    return DigestResponse.fromDigests(digests).encode()
+
+
+def _range(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+    wanted = RangeRequest.decode(body)
+    inRange = replica.rangeLocal(wanted.partition, wanted.leaves)
+    return RangeResponse(tuple((key, r.encode()) for key, r in inRange)).encode()
+
+
+Handler = Callable[[LocalReplica, bytes, bytes], bytes]
+
+HANDLERS: dict[str, Handler] = {
+    "apply": _apply,
+    "fetch": _fetch,
+    "roots": _roots,
+    "digest": _digest,
+    "range": _range,
+}
+
+
+class PeerAPI:
+    """
+    Answers the calls under L{PATH_PREFIX}, and counts them.
+
+    @ivar served: calls received, framed or not.
+    @ivar refused: calls refused (unsigned, unframeable, unknown, invalid).
+    """
+
+    log = logger()
+
+    def __init__(self, replica: LocalReplica, verifier: Verifier) -> None:
+        self._replica = replica
+        self._verifier = verifier
+        self.served = 0
+        self.refused = 0
+
+    def answer(
+        self,
+        kind: str,
+        query: bytes,
+        target: bytes,
+        body: bytes,
+        signature: bytes | None,
+        client: str,
+    ) -> tuple[int, bytes, bytes]:
+        """
+        Serve one call, whichever server carried it: its status, content
+        type and body.
+
+        @param kind: the call, the path's last segment (C{apply}, ...).
+        @param target: the request target as sent (path and query), which
+            the signature covers.
+        @param client: the caller's address, for logs.
+        """
+        self.served += 1
+        try:
+            self._verifier.verify(b"POST", target, body, signature)
+        except SignatureError as e:
+            return self.refusal(client, 401, str(e))
+        handler = HANDLERS.get(kind)
+        if handler is None:
+            return self.refusal(client, 404, "no such call")
+        try:
+            answer = handler(self._replica, body, query)
+        except NotCaughtUp:
+            # Not an error of the asker's: it reads another replica.
+            return 503, TEXT, b"catching up"
+        except ValueError as e:
+            # ProtocolError, and a partition, level or node outside the
+            # tree.
+            return self.refusal(client, 400, str(e))
+        except Exception:
+            self.log.failure("internal error serving a peer request")
+            return 500, TEXT, b"internal error"
+        return 200, MSGPACK, answer
+
+    def refusal(self, client: str, code: int, reason: str) -> tuple[int, bytes, bytes]:
+        self.refused += 1
+        self.log.warn(
+            "refused a peer request from {client}: {reason}",
+            client=client,
+            reason=reason,
+        )
+        return code, TEXT, reason.encode("utf-8")
+
+
+# The HTTP/1.1 framing
+
+
+class ServerLimits(Protocol):
+    """
+    The limits the server enforces (those of the node's
+    L{disperse.web.limits.HTTPLimits}).
+    """
+
+    @property
+    def maxHeaderSize(self) -> int: ...
+    @property
+    def maxPeerBodySize(self) -> int: ...
+    @property
+    def headerTimeout(self) -> float: ...
+    @property
+    def bodyTimeout(self) -> float: ...
+
+
+# Reason phrases: Twisted's, but those the public port words otherwise
+# (disperse.web.limits.REASONS), so that both ports say the same.
+_REASONS: dict[int, bytes] = {
+    **RESPONSES,
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 # How often connections are checked against their deadlines: timeouts are
 # seconds long, so a second's slack costs nothing and saves a timer per
@@ -47,7 +276,7 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 def _response(code: int, contentType: bytes, body: bytes, close: bool) -> bytes:
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
         code,
-        REASONS.get(code) or RESPONSES.get(code, b"Error"),
+        _REASONS.get(code, b"Error"),
         contentType,
         len(body),
         b"Connection: close\r\n" if close else b"",
@@ -62,7 +291,7 @@ class _BadRequest(Exception):
         self.reason = reason
 
 
-class PeerServerProtocol(Protocol):
+class PeerServerProtocol(TwistedProtocol):
     """
     One connection from a peer: requests in order, each answered before the
     next is read.
@@ -184,7 +413,7 @@ class PeerServerProtocol(Protocol):
             elif name == b"connection":
                 close = close or value.lower() == b"close"
         path = target.partition(b"?")[0]
-        if not path.startswith(PREFIX) or b"/" in path[len(PREFIX) :]:
+        if not path.startswith(PATH_PREFIX) or b"/" in path[len(PATH_PREFIX) :]:
             raise _BadRequest(404, "no such call")
         if method != b"POST":
             raise _BadRequest(405, "method not allowed")
@@ -192,7 +421,7 @@ class PeerServerProtocol(Protocol):
             raise _BadRequest(411, "Content-Length required")
         if length > self._factory.limits.maxPeerBodySize:
             raise _BadRequest(413, "body too large")
-        self._kind = path[len(PREFIX) :].decode("ascii", "replace")
+        self._kind = path[len(PATH_PREFIX) :].decode("ascii", "replace")
         self._target = target
         self._signature = signature
         self._length = length
@@ -245,7 +474,7 @@ class PeerServerFactory(Factory):
     noisy = False
     inFlight = 0
 
-    def __init__(self, api: PeerAPI, limits: HTTPLimits, clock: IReactorTime) -> None:
+    def __init__(self, api: PeerAPI, limits: ServerLimits, clock: IReactorTime) -> None:
         self.api = api
         self.limits = limits
         self.clock = clock
@@ -260,7 +489,7 @@ class PeerServerFactory(Factory):
         if self._sweep.running:
             self._sweep.stop()
 
-    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> TwistedProtocol | None:
         if len(self.connections) >= MAX_CONNECTIONS:
             self.log.warn(
                 "refused a node-to-node connection: {count} open already",
