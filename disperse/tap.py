@@ -53,13 +53,9 @@ from disperse.metrics import NodeMetrics
 from disperse.node import Node
 from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
 from disperse.security.tls import TLSConfigError, loadClusterTLS
-from disperse.security.wiring import (
-    TokenReloader,
-    makeGuard,
-    makeLimits,
-    warnIfOpen,
-)
+from disperse.security.wiring import TokenReloader, makeLimits, warnIfOpen
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
+from disperse.web.auth import makeGuard
 from disperse.web.dashboard import HTTPStatsClient
 from disperse.web.metrics import MeteredSite, MetricsPage
 from disperse.web.service import HTTPService

@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 from twisted.python import usage
 
 from disperse.config import parseDuration, parsePort, parseSize
-from disperse.security.tokens import TokenFileError, TokenTable, loadTokens
-from disperse.web.limits import (
+from disperse.security.limits import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -25,6 +24,7 @@ from disperse.web.limits import (
     DEFAULT_MAX_IN_FLIGHT_BYTES,
     HTTPLimits,
 )
+from disperse.security.tokens import TokenFileError, TokenTable, loadTokens
 
 N = TypeVar("N", int, float)
 

@@ -1,49 +1,33 @@
 """
-Building a node's security from its parsed flags: the request guard, the
-HTTP limits, re-reading the token file on SIGHUP, and the start-up warning
-of a node open to the network without tokens. Called from L{disperse.tap}.
+Building a node's security from its parsed flags: the HTTP limits,
+re-reading the token file on SIGHUP, and the start-up warning of a node
+open to the network without tokens. Called from L{disperse.tap}. (The
+request guard that checks tokens is the web front's:
+L{disperse.web.auth.makeGuard}.)
 """
 
 from __future__ import annotations
 
 import signal
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 
 from disperse.logs import logger
+from disperse.security.limits import HTTPLimits
 from disperse.security.options import SecurityConfig, isLoopbackHost
-from disperse.security.ratelimit import RateLimiter
-from disperse.security.tokens import TokenFileError, loadTokens
-from disperse.web.auth import RequestGuard
-from disperse.web.limits import HTTPLimits
+from disperse.security.tokens import TokenFileError, TokenTable, loadTokens
 
 log = logger()
 
 
-def makeGuard(security: SecurityConfig, clock: Any) -> RequestGuard | None:
+class TokenHolder(Protocol):
     """
-    The guard of the public API, or C{None} when there is nothing to check
-    (no tokens, no rate limits), so that requests then cost nothing extra.
+    What holds the tokens in force (the public API's request guard).
     """
-    if (
-        security.tokens is None
-        and not security.rateLimit
-        and not security.globalRateLimit
-    ):
-        return None
-    return RequestGuard(
-        tokens=security.tokens,
-        perClient=RateLimiter(clock, security.rateLimit)
-        if security.rateLimit
-        else None,
-        overall=(
-            RateLimiter(clock, security.globalRateLimit)
-            if security.globalRateLimit
-            else None
-        ),
-    )
+
+    tokens: TokenTable | None
 
 
 def makeLimits(security: SecurityConfig, maxBodySize: int) -> HTTPLimits:
@@ -69,7 +53,7 @@ class TokenReloader(Service):
     longer parses is refused and the tokens in force stay.
     """
 
-    def __init__(self, guard: RequestGuard, path: str, reactor: Any) -> None:
+    def __init__(self, guard: TokenHolder, path: str, reactor: Any) -> None:
         self._guard = guard
         self._path = path
         self._reactor = reactor

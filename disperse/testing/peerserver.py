@@ -18,7 +18,7 @@ from disperse.cluster.peer.server import (
 from disperse.cluster.peer.signatures import Verifier, deriveSecret
 from disperse.config import NodeConfig
 from disperse.node import Node
-from disperse.web.limits import HTTPLimits
+from disperse.security.limits import HTTPLimits
 
 CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
 

@@ -16,11 +16,11 @@ from twisted.internet.testing import StringTransport
 
 from disperse.config import NodeConfig
 from disperse.node import Node
+from disperse.security.limits import HTTPLimits
 from disperse.security.ratelimit import RateLimiter
 from disperse.security.tokens import parseTokens
 from disperse.web.api import CacheAPI
 from disperse.web.auth import RequestGuard
-from disperse.web.limits import HTTPLimits
 from disperse.web.service import DisperseSite
 
 READER = "reader-token-0123456789abcdef"

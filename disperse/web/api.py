@@ -35,6 +35,7 @@ from disperse.node import Node, NotJoined
 from disperse.store import Record, ValueTooLarge
 from disperse.web.auth import RequestGuard, isLoopbackClient
 from disperse.web.dashboard import Dashboard, NoStatsClient, StatsClient
+from disperse.web.routes import METRICS, routeOf
 
 T = TypeVar("T")
 
@@ -108,10 +109,11 @@ def _ttlTextToMs(text: str) -> int:
 
 class _Front(Resource):
     """
-    The root of the site. C{/cache/<key>} is the hot path of a cache, so it
-    is served straight from here; every other route goes through the Klein
-    app, whose routing and response handling cost about as much again as
-    serving a key.
+    The root of the site. Each request is matched once against the route
+    table (L{disperse.web.routes}). C{/cache/<key>} is the hot path of a
+    cache, so it is served straight from here; every other route goes
+    through the Klein app, whose routing and response handling cost about
+    as much again as serving a key.
     """
 
     isLeaf = True
@@ -131,23 +133,17 @@ class _Front(Resource):
 
     def render(self, request: Request) -> bytes | int:
         path = request.postpath or []
+        route = routeOf(request.method, path)
+        # Kept on the request for the metrics, which count it when answered.
+        request.route = route  # type: ignore[attr-defined]
         if self._guard is not None:
-            refused = self._guard.admit(request, path)
+            refused = self._guard.admit(request, path, route)
             if refused is not None:
                 return refused
-        if (
-            len(path) > 1
-            and path[0] == b"cache"
-            and path[-1]
-            and not (
-                len(path) == 2
-                and path[1] == b"members"
-                and request.method in (b"GET", b"HEAD")
-            )
-        ):
+        if route.key:
             self._api.cacheRequests += 1
             return self._api.serveKey(request, path[1:])
-        if path == [b"metrics"] and self._metrics is not None:
+        if route is METRICS and self._metrics is not None:
             metricsBody: bytes = self._metrics.render(request)
             return metricsBody
         body: bytes = self._routes.render(request)

@@ -7,6 +7,7 @@ Node-to-node calls under C{/internal/} never come here: they carry their
 own signatures (and, with TLS, certificates) and are not limited as
 clients are.
 
+The scope each request needs is its route's (L{disperse.web.routes}).
 Refusals are JSON errors, like every other error of the API::
 
     401  no token, or one this node does not know
@@ -19,19 +20,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+from typing import Any
 
 from twisted.web.iweb import IRequest
 
 from disperse.logs import logger
+from disperse.security.options import SecurityConfig
 from disperse.security.ratelimit import RateLimiter
-from disperse.security.tokens import ADMIN, READ, WRITE, Grant, TokenTable
+from disperse.security.tokens import ADMIN, Grant, TokenTable
+from disperse.web.routes import Route, routeOf
 
 JSON = b"application/json"
 _BEARER = b"bearer "
-# Routes any client may reach without a token: liveness probes, and the
-# dashboard's static page (its data comes from routes that need one).
-OPEN_ROUTES = frozenset((b"health", b"", b"ui"))
-_READING = frozenset((b"GET", b"HEAD"))
 
 
 def isLoopbackClient(request: IRequest) -> bool:
@@ -79,19 +79,24 @@ class RequestGuard:
     def authenticating(self) -> bool:
         return self.tokens is not None
 
-    def admit(self, request: IRequest, path: list[bytes]) -> bytes | None:
+    def admit(
+        self, request: IRequest, path: list[bytes], route: Route | None = None
+    ) -> bytes | None:
         """
-        Check C{request} for C{path} (the percent-decoded segments); C{None}
-        if it may be served, else the body of its refusal (the status and
-        headers already set).
+        Check C{request} for C{path} (the percent-decoded segments), which
+        the route table matched to C{route} (matched here if not given);
+        C{None} if it may be served, else the body of its refusal (the
+        status and headers already set).
         """
         try:
-            self.check(request, path)
+            self.check(request, path, route)
         except Refusal as refusal:
             return self.refuse(request, refusal)
         return None
 
-    def check(self, request: IRequest, path: list[bytes]) -> Grant | None:
+    def check(
+        self, request: IRequest, path: list[bytes], route: Route | None = None
+    ) -> Grant | None:
         """
         The grant the request was made with (C{None} without tokens).
 
@@ -106,29 +111,20 @@ class RequestGuard:
         self._limit(request, grant)
         if tokens is None:
             return None
-        first = path[0] if path else b""
+        if route is None:
+            route = routeOf(request.method, path)
+        needed = route.scopeFor(request.method)
+        if needed is None:
+            return grant
         if grant is None:
-            if first in OPEN_ROUTES:
-                return None
             raise Refusal(401, "a valid bearer token is required")
-        method = request.method
-        if first == b"cache" and len(path) > 1 and path[1:] != [b"members"]:
-            needed = READ if method in _READING else WRITE
-            if not grant.allows(needed):
-                raise Refusal(403, f"this token does not allow {needed}")
+        if not grant.allows(needed):
+            raise Refusal(403, f"this token does not allow {needed}")
+        if route.key:
             if request.getHeader(b"x-is-sync") == b"true" and not grant.allows(ADMIN):
                 raise Refusal(403, "X-Is-Sync needs a token with the admin scope")
             if grant.prefix and not grant.covers(b"/".join(path[1:])):
                 raise Refusal(403, "this token does not cover this key")
-            return grant
-        if first == b"cluster" and path[1:2] == [b"keys"]:
-            needed = ADMIN
-        else:
-            # Anything else that reads is for readers; anything that
-            # changes the node is administration.
-            needed = READ if method in _READING else ADMIN
-        if not grant.allows(needed):
-            raise Refusal(403, f"this token does not allow {needed}")
         return grant
 
     def _limit(self, request: IRequest, grant: Grant | None) -> None:
@@ -159,3 +155,27 @@ class RequestGuard:
                 b"retry-after", b"%d" % max(1, math.ceil(refusal.retryAfter))
             )
         return json.dumps({"error": refusal.message}).encode("utf-8")
+
+
+def makeGuard(security: SecurityConfig, clock: Any) -> RequestGuard | None:
+    """
+    The guard of the public API, or C{None} when there is nothing to check
+    (no tokens, no rate limits), so that requests then cost nothing extra.
+    """
+    if (
+        security.tokens is None
+        and not security.rateLimit
+        and not security.globalRateLimit
+    ):
+        return None
+    return RequestGuard(
+        tokens=security.tokens,
+        perClient=RateLimiter(clock, security.rateLimit)
+        if security.rateLimit
+        else None,
+        overall=(
+            RateLimiter(clock, security.globalRateLimit)
+            if security.globalRateLimit
+            else None
+        ),
+    )

@@ -25,7 +25,6 @@ L{twisted.internet.task.Clock}.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -33,52 +32,13 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from disperse.logs import logger
+from disperse.security.limits import REASONS, HTTPLimits
 from disperse.send import sendNow
 
-DEFAULT_MAX_HEADER_SIZE = 16 * 1024
-DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_BODY_TIMEOUT = 60.0
-DEFAULT_IDLE_TIMEOUT = 60.0
-DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 64
-DEFAULT_MAX_IN_FLIGHT = 1024
-# Request bodies held by requests in flight, together: with the store's
-# budget, what bounds a node's memory whatever clients send.
-DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
-# Node-to-node batches, on the node-to-node port: a batch of replica
-# writes may be much larger than one client request.
-DEFAULT_MAX_PEER_BODY = 64 * 1024 * 1024
 # Chunked bodies are counted as received, framing included.
 _CHUNK_SLACK = 64 * 1024
 # An answer is sent when complete, or once this much of it is gathered.
 _GATHER_LIMIT = 64 * 1024
-
-# Reason phrases of the refusals made here, by their current names
-# (twisted.web.http.RESPONSES has older ones, and no 429 or 431).
-REASONS = {
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    503: b"Service Unavailable",
-}
-
-
-@dataclass(frozen=True)
-class HTTPLimits:
-    """
-    The limits of one HTTP site; every field has a safe default.
-    """
-
-    maxHeaderSize: int = DEFAULT_MAX_HEADER_SIZE
-    maxBodySize: int = 4 * 1024 * 1024 + 64 * 1024
-    maxPeerBodySize: int = DEFAULT_MAX_PEER_BODY
-    headerTimeout: float = DEFAULT_HEADER_TIMEOUT
-    bodyTimeout: float = DEFAULT_BODY_TIMEOUT
-    idleTimeout: float = DEFAULT_IDLE_TIMEOUT
-    maxConnectionsPerClient: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
-    maxInFlight: int = DEFAULT_MAX_IN_FLIGHT
-    maxInFlightBytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES
 
 
 def rawResponse(code: int, message: str, retryAfter: int | None = None) -> bytes:

@@ -3,9 +3,9 @@ Metrics over HTTP: a site whose requests time themselves, and the
 C{/metrics} page Prometheus scrapes.
 
 Every request is counted once, when its answer is finished (or its client
-goes away), under a route label taken from its path: a fixed set of names,
-so that neither keys nor a client's invented paths and methods can make
-the number of series grow without bound.
+goes away), under the label of its route (L{disperse.web.routes}): a fixed
+set of names, so that neither keys nor a client's invented paths and
+methods can make the number of series grow without bound.
 """
 
 from __future__ import annotations
@@ -22,48 +22,13 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from disperse.metrics import DISCONNECTED, RequestStats
-from disperse.web.limits import HTTPLimits
+from disperse.security.limits import HTTPLimits
+from disperse.web.routes import Route, routeOf, segments
 from disperse.web.service import DisperseSite, _TrackedRequest
-
-KEY_ROUTE = "/cache/{key}"
-OTHER_ROUTE = "other"
-
-# Paths answered by a route of their own, as they appear in the label.
-_ROUTES = {
-    path.encode("ascii"): path
-    for path in (
-        "/cache/members",
-        "/cluster/members",
-        "/cluster/partitions",
-        "/cluster/keys",
-        "/cluster/keys/install",
-        "/cluster/keys/use",
-        "/cluster/keys/remove",
-        "/health",
-        "/stats",
-        "/metrics",
-    )
-}
 
 _METHODS = frozenset(
     {b"GET", b"HEAD", b"PUT", b"DELETE", b"POST", b"OPTIONS", b"PATCH"}
 )
-
-
-def routeOf(method: bytes, path: bytes) -> str:
-    """
-    The route label of a request for C{path} (without its query).
-    """
-    if path.startswith(b"/cache/") and (
-        path != b"/cache/members" or method not in (b"GET", b"HEAD")
-    ):
-        return KEY_ROUTE
-    route = _ROUTES.get(path)
-    if route is not None:
-        return route
-    if path == b"/ui" or path.startswith(b"/ui/"):
-        return "/ui"
-    return OTHER_ROUTE
 
 
 def methodOf(method: bytes) -> bytes:
@@ -104,9 +69,13 @@ class MeteredRequest(_TrackedRequest):
         started, self._started = self._started, None
         if started is None:
             return
-        method = methodOf(self.method)
+        # The front matched the route; a request answered before it got
+        # there (shed, say) is matched here.
+        route: Route | None = getattr(self, "route", None)
+        if route is None:
+            route = routeOf(self.method, segments(self.path))
         site.requests.record(
-            routeOf(method, self.path), method, status, site.timer() - started
+            route.label, methodOf(self.method), status, site.timer() - started
         )
 
 

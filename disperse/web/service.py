@@ -24,7 +24,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from disperse.logs import logger
-from disperse.web.limits import ConnectionCounter, GuardedChannel, HTTPLimits
+from disperse.security.limits import HTTPLimits
+from disperse.web.limits import ConnectionCounter, GuardedChannel
 
 if TYPE_CHECKING:
     from disperse.cluster.peer.server import PeerServerFactory

@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from disperse.web.limits import GuardedChannel, HTTPLimits
+from disperse.security.limits import HTTPLimits
+from disperse.web.limits import GuardedChannel
 from disperse.web.service import DisperseSite
 
 LIMITS = HTTPLimits(

@@ -20,12 +20,13 @@ from zope.interface import provider
 
 from disperse.cluster.peer.server import PeerServerFactory
 from disperse.node import Node
+from disperse.security.limits import HTTPLimits
 from disperse.security.options import SecurityConfig
 from disperse.security.tokens import parseTokens
-from disperse.security.wiring import TokenReloader, makeGuard, warnIfOpen
+from disperse.security.wiring import TokenReloader, warnIfOpen
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
-from disperse.web.limits import HTTPLimits
+from disperse.web.auth import makeGuard
 from disperse.web.service import HTTPService
 from tests.security.certs import makeAuthority, makeNode
 

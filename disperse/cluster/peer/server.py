@@ -50,6 +50,7 @@ from disperse.cluster.peer.messages import (
 )
 from disperse.cluster.peer.signatures import SIGNATURE_HEADER, SignatureError, Verifier
 from disperse.logs import logger
+from disperse.security.limits import REASONS
 from disperse.send import sendNow
 from disperse.store import Record
 
@@ -231,7 +232,7 @@ class PeerAPI:
 class ServerLimits(Protocol):
     """
     The limits the server enforces (those of the node's
-    L{disperse.web.limits.HTTPLimits}).
+    L{disperse.security.limits.HTTPLimits}).
     """
 
     @property
@@ -245,16 +246,8 @@ class ServerLimits(Protocol):
 
 
 # Reason phrases: Twisted's, but those the public port words otherwise
-# (disperse.web.limits.REASONS), so that both ports say the same.
-_REASONS: dict[int, bytes] = {
-    **RESPONSES,
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    503: b"Service Unavailable",
-}
+# (disperse.security.limits.REASONS), so that both ports say the same.
+_REASONS: dict[int, bytes] = {**RESPONSES, **REASONS}
 
 # How often connections are checked against their deadlines: timeouts are
 # seconds long, so a second's slack costs nothing and saves a timer per

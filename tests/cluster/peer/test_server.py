@@ -53,9 +53,9 @@ from disperse.cluster.peer.signatures import (
 from disperse.cluster.placement import partitionOf
 from disperse.config import NodeConfig
 from disperse.node import Node
+from disperse.security.limits import REASONS, HTTPLimits
 from disperse.store import Record
 from disperse.testing.peerserver import CLIENT, peerConnection, peerServer
-from disperse.web.limits import REASONS, HTTPLimits
 
 SECRET = b"s" * 32
 LIMITS = HTTPLimits(
