@@ -24,8 +24,8 @@ DEFAULT_MAX_PEER_BODY = 64 * 1024 * 1024
 # After refusing a body, how long and how much more of it a node reads and
 # throws away before closing, so that a client still sending sees the
 # answer rather than a reset.
-DEFAULT_LINGER_TIMEOUT = 2.0
-DEFAULT_LINGER_BYTES = 8 * 1024 * 1024
+DEFAULT_LINGER_TIMEOUT = 5.0
+DEFAULT_LINGER_BYTES = 16 * 1024 * 1024
 
 # Reason phrases of the refusals made by the HTTP ports, by their current names
 # (twisted.web.http.RESPONSES has older ones, and no 429 or 431).

@@ -13,6 +13,11 @@ request is still being read, before any route sees it:
   - connections: at most C{maxConnectionsPerClient} open from one address
     (beyond it, a 429 and the connection closes).
 
+  - refusals: the answer goes out, our side closes, and whatever the
+    client still sends is read and thrown away for up to
+    C{lingerTimeout} seconds and C{lingerBytes} bytes (a lingering
+    close), so that a client that writes its whole body before reading
+    sees the answer rather than a reset connection;
   - answers: a client that stops reading gets no further answer (pipelined
     requests wait) until it reads, so it holds at most one answer's worth
     of memory until the idle timeout closes it.
@@ -117,6 +122,9 @@ class GuardedChannel(HTTPChannel):
     _bodyLimit = 0
     _readingBody = False
     _refused = False
+    # Bytes a refused client may still send before the connection is
+    # dropped; None when not lingering.
+    _lingerLeft: int | None = None
     _transportFull = False
     _doneWhileFull: Any = None
 
@@ -165,6 +173,7 @@ class GuardedChannel(HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
+            self._discard(len(data))
             return
         # The first bytes of a request start its clock; between requests on
         # a kept-alive connection only the idle timeout runs.
@@ -173,6 +182,10 @@ class GuardedChannel(HTTPChannel):
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            # The rest of what arrived with the refused request.
+            self._discard(len(line) + 2)
+            return
         limits: HTTPLimits = self.site.limits  # type: ignore[attr-defined]
         first = self._headerBytes == 0
         self._headerBytes += len(line) + 2
@@ -207,6 +220,9 @@ class GuardedChannel(HTTPChannel):
             self._startPhase(headers=False)
 
     def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            self._discard(len(data))
+            return
         if self._readingBody:
             self._bodyBytes += len(data)
             if self._bodyBytes > self._bodyLimit + _CHUNK_SLACK:
@@ -346,8 +362,55 @@ class GuardedChannel(HTTPChannel):
         self._send()
         self._cancelDeadline()
         self.setTimeout(None)
-        assert self.transport is not None
-        self.transport.write(rawResponse(code, message, retryAfter))
-        self.transport.loseConnection()
+        transport = self.transport
+        assert transport is not None
+        transport.write(rawResponse(code, message, retryAfter))
+        # A client too slow to send its request gets no more time.
+        if code != 408 and self._linger(transport):
+            return
+        transport.loseConnection()
         # A client that does not read its answer cannot hold the socket.
         self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+    # Lingering close
+
+    def _linger(self, transport: Any) -> bool:
+        """
+        Close our side once the answer is out, but go on reading (and
+        throwing away) what the client still sends, for a while: closing a
+        socket with unread bytes resets the connection, and a client that
+        writes its whole body before reading (Python's urllib, requests)
+        would see the reset, not the answer. C{False} if this transport
+        cannot half-close, or the limits allow no lingering.
+        """
+        limits: HTTPLimits = self.site.limits  # type: ignore[attr-defined]
+        loseWriteConnection = getattr(transport, "loseWriteConnection", None)
+        if loseWriteConnection is None or limits.lingerTimeout <= 0:
+            return False
+        self._lingerLeft = limits.lingerBytes
+        loseWriteConnection()
+        self._abortingCall = self.callLater(limits.lingerTimeout, self._endLinger)
+        return True
+
+    def _discard(self, size: int) -> None:
+        if self._lingerLeft is None:
+            return
+        self._lingerLeft -= size
+        if self._lingerLeft < 0:
+            self._endLinger()
+
+    def _endLinger(self) -> None:
+        """
+        The client sent more, or for longer, than lingering allows: drop it.
+        """
+        self._lingerLeft = None
+        aborting, self._abortingCall = self._abortingCall, None
+        if aborting is not None and aborting.active():
+            aborting.cancel()
+        transport: Any = self.transport
+        if transport is not None:
+            self.log.debug(
+                "closing a refused connection from {client}: still sending",
+                client=self._host,
+            )
+            transport.abortConnection()

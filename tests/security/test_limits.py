@@ -30,7 +30,21 @@ LIMITS = HTTPLimits(
     maxConnectionsPerClient=3,
     maxInFlight=2,
     maxInFlightBytes=3000,
+    lingerTimeout=2.0,
+    lingerBytes=4096,
 )
+
+
+class _HalfClosingTransport(StringTransport):
+    """
+    A L{StringTransport} that can close its writing side alone, as TCP
+    transports can.
+    """
+
+    writeClosed = False
+
+    def loseWriteConnection(self) -> None:
+        self.writeClosed = True
 
 
 class _Echo(Resource):
@@ -62,11 +76,13 @@ class LimitsTests(SynchronousTestCase):
         self.resource = _Echo()
         self.site = DisperseSite(self.resource, limits=LIMITS, reactor=self.clock)
 
-    def connect(self, host: str = "10.0.0.1") -> tuple[GuardedChannel, StringTransport]:
+    def connect(
+        self, host: str = "10.0.0.1", transport: StringTransport | None = None
+    ) -> tuple[GuardedChannel, StringTransport]:
         address = IPv4Address("TCP", host, 40000)
         channel = self.site.buildProtocol(address)
         assert isinstance(channel, GuardedChannel)
-        transport = StringTransport(peerAddress=address)
+        transport = transport or StringTransport(peerAddress=address)
         channel.makeConnection(transport)
         return channel, transport
 
@@ -180,6 +196,63 @@ class LimitsTests(SynchronousTestCase):
         channel.dataReceived(b"GET /x HTTP/1.1\r\n\r\n")
         self.assertAnswer(transport, 200)
         self.clock.advance(60)
+        self.assertTrue(transport.disconnecting)
+
+    def test_refusalLingers(self) -> None:
+        """
+        Refused with a body still coming, the node closes its side after
+        the answer and reads what the client still sends, so that a client
+        sending all of its body before reading sees the answer.
+        """
+        transport = _HalfClosingTransport()
+        channel, _ = self.connect(transport=transport)
+        channel.dataReceived(
+            b"PUT /x HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" + b"a" * 1000
+        )
+        self.assertAnswer(transport, 413)
+        self.assertTrue(transport.writeClosed)
+        for _ in range(3):
+            channel.dataReceived(b"b" * 1000)
+        self.clock.advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.resource.held, [])
+        # The client has read its answer and closes.
+        channel.connectionLost()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_lingeringEndsAfterItsTime(self) -> None:
+        transport = _HalfClosingTransport()
+        channel, _ = self.connect(transport=transport)
+        channel.dataReceived(b"PUT /x HTTP/1.1\r\nContent-Length: 3000\r\n\r\n")
+        self.clock.advance(2.0)
+        self.assertTrue(transport.disconnected)
+
+    def test_lingeringEndsAfterItsBytes(self) -> None:
+        transport = _HalfClosingTransport()
+        channel, _ = self.connect(transport=transport)
+        channel.dataReceived(b"PUT /x HTTP/1.1\r\nContent-Length: 9999\r\n\r\n")
+        channel.dataReceived(b"c" * 4096)
+        self.assertFalse(transport.disconnecting)
+        channel.dataReceived(b"c")
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_lingeringCountsWhatCameWithTheHeaders(self) -> None:
+        transport = _HalfClosingTransport()
+        channel, _ = self.connect(transport=transport)
+        channel.dataReceived(
+            b"PUT /x HTTP/1.1\r\nContent-Length: 9999\r\n\r\n" + b"d" * 5000
+        )
+        self.assertAnswer(transport, 413)
+        self.assertTrue(transport.disconnected)
+
+    def test_tooSlowClientsDoNotLinger(self) -> None:
+        transport = _HalfClosingTransport()
+        channel, _ = self.connect(transport=transport)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\n")
+        self.clock.advance(5)
+        self.assertAnswer(transport, 408)
+        self.assertFalse(transport.writeClosed)
         self.assertTrue(transport.disconnecting)
 
     def test_refusedClientCannotHoldTheSocket(self) -> None:

@@ -27,6 +27,8 @@ import ssl
 import statistics
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,6 +190,30 @@ def test_oversizedBodyIs413(node: NodeProcess) -> None:
         % (64 * 1024 * 1024),
     )
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_oversizedBodyReachesUrllibAs413(node: NodeProcess) -> None:
+    """
+    urllib writes the whole 5 MiB body before it reads: the node answers
+    413 at the headers, then reads and throws away the rest before it
+    closes, so the client sees the 413 rather than a broken pipe.
+    """
+    body = json.dumps({"value": "v" * (5 * 1024 * 1024)}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{node.httpPort}/cache/k",
+        data=body,
+        method="PUT",
+        headers={
+            "Authorization": f"Bearer {WRITER}",
+            "Content-Type": "application/json",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=DEADLINE)
+    assert refused.value.code == 413
+    assert json.loads(refused.value.read()) == {
+        "error": f"body is larger than {4 * 1024 * 1024 + 64 * 1024} bytes"
+    }
 
 
 def test_oversizedKeyIs414(node: NodeProcess) -> None:
