@@ -70,6 +70,23 @@ def cluster() -> Iterator[list[NodeProcess]]:
             node.kill()
 
 
+def test_headAnswersTheLengthOfTheValue(cluster: list[NodeProcess]) -> None:
+    """
+    C{HEAD} answers the C{Content-Length} the C{GET} would, whichever
+    consistency level it is read at.
+    """
+    n0, n1, _ = cluster
+    for key, size in (("small", 5), ("large", 300_000)):
+        assert call(n0, "PUT", key, "v" * size)[:2] == (200, "OK")
+        for level in ("one", "quorum", "all"):
+            status, body, headers = call(
+                n1, "HEAD", key, headers={"X-Consistency": level}
+            )
+            assert (status, body, headers["Content-Length"]) == (200, "", str(size))
+            got = call(n1, "GET", key, headers={"X-Consistency": level})
+            assert got[2]["Content-Length"] == str(size)
+
+
 def test_noAcknowledgedWriteLost(cluster: list[NodeProcess]) -> None:
     n0, n1, n2 = cluster
     for i in range(30):

@@ -359,9 +359,13 @@ class CacheAPI:
             request, "finished", False
         ):
             return
-        request.setHeader(b"content-length", b"%d" % len(body))
         if request.method != b"HEAD":
+            request.setHeader(b"content-length", b"%d" % len(body))
             request.write(body)
+        elif not request.responseHeaders.hasHeader(b"content-length"):
+            # A HEAD's length is the GET's, set by the renderer; an answer
+            # without one (an error) has the length of what it would say.
+            request.setHeader(b"content-length", b"%d" % len(body))
         request.finish()
 
     def _renderRead(self, request: IRequest, outcome: ReadOutcome) -> bytes:
