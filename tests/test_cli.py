@@ -167,6 +167,69 @@ def test_consoleScriptReadsStdin(node: NodeProcess) -> None:
 
 
 @pytest.mark.integration
+def test_emptyValueOnlyAsBinary(node: NodeProcess, tmp_path: Path) -> None:
+    """
+    An empty value is stored only with C{--binary}, whether it is given as
+    an argument, a file or standard input.
+    """
+    env = {"DISPERSE_NODE": node.url, "PATH": "/usr/bin:/bin"}
+    refusal = "disperse: an empty value can only be stored as --binary\n"
+    for extra in ([], ["--text"]):
+        piped = subprocess.run(
+            [DISPERSE, "put", "nothing", *extra],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (piped.returncode, piped.stdout, piped.stderr.decode()) == (
+            EXIT_USAGE,
+            b"",
+            refusal,
+        )
+    (tmp_path / "empty").write_bytes(b"")
+    for argv in (["nothing", ""], ["nothing", "--file", str(tmp_path / "empty")]):
+        refused = cli(node.url, "put", *argv)
+        assert (refused.status, refused.stderr) == (EXIT_USAGE, refusal)
+    assert cli(node.url, "get", "nothing").status == EXIT_NOT_FOUND
+    stored = subprocess.run(
+        [DISPERSE, "put", "nothing", "--binary"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert stored.returncode == EXIT_OK, stored.stderr
+    assert cli(node.url, "get", "nothing").stdout == b""
+    assert cli(node.url, "put", "nothing2", "", "--binary").status == EXIT_OK
+    assert cli(node.url, "get", "nothing2", "--json").json()["value_base64"] == ""
+
+
+@pytest.mark.integration
+def test_loadTakesEmptyValuesOnlyAsBase64(node: NodeProcess, tmp_path: Path) -> None:
+    lines = tmp_path / "empty.jsonl"
+    lines.write_text(
+        '{"key": "loaded-empty", "value_base64": ""}\n'
+        '{"key": "loaded-text", "value": ""}\n'
+    )
+    report = cli(node.url, "load", str(lines), "--json").json()
+    assert (report["loaded"], report["malformed"]) == (
+        1,
+        [
+            {
+                "line": 2,
+                "error": "value must be a non-empty string"
+                " (an empty value can only be loaded as value_base64)",
+            }
+        ],
+    )
+    assert cli(node.url, "get", "loaded-empty").stdout == b""
+    assert cli(node.url, "get", "loaded-text").status == EXIT_NOT_FOUND
+
+
+@pytest.mark.integration
 def test_ttl(node: NodeProcess) -> None:
     assert cli(node.url, "put", "brief", "v", "--ttl", "300ms").status == EXIT_OK
     until(

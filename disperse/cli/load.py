@@ -135,7 +135,11 @@ class EntryReader:
         elif isinstance(document.get("value"), str) and document["value"]:
             value = document["value"].encode("utf-8")
         else:
-            return BadLine(number, "value must be a non-empty string")
+            return BadLine(
+                number,
+                "value must be a non-empty string"
+                " (an empty value can only be loaded as value_base64)",
+            )
         try:
             ttl = parseTtl(document.get("ttl"))
         except ValueError as e:

@@ -161,7 +161,9 @@ def cmdPut(context: Context) -> int:
         value, binary = args.value.encode("utf-8"), args.binary
     else:
         value, binary = _readValue(args.file, context), not args.text
-    if not binary and not value:
+    # One rule for every input: an empty value is a value only when asked
+    # for as bytes (an empty pipe is more often a mistake than a value).
+    if not value and not args.binary:
         raise UsageError("an empty value can only be stored as --binary")
     if not binary:
         try:
@@ -735,7 +737,7 @@ def parser() -> argparse.ArgumentParser:
     kind.add_argument(
         "--binary",
         action="store_true",
-        help="store a value given as an argument as bytes",
+        help="store the value as bytes (an empty value needs it)",
     )
     kind.add_argument(
         "--text",
