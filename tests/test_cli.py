@@ -40,7 +40,7 @@ from disperse.cli.client import (
     keyPath,
     normaliseNode,
 )
-from disperse.cli.main import main
+from disperse.cli.main import _wantsJSON, main
 from disperse.cli.terminal import Progress, duration, size, table
 from tests.process import LOOPBACK, NodeProcess, runningNode
 
@@ -458,6 +458,43 @@ def _rotate(first: NodeProcess, second: NodeProcess, old: bytes) -> None:
 
 
 # Without a node
+
+
+def test_usageErrorsAreJSONUnderJSON() -> None:
+    """
+    With C{--json} anywhere among the options, a command line that does
+    not parse is reported as the JSON error document, on standard output.
+    """
+    for argv, error in [
+        (["--json", "nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
+        (["put", "--json"], "the following arguments are required: key"),
+        (["--json"], "the following arguments are required: COMMAND"),
+        (
+            ["bench", "--concurrency", "0", "--js"],
+            "argument --concurrency: '0' must be positive",
+        ),
+        (["get", "k", "--json", "--consistency", "most"], "argument --consistency"),
+    ]:
+        run = cli(None, *argv)
+        assert (run.status, run.stderr) == (EXIT_USAGE, ""), argv
+        document = run.json()
+        assert document["status"] is None, argv
+        assert document["error"].startswith(error), (argv, document)
+    badNode = cli("ftp://x", "--json", "get", "k")
+    assert (badNode.status, badNode.stderr) == (EXIT_USAGE, "")
+    assert badNode.json()["error"].startswith("DISPERSE_NODE: ")
+
+
+def test_usageErrorsAreTextOtherwise() -> None:
+    run = cli(None, "put")
+    assert (run.status, run.stdout) == (EXIT_USAGE, b"")
+    lines = run.stderr.splitlines()
+    assert lines[0].startswith("usage: disperse put ")
+    assert lines[-1] == (
+        "disperse put: error: the following arguments are required: key"
+    )
+    # "--json" after "--" is a value, not the option.
+    assert _wantsJSON(["put", "k", "--", "--json"]) is False
 
 
 def test_exitStatusOfAnswers() -> None:

@@ -16,7 +16,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from disperse import __version__
 from disperse.cli import bench as benchmark
@@ -56,6 +56,41 @@ LEVELS = ("one", "quorum", "all")
 
 class UsageError(ClientError):
     exitStatus = EXIT_USAGE
+
+
+class _BadArguments(Exception):
+    """
+    The command line does not parse; C{parser} is the (sub)command's.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser that raises its errors instead of printing them and
+    exiting, so that L{main} reports them like any other error: as JSON
+    under C{--json}.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise _BadArguments(self, message)
+
+
+def _wantsJSON(argv: Sequence[str]) -> bool:
+    """
+    Whether C{--json} (or an abbreviation argparse accepts) is anywhere
+    among the options of C{argv}, known before they are parsed.
+    """
+    for word in argv:
+        if word == "--":
+            return False
+        if len(word) > 2 and "--json".startswith(word):
+            return True
+    return False
 
 
 class Output:
@@ -676,7 +711,7 @@ def _node(text: str) -> str:
 def parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the command: the copy
     # on each command parser leaves the value alone unless given there.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--node",
         type=_node,
@@ -695,14 +730,14 @@ def parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"seconds to wait for a node (default {DEFAULT_TIMEOUT:g})",
     )
-    level = argparse.ArgumentParser(add_help=False)
+    level = _Parser(add_help=False)
     level.add_argument(
         "--consistency",
         choices=LEVELS,
         help="replicas that must answer (default: the node's)",
     )
 
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="disperse",
         description="Read, write and administer a Disperse cluster.",
         parents=[common],
@@ -833,16 +868,30 @@ def main(
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     env = os.environ if environ is None else environ
+    words = sys.argv[1:] if argv is None else list(argv)
+    asJSON = _wantsJSON(words)
     arguments = parser()
     try:
-        args = arguments.parse_args(argv)
+        args = arguments.parse_args(words)
+    except _BadArguments as e:
+        if asJSON:
+            Output(True, stdout, stderr).json({"error": e.message, "status": None})
+        else:
+            e.parser.print_usage(stderr)
+            stderr.write(f"{e.parser.prog}: error: {e.message}\n")
+        return EXIT_USAGE
     except SystemExit as e:
+        # --help and --version.
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     if not hasattr(args, "node"):
         try:
             args.node = normaliseNode(env.get("DISPERSE_NODE") or DEFAULT_NODE)
         except ValueError as e:
-            stderr.write(f"disperse: DISPERSE_NODE: {e}\n")
+            message = f"DISPERSE_NODE: {e}"
+            if asJSON:
+                Output(True, stdout, stderr).json({"error": message, "status": None})
+            else:
+                stderr.write(f"disperse: {message}\n")
             return EXIT_USAGE
     args.json = getattr(args, "json", False)
     args.timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
