@@ -15,7 +15,8 @@ import math
 import os
 import random
 import socket
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -114,6 +115,10 @@ def _resolveAddress(host: str) -> str:
         return socket.gethostbyname(host)
     except OSError as e:
         raise usage.UsageError(f"--advertise: cannot resolve {host!r}: {e}") from None
+
+
+# How a node is started, as messages about its flags name it.
+COMMAND = "twistd disperse"
 
 
 class Options(usage.Options):
@@ -301,6 +306,23 @@ class Options(usage.Options):
         super().__init__()
         self._environ = os.environ if environ is None else environ
         self["peers"] = []
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse C{options}. Under C{twistd}, which would print its whole usage
+        (over a hundred lines) above the one that matters, a bad flag is
+        said in one line with a hint to C{--help}, and the process exits
+        with twistd's status for it, 1; called on its own (a parent-less
+        Options, as in tests), it raises L{usage.UsageError}.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            sys.stderr.write(f"{COMMAND}: {e} (see {COMMAND} --help)\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
 
     def opt_peer(self, peer: str) -> None:
         """

@@ -109,20 +109,31 @@ def test_binaryRoundTrip(tmp_path: Path) -> None:
 
 
 def test_badOptionIsOneLine() -> None:
-    result = subprocess.run(
-        [TWISTD, "--nodaemon", "disperse", "--port", "x"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stdout + result.stderr
-    assert (
-        result.stdout.strip()
-        .splitlines()[-1]
-        .endswith("--port: 'x' is not a port number")
-    )
+    """
+    A bad or unknown flag is said in one line on standard error, with a
+    hint to C{--help}, instead of twistd's whole usage; exit status 1.
+    """
+    for argv, error in [
+        (["--port", "x"], "--port: 'x' is not a port number"),
+        (
+            ["--max-memory", "banana"],
+            "--max-memory: 'banana' is not a size; use bytes or a unit such as"
+            " 64MB, 1GiB, 512K",
+        ),
+        (["--no-such-flag"], "option --no-such-flag not recognized"),
+    ]:
+        result = subprocess.run(
+            [TWISTD, "--nodaemon", "disperse", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stdout, result.stderr) == (
+            1,
+            "",
+            f"twistd disperse: {error} (see twistd disperse --help)\n",
+        )
 
 
 def test_portInUse() -> None:

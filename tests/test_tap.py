@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -282,3 +283,8 @@ class ClockOffsetTests(SynchronousTestCase):
             options = Options(environ={"DISPERSE_CLOCK_OFFSET": bad})
             with self.assertRaises(usage.UsageError):
                 options.parseOptions([])
+
+
+def test_badFlagRaisesOutsideTwistd() -> None:
+    with pytest.raises(usage.UsageError, match="--max-memory: 'banana'"):
+        Options(environ={}).parseOptions(["--max-memory", "banana"])
