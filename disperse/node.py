@@ -1,29 +1,27 @@
 """
 The node: the one core object every front end talks to.
 
-A L{Node} owns the store (and, as they land, membership and replication)
-and exposes the operations the front ends translate requests into. Front
-ends never reach into each other or into the store directly.
+A L{Node} owns the store, membership and replication (the member
+directory, the cluster view, the replica, the coordinator, anti-entropy),
+all built and handed to it by L{disperse.tap}, and exposes the operations
+the front ends translate requests into. Front ends never reach into each
+other or into the store directly.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.antientropy import AntiEntropy
-from disperse.cluster.clients import RepairClient
 from disperse.cluster.coordinator import (
     Consistency,
     Coordinator,
@@ -31,21 +29,15 @@ from disperse.cluster.coordinator import (
     WriteOutcome,
 )
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
-from disperse.cluster.hints import HintStore
-from disperse.cluster.merkle import Digests
+from disperse.cluster.members import MemberChange, MemberDirectory
 from disperse.cluster.peer.client import PeerCallCounters
-from disperse.cluster.placement import MemberSpec, PartitionTable
+from disperse.cluster.placement import PartitionTable
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import ClusterView
 from disperse.config import NodeConfig, nodeIdFor
 from disperse.gossip.events import MembershipEvents
 from disperse.gossip.messages import NodeState
-from disperse.gossip.service import (
-    KeyringError,
-    Membership,
-    decodeMeta,
-    encodeMeta,
-)
+from disperse.gossip.service import KeyringError, Membership
 from disperse.gossip.swim import Member
 from disperse.logs import logger
 from disperse.store import Record, Store, ValueTooLarge
@@ -85,42 +77,6 @@ def keyFingerprint(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-class _NoPeers:
-    """
-    The peer client of a node that has no way to reach others (yet).
-    """
-
-    def apply(
-        self, member: str, records: Sequence[tuple[str, Record]]
-    ) -> Deferred[Any]:
-        return fail(ConnectionRefusedError(member))
-
-    def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
-        return fail(ConnectionRefusedError(member))
-
-    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
-        return fail(ConnectionRefusedError(member))
-
-    def digests(
-        self, member: str, partition: int, level: int, nodes: Sequence[int]
-    ) -> Deferred[Digests]:
-        return fail(ConnectionRefusedError(member))
-
-    def range(
-        self, member: str, partition: int, leaves: Sequence[int]
-    ) -> Deferred[list[tuple[str, Record]]]:
-        return fail(ConnectionRefusedError(member))
-
-    def repair(
-        self, member: str, records: Sequence[tuple[str, Record]]
-    ) -> Deferred[Any]:
-        return fail(ConnectionRefusedError(member))
-
-
 class NotJoined(Exception):
     """
     This node has not joined its cluster yet, so it does not know which
@@ -139,50 +95,49 @@ class Node(MultiService):
 
     log = logger()
 
-    def __init__(self, config: NodeConfig, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        clock: IReactorTime,
+        *,
+        store: Store,
+        directory: MemberDirectory,
+        view: ClusterView,
+        replica: Replica,
+        coordinator: Coordinator,
+        antiEntropy: AntiEntropy,
+        membership: Membership | None = None,
+    ) -> None:
+        """
+        @param membership: this node's gossip membership, whose listener is
+            C{directory}; the caller makes it a child service, after the
+            services whose ports it gossips. Without one, the node is a
+            cluster of one.
+        """
         super().__init__()
         self.config = config
         self.clock = clock
         self.nodeId = nodeIdFor(config.nodeName)
-        self.store = Store(clock, self.nodeId, maxBytes=config.maxMemory)
+        self.store = store
         self.httpPort: int | None = None
-        self.membership: Membership | None = None
+        self.directory = directory
+        self.membership = membership
         # Whether this node coordinates requests: not while it has seeds to
         # join and has not, since its partition table (of itself alone)
         # would acknowledge writes that no real replica holds.
-        self.ready = True
+        self.ready = membership is None or membership.joined
         self.events = MembershipEvents()
         self.memberEvents: Counter[str] = Counter()
-        self.view = ClusterView(
-            nodeName=config.nodeName,
-            clock=clock,
-            source=self,
-            replicas=config.replicas,
-            forgetDeparted=config.forgetDeparted,
-        )
-        self.replica = Replica(store=self.store, clock=clock)
-        self.coordinator = Coordinator(
-            view=self.view,
-            replica=self.replica,
-            clock=clock,
-            peers=_NoPeers(),
-            timeout=config.replicaTimeout,
-            readRetryAfter=config.readRetryAfter,
-            hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
-        )
-        self.antiEntropy = AntiEntropy(
-            view=self.view,
-            replica=self.replica,
-            peers=_NoPeers(),
-            clock=clock,
-            random=random.Random(),
-            interval=config.antiEntropyInterval,
-        )
+        self.view = view
+        self.replica = replica
+        self.coordinator = coordinator
+        self.antiEntropy = antiEntropy
         self.readConsistency = Consistency(config.readConsistency)
         self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
-        self.view.addTableListener(self._tableChanged)
+        view.addTableListener(self._tableChanged)
+        directory.watch(self)
 
     # Service lifecycle
 
@@ -250,39 +205,11 @@ class Node(MultiService):
 
     # Membership
 
-    def setPeers(self, peers: RepairClient) -> None:
-        """
-        Reach other replicas through C{peers}.
-        """
-        self.coordinator.peers = peers
-        self.antiEntropy.peers = peers
-
-    def setMembership(self, membership: Membership) -> None:
-        """
-        Take C{membership} as this node's view of the cluster; it runs as a
-        child service, and this node listens to its changes.
-        """
-        self.membership = membership
-        self.ready = membership.joined
-        membership.setServiceParent(self)
-
-    def gossipMeta(self) -> bytes:
-        """
-        The metadata this node gossips about itself.
-        """
-        return encodeMeta(
-            self.config.advertiseAddress,
-            self.httpPort or 0,
-            self.config.zone,
-            https=self.config.httpsAPI,
-        )
-
     def clusterJoined(self) -> None:
         """
         Membership joined the cluster (or found it is the first member):
-        place partitions over the members known now and start coordinating.
+        start coordinating (the view placed partitions already).
         """
-        self.view.placeNow(joined=True)
         self._becomeReady()
 
     def _tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
@@ -298,21 +225,7 @@ class Node(MultiService):
                 count=len(self.view.table.members),
             )
 
-    def memberJoined(self, member: Member) -> None:
-        self._memberChanged("joined", member)
-
-    def memberUpdated(self, member: Member) -> None:
-        self._memberChanged("updated", member)
-
-    def memberLeft(self, member: Member) -> None:
-        # Gone on purpose: the cluster is smaller now, not cut in two.
-        self.view.memberLeft(member.name)
-        self._memberChanged("left", member)
-
-    def memberFailed(self, member: Member) -> None:
-        self._memberChanged("failed", member)
-
-    def _memberChanged(self, change: str, member: Member) -> None:
+    def memberChanged(self, change: MemberChange, member: Member) -> None:
         self.events.record(
             self.clock.seconds(),
             member.name,
@@ -321,14 +234,6 @@ class Node(MultiService):
             member.incarnation,
         )
         self.memberEvents[change] += 1
-        if change == "left":
-            # A member that left on purpose handed its partitions off and
-            # stopped serving: every request routed to it from now on
-            # fails, so its successors take over at once. Leaves are
-            # deliberate and one at a time; no burst to wait for.
-            self.view.placeNow()
-        else:
-            self.view.placeSoon()
         self.log.info(
             "member {member} {change} ({host}:{port}, incarnation {incarnation})",
             member=member.name,
@@ -337,32 +242,6 @@ class Node(MultiService):
             port=member.port,
             incarnation=member.incarnation,
         )
-
-    def dataHolders(self) -> list[MemberSpec]:
-        # Data lives on members that run Disperse (they publish an HTTP
-        # address); plain memberlist peers in the cluster hold none.
-        holders: list[MemberSpec] = []
-        if self.membership is None:
-            return holders
-        for member in self.membership.liveMembers():
-            meta = decodeMeta(member.meta)
-            if meta.get("http_addr"):
-                holders.append(MemberSpec(member.name, str(meta.get("zone", ""))))
-        return holders
-
-    def peerAddress(self, name: str) -> str | None:
-        """
-        The HTTP address (host:port) of member C{name}, if known.
-        """
-        member = (
-            self.membership.swim.member(name)
-            if self.membership and self.membership.swim
-            else None
-        )
-        if member is None:
-            return None
-        address = decodeMeta(member.meta).get("http_addr")
-        return address if isinstance(address, str) else None
 
     # Operations for the front ends
 
@@ -448,7 +327,7 @@ class Node(MultiService):
                 name=member.name,
                 addr=member.host,
                 port=member.port,
-                httpPort=_int(decodeMeta(member.meta).get("http_port")),
+                httpPort=self.directory.meta(member.name).httpPort,
             )
             for member in self.membership.liveMembers()
         ]
@@ -501,19 +380,17 @@ class Node(MultiService):
             return []
         described = []
         for member in self.membership.members():
-            meta = decodeMeta(member.meta)
+            meta = self.directory.meta(member.name)
             described.append(
                 {
                     "name": member.name,
                     "gossip_addr": f"{member.host}:{member.port}",
-                    "http_addr": meta.get("http_addr"),
-                    "http_scheme": meta.get("http_scheme", "http")
-                    if meta.get("http_addr")
-                    else None,
-                    "peer_addr": meta.get("peer_addr"),
+                    "http_addr": meta.httpAddress,
+                    "http_scheme": meta.httpScheme if meta.httpAddress else None,
+                    "peer_addr": meta.peerAddress,
                     "state": NodeState(member.state).name,
                     "incarnation": member.incarnation,
-                    "zone": meta.get("zone", ""),
+                    "zone": meta.zone,
                     "last_change": member.stateChange,
                 }
             )

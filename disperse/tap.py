@@ -34,13 +34,19 @@ from twisted.internet.interfaces import (
 )
 from twisted.python import usage
 
-from disperse.cluster.peer.addresses import peerAddresses, withPeerAddress
+from disperse.cluster.antientropy import AntiEntropy
+from disperse.cluster.coordinator import Coordinator
+from disperse.cluster.hints import HintStore
+from disperse.cluster.members import Advertisement, MemberDirectory
 from disperse.cluster.peer.client import HTTPPeerClient
 from disperse.cluster.peer.server import PeerAPI, PeerServerFactory
 from disperse.cluster.peer.signatures import Signer, Verifier, deriveSecret
 from disperse.cluster.placement import parseReplicas
+from disperse.cluster.replica import Replica
+from disperse.cluster.view import ClusterView
 from disperse.config import (
     NodeConfig,
+    nodeIdFor,
     parseDuration,
     parseHostPort,
     parsePort,
@@ -55,6 +61,7 @@ from disperse.node import Node
 from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
 from disperse.security.tls import TLSConfigError, loadClusterTLS
 from disperse.security.wiring import TokenReloader, makeLimits, warnIfOpen
+from disperse.store import Store
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
 from disperse.web.auth import makeGuard
 from disperse.web.dashboard import HTTPStatsClient
@@ -528,17 +535,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     clock: IReactorTime = reactor
     setLevel(options["log-level"])
     config = options.nodeConfig()
-    node = Node(config, clock)
-    if options.get("clock-offset"):
-        node.store.setClockOffset(options["clock-offset"])
-
     try:
         endpoint = serverFromString(reactor, config.httpEndpoint)
     except (ValueError, TypeError, KeyError) as e:
         raise usage.UsageError(f"--http-port: {config.httpEndpoint!r}: {e}") from None
     security: SecurityConfig = options["security"]
     secret = config.clusterSecret or deriveSecret(DEVELOPMENT_SECRET)
-    peerAPI = PeerAPI(node.replica, Verifier(secret, clock))
     guard = makeGuard(security, clock)
     limits = makeLimits(security, config.maxValueSize + JSON_BODY_SLACK)
     # Node-to-node calls have a port of their own, served by a lean server
@@ -561,27 +563,86 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         peerEndpoint = TCP4ServerEndpoint(
             reactor, security.peerPort, interface=config.bindAddress
         )
+
+    # The node's parts, each built with the parts it works with: the
+    # member directory (kept current by membership) tells the peer client
+    # where members listen and the view which members hold data.
+    store = Store(clock, nodeIdFor(config.nodeName), maxBytes=config.maxMemory)
+    if options.get("clock-offset"):
+        store.setClockOffset(options["clock-offset"])
+    directory = MemberDirectory()
+    peers = HTTPPeerClient(
+        reactor,
+        directory.peerAddress,
+        Signer(secret),
+        config.replicaTimeout,
+        tls=tlsOptions,
+    )
+    view = ClusterView(
+        nodeName=config.nodeName,
+        clock=clock,
+        source=directory,
+        replicas=config.replicas,
+        forgetDeparted=config.forgetDeparted,
+    )
+    replica = Replica(store=store, clock=clock)
+    coordinator = Coordinator(
+        view=view,
+        replica=replica,
+        clock=clock,
+        peers=peers,
+        timeout=config.replicaTimeout,
+        readRetryAfter=config.readRetryAfter,
+        hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
+    )
+    antiEntropy = AntiEntropy(
+        view=view,
+        replica=replica,
+        peers=peers,
+        clock=clock,
+        random=random.Random(),
+        interval=config.antiEntropyInterval,
+    )
+    # What this node gossips about itself: its ports as bound (below).
+    advertised = Advertisement(
+        host=config.advertiseAddress, zone=config.zone, https=config.httpsAPI
+    )
+    membership = Membership(
+        name=config.nodeName,
+        bindAddress=config.bindAddress,
+        advertiseAddress=config.advertiseAddress,
+        port=config.gossipPort,
+        seeds=config.peers,
+        settings=config.gossip,
+        reactor=reactor,
+        meta=advertised.encode,
+        listener=directory,
+        rng=random.Random(),
+    )
+    node = Node(
+        config,
+        clock,
+        store=store,
+        directory=directory,
+        view=view,
+        replica=replica,
+        coordinator=coordinator,
+        antiEntropy=antiEntropy,
+        membership=membership,
+    )
+
+    # Front ends.
+    peerAPI = PeerAPI(replica, Verifier(secret, clock))
+
+    def peerListening(port: IListeningPort) -> None:
+        advertised.peerPort = getattr(port.getHost(), "port", 0)
+
     peerService = HTTPService(
         peerEndpoint,
         PeerServerFactory(peerAPI, limits, clock),
         clock,
+        onListening=peerListening,
         what="node-to-node API (TLS)" if tlsOptions else "node-to-node API",
-    )
-    node.setPeers(
-        HTTPPeerClient(
-            reactor,
-            peerAddresses(lambda name: _memberMeta(node, name)),
-            Signer(secret),
-            config.replicaTimeout,
-            tls=tlsOptions,
-        )
-    )
-    meta = withPeerAddress(
-        node.gossipMeta,
-        config.advertiseAddress,
-        lambda: getattr(
-            peerService.port.getHost() if peerService.port else None, "port", 0
-        ),
     )
     metrics = NodeMetrics(node)
     metrics.collector.peerServed = lambda: (peerAPI.served, peerAPI.refused)
@@ -604,27 +665,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     def listening(port: IListeningPort) -> None:
         node.httpPort = getattr(port.getHost(), "port", None)
+        advertised.httpPort = node.httpPort or 0
         warnIfOpen(security, str(getattr(port.getHost(), "host", "")))
 
     HTTPService(endpoint, site, clock, onListening=listening).setServiceParent(node)
     peerService.setServiceParent(node)
     if guard is not None and security.tokensPath:
         TokenReloader(guard, security.tokensPath, reactor).setServiceParent(node)
-    # Started after the HTTP service, so that the metadata it gossips
-    # carries the HTTP port actually bound.
-    membership = Membership(
-        name=config.nodeName,
-        bindAddress=config.bindAddress,
-        advertiseAddress=config.advertiseAddress,
-        port=config.gossipPort,
-        seeds=config.peers,
-        settings=config.gossip,
-        reactor=reactor,
-        meta=meta,
-        listener=node,
-        rng=random.Random(),
-    )
-    node.setMembership(membership)
+    # Started after the HTTP services, so that the metadata it gossips
+    # carries the ports actually bound.
+    membership.setServiceParent(node)
 
     # Objects made during start-up live as long as the process; moving them
     # out of the collector's reach keeps full collections (and the latency
@@ -632,9 +682,3 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     core: IReactorCore = reactor
     core.callWhenRunning(gc.freeze)
     return node
-
-
-def _memberMeta(node: Node, name: str) -> bytes | None:
-    swim = node.membership.swim if node.membership else None
-    member = swim.member(name) if swim else None
-    return member.meta if member else None

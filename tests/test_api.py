@@ -15,12 +15,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.coordinator import Consistency, ReadOutcome
+from disperse.cluster.members import MemberDirectory
 from disperse.config import NodeConfig
 from disperse.gossip.config import GossipSettings
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.service import Membership
-from disperse.node import Node, keyFingerprint
+from disperse.node import keyFingerprint
 from disperse.testing import MemoryReactorWithUDP
+from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 
 START = 1_700_000_000.0
@@ -59,7 +61,7 @@ class CacheAPITests(SynchronousTestCase):
             maxMemory=64 * 1024 * 1024,
             maxValueSize=1024,
         )
-        self.node = Node(self.config, self.clock)
+        self.node = makeNode(self.config, self.clock)
         self.node.httpPort = 8000
         # StubTreq builds its methods at run time, out of mypy's sight.
         self.stub: Any = StubTreq(CacheAPI(self.node).resource())
@@ -384,9 +386,12 @@ class GossipKeysAPITests(SynchronousTestCase):
         settings = GossipSettings(keyring=Keyring(self.old))
         config = NodeConfig(nodeName="alpha", gossip=settings)
         reactor = MemoryReactorWithUDP()
-        self.node = Node(config, reactor)
-        self.node.setMembership(
-            Membership(
+        directory = MemberDirectory()
+        self.node = makeNode(
+            config,
+            reactor,
+            directory=directory,
+            membership=Membership(
                 name="alpha",
                 bindAddress="127.0.0.1",
                 advertiseAddress="127.0.0.1",
@@ -395,7 +400,8 @@ class GossipKeysAPITests(SynchronousTestCase):
                 settings=settings,
                 reactor=reactor,
                 meta=lambda: b"{}",
-            )
+                listener=directory,
+            ),
         )
         self.stub: Any = StubTreq(CacheAPI(self.node).resource())
 

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from disperse.cluster.placement import PARTITION_COUNT, MemberSpec
 from disperse.config import NodeConfig
 from disperse.node import Node
+from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 from disperse.web.dashboard import (
     OVERVIEW_MAX_AGE,
@@ -94,7 +95,9 @@ class DashboardTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.node = KnownMembers(NodeConfig(nodeName="alpha"), self.clock)
+        node = makeNode(NodeConfig(nodeName="alpha"), self.clock, nodeType=KnownMembers)
+        assert isinstance(node, KnownMembers)
+        self.node = node
         self.node.known = [
             member("alpha", port=8000),
             member("beta", port=8001),

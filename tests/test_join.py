@@ -23,6 +23,7 @@ from disperse.gossip.swim import Member
 from disperse.node import Node, NotJoined
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
+from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 
 
@@ -103,18 +104,6 @@ class MajorityTests(SynchronousTestCase):
         self.assertEqual(node.stats()["replication"]["knownMembers"], 4)
 
 
-class _Members:
-    """
-    A membership view that is whatever the test says.
-    """
-
-    def __init__(self, members: list[Member]) -> None:
-        self.members = members
-
-    def liveMembers(self) -> list[Member]:
-        return [m for m in self.members if m.state == NodeState.alive]
-
-
 def _member(name: str, state: NodeState = NodeState.alive) -> Member:
     meta = json.dumps({"http_addr": f"127.0.0.1:{8000 + ord(name[0])}"}).encode()
     return Member(name, "127.0.0.1", 7000, meta, 1, state, 0.0)
@@ -123,11 +112,10 @@ def _member(name: str, state: NodeState = NodeState.alive) -> Member:
 class PlacementTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.node = Node(NodeConfig(nodeName="a"), self.clock)
-        self.view = _Members([_member(n) for n in "abc"])
-        self.node.membership = self.view  # type: ignore[assignment]
-        for member in self.view.members[1:]:
-            self.node.memberJoined(member)
+        self.node = makeNode(NodeConfig(nodeName="a"), self.clock)
+        self.members = [_member(n) for n in "abc"]
+        for member in self.members:
+            self.node.directory.memberJoined(member)
         self.clock.advance(PLACEMENT_DELAY)
         self.assertEqual(len(self.node.view.table.members), 3)
 
@@ -136,18 +124,16 @@ class PlacementTests(SynchronousTestCase):
         A member that left on purpose stops serving: the table drops it at
         once, not after the burst delay.
         """
-        gone = replace(self.view.members[2], state=NodeState.left)
-        self.view.members[2] = gone
-        self.node.memberLeft(gone)
+        gone = replace(self.members[2], state=NodeState.left)
+        self.node.directory.memberLeft(gone)
         self.assertEqual(
             sorted(m.name for m in self.node.view.table.members), ["a", "b"]
         )
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_failureWaitsForTheBurst(self) -> None:
-        dead = replace(self.view.members[2], state=NodeState.dead)
-        self.view.members[2] = dead
-        self.node.memberFailed(dead)
+        dead = replace(self.members[2], state=NodeState.dead)
+        self.node.directory.memberFailed(dead)
         self.assertEqual(len(self.node.view.table.members), 3)
         self.clock.advance(PLACEMENT_DELAY)
         self.assertEqual(len(self.node.view.table.members), 2)

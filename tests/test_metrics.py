@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from disperse.cluster.coordinator import Consistency
+from disperse.cluster.members import MemberDirectory
 from disperse.config import NodeConfig
 from disperse.gossip.config import GossipSettings
 from disperse.gossip.crypto import Keyring
@@ -31,6 +32,7 @@ from disperse.gossip.swim import Member
 from disperse.metrics import LATENCY_BUCKETS, NodeMetrics, RequestStats
 from disperse.node import Node
 from disperse.testing import MemoryReactorWithUDP
+from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 from disperse.web.metrics import MeteredSite, MetricsPage
 from disperse.web.routes import routeOf, segments
@@ -126,7 +128,7 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.node = Node(
+        self.node = makeNode(
             NodeConfig(
                 nodeName="alpha",
                 advertiseAddress="127.0.0.1",
@@ -334,9 +336,9 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
             state=NodeState.dead,
             stateChange=START,
         )
-        self.node.memberJoined(member)
-        self.node.memberFailed(member)
-        self.node.memberFailed(member)
+        self.node.directory.memberJoined(member)
+        self.node.directory.memberFailed(member)
+        self.node.directory.memberFailed(member)
         _, samples = self.scrape()
         events = "disperse_member_events_total"
         self.assertEqual(value(samples, events, event="joined"), 1)
@@ -348,7 +350,7 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
         Two nodes in one process keep their metrics apart.
         """
         other = NodeMetrics(
-            Node(NodeConfig(nodeName="beta", maxMemory=1024), self.clock)
+            makeNode(NodeConfig(nodeName="beta", maxMemory=1024), self.clock)
         )
         self.call("PUT", "/cache/k", b'{"value": "v"}')
         _, samples = self.scrape()
@@ -374,7 +376,7 @@ class GossipMetricsTests(MetricsTestsMixin, SynchronousTestCase):
         settings = GossipSettings(keyring=Keyring(b"k" * 16, [b"o" * 16]))
         config = NodeConfig(nodeName="alpha", gossip=settings)
         reactor = MemoryReactorWithUDP()
-        self.node = Node(config, reactor)
+        directory = MemberDirectory()
         self.membership = Membership(
             name="alpha",
             bindAddress="127.0.0.1",
@@ -384,8 +386,11 @@ class GossipMetricsTests(MetricsTestsMixin, SynchronousTestCase):
             settings=settings,
             reactor=reactor,
             meta=lambda: b"{}",
+            listener=directory,
         )
-        self.node.setMembership(self.membership)
+        self.node = makeNode(
+            config, reactor, directory=directory, membership=self.membership
+        )
         self.node.startService()
         self.addCleanup(self.node.stopService)
         self.makeSite(self.node)

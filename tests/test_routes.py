@@ -16,9 +16,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from disperse.config import NodeConfig
 from disperse.metrics import RequestStats
-from disperse.node import Node
 from disperse.security.limits import HTTPLimits
 from disperse.security.tokens import ADMIN, READ, WRITE, parseTokens
+from disperse.testing.node import makeNode
 from disperse.web import routes
 from disperse.web.api import CacheAPI
 from disperse.web.auth import RequestGuard
@@ -68,7 +68,7 @@ class _Front:
     def __init__(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.node = Node(NodeConfig(nodeName="routes", replicas=1), self.clock)
+        self.node = makeNode(NodeConfig(nodeName="routes", replicas=1), self.clock)
         self.node.httpPort = 8000
         self.guard = RequestGuard(tokens=parseTokens(TOKENS))
         self.api = CacheAPI(

@@ -237,9 +237,19 @@ class MakeServiceTests(SynchronousTestCase):
         [udp] = reactor.udpPorts
         self.assertEqual((udp.interface, udp.port), ("127.0.0.1", 7001))
         self.assertEqual(node.httpPort, 8123)
+        # What the membership gossips about this node: both ports as bound.
+        assert membership.swim is not None and peer.port is not None
+        me = membership.swim.member(node.config.nodeName)
+        assert me is not None
+        peerPort = getattr(peer.port.getHost(), "port", None)
         self.assertEqual(
-            json.loads(node.gossipMeta()),
-            {"http_addr": "127.0.0.1:8123", "http_port": 8123, "zone": ""},
+            json.loads(me.meta),
+            {
+                "http_addr": "127.0.0.1:8123",
+                "http_port": 8123,
+                "peer_addr": f"127.0.0.1:{peerPort}",
+                "zone": "",
+            },
         )
         self.successResultOf(node.stopService())
         self.assertFalse(udp.listening)

@@ -137,8 +137,7 @@ class AntiEntropy:
     """
     The anti-entropy process of one node.
 
-    @ivar peers: how exchanges reach other nodes; may be replaced at any
-        time (the next exchange uses the new one).
+    @ivar peers: how exchanges reach other nodes.
     @ivar inFlight: exchanges running now.
     @ivar maxInFlightSeen: the most that ever ran at once.
     """

@@ -3,12 +3,13 @@ This node's view of the cluster: which members hold data, and the
 partition table built over them.
 
 The view owns the table and everything about how it changes: the members
-that hold data (asked of a L{MemberSource} when membership changes, once a
-burst of changes is over), the tables used before the current one and the
-settle window after a change, the members that vanished without leaving
-and the majority rule they feed, and the listeners told of every new
-table. Coordinating requests (L{disperse.cluster.coordinator}), serving
-them (L{disperse.cluster.replica}) and repairing replicas
+that hold data (asked of the member directory, L{disperse.cluster.members},
+once a burst of membership changes is over), the tables used before the
+current one and the settle window after a change, the members that
+vanished without leaving and the majority rule they feed, and the
+listeners told of every new table. Coordinating requests
+(L{disperse.cluster.coordinator}), serving them
+(L{disperse.cluster.replica}) and repairing replicas
 (L{disperse.cluster.antientropy}) read the table from here.
 
 Time comes from the injected clock.
@@ -21,7 +22,9 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from disperse.cluster.members import MemberChange, MemberWatcher
 from disperse.cluster.placement import MemberSpec, PartitionTable, Replicas
+from disperse.gossip.swim import Member
 from disperse.logs import logger
 
 # For this long after its partition table changes, a node coordinating a
@@ -68,8 +71,14 @@ class NoMajority(Exception):
 
 class MemberSource(Protocol):
     """
-    Where the view learns which live members hold data.
+    Where the view learns of membership changes, and which live members
+    hold data.
     """
+
+    def watch(self, watcher: MemberWatcher) -> None:
+        """
+        Tell C{watcher} of every membership change from now on.
+        """
 
     def dataHolders(self) -> Iterable[MemberSpec]:
         """
@@ -125,8 +134,28 @@ class ClusterView:
         self._left: set[str] = set()
         self._listeners: list[TableListener] = []
         self._placementCall: IDelayedCall | None = None
+        source.watch(self)
 
     # Following the membership
+
+    def memberChanged(self, change: MemberChange, member: Member) -> None:
+        if change == "left":
+            # Gone on purpose: the cluster is smaller now, not cut in two.
+            # It handed its partitions off and stopped serving: every
+            # request routed to it from now on fails, so its successors
+            # take over at once. Leaves are deliberate and one at a time;
+            # no burst to wait for.
+            self.memberLeft(member.name)
+            self.placeNow()
+        else:
+            self.placeSoon()
+
+    def clusterJoined(self) -> None:
+        """
+        Membership joined the cluster (or found it is the first member):
+        place partitions over the members known now.
+        """
+        self.placeNow(joined=True)
 
     def placeSoon(self) -> None:
         """

@@ -12,7 +12,6 @@ streams are counted, logged at debug level, and dropped.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import random
 import socket
@@ -60,8 +59,6 @@ JOIN_RETRY_FIRST = 1.0
 JOIN_RETRY_MAX = 30.0
 # How long a stopping node lets its "left" notice spread.
 LEAVE_TIMEOUT = 5.0
-# Node metadata must fit memberlist's limit.
-META_MAX_SIZE = 512
 # How often binding UDP and TCP to the same OS-chosen port is attempted.
 BIND_ATTEMPTS = 10
 
@@ -88,41 +85,6 @@ class GossipCounters:
     streamsOut: int = 0
     badStreams: int = 0
     streamTimeouts: int = 0
-
-
-def encodeMeta(httpHost: str, httpPort: int, zone: str, https: bool = False) -> bytes:
-    """
-    The node metadata other members learn: how to reach our HTTP API (the
-    original's C{http_port}, plus the full address, and C{http_scheme} when
-    it is served over TLS) and our zone.
-    """
-    fields: dict[str, Any] = {
-        "http_port": httpPort,
-        "http_addr": f"{httpHost}:{httpPort}",
-        "zone": zone,
-    }
-    if https:
-        fields["http_scheme"] = "https"
-    meta = json.dumps(
-        fields,
-        separators=(",", ":"),
-        sort_keys=True,
-    ).encode("utf-8")
-    if len(meta) > META_MAX_SIZE:
-        raise ValueError(f"node metadata is {len(meta)} bytes; at most {META_MAX_SIZE}")
-    return meta
-
-
-def decodeMeta(meta: bytes) -> dict[str, Any]:
-    """
-    A member's metadata, or an empty dict when it is not ours (a Go
-    memberlist peer, say) or not JSON.
-    """
-    try:
-        decoded = json.loads(meta)
-    except ValueError:
-        return {}
-    return decoded if isinstance(decoded, dict) else {}
 
 
 Resolver: TypeAlias = Callable[[str, int], "Deferred[list[Address]]"]

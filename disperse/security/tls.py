@@ -9,9 +9,9 @@ address). The cluster CA must be private to the cluster.
 
 The node-to-node API then listens on a port of its own, whose address
 each node adds to the metadata it gossips (C{peer_addr},
-L{disperse.cluster.peer.addresses}); the public API keeps its own port,
-certificate (public TLS is C{--http-port ssl:...}) and clients without
-certificates.
+L{disperse.cluster.members.NodeMeta}); the public API
+keeps its own port, certificate (public TLS is C{--http-port ssl:...}) and
+clients without certificates.
 """
 
 from __future__ import annotations

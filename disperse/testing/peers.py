@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime
 
@@ -150,3 +150,36 @@ class MemoryPeerClient:
         return self._network.call(
             self._source, member, lambda node: node.applyLocal(copies, evict=False)
         )
+
+
+class RefusingPeers:
+    """
+    A L{disperse.cluster.clients.RepairClient} that reaches no one: every
+    call fails as a connection refused (a node with no other members).
+    """
+
+    def apply(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        return fail(ConnectionRefusedError(member))
+
+    def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
+        return fail(ConnectionRefusedError(member))
+
+    def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
+        return fail(ConnectionRefusedError(member))
+
+    def digests(
+        self, member: str, partition: int, level: int, nodes: Sequence[int]
+    ) -> Deferred[Digests]:
+        return fail(ConnectionRefusedError(member))
+
+    def range(
+        self, member: str, partition: int, leaves: Sequence[int]
+    ) -> Deferred[list[tuple[str, Record]]]:
+        return fail(ConnectionRefusedError(member))
+
+    def repair(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> Deferred[Any]:
+        return fail(ConnectionRefusedError(member))

@@ -17,8 +17,8 @@ from disperse.cluster.peer.server import (
 )
 from disperse.cluster.peer.signatures import Verifier, deriveSecret
 from disperse.config import NodeConfig
-from disperse.node import Node
 from disperse.security.limits import HTTPLimits
+from disperse.testing.node import makeNode
 
 CLIENT = IPv4Address("TCP", "10.0.0.2", 40000)
 
@@ -29,7 +29,7 @@ def peerServer(limits: HTTPLimits | None = None) -> PeerServerFactory:
     """
     clock = Clock()
     clock.advance(1_700_000_000)
-    node = Node(NodeConfig(nodeName="fuzz", replicas=1), clock)
+    node = makeNode(NodeConfig(nodeName="fuzz", replicas=1), clock)
     api = PeerAPI(
         node.replica, Verifier(deriveSecret("in-memory cluster secret"), clock)
     )

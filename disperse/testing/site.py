@@ -19,6 +19,7 @@ from disperse.node import Node
 from disperse.security.limits import HTTPLimits
 from disperse.security.ratelimit import RateLimiter
 from disperse.security.tokens import parseTokens
+from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 from disperse.web.auth import RequestGuard
 from disperse.web.service import DisperseSite
@@ -65,7 +66,7 @@ class InMemorySite:
 def inMemorySite(withGuard: bool = True, withTokens: bool = True) -> InMemorySite:
     clock = Clock()
     clock.advance(1_700_000_000)
-    node = Node(
+    node = makeNode(
         NodeConfig(nodeName="fuzz", replicas=1, maxValueSize=4096, maxMemory=1 << 20),
         clock,
     )

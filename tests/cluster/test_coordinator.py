@@ -29,6 +29,7 @@ from disperse.cluster.coordinator import (
     WriteOutcome,
 )
 from disperse.cluster.hints import HintStore
+from disperse.cluster.members import MemberWatcher
 from disperse.cluster.placement import MemberSpec, partitionOf
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import FORGET_DEPARTED, SETTLE_WINDOW, ClusterView
@@ -78,6 +79,9 @@ class NoMembers:
     """
     A member source for views whose members the test sets itself.
     """
+
+    def watch(self, watcher: MemberWatcher) -> None:
+        pass
 
     def dataHolders(self) -> list[MemberSpec]:
         return []

@@ -12,7 +12,7 @@ from disperse.config import NodeConfig
 from disperse.gossip.events import MembershipEvents
 from disperse.gossip.messages import NodeState
 from disperse.gossip.swim import Member
-from disperse.node import Node
+from disperse.testing.node import makeNode
 
 
 class MembershipEventsTests(SynchronousTestCase):
@@ -51,18 +51,18 @@ class NodeRecordsEventsTests(SynchronousTestCase):
     def test_everyChangeIsRecorded(self) -> None:
         clock = Clock()
         clock.advance(1000)
-        node = Node(NodeConfig(nodeName="alpha"), clock)
+        node = makeNode(NodeConfig(nodeName="alpha"), clock)
 
         def member(state: NodeState, incarnation: int) -> Member:
             return Member("beta", "127.0.0.1", 7947, b"{}", incarnation, state, 0.0)
 
-        node.memberJoined(member(NodeState.alive, 1))
+        node.directory.memberJoined(member(NodeState.alive, 1))
         clock.advance(5)
-        node.memberFailed(member(NodeState.dead, 1))
+        node.directory.memberFailed(member(NodeState.dead, 1))
         clock.advance(5)
-        node.memberJoined(member(NodeState.alive, 2))
+        node.directory.memberJoined(member(NodeState.alive, 2))
         clock.advance(5)
-        node.memberLeft(member(NodeState.left, 2))
+        node.directory.memberLeft(member(NodeState.left, 2))
         self.assertEqual(
             [(e.time, e.change, e.state, e.incarnation) for e in node.events.since()],
             [

@@ -29,12 +29,7 @@ from disperse.gossip.messages import (
     PushNodeState,
     PushPull,
 )
-from disperse.gossip.service import (
-    JOIN_RETRY_FIRST,
-    Membership,
-    decodeMeta,
-    encodeMeta,
-)
+from disperse.gossip.service import JOIN_RETRY_FIRST, Membership
 from disperse.gossip.swim import Address
 from disperse.testing import MemoryReactorWithUDP
 
@@ -64,7 +59,7 @@ class MembershipTests(SynchronousTestCase):
             seeds=seeds or [],
             settings=GossipSettings(config=GossipConfig.local(), keyring=keyring),
             reactor=self.reactor,
-            meta=lambda: encodeMeta("127.0.0.1", 8000, "z1"),
+            meta=lambda: b"node metadata",
             rng=random.Random(1),
             resolve=resolve,
         )
@@ -196,26 +191,6 @@ class MembershipTests(SynchronousTestCase):
         self.assertFalse(self.reactor.udpPorts[0].listening)
         assert membership.swim is not None
         self.assertFalse(membership.swim.running)
-
-
-class MetaTests(SynchronousTestCase):
-    def test_roundTrip(self) -> None:
-        meta = encodeMeta("10.0.0.1", 8000, "eu-1")
-        self.assertEqual(
-            decodeMeta(meta),
-            {"http_port": 8000, "http_addr": "10.0.0.1:8000", "zone": "eu-1"},
-        )
-
-    def test_httpsAPI(self) -> None:
-        meta = encodeMeta("10.0.0.1", 8443, "", https=True)
-        self.assertEqual(decodeMeta(meta)["http_scheme"], "https")
-
-    def test_foreignMetaIsEmpty(self) -> None:
-        self.assertEqual(decodeMeta(b"\x00binary"), {})
-        self.assertEqual(decodeMeta(b"[1]"), {})
-
-    def test_tooLarge(self) -> None:
-        self.assertRaises(ValueError, encodeMeta, "10.0.0.1", 8000, "z" * 600)
 
 
 class StreamDecryptTests(SynchronousTestCase):

@@ -16,9 +16,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from disperse.config import NodeConfig
-from disperse.node import Node
 from disperse.security.ratelimit import RateLimiter
 from disperse.security.tokens import parseTokens
+from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 from disperse.web.auth import RequestGuard
 
@@ -43,7 +43,7 @@ class _Base(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.node = Node(NodeConfig(nodeName="alpha", replicas=1), self.clock)
+        self.node = makeNode(NodeConfig(nodeName="alpha", replicas=1), self.clock)
         self.node.httpPort = 8000
         self.stub: Any = StubTreq(CacheAPI(self.node, guard=self.guard).resource())
 

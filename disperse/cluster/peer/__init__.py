@@ -13,9 +13,11 @@ HTTP/1.1 calls on the node-to-node port.
     batched calls over persistent connections;
   - L{disperse.cluster.peer.server}: the node-to-node port's server, which
     checks each call's signature and hands it, by kind, to the local replica
-    (L{disperse.cluster.peer.server.LocalReplica}, all it knows of the node);
-  - L{disperse.cluster.peer.addresses}: where each member's node-to-node port
-    is, from its gossip metadata.
+    (L{disperse.cluster.peer.server.LocalReplica}, all it knows of the node).
+
+Where each member's node-to-node port is comes from its gossip metadata,
+which the member directory decodes
+(L{disperse.cluster.members.MemberDirectory.peerAddress}).
 
 Nothing here imports the node, its replica or coordinator, or the public API:
 they use this package, not the other way round.

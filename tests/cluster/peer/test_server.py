@@ -52,9 +52,9 @@ from disperse.cluster.peer.signatures import (
 )
 from disperse.cluster.placement import partitionOf
 from disperse.config import NodeConfig
-from disperse.node import Node
 from disperse.security.limits import REASONS, HTTPLimits
 from disperse.store import Record
+from disperse.testing.node import makeNode
 from disperse.testing.peerserver import CLIENT, peerConnection, peerServer
 
 SECRET = b"s" * 32
@@ -75,7 +75,7 @@ class _ServerTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
-        self.node = Node(NodeConfig(nodeName="alpha"), self.clock)
+        self.node = makeNode(NodeConfig(nodeName="alpha"), self.clock)
         self.api = PeerAPI(self.node.replica, Verifier(SECRET, self.clock))
         self.factory = PeerServerFactory(self.api, LIMITS, self.clock)
         self.factory.startFactory()
