@@ -42,7 +42,7 @@ from disperse.cli.client import (
 )
 from disperse.cli.main import _wantsJSON, main
 from disperse.cli.terminal import Progress, duration, size, table
-from tests.process import LOOPBACK, NodeProcess, runningNode
+from disperse.testing.cluster import NodeProcess, runningNode, startLoopbackNode
 
 DEADLINE = 20.0
 DISPERSE = str(Path(sys.executable).with_name("disperse"))
@@ -379,17 +379,14 @@ def test_cannotConnect(tmp_path: Path) -> None:
 
 
 def _start(name: str, key: bytes, *args: str) -> NodeProcess:
-    return NodeProcess(
-        [
-            *LOOPBACK,
-            "--profile",
-            "local",
-            "--node-name",
-            name,
-            "--gossip-key",
-            base64.b64encode(key).decode(),
-            *args,
-        ]
+    return startLoopbackNode(
+        "--profile",
+        "local",
+        "--node-name",
+        name,
+        "--gossip-key",
+        base64.b64encode(key).decode(),
+        *args,
     )
 
 

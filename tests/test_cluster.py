@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.process import LOOPBACK, NodeProcess
+from disperse.testing.cluster import NodeProcess, startLoopbackNode
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def clusterStates(node: NodeProcess) -> dict[str, str]:
 
 
 def start(name: str, *args: str) -> NodeProcess:
-    return NodeProcess([*LOOPBACK, "--profile", "local", "--node-name", name, *args])
+    return startLoopbackNode("--profile", "local", "--node-name", name, *args)
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_membership(cluster: list[NodeProcess]) -> None:
 
     # A crash, with no goodbye: the others find out by probing.
     crashed = cluster[4]
-    crashed.process.send_signal(signal.SIGKILL)
+    crashed.signal(signal.SIGKILL)
     crashed.kill()
     marks = [node.mark() for node in cluster[:4]]
     for node in cluster[:4]:

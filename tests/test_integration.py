@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.process import TWISTD, runningNode
+from disperse.testing.cluster import runningNode, tool
 
 pytestmark = pytest.mark.integration
 
 CURL = shutil.which("curl")
+
+TWISTD = tool("twistd")
 
 
 def curl(*args: str) -> tuple[int, str]:

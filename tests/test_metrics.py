@@ -32,12 +32,12 @@ from disperse.gossip.swim import Member
 from disperse.metrics import LATENCY_BUCKETS, NodeMetrics, RequestStats
 from disperse.node import Node
 from disperse.testing import MemoryReactorWithUDP
+from disperse.testing.cluster import runningNode
 from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 from disperse.web.metrics import MeteredSite, MetricsPage
 from disperse.web.routes import routeOf, segments
 from tests.cluster.test_coordinator import Cluster
-from tests.process import runningNode
 
 START = 1_700_000_000.0
 # What the fake timer advances by between two readings: one request's

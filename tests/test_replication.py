@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from disperse.testing.cluster import NodeProcess, startLoopbackNode
 from disperse.testing.history import History, OpKind, check
-from tests.process import LOOPBACK, NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def call(
 
 
 def start(name: str, *args: str) -> NodeProcess:
-    return NodeProcess([*LOOPBACK, "--profile", "local", "--node-name", name, *args])
+    return startLoopbackNode("--profile", "local", "--node-name", name, *args)
 
 
 def member(name: str, change: str) -> re.Pattern[str]:
@@ -105,7 +105,7 @@ def test_noAcknowledgedWriteLost(cluster: list[NodeProcess]) -> None:
     )
 
     crashed = n2
-    crashed.process.send_signal(signal.SIGKILL)
+    crashed.signal(signal.SIGKILL)
     crashed.kill()
     for i in range(30):
         assert call(n1, "GET", f"before{i}")[:2] == (200, f"v{i}")
@@ -227,7 +227,7 @@ def test_killUnderLoadLosesNothing(cluster: list[NodeProcess]) -> None:
         # The workload runs for a fixed time, with a replica crashing in the
         # middle of it.
         stop.wait(1.5)
-        n2.process.send_signal(signal.SIGKILL)
+        n2.signal(signal.SIGKILL)
         stop.wait(2.0)
     finally:
         stop.set()

@@ -18,15 +18,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from disperse.logs import logger
+from disperse.testing import cluster
 
 PREFIX = "dtb-"
 BRIDGE = f"{PREFIX}br0"
@@ -195,11 +193,12 @@ class Network:
         run(["ip", "link", "del", BRIDGE], check=False)
 
 
-class NodeProcess:
+class NodeProcess(cluster.NodeProcess):
     """
-    One C{twistd disperse} in a host's namespace. Its output goes to a log
-    file, and each line is also kept with the time it was read (on the bed's
-    monotonic clock), so that membership changes can be dated precisely.
+    One C{twistd disperse} in a host's namespace, started by L{start} (and
+    again after a stop). Its output goes to a log file, and each line is
+    also kept with the time it was read on the bed's monotonic clock, so
+    that membership changes can be dated precisely.
     """
 
     def __init__(
@@ -213,24 +212,26 @@ class NodeProcess:
     ) -> None:
         self.host = host
         self._peers = peers
-        self._logPath = logDirectory / f"{host.name}.log"
-        self._clock = clock
-        self._clockOffset = clockOffset
         self._extraArgs = list(extraArgs)
-        self.lines: list[tuple[float, str]] = []
-        # Held to read or add lines; notified when one arrives.
-        self._lock = threading.Condition()
-        self.process: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
-        self.starts = 0
+        env: dict[str, str] = dict(os.environ)
+        if clockOffset:
+            env["DISPERSE_CLOCK_OFFSET"] = str(clockOffset)
+        super().__init__(
+            cluster.nodeCommand(
+                self.args(),
+                wrapper=["/usr/bin/nice", "-n", "5", *host.execArgs()],
+            ),
+            name=host.name,
+            logPath=logDirectory / f"{host.name}.log",
+            follow=True,
+            stampLog=True,
+            env=env,
+            clock=clock,
+            start=False,
+        )
 
     def args(self) -> list[str]:
-        twistd = str(Path(sys.executable).with_name("twistd"))
         args = [
-            twistd,
-            "--nodaemon",
-            "--pidfile=",
-            "disperse",
             "--node-name",
             self.host.name,
             "--bind",
@@ -253,111 +254,15 @@ class NodeProcess:
                 args += ["--peer", f"{peer.address}:{GOSSIP_PORT}"]
         return args
 
-    def start(self) -> None:
-        env: Mapping[str, str] = dict(os.environ)
-        if self._clockOffset:
-            env = {**env, "DISPERSE_CLOCK_OFFSET": str(self._clockOffset)}
-        logFile = self._logPath.open("a", encoding="utf-8")
-        logFile.write(f"--- start {self.starts} at {self._clock():.3f}\n")
-        logFile.flush()
-        self.process = subprocess.Popen(  # noqa: S603
-            ["/usr/bin/nice", "-n", "5", *self.host.execArgs(*self.args())],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        self.starts += 1
-        self._reader = threading.Thread(
-            target=self._read, args=(self.process, logFile), daemon=True
-        )
-        self._reader.start()
-
-    def _read(self, process: subprocess.Popen[str], logFile: IO[str]) -> None:
-        assert process.stdout is not None
-        with logFile:
-            for line in process.stdout:
-                stamp = self._clock()
-                # The bed's time, finer than twistd's seconds, to line the
-                # log up with the history.
-                logFile.write(f"[{stamp:8.3f}] {line}")
-                with self._lock:
-                    self.lines.append((stamp, line.rstrip("\n")))
-                    self._lock.notify_all()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal(self, number: signal.Signals) -> None:
-        if self.running:
-            assert self.process is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, number)
-
-    def kill(self) -> None:
-        """
-        SIGKILL, as a crash.
-        """
-        self.signal(signal.SIGKILL)
-        self._reap(10)
-
-    def terminate(self, deadline: float = 15.0) -> None:
-        """
-        SIGTERM and wait for a graceful stop, killing the node if it takes
-        longer than C{deadline}.
-        """
-        # A stopped process cannot handle SIGTERM until it continues.
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        if not self._reap(deadline):
-            self.kill()
-
-    def _reap(self, deadline: float) -> bool:
-        if self.process is None:
-            return True
-        try:
-            self.process.wait(deadline)
-        except subprocess.TimeoutExpired:
-            return False
-        if self._reader is not None:
-            self._reader.join(5)
-        return True
+    def terminate(self, deadline: float = 15.0) -> int | None:
+        return super().terminate(deadline)
 
     def shiftTimes(self, delta: float) -> None:
         """
         Move the times of the lines read so far by C{delta}: the bed's clock
         was reset to zero when the workload began.
         """
-        with self._lock:
-            self.lines[:] = [(stamp + delta, line) for stamp, line in self.lines]
-        with self._logPath.open("a", encoding="utf-8") as logFile:
+        super().shiftTimes(delta)
+        assert self.logPath is not None
+        with self.logPath.open("a", encoding="utf-8") as logFile:
             logFile.write("--- the workload starts: times from here on are its own\n")
-
-    def linesMatching(
-        self, pattern: re.Pattern[str]
-    ) -> list[tuple[float, re.Match[str]]]:
-        with self._lock:
-            lines = list(self.lines)
-        found = []
-        for stamp, line in lines:
-            match = pattern.search(line)
-            if match:
-                found.append((stamp, match))
-        return found
-
-    def waitFor(self, pattern: re.Pattern[str], deadline: float, since: float) -> bool:
-        """
-        Whether a line matching C{pattern}, logged at C{since} or later,
-        arrives within C{deadline} seconds (woken by each new line).
-        """
-
-        def seen() -> bool:
-            return any(
-                stamp >= since and pattern.search(line) for stamp, line in self.lines
-            )
-
-        with self._lock:
-            return self._lock.wait_for(seen, timeout=deadline)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.process import LOOPBACK, NodeProcess
+from disperse.testing.cluster import NodeProcess, startLoopbackNode
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +35,7 @@ WIDTH, HEIGHT = 1280, 1700
 
 
 def start(name: str, *args: str) -> NodeProcess:
-    return NodeProcess([*LOOPBACK, "--profile", "local", "--node-name", name, *args])
+    return startLoopbackNode("--profile", "local", "--node-name", name, *args)
 
 
 def put(node: NodeProcess, key: str, value: str) -> None:
@@ -185,7 +185,7 @@ def test_dashboardShowsMembersAndAFailure(
 
     # A crash, with no goodbye: the page learns of it from node0's view.
     victim = cluster[2]
-    victim.process.send_signal(signal.SIGKILL)
+    victim.signal(signal.SIGKILL)
     victim.kill()
     killed = time.monotonic()
     waitUntil(

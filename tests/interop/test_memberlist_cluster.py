@@ -1,7 +1,7 @@
 """
 Mixed clusters of Disperse nodes and HashiCorp memberlist (Go) nodes.
 
-Real C{twistd disperse} processes (L{tests.process.NodeProcess}) and real
+Real C{twistd disperse} processes (L{disperse.testing.cluster.NodeProcess}) and real
 C{build/memberlist-peer} processes (see interop/memberlist-peer, built by
 C{make interop}) on 127.0.0.1 with OS-chosen ports join each other, notice
 each other's crashes and graceful leaves, with and without encryption.
@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from tests.process import LOOPBACK, NodeProcess
+from disperse.testing.cluster import NodeProcess, startLoopbackNode
 
 pytestmark = pytest.mark.interop
 
@@ -294,7 +294,7 @@ def waitForSteadyProbes(node: NodeProcess, probes: int) -> dict[str, Any]:
         stats = gossipStats(node)
         return stats if stats["probes"] >= start + probes else None
 
-    stats = waitUntil(check, f"{probes} probes by {node.args}", node)
+    stats = waitUntil(check, f"{probes} probes by {node.command}", node)
     for counter in (
         "probesFailed",
         "suspicions",
@@ -330,12 +330,9 @@ class Cluster:
         self.go: dict[str, GoNode] = {}
 
     def startDisperse(self, name: str, *args: str) -> NodeProcess:
-        node = NodeProcess(
-            [
-                *LOOPBACK,
-                *("--profile", "local", "--node-name", name),
-                *("--push-pull-interval", PUSH_PULL_INTERVAL, *args),
-            ]
+        node = startLoopbackNode(
+            *("--profile", "local", "--node-name", name),
+            *("--push-pull-interval", PUSH_PULL_INTERVAL, *args),
         )
         self.disperse[name] = node
         return node

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process import DEADLINE, NodeProcess, runningNode
+from disperse.testing.cluster import DEADLINE, NodeProcess, runningNode
 from tests.security.certs import makeAuthority, makeNode
 
 pytestmark = pytest.mark.integration
@@ -372,7 +372,7 @@ def _waitForMembers(node: NodeProcess, count: int) -> None:
         if sum(m.get("state") == "alive" for m in members) >= count:
             return
         select.select([], [], [], 0.2)
-    raise AssertionError(f"{node.args}: fewer than {count} members alive")
+    raise AssertionError(f"{node.command}: fewer than {count} members alive")
 
 
 def _putOnReplicas(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process import runningNode
+from disperse.testing.cluster import runningNode
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_memoryStaysWithinBudgetUnderHostileMix() -> None:
         "1000",
     ) as node:
         port = node.httpPort
-        pid = node.process.pid
+        pid = node.pid
         assert _put(port, "warm", b"w" * 1024) == 200
         baseline = _rss(pid)
 
@@ -96,7 +96,7 @@ def test_clientsThatDoNotReadHoldOneAnswerEach() -> None:
     with runningNode("--node-name", "readers", "--max-value-size", "4MiB") as node:
         port = node.httpPort
         assert _put(port, "big", b"b" * (4 * MiB)) == 200
-        baseline = _rss(node.process.pid)
+        baseline = _rss(node.pid)
         readers = []
         for _ in range(4):
             s = socket.create_connection(("127.0.0.1", port))
@@ -111,7 +111,7 @@ def test_clientsThatDoNotReadHoldOneAnswerEach() -> None:
             connection.request("GET", "/cache/big")
             assert len(connection.getresponse().read()) == 4 * MiB
             connection.close()
-        grown = _rss(node.process.pid) - baseline
+        grown = _rss(node.pid) - baseline
         for s in readers:
             s.close()
     assert grown < 4 * 2 * 4 * MiB + 30 * MiB, grown / MiB
