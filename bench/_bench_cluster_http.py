@@ -44,9 +44,7 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import random
-import re
 import resource
 import shutil
 import statistics
@@ -61,42 +59,58 @@ from pathlib import Path
 from typing import Any
 
 from bench._bench_common import (
-    LOOPBACK,
     REPO_DIR,
     RESULTS_DIR,
-    BenchError,
-    ManagedProcess,
-    Pinning,
-    ProcessSet,
-    check_node_plugin,
-    choose_pinning,
-    format_table,
-    free_ports,
-    install_termination_handlers,
-    node_argv,
-    utc_stamp,
-    verdict,
-    wait_until_ready,
-)
-from bench._bench_gossip_cluster import cpu_ticks_seconds
-from bench._bench_http import (
-    MISS_KEY,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
+    BenchError,
     Goal,
+    Pinning,
+    WrkResult,
+    add_node_options,
+    add_wrk_options,
+    bench_parser,
+    check_ranges,
+    choose_pinning,
+    code_version,
+    describe_code,
+    exit_status,
+    format_table,
+    goals_table,
+    install_termination_handlers,
+    loadavg,
+    machine,
+    parse_wrk,
+    print_log_problems,
+    put_body,
+    scan_logs,
+    subset,
+    utc_stamp,
+    write_put_script,
+    write_results,
+    wrk_version,
+)
+from bench._bench_http import (
+    MISS_KEY,
     Run,
     Server,
     WrkPlan,
-    WrkResult,
-    check_alive,
     check_and_preload,
     median_of,
-    parse_wrk,
-    put_body,
     run_wrk,
     unexpected,
-    write_put_script,
-    wrk_version,
+)
+from disperse.testing.cluster import (
+    LOOPBACK,
+    ClusterError,
+    NodeProcess,
+    ProcessSet,
+    checkNodePlugin,
+    cpuSeconds,
+    freePorts,
+    loopbackArgs,
+    nodeCommand,
+    waitConverged,
 )
 
 CONFIGS = ("single", "cluster")
@@ -126,9 +140,6 @@ CONVERGE_TIMEOUT = 30.0
 # only thing running on it; its req/s are not comparable.
 SHARED_CORE_PCT = 85.0
 REPLICATED_TIMEOUT = 10.0
-# Log lines worth reporting: twistd's text log tags each event with its
-# namespace and level ("[disperse.cluster.peer.server.PeerAPI#warn]").
-_LOG_PROBLEM = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
 
 REPLICATION_COLUMNS = (
     "writes",
@@ -204,40 +215,10 @@ class Node:
     gossip_port: int
     pid: int
     startup_s: float = 0.0
-    proc: ManagedProcess | None = field(default=None, repr=False)
+    proc: NodeProcess | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         return Client(self.http_port)
-
-
-def start_node(
-    procs: ProcessSet,
-    pinning: Pinning,
-    log_dir: Path,
-    name: str,
-    ports: tuple[int, int],
-    seed: int | None,
-    extra: Sequence[str],
-) -> Node:
-    gossip_port, http_port = ports
-    argv = [
-        *node_argv(gossip_port, http_port),
-        "--node-name",
-        name,
-        "--profile",
-        "local",
-        "--replicas",
-        str(REPLICAS),
-        "--write-consistency",
-        CONSISTENCY,
-        "--read-consistency",
-        CONSISTENCY,
-        *extra,
-    ]
-    if seed is not None:
-        argv += ["--peer", f"{LOOPBACK}:{seed}"]
-    proc = procs.start(name, pinning.server(argv), log_dir / f"{name}.log")
-    return Node(name, http_port, gossip_port, proc.pid, proc=proc)
 
 
 def start_nodes(
@@ -247,22 +228,36 @@ def start_nodes(
     The single node and the cluster's seed first; the two other cluster
     nodes join through the seed once it answers.
     """
-    ports = free_ports(2 * (1 + len(CLUSTER_NODES)))
-    pairs = [(ports[i], ports[i + 1]) for i in range(0, len(ports), 2)]
-    single = start_node(procs, pinning, log_dir, SINGLE_NODE, pairs[0], None, extra)
-    seed = start_node(procs, pinning, log_dir, CLUSTER_NODES[0], pairs[1], None, extra)
-    for node in (single, seed):
-        assert node.proc is not None
-        node.startup_s = wait_until_ready(node.proc, node.http_port, "/health", (200,))
-    cluster = [seed]
-    for name, pair in zip(CLUSTER_NODES[1:], pairs[2:], strict=True):
-        cluster.append(
-            start_node(procs, pinning, log_dir, name, pair, seed.gossip_port, extra)
+    ports = freePorts(2 * (1 + len(CLUSTER_NODES)))
+    names = [SINGLE_NODE, *CLUSTER_NODES]
+    nodes: list[Node] = []
+    for i, name in enumerate(names):
+        gossip_port, http_port = ports[2 * i], ports[2 * i + 1]
+        seed = [] if i < 2 else ["--peer", f"{LOOPBACK}:{nodes[1].gossip_port}"]
+        argv = [
+            *loopbackArgs(gossip_port, http_port),
+            *("--node-name", name, "--profile", "local"),
+            *("--replicas", str(REPLICAS)),
+            *("--write-consistency", CONSISTENCY, "--read-consistency", CONSISTENCY),
+            *extra,
+            *seed,
+        ]
+        proc = procs.start(
+            name, pinning.server(nodeCommand(argv)), log_dir / f"{name}.log"
         )
-    for node in cluster[1:]:
-        assert node.proc is not None
-        node.startup_s = wait_until_ready(node.proc, node.http_port, "/health", (200,))
-    return single, cluster
+        nodes.append(Node(name, http_port, gossip_port, proc.pid, proc=proc))
+        if i == 1 or i == len(names) - 1:
+            # The seed must answer before the others join through it.
+            for node in nodes[:2] if i == 1 else nodes[2:]:
+                assert node.proc is not None
+                node.startup_s = node.proc.waitHealthy(node.http_port)
+    return nodes[0], nodes[1:]
+
+
+def wait_converged(nodes: Sequence[Node], procs: ProcessSet) -> float:
+    return waitConverged(
+        {n.name: n.http_port for n in nodes}, CONVERGE_TIMEOUT, procs.check
+    )
 
 
 def calibrate(
@@ -274,55 +269,19 @@ def calibrate(
     p99 goal is absolute, and a shared machine's speed varies from day to
     day; the ratios are not affected.
     """
-    (port,) = free_ports(1)
+    (port,) = freePorts(1)
     argv = [sys.executable, "-m", "bench._refs.web_ref", "--port", str(port)]
     proc = procs.start("twisted.web", pinning.server(argv), log_dir / "web_ref.log")
     try:
-        took = wait_until_ready(proc, port, f"/cache/{MISS_KEY}", (404,))
+        took = proc.waitHealthy(port, f"/cache/{MISS_KEY}", (404,))
         check_and_preload(Server("twisted.web", port, proc.pid, took), "x" * VALUE_SIZE)
         # GET hit only: no PUT script.
         plan = WrkPlan(pinning, connections, Path(os.devnull))
         result, _ = run_wrk(plan, port, "get-hit", seconds)
     finally:
         # Not one of the processes the run checks on.
-        proc.stop()
-        procs.processes.remove(proc)
+        procs.forget(proc)
     return {"requests_per_sec": result.requests_per_sec, "p99_ms": result.p99_ms}
-
-
-def cluster_view(node: Node) -> tuple[set[str], int]:
-    """
-    The members C{node} believes alive, and how many members its partition
-    table has.
-    """
-    client = node.client()
-    try:
-        members = client.json("/cluster/members")
-        table = int(client.json("/stats")["replication"]["members"])
-    finally:
-        client.close()
-    return {m["name"] for m in members if m.get("state") == "alive"}, table
-
-
-def wait_converged(nodes: Sequence[Node], procs: ProcessSet) -> float:
-    """
-    Wait until every node sees exactly C{nodes} alive and has built its
-    partition table over all of them; returns the seconds it took.
-    """
-    want = {n.name for n in nodes}
-    started = time.monotonic()
-    views: dict[str, tuple[set[str], int]] = {}
-    while time.monotonic() - started < CONVERGE_TIMEOUT:
-        check_alive(procs)
-        views = {n.name: cluster_view(n) for n in nodes}
-        if all(alive == want and table == len(want) for alive, table in views.values()):
-            return time.monotonic() - started
-        time.sleep(0.1)
-    seen = "; ".join(
-        f"{name} sees {sorted(alive)} (table {table})"
-        for name, (alive, table) in views.items()
-    )
-    raise BenchError(f"cluster did not converge in {CONVERGE_TIMEOUT:.0f} s: {seen}")
 
 
 # --- preload and checks ------------------------------------------------------------
@@ -506,38 +465,6 @@ class Measured:
         return sum(self.server_cpu_pct.values()) - self.loaded_cpu_pct
 
 
-def code_version() -> dict[str, Any]:
-    """
-    The commit under test and the tracked files that differ from it (read
-    only: plumbing commands that leave the index alone).
-    """
-
-    def git(*argv: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *argv],
-                cwd=REPO_DIR,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    changed = git("diff-index", "--name-only", "HEAD")
-    return {
-        "commit": git("rev-parse", "HEAD") or "unknown",
-        "modified": changed.splitlines() if changed else [],
-    }
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return " ".join(f.read().split()[:3])
-
-
 def combine(results: Sequence[WrkResult]) -> WrkResult:
     """
     Several concurrent wrks as one: req/s, requests and non-2xx summed,
@@ -559,7 +486,7 @@ def combine(results: Sequence[WrkResult]) -> WrkResult:
 
 def node_cpu_seconds(node: Node) -> float:
     try:
-        return cpu_ticks_seconds(node.pid)
+        return cpuSeconds(node.pid)
     except OSError as e:
         raise BenchError(f"{node.name} (pid {node.pid}) is gone: {e}") from e
 
@@ -582,7 +509,7 @@ def run_wrks(
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     outputs = []
-    with ProcessSet() as wrks:
+    with ProcessSet(cwd=REPO_DIR) as wrks:
         for node in targets:
             argv = [
                 "wrk",
@@ -602,7 +529,7 @@ def run_wrks(
         for proc, log in outputs:
             left = deadline - time.monotonic()
             try:
-                code = proc.popen.wait(max(left, 0.1))
+                code = proc.wait(max(left, 0.1))
             except subprocess.TimeoutExpired as e:  # the ProcessSet kills them
                 raise BenchError(f"wrk did not finish within {seconds + 30} s") from e
             if code != 0:
@@ -969,10 +896,7 @@ def report(
         "",
         "Goals:",
         "",
-        format_table(
-            ["goal", "measured", "target", "verdict"],
-            [[g.name, g.measured, g.target, verdict(g.ok)] for g in goals],
-        ),
+        goals_table(goals),
     ]
     return "\n".join(out)
 
@@ -1036,29 +960,13 @@ def gossip_table(stats: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def scan_logs(nodes: Sequence[Node], log_dir: Path) -> dict[str, list[str]]:
-    """
-    Warnings, errors and tracebacks in each node's log.
-    """
-    found: dict[str, list[str]] = {}
-    for node in nodes:
-        try:
-            text = (log_dir / f"{node.name}.log").read_text(errors="replace")
-        except OSError:
-            continue
-        found[node.name] = [
-            line for line in text.splitlines() if _LOG_PROBLEM.search(line)
-        ]
-    return found
-
-
 def node_stats(nodes: Sequence[Node]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for node in nodes:
         client = node.client()
         try:
             out[node.name] = client.json("/stats")
-        except BenchError as e:
+        except ClusterError as e:
             out[node.name] = {"error": str(e)}
         finally:
             client.close()
@@ -1069,26 +977,16 @@ def node_stats(nodes: Sequence[Node]) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/cluster-http",
-        description=(
-            "Req/s and latency of one Disperse node next to a 3-node cluster "
-            "(R=3, quorum writes and reads) on the same CPU, with wrk: GET hit "
-            "and JSON PUT."
-        ),
+    parser = bench_parser(
+        "bench/cluster-http",
+        "Req/s and latency of one Disperse node next to a 3-node cluster "
+        "(R=3, quorum writes and reads) on the same CPU, with wrk: GET hit "
+        "and JSON PUT.",
     )
-    parser.add_argument(
-        "--duration", type=int, default=10, help="seconds per wrk run (default 10)"
+    add_wrk_options(
+        parser, "configs interleaved", "config", "3 s runs, 2 reps, 1 s warm-up"
     )
-    parser.add_argument(
-        "--reps", type=int, default=3, help="repetitions, configs interleaved (3)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="warm-up seconds per config x workload"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="3 s runs, 2 reps, 1 s warm-up"
-    )
+    add_node_options(parser, ("debug", "info", "warn", "error"))
     parser.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
@@ -1111,22 +1009,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"preloaded keys GET hit cycles over (default {HIT_KEYS})",
     )
     parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=("debug", "info", "warn", "error"),
-        help="the nodes' --log-level (default info: no per-request lines)",
-    )
-    parser.add_argument(
-        "--node-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help=(
-            "one more argument for every node, repeatable "
-            "(--node-arg=--anti-entropy-interval --node-arg=1h)"
-        ),
-    )
-    parser.add_argument(
         "--paced-reps",
         type=int,
         default=2,
@@ -1136,33 +1018,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             " default 2, 0: none)"
         ),
     )
-    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument(
-        "--output", type=Path, help="JSON results path (default bench/results/)"
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when a goal fails"
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.reps, args.warmup = 3, 2, 1
         args.paced_reps = min(args.paced_reps, 1)
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = set(workloads) - set(WORKLOADS)
-    if unknown or not workloads:
-        parser.error(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
-    args.workloads = [w for w in WORKLOADS if w in workloads]
-    if not 1 <= args.duration <= 600 or not 1 <= args.reps <= 20:
-        parser.error("--duration must be 1..600 and --reps 1..20")
-    if not 0 <= args.warmup <= 60:
-        parser.error("--warmup must be 0..60")
-    if not 0 <= args.paced_reps <= 20:
-        parser.error("--paced-reps must be 0..20")
-    n = len(CLUSTER_NODES)
-    if not n <= args.connections <= 999 or args.connections % n:
-        parser.error(f"--connections must be a multiple of {n} in {n}..999")
-    if not SAMPLE_KEYS <= args.keys <= 100_000:
-        parser.error(f"--keys must be {SAMPLE_KEYS}..100000")
+    args.workloads = subset(parser, "--workloads", args.workloads, WORKLOADS)
+    check_ranges(
+        parser,
+        args,
+        {
+            "duration": (1, 600),
+            "reps": (1, 20),
+            "warmup": (0, 60),
+            "paced_reps": (0, 20),
+            "connections": (len(CLUSTER_NODES), 999),
+            "keys": (SAMPLE_KEYS, 100_000),
+        },
+    )
+    if args.connections % len(CLUSTER_NODES):
+        parser.error(f"--connections must be a multiple of {len(CLUSTER_NODES)}")
     return args
 
 
@@ -1200,9 +1074,7 @@ def main(argv: Sequence[str]) -> int:
             "log_level": args.log_level,
             "node_args": args.node_arg,
             "pinning": pinning.describe(),
-            "cpus": sorted(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "machine": platform.platform(),
+            **machine(),
             "wrk": wrk_version(),
             "code": code_version(),
         },
@@ -1217,21 +1089,19 @@ def main(argv: Sequence[str]) -> int:
         f"{', '.join(args.workloads)}; {args.reps} reps of {args.duration} s, "
         f"{args.warmup} s warm-up; about {total // 60} min {total % 60} s of load."
     )
-    code = results["config"]["code"]
-    dirty = f", {len(code['modified'])} files modified" if code["modified"] else ""
     print(
-        f"Code: {code['commit'][:12]}{dirty}. Pinning: {pinning.describe()}. "
-        f"Load average: {loads[0][1]}."
+        f"{describe_code(results['config']['code'])} Pinning: {pinning.describe()}."
+        f" Load average: {loads[0][1]}."
     )
     status = 0
     nodes: list[Node] = []
     log_problems: dict[str, list[str]] = {}
     try:
-        check_node_plugin()
+        checkNodePlugin()
         log_dir.mkdir(parents=True, exist_ok=True)
         with (
             tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp,
-            ProcessSet() as procs,
+            ProcessSet(cwd=REPO_DIR) as procs,
         ):
             tmpdir = Path(tmp)
             single, cluster = start_nodes(
@@ -1287,7 +1157,7 @@ def main(argv: Sequence[str]) -> int:
                 for workload in args.workloads:
                     for config in CONFIGS:
                         measure(plan, config, workload, 0, single, cluster, args.warmup)
-                        check_alive(procs)
+                        procs.check()
             wait_converged(cluster, procs)
             for rep in range(1, args.reps + 1):
                 order = CONFIGS if rep % 2 else CONFIGS[::-1]
@@ -1318,7 +1188,7 @@ def main(argv: Sequence[str]) -> int:
                                 ),
                                 flush=True,
                             )
-                        check_alive(procs)
+                        procs.check()
                 loads.append((f"after rep {rep}", loadavg()))
             if args.paced_reps:
                 saturated = summarize(measured)
@@ -1362,31 +1232,27 @@ def main(argv: Sequence[str]) -> int:
                                 f"non-2xx {m.run.non_2xx}",
                                 flush=True,
                             )
-                            check_alive(procs)
+                            procs.check()
             results["stats_after"] = node_stats(nodes)
             results["converged_at_end"] = True
             try:
                 wait_converged(cluster, procs)
-            except BenchError as e:
+            except ClusterError as e:
                 results["converged_at_end"] = str(e)
                 print(f"\nWarning: after the load, {e}", file=sys.stderr)
         results["complete"] = True
-    except BenchError as e:
+    except ClusterError as e:
         print(f"\nbench/cluster-http: {e}", file=sys.stderr)
         status = 2
     except (KeyboardInterrupt, SystemExit) as e:
-        # SystemExit: SIGTERM or SIGHUP, see install_termination_handlers.
-        print("\nbench/cluster-http: interrupted; processes stopped.", file=sys.stderr)
-        status = (
-            e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
-        )
+        status = exit_status(e, "bench/cluster-http")
     finally:
         loads.append(("end", loadavg()))
         medians = summarize(measured)
         pacedMedians = summarize_paced(paced)
         pairs = paired_ratios([m.run for m in measured])
         goals = evaluate_goals(medians, pacedMedians, pairs)
-        log_problems = scan_logs(nodes, log_dir)
+        log_problems = scan_logs([log_dir / f"{n.name}.log" for n in nodes], log_dir)
         results["runs"] = [asdict(m) for m in measured]
         results["medians"] = medians
         results["paired_ratios"] = pairs
@@ -1398,8 +1264,7 @@ def main(argv: Sequence[str]) -> int:
         results["goals"] = [asdict(g) for g in goals]
         results["log_problems"] = log_problems
         if measured or nodes:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(results, indent=2) + "\n")
+            write_results(output, results)
     if measured:
         print()
         if not results["complete"]:
@@ -1421,14 +1286,7 @@ def main(argv: Sequence[str]) -> int:
         print("\nGossip at the end:\n")
         print(gossip_table(stats))
     if nodes:
-        print("\nNode logs: " + str(log_dir))
-        for name, lines in log_problems.items():
-            if lines:
-                print(f"  {name}: {len(lines)} warning/error line(s), e.g.:")
-                for line in lines[:3]:
-                    print(f"    {line[:200]}")
-        if not any(log_problems.values()):
-            print("  no warnings, errors or tracebacks.")
+        print_log_problems(log_dir, log_problems)
     print("Load average (1, 5, 15 min): " + "; ".join(f"{w} {v}" for w, v in loads))
     if measured:
         warned = [m for m in measured if m.run.warnings]

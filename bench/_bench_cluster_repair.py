@@ -26,12 +26,10 @@ is stopped however the script ends, and all traffic stays on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import math
 import os
-import platform
 import random
 import re
 import resource
@@ -50,33 +48,51 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._bench_cluster_http import code_version, loadavg
 from bench._bench_common import (
-    LOOPBACK,
-    RESULTS_DIR,
-    BenchError,
-    ManagedProcess,
-    Pinning,
-    ProcessSet,
-    check_node_plugin,
-    choose_pinning,
-    format_table,
-    free_ports,
-    http_request,
-    install_termination_handlers,
-    node_argv,
-    utc_stamp,
-    verdict,
-)
-from bench._bench_gossip_cluster import PRECISE_LOGGER, cpu_ticks_seconds, log_time
-from bench._bench_http import (
     DURATION_NS,
+    REPO_DIR,
+    RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
+    BenchError,
+    Goal,
+    Pinning,
     WrkResult,
+    add_node_options,
+    bench_parser,
+    check_ranges,
+    choose_pinning,
+    code_version,
+    describe_code,
+    exit_status,
+    format_table,
+    goals_table,
+    install_termination_handlers,
+    loadavg,
     lua_quote,
+    machine,
     parse_wrk,
+    print_log_problems,
+    scan_logs,
+    subset,
+    utc_stamp,
+    write_results,
     wrk_version,
+)
+from disperse.testing.cluster import (
+    LOOPBACK,
+    ClusterError,
+    NodeProcess,
+    ProcessSet,
+    checkNodePlugin,
+    cpuSeconds,
+    freePorts,
+    getJSON,
+    httpRequest,
+    logTime,
+    loopbackArgs,
+    nodeCommand,
+    waitConverged,
 )
 from disperse.testing.history import History, check
 
@@ -120,8 +136,6 @@ _CATCHING_UP = re.compile(r"\] catching up (\d+) partitions from (\d+) members")
 _CAUGHT_UP = re.compile(r"\] caught up: (\d+) keys pulled")
 _HTTP_LISTENING = re.compile(r"\] HTTP API listening on (\S+):(\d+)")
 _HINTS = re.compile(r"\] delivered (\d+) hints to (\S+)")
-# twistd's text log tags each event with its namespace and level.
-_LOG_PROBLEM = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
 
 
 # --- nodes ------------------------------------------------------------------------
@@ -132,12 +146,19 @@ class Node:
     name: str
     gossip_port: int
     http_port: int
-    proc: ManagedProcess = field(repr=False)
-    started: float  # time.monotonic() just before the process was spawned
+    proc: NodeProcess = field(repr=False)
+
+    @property
+    def started(self) -> float:
+        """
+        time.monotonic() just before the process was spawned.
+        """
+        return self.proc.started
 
     @property
     def log_path(self) -> Path:
-        return self.proc.log_path
+        assert self.proc.logPath is not None
+        return self.proc.logPath
 
 
 def start_node(
@@ -154,48 +175,25 @@ def start_node(
     event times below come from the nodes' own logs).
     """
     gossip_port, http_port = ports
-    twistd, *rest = node_argv(gossip_port, http_port)
     argv = [
-        twistd,
-        f"--logger={PRECISE_LOGGER}",
-        *rest,
-        "--node-name",
-        name,
-        "--profile",
-        "local",
-        "--replicas",
-        str(REPLICAS),
-        "--write-consistency",
-        CONSISTENCY,
-        "--read-consistency",
-        CONSISTENCY,
+        *loopbackArgs(gossip_port, http_port),
+        *("--node-name", name, "--profile", "local", "--replicas", str(REPLICAS)),
+        *("--write-consistency", CONSISTENCY, "--read-consistency", CONSISTENCY),
         *extra,
     ]
     if seed_gossip_port is not None:
         argv += ["--peer", f"{LOOPBACK}:{seed_gossip_port}"]
-    started = time.monotonic()
-    proc = procs.start(name, pinning.server(argv), log_path)
-    return Node(name, gossip_port, http_port, proc, started)
+    command = pinning.server(nodeCommand(argv, precise=True))
+    return Node(name, gossip_port, http_port, procs.start(name, command, log_path))
 
 
 def get_json(node: Node, path: str, timeout: float = 5.0) -> Any:
-    try:
-        status, body = http_request(node.http_port, "GET", path, timeout=timeout)
-    except (OSError, http.client.HTTPException) as e:
-        raise BenchError(f"{node.name}: GET {path} failed: {e!r}") from e
-    if status != 200:
-        raise BenchError(f"{node.name}: GET {path} answered {status}")
-    return json.loads(body)
+    return getJSON(node.http_port, path, timeout=timeout)
 
 
 def check_running(nodes: Sequence[Node]) -> None:
     for node in nodes:
-        code = node.proc.exited()
-        if code is not None:
-            raise BenchError(
-                f"{node.name} exited (status {code}); log {node.log_path}:\n"
-                f"{node.proc.log_tail()}"
-            )
+        node.proc.check()
 
 
 def wait_ready(node: Node) -> float:
@@ -203,47 +201,16 @@ def wait_ready(node: Node) -> float:
     Poll C{/health} until it answers 200; returns the time.monotonic() of
     the first answer.
     """
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer"
-    while time.monotonic() < deadline:
-        check_running([node])
-        try:
-            status, _ = http_request(node.http_port, "GET", "/health", timeout=1.0)
-        except (OSError, http.client.HTTPException) as e:
-            last = repr(e)
-        else:
-            if status == 200:
-                return time.monotonic()
-            last = f"HTTP {status}"
-        time.sleep(0.05)
-    raise BenchError(
-        f"{node.name} not ready after {READY_TIMEOUT:.0f} s ({last}); log "
-        f"{node.log_path}:\n{node.proc.log_tail()}"
-    )
+    node.proc.waitHealthy(node.http_port, timeout=READY_TIMEOUT, interval=0.05)
+    return time.monotonic()
 
 
 def wait_converged(nodes: Sequence[Node]) -> float:
-    """
-    Wait until every node in C{nodes} sees exactly them alive and has built
-    its partition table over them; returns the seconds it took.
-    """
-    want = {n.name for n in nodes}
-    started = time.monotonic()
-    seen: dict[str, str] = {}
-    while time.monotonic() - started < CONVERGE_TIMEOUT:
-        check_running(nodes)
-        done = True
-        for node in nodes:
-            members = get_json(node, "/cluster/members")
-            table = int(get_json(node, "/stats")["replication"]["members"])
-            alive = {m["name"] for m in members if m.get("state") == "alive"}
-            seen[node.name] = f"{sorted(alive)} (table {table})"
-            done = done and alive == want and table == len(want)
-        if done:
-            return time.monotonic() - started
-        time.sleep(0.1)
-    views = "; ".join(f"{name} sees {view}" for name, view in seen.items())
-    raise BenchError(f"cluster did not converge in {CONVERGE_TIMEOUT:.0f} s: {views}")
+    return waitConverged(
+        {n.name: n.http_port for n in nodes},
+        CONVERGE_TIMEOUT,
+        lambda: check_running(nodes),
+    )
 
 
 def boot_cluster(
@@ -253,25 +220,16 @@ def boot_cluster(
     C{c1}, then C{c2} and C{c3} joining through it; returns once they
     converged.
     """
-    ports = free_ports(2 * len(NODES))
-    pairs = [(ports[i], ports[i + 1]) for i in range(0, len(ports), 2)]
-    seed = start_node(
-        procs, pinning, log_dir / "c1.log", NODES[0], pairs[0], None, extra
-    )
-    wait_ready(seed)
-    nodes = [seed]
-    for name, pair in zip(NODES[1:], pairs[1:], strict=True):
+    ports = freePorts(2 * len(NODES))
+    nodes: list[Node] = []
+    for i, name in enumerate(NODES):
+        seed = nodes[0].gossip_port if nodes else None
+        pair = (ports[2 * i], ports[2 * i + 1])
         nodes.append(
-            start_node(
-                procs,
-                pinning,
-                log_dir / f"{name}.log",
-                name,
-                pair,
-                seed.gossip_port,
-                extra,
-            )
+            start_node(procs, pinning, log_dir / f"{name}.log", name, pair, seed, extra)
         )
+        if i == 0:
+            wait_ready(nodes[0])
     for node in nodes[1:]:
         wait_ready(node)
     wait_converged(nodes)
@@ -283,33 +241,16 @@ def kill9(procs: ProcessSet, node: Node) -> float:
     SIGKILL the node's process group; returns the time.monotonic() of the
     signal. The process is reaped and forgotten by C{procs}.
     """
-    proc = node.proc
-    if proc.exited() is not None:
+    if not node.proc.running:
         raise BenchError(f"{node.name} had already exited before the kill")
     at = time.monotonic()
-    os.killpg(proc.pid, signal.SIGKILL)
-    try:
-        proc.popen.wait(10)
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"{node.name} survived SIGKILL for 10 s") from e
-    forget(procs, proc)
+    node.proc.kill()
+    procs.forget(node.proc)
     return at
 
 
 def stop_node(procs: ProcessSet, node: Node) -> None:
-    forget(procs, node.proc)
-
-
-def forget(procs: ProcessSet, proc: ManagedProcess) -> None:
-    """
-    Stop C{proc} (if still running), close its log, and drop it from
-    C{procs}.
-    """
-    try:
-        proc.stop()
-    finally:
-        with contextlib.suppress(ValueError):
-            procs.processes.remove(proc)
+    procs.forget(node.proc)
 
 
 # --- logs -------------------------------------------------------------------------
@@ -331,7 +272,7 @@ def log_events(
         m = pattern.search(line)
         if m is None:
             continue
-        at = log_time(line)
+        at = logTime(line)
         if at is None or (since is not None and at < since):
             continue
         found.append((at, m))
@@ -348,18 +289,6 @@ def first_event(
         if accept(m):
             return at
     return None
-
-
-def log_problems(paths: Sequence[Path]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in paths:
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        lines = [line for line in text.splitlines() if _LOG_PROBLEM.search(line)]
-        found[str(path.relative_to(path.parent.parent))] = lines
-    return found
 
 
 # --- part 1: loading K keys with wrk ------------------------------------------------
@@ -452,10 +381,10 @@ def run_load(
     """
     started = time.monotonic()
     deadline = started + timeout
-    outputs: list[tuple[Node, ManagedProcess, Path]] = []
+    outputs: list[tuple[Node, NodeProcess, Path]] = []
     done_at: float | None = None
     connections = CONNECTIONS_PER_NODE * (2 if len(targets) == 1 else 1)
-    with ProcessSet() as wrks:
+    with ProcessSet(cwd=REPO_DIR) as wrks:
         for node, script in targets:
             argv = [
                 "wrk",
@@ -484,11 +413,10 @@ def run_load(
                 done_at = time.monotonic()
                 break
         for _, proc, _ in outputs:
-            if proc.exited() is None:
-                os.killpg(proc.pid, signal.SIGINT)
+            proc.signal(signal.SIGINT)
         for _, proc, _ in outputs:
             try:
-                proc.popen.wait(15)
+                proc.wait(15)
             except subprocess.TimeoutExpired as e:  # the ProcessSet kills it
                 raise BenchError(f"{proc.name} did not stop on SIGINT") from e
     if done_at is None:
@@ -541,7 +469,7 @@ def sample_problems(
     for n, i in enumerate(sample):
         node = nodes[n % len(nodes)]
         try:
-            status, body = http_request(
+            status, body = httpRequest(
                 node.http_port, "GET", f"/cache/{key_name(i)}", headers=headers
             )
         except (OSError, http.client.HTTPException) as e:
@@ -612,7 +540,7 @@ def nodes_cpu(nodes: Sequence[Node]) -> dict[str, float]:
     utime + stime of each node so far, in seconds.
     """
     try:
-        return {n.name: cpu_ticks_seconds(n.proc.pid) for n in nodes}
+        return {n.name: cpuSeconds(n.proc.pid) for n in nodes}
     except OSError as e:
         raise BenchError(f"a node is gone: {e}") from e
 
@@ -668,7 +596,7 @@ def restart_and_time(
     while time.monotonic() < deadline:
         check_running([node])
         try:
-            status, body = http_request(node.http_port, "GET", "/stats", timeout=1.0)
+            status, body = httpRequest(node.http_port, "GET", "/stats", timeout=1.0)
         except (OSError, http.client.HTTPException):
             pass
         else:
@@ -724,8 +652,8 @@ def repair_rep(
     single_first = rep % 2 == 0
 
     def reference() -> Load:
-        with ProcessSet() as procs:
-            gossip, http = free_ports(2)
+        with ProcessSet(cwd=REPO_DIR) as procs:
+            gossip, http = freePorts(2)
             single = start_node(
                 procs,
                 pinning,
@@ -756,7 +684,7 @@ def repair_rep(
             return load
 
     single_load = reference() if single_first else None
-    with ProcessSet() as procs:
+    with ProcessSet(cwd=REPO_DIR) as procs:
         nodes = boot_cluster(procs, pinning, log_dir, extra)
         c1, c2, c3 = nodes
         killed = kill9(procs, c3)
@@ -1211,11 +1139,11 @@ def kill_under_load(
     log_dir = log_root / "kill"
     log_dir.mkdir(parents=True, exist_ok=True)
     duration: float = args.duration
-    with ProcessSet() as procs:
+    with ProcessSet(cwd=REPO_DIR) as procs:
         nodes = boot_cluster(procs, pinning, log_dir, extra)
         c1, c2, c3 = nodes
         workload = Workload(nodes, args.clients, base)
-        cpu_before = {n.name: cpu_ticks_seconds(n.proc.pid) for n in nodes}
+        cpu_before = {n.name: cpuSeconds(n.proc.pid) for n in nodes}
         self_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
         until = started + duration
@@ -1227,7 +1155,7 @@ def kill_under_load(
             t.start()
         try:
             time.sleep(max(0.0, started + duration / 3 - time.monotonic()))
-            c3_cpu = cpu_ticks_seconds(c3.proc.pid) - cpu_before[VICTIM]
+            c3_cpu = cpuSeconds(c3.proc.pid) - cpu_before[VICTIM]
             killed = kill9(procs, c3)
             print(
                 f"  kill -9 {VICTIM} at {killed - started:.1f} s of {duration:.0f} s",
@@ -1243,7 +1171,7 @@ def kill_under_load(
         ended = time.monotonic()
         self_after = resource.getrusage(resource.RUSAGE_SELF)
         node_cpu = {
-            n.name: cpu_ticks_seconds(n.proc.pid) - cpu_before[n.name] for n in (c1, c2)
+            n.name: cpuSeconds(n.proc.pid) - cpu_before[n.name] for n in (c1, c2)
         }
         node_cpu[VICTIM] = c3_cpu
         client_cpu = (self_after.ru_utime - self_before.ru_utime) + (
@@ -1344,14 +1272,6 @@ def kill_under_load(
 
 
 # --- report -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Goal:
-    name: str
-    measured: str
-    target: str
-    ok: bool
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -1619,14 +1539,12 @@ def evaluate_goals(
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/cluster-repair",
-        description=(
-            "Repair of a restarted replica (time until it holds every key it "
-            "missed, next to the write throughput of the same keys) and kill -9 "
-            "of a replica under continuous quorum load (lost writes, stale "
-            "reads, detection time, error window), on 3-node clusters."
-        ),
+    parser = bench_parser(
+        "bench/cluster-repair",
+        "Repair of a restarted replica (time until it holds every key it "
+        "missed, next to the write throughput of the same keys) and kill -9 "
+        "of a replica under continuous quorum load (lost writes, stale "
+        "reads, detection time, error window), on 3-node clusters.",
     )
     parser.add_argument(
         "--parts",
@@ -1636,28 +1554,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keys",
         type=int,
-        default=None,
         help=f"keys written while c3 is down (default {KEYS}; --quick {QUICK_KEYS})",
     )
     parser.add_argument(
         "--reps",
         type=int,
-        default=None,
         help="repetitions of the repair measurement (default 3; --quick 1)",
     )
     parser.add_argument(
         "--repair-timeout",
         type=float,
         default=REPAIR_TIMEOUT,
-        help=(
-            "bound on the wait for c3 to hold all keys "
-            f"(default {REPAIR_TIMEOUT:.0f} s)"
-        ),
+        help=f"bound on the wait for c3 to hold all keys ({REPAIR_TIMEOUT:.0f} s)",
     )
     parser.add_argument(
         "--duration",
         type=int,
-        default=None,
         help=(
             f"seconds of load in the kill run (default {KILL_DURATION}; --quick "
             f"{QUICK_KILL_DURATION}); c3 is killed at a third"
@@ -1674,47 +1586,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help=f"1 rep with {QUICK_KEYS} keys, {QUICK_KILL_DURATION} s kill run",
     )
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=("info", "debug"),
-        help="the nodes' --log-level (default info; the timings need info)",
-    )
-    parser.add_argument(
-        "--node-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="one more argument for every node, repeatable",
-    )
-    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument(
-        "--output", type=Path, help="JSON results path (default bench/results/)"
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when a goal fails"
-    )
+    add_node_options(parser, ("info", "debug"))
     args = parser.parse_args(argv)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    if not parts or set(parts) - set(PARTS):
-        parser.error(f"--parts: choose from {','.join(PARTS)}")
-    args.parts = [p for p in PARTS if p in parts]
+    args.parts = subset(parser, "--parts", args.parts, PARTS)
     if args.keys is None:
         args.keys = QUICK_KEYS if args.quick else KEYS
     if args.reps is None:
         args.reps = 1 if args.quick else 3
     if args.duration is None:
         args.duration = QUICK_KILL_DURATION if args.quick else KILL_DURATION
-    if not SAMPLE_KEYS <= args.keys <= 1_000_000:
-        parser.error(f"--keys must be {SAMPLE_KEYS}..1000000")
-    if not 1 <= args.reps <= 20:
-        parser.error("--reps must be 1..20")
-    if not 3 <= args.duration <= 600:
-        parser.error("--duration must be 3..600")
-    if not 1 <= args.clients <= 256:
-        parser.error("--clients must be 1..256")
-    if not 1 <= args.repair_timeout <= 3600:
-        parser.error("--repair-timeout must be 1..3600")
+    check_ranges(
+        parser,
+        args,
+        {
+            "keys": (SAMPLE_KEYS, 1_000_000),
+            "reps": (1, 20),
+            "duration": (3, 600),
+            "clients": (1, 256),
+            "repair_timeout": (1, 3600),
+        },
+    )
     return args
 
 
@@ -1729,7 +1620,7 @@ def main(argv: Sequence[str]) -> int:
     output: Path = args.output or RESULTS_DIR / f"cluster-repair-{stamp}.json"
     log_root = RESULTS_DIR / f"cluster-repair-{stamp}-logs"
     pinning = choose_pinning(not args.no_pin)
-    cpus = sorted(os.sched_getaffinity(0))
+    where = machine()  # before this process moves to the client CPU
     if pinning.client_cpu is not None:
         # This process is the load generator of the kill run, and polls.
         os.sched_setaffinity(0, {pinning.client_cpu})
@@ -1756,9 +1647,7 @@ def main(argv: Sequence[str]) -> int:
             "connections_per_node": CONNECTIONS_PER_NODE,
             "node_args": extra,
             "pinning": pinning.describe(),
-            "cpus": cpus,
-            "python": platform.python_version(),
-            "machine": platform.platform(),
+            **where,
             "wrk": wrk_version() if "repair" in args.parts else None,
             "code": code_version(),
         },
@@ -1784,16 +1673,14 @@ def main(argv: Sequence[str]) -> int:
         )
         + f"roughly {est // 60} min {est % 60} s."
     )
-    code = results["config"]["code"]
-    dirty = f", {len(code['modified'])} files modified" if code["modified"] else ""
     print(
-        f"Code: {code['commit'][:12]}{dirty}. Pinning: {pinning.describe()}. "
-        f"Load average: {loads[0][1]}.",
+        f"{describe_code(results['config']['code'])} Pinning: {pinning.describe()}."
+        f" Load average: {loads[0][1]}.",
         flush=True,
     )
     status = 0
     try:
-        check_node_plugin()
+        checkNodePlugin()
         log_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp:
             if "repair" in args.parts:
@@ -1819,7 +1706,7 @@ def main(argv: Sequence[str]) -> int:
                 kill = kill_under_load(args, pinning, log_root, base, extra)
                 loads.append(("after kill run", loadavg()))
         results["complete"] = True
-    except BenchError as e:
+    except ClusterError as e:
         print(f"\nbench/cluster-repair: {e}", file=sys.stderr)
         status = 2
     except Exception:  # a harness bug: report it, stop the nodes, exit 2
@@ -1827,17 +1714,12 @@ def main(argv: Sequence[str]) -> int:
         print("\nbench/cluster-repair: internal error; nodes stopped.", file=sys.stderr)
         status = 2
     except (KeyboardInterrupt, SystemExit) as e:
-        print(
-            "\nbench/cluster-repair: interrupted; processes stopped.", file=sys.stderr
-        )
-        status = (
-            e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
-        )
+        status = exit_status(e, "bench/cluster-repair")
     finally:
         loads.append(("end", loadavg()))
         summary = repair_summary(reps) if reps else None
         goals = evaluate_goals(reps, summary, kill)
-        problems = log_problems(sorted(log_root.glob("*/*.log")))
+        problems = scan_logs(sorted(log_root.glob("*/*.log")), log_root)
         wall = time.monotonic() - began
         results["wall_s"] = wall
         results["repair"] = {"reps": [asdict(r) for r in reps], "summary": summary}
@@ -1845,8 +1727,7 @@ def main(argv: Sequence[str]) -> int:
         results["goals"] = [asdict(g) for g in goals]
         results["log_problems"] = problems
         if reps or kill is not None or log_root.exists():
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+            write_results(output, results)
     if not results["complete"] and (reps or kill):
         print("\nPARTIAL RESULTS: the run did not finish.")
     if reps and summary is not None:
@@ -1882,23 +1763,9 @@ def main(argv: Sequence[str]) -> int:
     goals_list = evaluate_goals(reps, repair_summary(reps) if reps else None, kill)
     if goals_list:
         print("\nGoals:\n")
-        print(
-            format_table(
-                ["goal", "measured", "target", "verdict"],
-                [[g.name, g.measured, g.target, verdict(g.ok)] for g in goals_list],
-            )
-        )
-    noisy = {
-        name: lines for name, lines in results.get("log_problems", {}).items() if lines
-    }
+        print(goals_table(goals_list))
     if log_root.exists():
-        print(f"\nNode logs: {log_root}")
-        for name, lines in noisy.items():
-            print(f"  {name}: {len(lines)} warning/error line(s), e.g.:")
-            for line in lines[:3]:
-                print(f"    {line[:200]}")
-        if not noisy:
-            print("  no warnings, errors or tracebacks.")
+        print_log_problems(log_root, results.get("log_problems", {}))
     print("Load average (1, 5, 15 min): " + "; ".join(f"{w} {v}" for w, v in loads))
     print(f"Wall time: {results['wall_s']:.0f} s. Raw results: {output}")
     if status == 0 and args.strict and not all(g.ok for g in goals_list):

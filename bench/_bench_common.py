@@ -1,43 +1,42 @@
 """
-Plumbing shared by the single-node benchmark scripts (C{bench/http},
-C{bench/memory}): locating the virtualenv, free loopback ports, CPU pinning,
-child processes that are always stopped, tiny HTTP helpers, RSS readers and
-plain-text tables.
-
-Everything here talks to 127.0.0.1 only, and every wait is bounded in time.
+What the benchmark scripts share, apart from starting and stopping nodes
+(L{disperse.testing.cluster}): locating the virtualenv, CPU pinning, the
+common command-line options, wrk and its output, RSS readers, the goal
+table, results files and plain-text tables.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
+import argparse
 import importlib.util
+import json
 import os
+import platform
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO
+from types import FrameType
+from typing import Any
+
+from disperse.testing.cluster import LOG_PROBLEM, ClusterError
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 REFS_DIR = BENCH_DIR / "_refs"
-LOOPBACK = "127.0.0.1"
 MIB = 1024 * 1024
+VALUE_SIZE = 64
+PUT_KEYSPACE = 1000  # PUTs cycle over this many keys: inserts, then overwrites
+DURATION_NS = "9000000000000"  # 9000 s: TTL bookkeeping on, nothing expires
 
-# Environment variables that would make one server slower than another for
-# reasons unrelated to its code; the harness strips them for every child.
-_SKEWING_ENV = ("PYTHONDEVMODE", "PYTHONTRACEMALLOC", "PYTHONMALLOC", "PYTHONPROFILE")
 
-
-class BenchError(Exception):
+class BenchError(ClusterError):
     """
     The benchmark cannot go on (a server did not start, a tool is missing).
     The message is meant for the person running the script.
@@ -61,33 +60,6 @@ def reexec_in_venv(script: str) -> None:
     os.execv(str(venv_python), [str(venv_python), script, *sys.argv[1:]])
 
 
-def venv_tool(name: str) -> str:
-    """
-    The path of a console script (C{twistd}) installed next to the running
-    interpreter, falling back to C{PATH}.
-    """
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise BenchError(
-            f"{name} not found next to {sys.executable} nor on PATH; "
-            "run `make bench-http` (it creates .venv) or `pip install -e .[test]`"
-        )
-    return found
-
-
-def child_env() -> dict[str, str]:
-    """
-    The environment every server child gets: ours, minus variables that
-    would slow one interpreter down (dev mode, tracemalloc, debug malloc).
-    """
-    env = {k: v for k, v in os.environ.items() if k not in _SKEWING_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def utc_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
@@ -104,40 +76,6 @@ def install_termination_handlers() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit)
-
-
-# --- ports -----------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """
-    C{count} distinct loopback ports the OS says are free for both TCP and
-    UDP (the node's gossip port is UDP). All are held open until all are
-    chosen, so the OS cannot hand out the same one twice.
-    """
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        for _ in range(count * 20):
-            if len(ports) == count:
-                break
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(tcp)
-            tcp.bind((LOOPBACK, 0))
-            port: int = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    if len(ports) < count:
-        raise BenchError("could not find free loopback ports")
-    return ports
 
 
 # --- CPU pinning -------------------------------------------------------------
@@ -186,232 +124,6 @@ def choose_pinning(enabled: bool = True) -> Pinning:
     if len(cpus) < 2:
         return Pinning(None, None, f"only {len(cpus)} CPU available")
     return Pinning(cpus[0], cpus[1], "")
-
-
-# --- child processes -------------------------------------------------------
-
-
-class ManagedProcess:
-    """
-    A server child in its own process group (so Ctrl-C in the terminal does
-    not reach it before we are ready and so we can stop all it spawned),
-    with stdout and stderr going to a log file.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log_path: Path,
-        cwd: Path = REPO_DIR,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self._log: IO[bytes] = log_path.open("wb")
-        try:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=dict(env) if env is not None else child_env(),
-                start_new_session=True,
-            )
-        except BaseException:
-            self._log.close()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def exited(self) -> int | None:
-        return self.popen.poll()
-
-    def stop(self, grace: float = 5.0) -> None:
-        """
-        SIGTERM the process group, SIGKILL it after C{grace} seconds. The
-        group is only signalled while its leader is not yet reaped, so the
-        group id cannot have been reused by someone else's process.
-        """
-        try:
-            if self.popen.poll() is None:
-                self._signal_group(signal.SIGTERM)
-                try:
-                    self.popen.wait(grace)
-                except subprocess.TimeoutExpired:
-                    self._signal_group(signal.SIGKILL)
-                    self.popen.wait(grace)
-        finally:
-            self._log.close()
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class ProcessSet:
-    """
-    Every child the harness started; C{close} (or leaving the C{with}
-    block, however it is left) stops all of them, newest first.
-    """
-
-    processes: list[ManagedProcess] = field(default_factory=list)
-
-    def start(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log_path: Path,
-        env: Mapping[str, str] | None = None,
-    ) -> ManagedProcess:
-        proc = ManagedProcess(name, argv, log_path, env=env)
-        self.processes.append(proc)
-        return proc
-
-    def close(self) -> None:
-        while self.processes:
-            proc = self.processes.pop()
-            try:
-                proc.stop()
-            except Exception as e:  # keep stopping the others
-                print(f"warning: stopping {proc.name}: {e}", file=sys.stderr)
-
-    def __enter__(self) -> ProcessSet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-# --- the Disperse node ---------------------------------------------------------
-
-
-def node_argv(
-    gossip_port: int, http_port: int, max_memory: str | None = None
-) -> list[str]:
-    """
-    The documented way to start one node (see the Makefile's C{run}).
-    """
-    argv = [
-        venv_tool("twistd"),
-        "--nodaemon",
-        "--pidfile=",
-        "disperse",
-        "--bind",
-        LOOPBACK,
-        "--port",
-        str(gossip_port),
-        "--http-port",
-        f"tcp:{http_port}:interface={LOOPBACK}",
-    ]
-    if max_memory is not None:
-        argv += ["--max-memory", max_memory]
-    return argv
-
-
-def check_node_plugin() -> None:
-    """
-    Fail early, with a readable message, when C{twistd disperse} is not
-    available yet (plugin or package missing).
-    """
-    argv = [venv_tool("twistd"), "disperse", "--help"]
-    try:
-        done = subprocess.run(
-            argv,
-            cwd=REPO_DIR,
-            capture_output=True,
-            timeout=60,
-            check=False,
-            env=child_env(),
-        )
-    except subprocess.TimeoutExpired as e:
-        raise BenchError("`twistd disperse --help` did not answer in 60 s") from e
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).decode(errors="replace").strip()
-        tail = "\n".join(tail.splitlines()[-8:])
-        raise BenchError(
-            f"`{' '.join(argv)}` failed (exit {done.returncode}); "
-            f"is the disperse package installed (make bench-http does it)?\n{tail}"
-        )
-
-
-# --- HTTP ------------------------------------------------------------------------
-
-
-def http_request(
-    port: int,
-    method: str,
-    path: str,
-    *,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 5.0,
-) -> tuple[int, bytes]:
-    """
-    One request on a fresh connection to 127.0.0.1:port; returns
-    (status, body).
-    """
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_until_ready(
-    proc: ManagedProcess,
-    port: int,
-    path: str,
-    ready_statuses: Sequence[int],
-    timeout: float = 60.0,
-) -> float:
-    """
-    Poll C{path} until it answers one of C{ready_statuses}; returns the
-    seconds it took. Raises L{BenchError} with the log tail when the process
-    exits or the deadline passes.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        code = proc.exited()
-        if code is not None:
-            raise BenchError(
-                f"{proc.name} exited with status {code} while starting; "
-                f"log {proc.log_path}:\n{proc.log_tail()}"
-            )
-        try:
-            status, _ = http_request(port, "GET", path, timeout=1.0)
-        except OSError as e:
-            last = repr(e)
-        else:
-            if status in ready_statuses:
-                return time.monotonic() - started
-            last = f"HTTP {status}"
-        time.sleep(0.1)
-    raise BenchError(
-        f"{proc.name} not ready after {timeout:.0f} s on GET {path} ({last}); "
-        f"log {proc.log_path}:\n{proc.log_tail()}"
-    )
 
 
 # --- memory ----------------------------------------------------------------------
@@ -479,3 +191,298 @@ def format_table(
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    measured: str
+    target: str
+    ok: bool
+
+
+def goals_table(goals: Sequence[Goal]) -> str:
+    return format_table(
+        ["goal", "measured", "target", "verdict"],
+        [[g.name, g.measured, g.target, verdict(g.ok)] for g in goals],
+    )
+
+
+# --- the command line --------------------------------------------------------------
+
+
+def bench_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """
+    A parser with the options every script takes (C{--output}, C{--strict}).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--output", type=Path, help="JSON results path (default bench/results/)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a goal fails"
+    )
+    return parser
+
+
+def add_wrk_options(
+    parser: argparse.ArgumentParser, interleaved: str, per: str, quick: str
+) -> None:
+    """
+    C{--duration}, C{--reps}, C{--warmup} and C{--quick} of the wrk scripts.
+    """
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds per wrk run (default 10)"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=3, help=f"repetitions, {interleaved} (3)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help=f"warm-up seconds per {per} x workload"
+    )
+    parser.add_argument("--quick", action="store_true", help=quick)
+
+
+def add_node_options(parser: argparse.ArgumentParser, levels: Sequence[str]) -> None:
+    """
+    C{--log-level}, C{--node-arg} and C{--no-pin}, for scripts that start
+    nodes under taskset.
+    """
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=levels,
+        help="the nodes' --log-level (default info: no per-request lines)",
+    )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help=(
+            "one more argument for every node, repeatable "
+            "(--node-arg=--anti-entropy-interval --node-arg=1h)"
+        ),
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+
+
+def subset(
+    parser: argparse.ArgumentParser, option: str, value: str, choices: Sequence[str]
+) -> list[str]:
+    """
+    A comma-separated subset of C{choices}, in their order.
+    """
+    chosen = {w.strip() for w in value.split(",") if w.strip()}
+    if not chosen or chosen - set(choices):
+        parser.error(f"{option}: choose from {','.join(choices)}")
+    return [c for c in choices if c in chosen]
+
+
+def check_ranges(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    ranges: dict[str, tuple[float, float]],
+) -> None:
+    for name, (low, high) in ranges.items():
+        if not low <= getattr(args, name) <= high:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} must be {low:g}..{high:g}")
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def code_version() -> dict[str, Any]:
+    """
+    The commit under test and the tracked files that differ from it (read
+    only: plumbing commands that leave the index alone).
+    """
+
+    def git(*argv: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *argv],
+                cwd=REPO_DIR,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("diff-index", "--name-only", "HEAD")
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown",
+        "modified": changed.splitlines() if changed else [],
+    }
+
+
+def machine() -> dict[str, Any]:
+    """
+    Where the run happens, for its results file.
+    """
+    return {
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+    }
+
+
+def describe_code(code: dict[str, Any]) -> str:
+    dirty = f", {len(code['modified'])} files modified" if code["modified"] else ""
+    return f"Code: {code['commit'][:12]}{dirty}."
+
+
+def exit_status(e: BaseException, name: str) -> int:
+    """
+    The status after an interruption (SIGINT, or SIGTERM/SIGHUP turned into
+    C{SystemExit} by L{install_termination_handlers}).
+    """
+    print(f"\n{name}: interrupted; processes stopped.", file=sys.stderr)
+    return e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def scan_logs(paths: Sequence[Path], root: Path) -> dict[str, list[str]]:
+    """
+    Warnings, errors and tracebacks in each log, by path under C{root}.
+    """
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        lines = [line for line in text.splitlines() if LOG_PROBLEM.search(line)]
+        found[str(path.relative_to(root).with_suffix(""))] = lines
+    return found
+
+
+def print_log_problems(log_dir: Path, problems: dict[str, list[str]]) -> None:
+    print(f"\nNode logs: {log_dir}")
+    noisy = {name: lines for name, lines in problems.items() if lines}
+    for name, lines in noisy.items():
+        print(f"  {name}: {len(lines)} warning/error line(s), e.g.:")
+        for line in lines[:3]:
+            print(f"    {line[:200]}")
+    if not noisy:
+        print("  no warnings, errors or tracebacks.")
+
+
+# --- wrk ------------------------------------------------------------------------------
+
+
+WRK_INSTALL_HINT = (
+    "wrk is not installed. It is a Debian package: `apt-get install -y wrk` "
+    "(as root), or run `make bench-http`, which installs it."
+)
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: dict[str, int]
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_PERCENTILE = re.compile(
+    r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M
+)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.M)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """
+    Requests/sec, the 50th and 99th latency percentiles (in ms), the request
+    count, non-2xx responses and socket errors from C{wrk --latency} output.
+    """
+    rps = _RPS.search(output)
+    count = _REQUESTS.search(output)
+    percentiles = {
+        int(p): float(value) * _UNIT_MS[unit]
+        for p, value, unit in _PERCENTILE.findall(output)
+    }
+    if rps is None or count is None or 50 not in percentiles or 99 not in percentiles:
+        raise BenchError(f"cannot parse wrk output:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    errors = _SOCKET_ERRORS.search(output)
+    names = ("connect", "read", "write", "timeout")
+    socket_errors = (
+        dict(zip(names, map(int, errors.groups()), strict=True)) if errors else {}
+    )
+    return WrkResult(
+        requests_per_sec=float(rps.group(1)),
+        p50_ms=percentiles[50],
+        p99_ms=percentiles[99],
+        requests=int(count.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=socket_errors,
+    )
+
+
+def wrk_version() -> str:
+    done = subprocess.run(
+        ["wrk", "--version"], capture_output=True, text=True, timeout=10, check=False
+    )
+    lines = (done.stdout or done.stderr).splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
+def put_body(value: str) -> bytes:
+    return json.dumps({"value": value, "duration": DURATION_NS}).encode()
+
+
+def lua_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_put_script(directory: Path, value: str) -> Path:
+    """
+    The wrk script for the PUT workload: the JSON body Disperse takes, keys
+    cycling over L{PUT_KEYSPACE} names; requests are formatted once in
+    C{init} so wrk spends nothing per request.
+    """
+    body = put_body(value).decode()
+    script = directory / "put.lua"
+    script.write_text(
+        f"""-- generated by bench/http
+local keyspace = {PUT_KEYSPACE}
+local requests = {{}}
+local counter = 0
+
+init = function(args)
+  local headers = {{}}
+  headers["Content-Type"] = "application/json"
+  for i = 1, keyspace do
+    requests[i] = wrk.format("PUT", "/cache/put-" .. i, headers, {lua_quote(body)})
+  end
+end
+
+request = function()
+  counter = counter % keyspace + 1
+  return requests[counter]
+end
+"""
+    )
+    return script

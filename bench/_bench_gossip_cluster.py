@@ -25,41 +25,47 @@ against C{GET /cluster/members} on every node.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
-
-from twisted.logger import FileLogObserver, textFileLogObserver
+from typing import Any, Literal
 
 from bench._bench_common import (
-    LOOPBACK,
     REPO_DIR,
     RESULTS_DIR,
     BenchError,
-    ManagedProcess,
-    ProcessSet,
-    check_node_plugin,
-    child_env,
+    Goal,
+    bench_parser,
+    exit_status,
     format_table,
-    http_request,
+    goals_table,
     install_termination_handlers,
-    node_argv,
+    loadavg,
+    machine,
     utc_stamp,
-    verdict,
+    write_results,
+)
+from disperse.testing.cluster import (
+    LOOPBACK,
+    ClusterError,
+    NodeProcess,
+    ProcessSet,
+    checkNodePlugin,
+    childEnv,
+    cpuSeconds,
+    httpRequest,
+    logTime,
+    loopbackArgs,
+    nodeCommand,
 )
 
 Kind = Literal["disperse", "go"]
@@ -89,38 +95,9 @@ MEMBERLIST_LEFT = 3  # memberlist.StateLeft
 # that does not say which of the other two it was (see Node._feed_go).
 GONE = ("failed", "left", "leave")
 
-# Disperse nodes log through this factory (twistd --logger): twistd's usual
-# text log with microseconds in the timestamps, so that event times come
-# from the node itself, not from when this harness got CPU to read them.
-PRECISE_LOGGER = "bench._bench_gossip_cluster.precise_log_observer"
-PRECISE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
-_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}) ")
 _DISPERSE_MEMBER = re.compile(r"\] member (\S+) (joined|updated|failed|left) \(")
 _DISPERSE_GOSSIP = re.compile(r"\] gossip listening on (\S+):(\d+) \(UDP and TCP\)")
 _DISPERSE_HTTP = re.compile(r"\] HTTP API listening on (\S+):(\d+)")
-
-
-def precise_log_observer() -> FileLogObserver:
-    """
-    For C{twistd --logger}: the default text log on stdout, with timestamps
-    to the microsecond.
-    """
-    return textFileLogObserver(sys.stdout, timeFormat=PRECISE_TIME_FORMAT)
-
-
-# Wall clock to time.monotonic(), for the timestamps in Disperse's logs.
-_MONOTONIC_OFFSET = time.time() - time.monotonic()
-
-
-def log_time(line: str) -> float | None:
-    """
-    The time.monotonic() equivalent of a precise log line's timestamp.
-    """
-    m = _LOG_TIME.match(line)
-    if m is None:
-        return None
-    wall = datetime.strptime(m.group(1), PRECISE_TIME_FORMAT).timestamp()
-    return wall - _MONOTONIC_OFFSET
 
 
 # --- the Go peer ------------------------------------------------------------------
@@ -167,9 +144,7 @@ def ensure_go_peer(path: Path) -> Path:
 
 
 def _run_build(argv: list[str], extra_env: dict[str, str] | None) -> None:
-    env = child_env()
-    if extra_env:
-        env.update(extra_env)
+    env = childEnv(extra_env)
     try:
         done = subprocess.run(
             argv,
@@ -188,37 +163,6 @@ def _run_build(argv: list[str], extra_env: dict[str, str] | None) -> None:
         )
 
 
-# --- following a node's output ----------------------------------------------------
-
-
-class LogTail:
-    """
-    The complete lines appended to a file since the last call.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[bytes] | None = None
-        self._partial = b""
-
-    def read_lines(self) -> list[str]:
-        if self._file is None:
-            try:
-                self._file = self.path.open("rb")
-            except FileNotFoundError:
-                return []
-        data = self._file.read()
-        if not data:
-            return []
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        return [line.decode(errors="replace") for line in lines]
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 @dataclass
 class Change:
     at: float  # time.monotonic() when the harness read it
@@ -234,9 +178,7 @@ class Node:
 
     kind: Kind
     name: str
-    proc: ManagedProcess
-    tail: LogTail
-    started: float
+    proc: NodeProcess
     listening: float | None = None
     gossip_addr: str | None = None
     http_port: int | None = None
@@ -248,6 +190,10 @@ class Node:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def started(self) -> float:
+        return self.proc.started
 
     def alive_view(self) -> set[str]:
         return {m for m, state in self.view.items() if state == "alive"}
@@ -264,7 +210,7 @@ class Node:
         self.view[member] = "alive" if change in ("joined", "updated") else change
 
     def _feed_disperse(self, line: str, now: float) -> None:
-        now = log_time(line) or now
+        now = logTime(line) or now
         m = _DISPERSE_MEMBER.search(line)
         if m is not None:
             self._record(now, m.group(1), m.group(2))
@@ -319,7 +265,8 @@ class Cluster:
         self.prefix = prefix
         self.log_dir = log_dir
         self.go_peer = go_peer
-        self.procs = ProcessSet()
+        # Disperse lets its "left" notice spread for up to 5 s.
+        self.procs = ProcessSet(STOP_GRACE, cwd=REPO_DIR)
         self.nodes: list[Node] = []
 
     def __enter__(self) -> Cluster:
@@ -345,11 +292,8 @@ class Cluster:
         log_path = self.log_dir / f"{name}.log"
         argv: list[str]
         if self.kind == "disperse":
-            twistd, *rest = node_argv(0, 0)
-            argv = [
-                twistd,
-                f"--logger={PRECISE_LOGGER}",
-                *rest,
+            args = [
+                *loopbackArgs(),
                 "--node-name",
                 name,
                 "--profile",
@@ -358,7 +302,8 @@ class Cluster:
                 "info",
             ]
             if seed is not None:
-                argv += ["--peer", seed]
+                args += ["--peer", seed]
+            argv = nodeCommand(args, precise=True)
         else:
             argv = [
                 str(self.go_peer),
@@ -372,9 +317,7 @@ class Cluster:
             ]
             if seed is not None:
                 argv += ["-join", seed]
-        started = time.monotonic()
-        proc = self.procs.start(name, argv, log_path)
-        node = Node(self.kind, name, proc, LogTail(log_path), started)
+        node = Node(self.kind, name, self.procs.start(name, argv, log_path))
         self.nodes.append(node)
         return node
 
@@ -384,17 +327,17 @@ class Cluster:
         could not join.
         """
         for node in self.running():
-            node.feed(node.tail.read_lines(), time.monotonic())
+            node.feed(node.proc.newLines(), time.monotonic())
             code = node.proc.exited()
             if code is not None:
                 raise BenchError(
                     f"{self.title} node {node.name} exited with status {code}; "
-                    f"log {node.proc.log_path}:\n{node.proc.log_tail()}"
+                    f"log {node.proc.logPath}:\n{node.proc.logTail()}"
                 )
             if node.join_error is not None:
                 raise BenchError(
                     f"Go node {node.name} could not join: {node.join_error}; "
-                    f"log {node.proc.log_path}"
+                    f"log {node.proc.logPath}"
                 )
 
     def wait_for(
@@ -454,33 +397,16 @@ class Cluster:
         if node.proc.exited() is not None:
             raise BenchError(f"{node.name} already exited")
         at = time.monotonic()
-        os.killpg(node.pid, signal.SIGKILL)
         node.killed = at
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            node.proc.popen.wait(5.0)
-        node.feed(node.tail.read_lines(), time.monotonic())
-        node.tail.close()
+        node.proc.kill()
+        node.feed(node.proc.newLines(), time.monotonic())
         return at
 
     def stop(self) -> None:
         """
         SIGTERM every node at once, SIGKILL those still running after
-        L{STOP_GRACE} seconds, then let the L{ProcessSet} reap them.
+        L{STOP_GRACE} seconds.
         """
-        live = [n.proc for n in self.nodes if n.proc.exited() is None]
-        for proc in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for proc in live:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(max(0.0, deadline - time.monotonic()))
-        for proc in live:
-            if proc.exited() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-        for node in self.nodes:
-            node.tail.close()
         self.procs.close()
 
 
@@ -573,7 +499,7 @@ def check_disperse_members(cluster: Cluster) -> str:
             wrong.append(f"{node.name}: HTTP port unknown")
             continue
         try:
-            status, body = http_request(node.http_port, "GET", "/cluster/members")
+            status, body = httpRequest(node.http_port, "GET", "/cluster/members")
         except OSError as e:
             wrong.append(f"{node.name}: {e}")
             continue
@@ -592,17 +518,6 @@ def check_disperse_members(cluster: Cluster) -> str:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ticks_seconds(pid: int) -> float:
-    """
-    utime + stime of a process (all its threads), in seconds.
-    """
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        text = f.read()
-    fields = text[text.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def cpu_sched_seconds(pid: int) -> float | None:
@@ -635,7 +550,7 @@ class CpuSample:
 
 def sample_cpu(node: Node) -> CpuSample:
     return CpuSample(
-        time.monotonic(), cpu_ticks_seconds(node.pid), cpu_sched_seconds(node.pid)
+        time.monotonic(), cpuSeconds(node.pid), cpu_sched_seconds(node.pid)
     )
 
 
@@ -649,7 +564,7 @@ def sample_stats(node: Node) -> StatsSample:
     if node.http_port is None:
         raise BenchError(f"{node.name}: HTTP port unknown")
     try:
-        status, body = http_request(node.http_port, "GET", "/stats")
+        status, body = httpRequest(node.http_port, "GET", "/stats")
     except OSError as e:
         raise BenchError(f"{node.name}: GET /stats failed: {e}") from e
     if status != 200:
@@ -836,14 +751,6 @@ def crash_rep(
 # --- report -----------------------------------------------------------------------
 
 
-@dataclass
-class Goal:
-    name: str
-    target: str
-    measured: str
-    ok: bool
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -989,16 +896,16 @@ def evaluate_goals(
         goals.append(
             Goal(
                 "Disperse steady CPU per node, median",
-                f"<= {GOAL_CPU_MS_PER_S:g} ms/s",
                 f"{med:.2f} ms/s",
+                f"<= {GOAL_CPU_MS_PER_S:g} ms/s",
                 med <= GOAL_CPU_MS_PER_S,
             )
         )
         goals.append(
             Goal(
                 "Disperse steady CPU per node, max",
-                f"<= {GOAL_CPU_MS_PER_S:g} ms/s",
                 f"{top:.2f} ms/s",
+                f"<= {GOAL_CPU_MS_PER_S:g} ms/s",
                 top <= GOAL_CPU_MS_PER_S,
             )
         )
@@ -1008,8 +915,8 @@ def evaluate_goals(
         goals.append(
             Goal(
                 "crash detection p50, parity with Go (derived)",
-                f"<= {CRASH_PARITY:g} x Go = {CRASH_PARITY * g:.2f} s",
                 f"{d:.2f} s",
+                f"<= {CRASH_PARITY:g} x Go = {CRASH_PARITY * g:.2f} s",
                 d <= CRASH_PARITY * g,
             )
         )
@@ -1018,38 +925,23 @@ def evaluate_goals(
         goals.append(
             Goal(
                 "boot p50, from last node listening (derived)",
-                f"<= {BOOT_GOAL_S:g} s (bench/gossip's simulated goal)",
                 f"{b:.2f} s",
+                f"<= {BOOT_GOAL_S:g} s (bench/gossip's simulated goal)",
                 b <= BOOT_GOAL_S,
             )
         )
     return goals
 
 
-def format_goals(goals: Sequence[Goal]) -> str:
-    return format_table(
-        ["goal", "target", "measured", "verdict"],
-        [[g.name, g.target, g.measured, verdict(g.ok)] for g in goals],
-        left=2,
-    )
-
-
-def loadavg() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 # --- main -------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/gossip-cluster",
-        description=(
-            "Real-process gossip figures, Disperse (--profile local) against Go "
-            "memberlist (DefaultLocalConfig): steady-state CPU and UDP bytes per "
-            "node, crash detection, boot through one seed."
-        ),
+    parser = bench_parser(
+        "bench/gossip-cluster",
+        "Real-process gossip figures, Disperse (--profile local) against Go "
+        "memberlist (DefaultLocalConfig): steady-state CPU and UDP bytes per "
+        "node, crash detection, boot through one seed.",
     )
     parser.add_argument(
         "--window", type=float, default=30.0, help="steady-state window, s (30)"
@@ -1099,12 +991,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=GO_PEER,
         help=f"Go memberlist peer binary (default {GO_PEER.relative_to(REPO_DIR)})",
     )
-    parser.add_argument(
-        "--output", type=Path, help="JSON results path (default bench/results/)"
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when a goal fails"
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.window, args.reps, args.settle, args.crash_settle = 10.0, 1, 2.0, 2.0
@@ -1129,7 +1015,7 @@ def run(
     crashes: dict[Kind, list[CrashRep]],
 ) -> None:
     go_peer = ensure_go_peer(args.go_peer)
-    check_node_plugin()
+    checkNodePlugin()
     n = args.nodes
     phase = time.monotonic()
 
@@ -1239,10 +1125,8 @@ def main(argv: Sequence[str]) -> int:
             "quick": args.quick,
             "disperse_profile": "local",
             "go_config": "memberlist.DefaultLocalConfig",
-            "cpus": sorted(os.sched_getaffinity(0)),
             "clock_ticks_per_s": CLOCK_TICKS,
-            "python": platform.python_version(),
-            "machine": platform.platform(),
+            **machine(),
         },
         "loadavg_start": loadavg(),
     }
@@ -1256,14 +1140,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         run(args, log_dir, results, boots, steady, crashes)
         results["complete"] = True
-    except BenchError as e:
+    except ClusterError as e:
         print(f"\nbench/gossip-cluster: {e}", file=sys.stderr)
         status = 2
     except (KeyboardInterrupt, SystemExit) as e:
-        print("\nbench/gossip-cluster: interrupted; nodes stopped.", file=sys.stderr)
-        status = (
-            e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
-        )
+        status = exit_status(e, "bench/gossip-cluster")
     finally:
         goals = evaluate_goals(boots, steady, crashes)
         results["loadavg_end"] = loadavg()
@@ -1273,8 +1154,7 @@ def main(argv: Sequence[str]) -> int:
         results["crash"] = {k: [asdict(r) for r in v] for k, v in crashes.items()}
         results["goals"] = [asdict(g) for g in goals]
         if boots:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(results, indent=2) + "\n")
+            write_results(output, results)
     if boots:
         print()
         if not results["complete"]:
@@ -1283,7 +1163,7 @@ def main(argv: Sequence[str]) -> int:
         print(format_table(["", "disperse", "go", "disperse/go"], rows))
         print()
         if goals:
-            print(format_goals(goals))
+            print(goals_table(goals))
             print()
         print(
             f"Load average: start {results['loadavg_start']}, window "

@@ -33,28 +33,35 @@ from pathlib import Path
 from typing import Any
 
 from bench._bench_common import (
-    LOOPBACK,
     MIB,
     REPO_DIR,
     RESULTS_DIR,
     BenchError,
     Pinning,
-    ProcessSet,
-    check_node_plugin,
-    child_env,
+    bench_parser,
+    check_ranges,
     choose_pinning,
+    exit_status,
     format_table,
-    free_ports,
-    http_request,
     install_termination_handlers,
     mib,
-    node_argv,
     process_peak_rss,
     process_rss,
     self_rss,
     utc_stamp,
     verdict,
-    wait_until_ready,
+    write_results,
+)
+from disperse.testing.cluster import (
+    LOOPBACK,
+    ClusterError,
+    ProcessSet,
+    checkNodePlugin,
+    childEnv,
+    freePorts,
+    httpRequest,
+    loopbackArgs,
+    nodeCommand,
 )
 
 KEY_FORMAT = "key:%09d"  # 13 bytes
@@ -126,7 +133,7 @@ def measure_inprocess(variant: str, entries: int) -> dict[str, Any]:
         done = subprocess.run(
             argv,
             cwd=REPO_DIR,
-            env=child_env(),
+            env=childEnv(),
             capture_output=True,
             text=True,
             timeout=900,
@@ -361,14 +368,16 @@ def measure_budget(
     entry_bytes = len(BUDGET_KEY_FORMAT % 0) + value_size
     data_target = int(budget * factor)
     puts = math.ceil(data_target / entry_bytes)
-    with ProcessSet() as procs:
-        port, gossip = free_ports(2)
+    with ProcessSet(cwd=REPO_DIR) as procs:
+        port, gossip = freePorts(2)
         node = procs.start(
             "disperse",
-            pinning.server(node_argv(gossip, port, max_memory=max_memory)),
+            pinning.server(
+                nodeCommand([*loopbackArgs(gossip, port), "--max-memory", max_memory])
+            ),
             log_dir / "disperse-budget.log",
         )
-        wait_until_ready(node, port, "/health", (200,))
+        node.waitHealthy(port)
         # Idle baseline: settle, then the median of a few samples.
         time.sleep(1.0)
         idle_samples = []
@@ -415,7 +424,7 @@ def measure_budget(
         if node.exited() is not None:
             raise BenchError(
                 f"the node exited (status {node.exited()}) under load:\n"
-                f"{node.log_tail()}"
+                f"{node.logTail()}"
             )
         result.final_rss = process_rss(node.pid)
         result.sampled_peak_rss = max(sampler.peak, result.final_rss)
@@ -426,13 +435,13 @@ def measure_budget(
         result.client_errors = load.errors
         result.load_seconds = load.seconds
         result.timed_out = load.timed_out
-        status, body = http_request(port, "GET", "/stats")
+        status, body = httpRequest(port, "GET", "/stats")
         if status == 200:
             result.stats = json.loads(body)
-        result.first_key_status, _ = http_request(
+        result.first_key_status, _ = httpRequest(
             port, "GET", "/cache/" + BUDGET_KEY_FORMAT % 0
         )
-        result.last_key_status, _ = http_request(
+        result.last_key_status, _ = httpRequest(
             port, "GET", "/cache/" + BUDGET_KEY_FORMAT % (load.sent - 1)
         )
         if load.errors:
@@ -482,50 +491,43 @@ def budget_report(r: BudgetResult) -> str:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/memory",
-        description=(
-            "Per-entry memory overhead of the store (in-process) and the "
-            "resident set of a node writing 3x its --max-memory budget."
-        ),
+    parser = bench_parser(
+        "bench/memory",
+        "Per-entry memory overhead of the store (in-process) and the "
+        "resident set of a node writing 3x its --max-memory budget.",
     )
-    parser.add_argument(
-        "--entries", type=int, default=1_000_000, help="in-process entries (1e6)"
-    )
+    for flag, kind, default, what in (
+        ("--entries", int, 1_000_000, "in-process entries (1e6)"),
+        ("--max-memory", str, "64MB", "node budget (64MB)"),
+        ("--factor", float, 3.0, "data written / budget (3)"),
+        ("--value-size", int, 1024, "budget run value bytes"),
+        ("--connections", int, 4, "keep-alive connections (4)"),
+        ("--slack-mb", float, 30.0, "MiB allowed over baseline"),
+        ("--timeout", float, 600.0, "max seconds of PUT load"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=what)
     parser.add_argument(
         "--quick", action="store_true", help="250,000 in-process entries"
     )
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-budget", action="store_true")
-    parser.add_argument("--max-memory", default="64MB", help="node budget (64MB)")
-    parser.add_argument(
-        "--factor", type=float, default=3.0, help="data written / budget (3)"
-    )
-    parser.add_argument(
-        "--value-size", type=int, default=1024, help="budget run value bytes"
-    )
-    parser.add_argument(
-        "--connections", type=int, default=4, help="keep-alive connections (4)"
-    )
-    parser.add_argument(
-        "--slack-mb", type=float, default=30.0, help="MiB allowed over baseline"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=600.0, help="max seconds of PUT load"
-    )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument("--output", type=Path, help="JSON results path")
-    parser.add_argument("--strict", action="store_true", help="exit 1 on FAIL")
     parser.add_argument("--worker", choices=("plain", "ttl"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.entries = min(args.entries, 250_000)
-    if not 1 <= args.entries <= 20_000_000:
-        parser.error("--entries must be 1..20,000,000")
-    if not 1 <= args.connections <= 64 or not 0 < args.factor <= 20:
-        parser.error("--connections must be 1..64 and --factor 0..20")
-    if not 1 <= args.value_size <= 1_000_000 or not 1 <= args.timeout <= 3600:
-        parser.error("--value-size must be 1..1e6 and --timeout 1..3600")
+    check_ranges(
+        parser,
+        args,
+        {
+            "entries": (1, 20_000_000),
+            "connections": (1, 64),
+            "value_size": (1, 1_000_000),
+            "timeout": (1, 3600),
+        },
+    )
+    if not 0 < args.factor <= 20:
+        parser.error("--factor must be in (0, 20]")
     return args
 
 
@@ -565,7 +567,7 @@ def main(argv: Sequence[str]) -> int:
             print(inprocess_report(measured))
             print()
         if not args.skip_budget:
-            check_node_plugin()
+            checkNodePlugin()
             log_dir = RESULTS_DIR / f"memory-{stamp}-logs"
             log_dir.mkdir(parents=True, exist_ok=True)
             budget = measure_budget(
@@ -587,19 +589,14 @@ def main(argv: Sequence[str]) -> int:
             print()
             print(budget_report(budget))
         results["complete"] = True
-    except BenchError as e:
+    except ClusterError as e:
         print(f"\nbench/memory: {e}", file=sys.stderr)
         status = 2
     except (KeyboardInterrupt, SystemExit) as e:
-        # SystemExit: SIGTERM or SIGHUP, see install_termination_handlers.
-        print("\nbench/memory: interrupted; node stopped.", file=sys.stderr)
-        status = (
-            e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
-        )
+        status = exit_status(e, "bench/memory")
     finally:
         if "inprocess" in results or "budget" in results:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(results, indent=2) + "\n")
+            write_results(output, results)
             print(f"\nRaw results: {output}")
     if status == 0 and args.strict and not all(passed):
         status = 1

@@ -46,7 +46,7 @@ _PEER = re.compile(
     r"node-to-node API(?: \(TLS\))? listening on (?P<host>[^\s]+):(?P<port>\d+)"
 )
 # twistd's text log tags each event with its namespace and level
-# ("[disperse.web.peer.PeerAPI#warn]").
+# ("[disperse.cluster.peer.server.PeerAPI#warn]").
 LOG_PROBLEM = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
 
 
