@@ -40,9 +40,7 @@ the latency at that load. Both p99s are checked against the goal.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
-import json
 import os
 import random
 import resource
@@ -59,17 +57,21 @@ from pathlib import Path
 from typing import Any
 
 from bench._bench_common import (
-    REPO_DIR,
+    MISS_KEY,
     RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
     BenchError,
     Goal,
     Pinning,
+    Run,
+    Server,
+    WrkPlan,
     WrkResult,
     add_node_options,
     add_wrk_options,
     bench_parser,
+    check_and_preload,
     check_ranges,
     choose_pinning,
     code_version,
@@ -80,29 +82,24 @@ from bench._bench_common import (
     install_termination_handlers,
     loadavg,
     machine,
+    median_of,
     parse_wrk,
     print_log_problems,
     put_body,
+    run_wrk,
     scan_logs,
     subset,
+    unexpected,
     utc_stamp,
     write_put_script,
     write_results,
     wrk_version,
 )
-from bench._bench_http import (
-    MISS_KEY,
-    Run,
-    Server,
-    WrkPlan,
-    check_and_preload,
-    median_of,
-    run_wrk,
-    unexpected,
-)
+from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
     LOOPBACK,
     ClusterError,
+    KeepAlive,
     NodeProcess,
     ProcessSet,
     checkNodePlugin,
@@ -110,6 +107,7 @@ from disperse.testing.cluster import (
     freePorts,
     loopbackArgs,
     nodeCommand,
+    pinThreads,
     waitConverged,
 )
 
@@ -156,55 +154,6 @@ REPLICATION_COLUMNS = (
 )
 
 
-# --- HTTP with headers ----------------------------------------------------------
-
-
-class Client:
-    """
-    A keep-alive connection to one node that reconnects after an error; the
-    answers carry their headers (C{X-Disperse-*}).
-    """
-
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.port = port
-        self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], bytes]:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(
-                LOOPBACK, self.port, timeout=self._timeout
-            )
-        try:
-            self._conn.request(method, path, body=body, headers=dict(headers or {}))
-            response = self._conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-
-    def json(self, path: str) -> Any:
-        try:
-            status, _, body = self.request("GET", path)
-        except (OSError, http.client.HTTPException) as e:
-            raise BenchError(f"GET {path} on port {self.port} failed: {e!r}") from e
-        if status != 200:
-            raise BenchError(f"GET {path} on port {self.port} answered {status}")
-        return json.loads(body)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 # --- nodes ------------------------------------------------------------------------
 
 
@@ -217,8 +166,8 @@ class Node:
     startup_s: float = 0.0
     proc: NodeProcess | None = field(default=None, repr=False)
 
-    def client(self) -> Client:
-        return Client(self.http_port)
+    def client(self) -> KeepAlive:
+        return KeepAlive(self.http_port)
 
 
 def start_nodes(
@@ -549,20 +498,6 @@ def run_wrks(
     return results, server_cpu, wrk_cpu, wall
 
 
-def pin_all_threads(pid: int, cpu: int) -> None:
-    """
-    Move every thread of C{pid} to C{cpu} (threads it starts later inherit
-    the main thread's affinity).
-    """
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return
-    for tid in tids:
-        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
-            os.sched_setaffinity(int(tid), {cpu})
-
-
 def place_nodes(pinning: Pinning, loaded: Sequence[Node], idle: Sequence[Node]) -> None:
     """
     The loaded configuration's nodes on the server CPU, the idle one's on
@@ -572,9 +507,9 @@ def place_nodes(pinning: Pinning, loaded: Sequence[Node], idle: Sequence[Node]) 
     if pinning.server_cpu is None or pinning.client_cpu is None:
         return
     for node in loaded:
-        pin_all_threads(node.pid, pinning.server_cpu)
+        pinThreads(node.pid, pinning.server_cpu)
     for node in idle:
-        pin_all_threads(node.pid, pinning.client_cpu)
+        pinThreads(node.pid, pinning.client_cpu)
 
 
 def measure(

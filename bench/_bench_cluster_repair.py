@@ -50,7 +50,6 @@ from typing import Any
 
 from bench._bench_common import (
     DURATION_NS,
-    REPO_DIR,
     RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
@@ -79,11 +78,15 @@ from bench._bench_common import (
     write_results,
     wrk_version,
 )
+from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
     LOOPBACK,
     ClusterError,
+    KeepAlive,
+    Lost,
     NodeProcess,
     ProcessSet,
+    Refused,
     checkNodePlugin,
     cpuSeconds,
     freePorts,
@@ -845,55 +848,6 @@ def describe_rep(r: RepairRep) -> str:
 # --- part 2: kill -9 under quorum load ------------------------------------------------
 
 
-class Refused(Exception):
-    """
-    The connection could not be made: nothing was sent.
-    """
-
-
-class Lost(Exception):
-    """
-    The connection failed once the request may have been sent.
-    """
-
-
-class KeepAlive:
-    """
-    One client's keep-alive connection to one node.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._conn: http.client.HTTPConnection | None = None
-
-    def request(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> tuple[int, bytes]:
-        if self._conn is None:
-            conn = http.client.HTTPConnection(
-                LOOPBACK, self.port, timeout=CLIENT_TIMEOUT
-            )
-            try:
-                conn.connect()
-            except OSError as e:
-                conn.close()
-                raise Refused(repr(e)) from e
-            self._conn = conn
-        try:
-            self._conn.request(method, path, body=body, headers=dict(headers))
-            response = self._conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            raise Lost(repr(e)) from e
-        return response.status, data
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 @dataclass(slots=True)
 class Op:
     client: int
@@ -930,7 +884,7 @@ class Workload:
     def run_client(self, index: int, until: float) -> None:
         rng = random.Random(index)
         current = index % len(self.nodes)
-        conns = {n.name: KeepAlive(n.http_port) for n in self.nodes}
+        conns = {n.name: KeepAlive(n.http_port, CLIENT_TIMEOUT) for n in self.nodes}
         hop = 1 + index % (len(self.nodes) - 1)
         try:
             for n in range(1, 1_000_000):
@@ -973,7 +927,7 @@ class Workload:
                 index, "write", key, value=value, consistency=CONSISTENCY, time=invoked
             )
         try:
-            status, _ = conn.request(
+            status, _, _ = conn.request(
                 "PUT", f"/cache/{key}", body, {"Content-Type": "application/json"}
             )
         except Refused:
@@ -1019,7 +973,7 @@ class Workload:
                 index, "read", key, consistency=CONSISTENCY, time=invoked
             )
         try:
-            status, data = conn.request("GET", f"/cache/{key}", None, {})
+            status, _, data = conn.request("GET", f"/cache/{key}")
         except (Refused, Lost) as e:
             with self.lock:
                 now = time.monotonic()
@@ -1061,7 +1015,7 @@ def read_back(
     cursor = [0]
 
     def reader(j: int) -> None:
-        conns = {n.name: KeepAlive(n.http_port) for n in survivors}
+        conns = {n.name: KeepAlive(n.http_port, CLIENT_TIMEOUT) for n in survivors}
         client = f"readback-{j}"
         try:
             while time.monotonic() < deadline:

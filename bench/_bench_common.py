@@ -8,32 +8,32 @@ table, results files and plain-text tables.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from disperse.testing.cluster import LOG_PROBLEM, ClusterError
+from bench._launch import REPO_DIR
+from disperse.testing.cluster import LOG_PROBLEM, LOOPBACK, ClusterError, httpRequest
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
-REFS_DIR = BENCH_DIR / "_refs"
+RESULTS_DIR = REPO_DIR / "bench" / "results"
 MIB = 1024 * 1024
 VALUE_SIZE = 64
 PUT_KEYSPACE = 1000  # PUTs cycle over this many keys: inserts, then overwrites
 DURATION_NS = "9000000000000"  # 9000 s: TTL bookkeeping on, nothing expires
+HIT_KEY = "bench-hit"
+MISS_KEY = "bench-miss-never-written"
 
 
 class BenchError(ClusterError):
@@ -41,23 +41,6 @@ class BenchError(ClusterError):
     The benchmark cannot go on (a server did not start, a tool is missing).
     The message is meant for the person running the script.
     """
-
-
-def reexec_in_venv(script: str) -> None:
-    """
-    Make C{./bench/http} work from any shell: when the interpreter running
-    the script is not one with Twisted and C{twistd} installed beside it
-    (say C{/usr/bin/python3}) but the project's C{.venv} exists, replace
-    this process with the same script under the venv's python.
-    """
-    here = Path(sys.executable).parent
-    if (here / "twistd").exists() and importlib.util.find_spec("klein") is not None:
-        return
-    venv_python = REPO_DIR / ".venv" / "bin" / "python"
-    if os.environ.get("DISPERSE_BENCH_REEXEC") or not venv_python.exists():
-        return
-    os.environ["DISPERSE_BENCH_REEXEC"] = "1"
-    os.execv(str(venv_python), [str(venv_python), script, *sys.argv[1:]])
 
 
 def utc_stamp() -> str:
@@ -127,28 +110,6 @@ def choose_pinning(enabled: bool = True) -> Pinning:
 
 
 # --- memory ----------------------------------------------------------------------
-
-
-def _status_field_bytes(pid: int, name: str) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024  # reported in kB
-    raise BenchError(f"/proc/{pid}/status has no {name}")
-
-
-def process_rss(pid: int) -> int:
-    """
-    Resident set size of a process, in bytes (VmRSS).
-    """
-    return _status_field_bytes(pid, "VmRSS")
-
-
-def process_peak_rss(pid: int) -> int:
-    """
-    Peak resident set size of a process, in bytes (VmHWM, kept by the kernel).
-    """
-    return _status_field_bytes(pid, "VmHWM")
 
 
 def self_rss() -> int:
@@ -486,3 +447,123 @@ end
 """
     )
     return script
+
+
+@dataclass(frozen=True)
+class WrkPlan:
+    """
+    What every wrk run of one benchmark shares.
+    """
+
+    pinning: Pinning
+    connections: int
+    put_script: Path
+
+
+def run_wrk(
+    plan: WrkPlan, port: int, workload: str, seconds: int
+) -> tuple[WrkResult, str]:
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{plan.connections}",
+        f"-d{seconds}s",
+        "--latency",
+    ]
+    if workload == "get-hit":
+        argv.append(f"{url}/cache/{HIT_KEY}")
+    elif workload == "get-miss":
+        argv.append(f"{url}/cache/{MISS_KEY}")
+    else:
+        argv += ["-s", str(plan.put_script), f"{url}/"]
+    try:
+        done = subprocess.run(
+            plan.pinning.client(argv),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"wrk did not finish within {seconds + 30} s") from e
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed (exit {done.returncode}):\n{done.stderr}")
+    return parse_wrk(done.stdout), done.stdout
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    pid: int
+    startup_s: float
+
+
+def check_and_preload(server: Server, value: str) -> None:
+    """
+    Make sure the server speaks the API the workloads assume (PUT 200, GET
+    hit returns the value, GET miss is 404) and leave the hit key in place.
+    """
+    headers = {"Content-Type": "application/json"}
+    status, body = httpRequest(
+        server.port, "PUT", f"/cache/{HIT_KEY}", body=put_body(value), headers=headers
+    )
+    if status != 200:
+        raise BenchError(f"{server.name}: PUT answered {status} {body[:200]!r}")
+    status, body = httpRequest(server.port, "GET", f"/cache/{HIT_KEY}")
+    if status != 200 or body != value.encode():
+        raise BenchError(
+            f"{server.name}: GET after PUT answered {status} {body[:80]!r}"
+        )
+    status, body = httpRequest(server.port, "GET", f"/cache/{MISS_KEY}")
+    if status != 404:
+        raise BenchError(f"{server.name}: GET of a missing key answered {status}")
+
+
+@dataclass
+class Run:
+    server: str
+    workload: str
+    rep: int
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+    wrk_output: str = ""
+
+
+def unexpected(workload: str, result: WrkResult) -> list[str]:
+    """
+    Answers a workload should not get: non-2xx for a hit or a PUT, 2xx for a
+    miss, socket errors anywhere.
+    """
+    problems = []
+    if workload == "get-miss":
+        if result.non_2xx != result.requests:
+            ok = result.requests - result.non_2xx
+            problems.append(f"{ok} of {result.requests} misses answered 2xx")
+    elif result.non_2xx:
+        problems.append(f"{result.non_2xx} of {result.requests} answers not 2xx")
+    errors = {k: v for k, v in result.socket_errors.items() if v}
+    if errors:
+        problems.append(f"socket errors {errors}")
+    return problems
+
+
+def median_of(runs: Sequence[Run], server: str, workload: str) -> dict[str, float]:
+    chosen = [r for r in runs if r.server == server and r.workload == workload]
+    if not chosen:
+        return {}
+    rps = [r.requests_per_sec for r in chosen]
+    med = statistics.median(rps)
+    return {
+        "requests_per_sec": med,
+        "p50_ms": statistics.median(r.p50_ms for r in chosen),
+        "p99_ms": statistics.median(r.p99_ms for r in chosen),
+        "spread_pct": (max(rps) - min(rps)) / med * 100 if med else 0.0,
+        "reps": len(chosen),
+    }

@@ -40,7 +40,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 from bench._bench_common import (
-    REPO_DIR,
     RESULTS_DIR,
     BenchError,
     Goal,
@@ -54,6 +53,7 @@ from bench._bench_common import (
     utc_stamp,
     write_results,
 )
+from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
     LOOPBACK,
     ClusterError,
@@ -66,6 +66,7 @@ from disperse.testing.cluster import (
     logTime,
     loopbackArgs,
     nodeCommand,
+    schedSeconds,
 )
 
 Kind = Literal["disperse", "go"]
@@ -520,27 +521,6 @@ def check_disperse_members(cluster: Cluster) -> str:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_sched_seconds(pid: int) -> float | None:
-    """
-    Time on CPU of all current threads from their schedstat, in seconds
-    (nanosecond resolution, unlike the clock ticks of /proc/PID/stat);
-    C{None} when the kernel has no schedstat.
-    """
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return None
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            if tid == str(pid):
-                return None
-    return total / 1e9
-
-
 @dataclass
 class CpuSample:
     at: float
@@ -549,9 +529,7 @@ class CpuSample:
 
 
 def sample_cpu(node: Node) -> CpuSample:
-    return CpuSample(
-        time.monotonic(), cpuSeconds(node.pid), cpu_sched_seconds(node.pid)
-    )
+    return CpuSample(time.monotonic(), cpuSeconds(node.pid), schedSeconds(node.pid))
 
 
 @dataclass

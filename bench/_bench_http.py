@@ -21,28 +21,28 @@ import argparse
 import json
 import random
 import shutil
-import statistics
 import string
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench._bench_common import (
+    MISS_KEY,
     PUT_KEYSPACE,
-    REPO_DIR,
     RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
-    BenchError,
     Goal,
     Pinning,
-    WrkResult,
+    Run,
+    Server,
+    WrkPlan,
     add_wrk_options,
     bench_parser,
+    check_and_preload,
     check_ranges,
     choose_pinning,
     exit_status,
@@ -50,16 +50,17 @@ from bench._bench_common import (
     goals_table,
     install_termination_handlers,
     machine,
-    parse_wrk,
-    put_body,
+    median_of,
+    run_wrk,
     subset,
+    unexpected,
     utc_stamp,
     write_put_script,
     write_results,
     wrk_version,
 )
+from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
-    LOOPBACK,
     ClusterError,
     ProcessSet,
     checkNodePlugin,
@@ -73,10 +74,7 @@ SERVERS = ("disperse", "klein", "twisted.web")
 WORKLOADS = ("get-hit", "get-miss", "put")
 WORKLOAD_TITLES = {"get-hit": "GET hit", "get-miss": "GET miss", "put": "PUT"}
 
-THREADS = 1
 CONNECTIONS = 50
-HIT_KEY = "bench-hit"
-MISS_KEY = "bench-miss-never-written"
 
 # Goals (docs: single-node performance targets).
 GOAL_GET_HIT_VS_KLEIN = 0.90
@@ -84,58 +82,7 @@ GOAL_PUT_VS_KLEIN = 0.85
 GOAL_P99_MS = 8.0
 
 
-@dataclass(frozen=True)
-class WrkPlan:
-    """
-    What every wrk run of one benchmark shares.
-    """
-
-    pinning: Pinning
-    connections: int
-    put_script: Path
-
-
-def run_wrk(
-    plan: WrkPlan, port: int, workload: str, seconds: int
-) -> tuple[WrkResult, str]:
-    url = f"http://{LOOPBACK}:{port}"
-    argv = [
-        "wrk",
-        f"-t{THREADS}",
-        f"-c{plan.connections}",
-        f"-d{seconds}s",
-        "--latency",
-    ]
-    if workload == "get-hit":
-        argv.append(f"{url}/cache/{HIT_KEY}")
-    elif workload == "get-miss":
-        argv.append(f"{url}/cache/{MISS_KEY}")
-    else:
-        argv += ["-s", str(plan.put_script), f"{url}/"]
-    try:
-        done = subprocess.run(
-            plan.pinning.client(argv),
-            capture_output=True,
-            text=True,
-            timeout=seconds + 30,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"wrk did not finish within {seconds + 30} s") from e
-    if done.returncode != 0:
-        raise BenchError(f"wrk failed (exit {done.returncode}):\n{done.stderr}")
-    return parse_wrk(done.stdout), done.stdout
-
-
 # --- servers ----------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    port: int
-    pid: int
-    startup_s: float
 
 
 def start_servers(
@@ -168,76 +115,7 @@ def start_servers(
     return servers
 
 
-def check_and_preload(server: Server, value: str) -> None:
-    """
-    Make sure the server speaks the API the workloads assume (PUT 200, GET
-    hit returns the value, GET miss is 404) and leave the hit key in place.
-    """
-    headers = {"Content-Type": "application/json"}
-    status, body = httpRequest(
-        server.port, "PUT", f"/cache/{HIT_KEY}", body=put_body(value), headers=headers
-    )
-    if status != 200:
-        raise BenchError(f"{server.name}: PUT answered {status} {body[:200]!r}")
-    status, body = httpRequest(server.port, "GET", f"/cache/{HIT_KEY}")
-    if status != 200 or body != value.encode():
-        raise BenchError(
-            f"{server.name}: GET after PUT answered {status} {body[:80]!r}"
-        )
-    status, body = httpRequest(server.port, "GET", f"/cache/{MISS_KEY}")
-    if status != 404:
-        raise BenchError(f"{server.name}: GET of a missing key answered {status}")
-
-
 # --- the run ---------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    server: str
-    workload: str
-    rep: int
-    requests_per_sec: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    socket_errors: dict[str, int]
-    warnings: list[str] = field(default_factory=list)
-    wrk_output: str = ""
-
-
-def unexpected(workload: str, result: WrkResult) -> list[str]:
-    """
-    Answers a workload should not get: non-2xx for a hit or a PUT, 2xx for a
-    miss, socket errors anywhere.
-    """
-    problems = []
-    if workload == "get-miss":
-        if result.non_2xx != result.requests:
-            ok = result.requests - result.non_2xx
-            problems.append(f"{ok} of {result.requests} misses answered 2xx")
-    elif result.non_2xx:
-        problems.append(f"{result.non_2xx} of {result.requests} answers not 2xx")
-    errors = {k: v for k, v in result.socket_errors.items() if v}
-    if errors:
-        problems.append(f"socket errors {errors}")
-    return problems
-
-
-def median_of(runs: Sequence[Run], server: str, workload: str) -> dict[str, float]:
-    chosen = [r for r in runs if r.server == server and r.workload == workload]
-    if not chosen:
-        return {}
-    rps = [r.requests_per_sec for r in chosen]
-    med = statistics.median(rps)
-    return {
-        "requests_per_sec": med,
-        "p50_ms": statistics.median(r.p50_ms for r in chosen),
-        "p99_ms": statistics.median(r.p99_ms for r in chosen),
-        "spread_pct": (max(rps) - min(rps)) / med * 100 if med else 0.0,
-        "reps": len(chosen),
-    }
 
 
 def summarize(runs: Sequence[Run]) -> dict[str, dict[str, dict[str, float]]]:
@@ -393,7 +271,7 @@ def main(argv: Sequence[str]) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "reps": args.reps,
-            "threads": THREADS,
+            "threads": 1,
             "connections": args.connections,
             "workloads": args.workloads,
             "put_keyspace": PUT_KEYSPACE,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import http.client
 import itertools
 import json
 import math
@@ -34,7 +33,6 @@ from typing import Any
 
 from bench._bench_common import (
     MIB,
-    REPO_DIR,
     RESULTS_DIR,
     BenchError,
     Pinning,
@@ -45,16 +43,15 @@ from bench._bench_common import (
     format_table,
     install_termination_handlers,
     mib,
-    process_peak_rss,
-    process_rss,
     self_rss,
     utc_stamp,
     verdict,
     write_results,
 )
+from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
-    LOOPBACK,
     ClusterError,
+    KeepAlive,
     ProcessSet,
     checkNodePlugin,
     childEnv,
@@ -62,6 +59,8 @@ from disperse.testing.cluster import (
     httpRequest,
     loopbackArgs,
     nodeCommand,
+    peakResidentBytes,
+    residentBytes,
 )
 
 KEY_FORMAT = "key:%09d"  # 13 bytes
@@ -205,8 +204,8 @@ class RssSampler:
         last_kept = -1.0
         while not self._stop.is_set():
             try:
-                rss = process_rss(self.pid)
-            except (OSError, BenchError):
+                rss = residentBytes(self.pid)
+            except (OSError, ClusterError):
                 return
             self.peak = max(self.peak, rss)
             now = time.monotonic() - self._started
@@ -263,7 +262,7 @@ def put_load(
 
     def worker(slot: int) -> None:
         statuses: Counter[int] = Counter()
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        conn = KeepAlive(port, timeout=10)
         try:
             while not stop.is_set():
                 i = next(counter)
@@ -272,20 +271,14 @@ def put_load(
                 if time.monotonic() > deadline:
                     result.timed_out = True
                     break
+                path = "/cache/" + BUDGET_KEY_FORMAT % i
                 try:
-                    conn.request(
-                        "PUT",
-                        "/cache/" + BUDGET_KEY_FORMAT % i,
-                        body=bodies[i % len(bodies)],
-                        headers=headers,
+                    status, _, _ = conn.request(
+                        "PUT", path, bodies[i % len(bodies)], headers
                     )
-                    response = conn.getresponse()
-                    response.read()
-                    statuses[response.status] += 1
+                    statuses[status] += 1
                     done[slot] += 1
-                except (OSError, http.client.HTTPException) as e:
-                    conn.close()
-                    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+                except OSError as e:
                     with lock:
                         result.errors += 1
                         result.last_error = repr(e)
@@ -382,7 +375,7 @@ def measure_budget(
         time.sleep(1.0)
         idle_samples = []
         for _ in range(5):
-            idle_samples.append(process_rss(node.pid))
+            idle_samples.append(residentBytes(node.pid))
             time.sleep(0.1)
         idle = sorted(idle_samples)[len(idle_samples) // 2]
         slack = int(slack_mb * MIB)
@@ -412,7 +405,7 @@ def measure_budget(
         def progress(sent: int, elapsed: float) -> None:
             print(
                 f"  {elapsed:5.0f} s  {sent:>9,} PUTs  {sent / elapsed:6,.0f}/s  "
-                f"node RSS {mib(process_rss(node.pid))} (max {mib(sampler.peak)})",
+                f"node RSS {mib(residentBytes(node.pid))} (max {mib(sampler.peak)})",
                 flush=True,
             )
 
@@ -426,9 +419,9 @@ def measure_budget(
                 f"the node exited (status {node.exited()}) under load:\n"
                 f"{node.logTail()}"
             )
-        result.final_rss = process_rss(node.pid)
+        result.final_rss = residentBytes(node.pid)
         result.sampled_peak_rss = max(sampler.peak, result.final_rss)
-        result.kernel_peak_rss = process_peak_rss(node.pid)
+        result.kernel_peak_rss = peakResidentBytes(node.pid)
         result.rss_series = sampler.samples
         result.puts_sent = load.sent
         result.statuses = {str(k): v for k, v in sorted(load.statuses.items())}

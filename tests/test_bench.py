@@ -44,7 +44,7 @@ class PairedRatioTests(SynchronousTestCase):
 
     def test_eachRepetitionPaired(self) -> None:
         from bench._bench_cluster_http import evaluate_goals, paired_ratios
-        from bench._bench_http import Run
+        from bench._bench_common import Run
 
         def run(server: str, workload: str, rep: int, rps: float) -> Run:
             return Run(server, workload, rep, rps, 1.0, 2.0, 100, 0, {})

@@ -211,6 +211,63 @@ def cpuSeconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def schedSeconds(pid: int) -> float | None:
+    """
+    Time on CPU of all current threads of a process from their schedstat
+    (nanoseconds, finer than L{cpuSeconds}' clock ticks); C{None} when the
+    kernel keeps no schedstat.
+    """
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            if tid == str(pid):
+                return None
+    return total / 1e9
+
+
+def _statusBytes(pid: int, name: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise ClusterError(f"/proc/{pid}/status has no {name}")
+
+
+def residentBytes(pid: int) -> int:
+    """
+    Resident set size of a process (VmRSS).
+    """
+    return _statusBytes(pid, "VmRSS")
+
+
+def peakResidentBytes(pid: int) -> int:
+    """
+    Peak resident set size of a process (VmHWM, kept by the kernel).
+    """
+    return _statusBytes(pid, "VmHWM")
+
+
+def pinThreads(pid: int, cpu: int) -> None:
+    """
+    Move every thread of a process to C{cpu} (threads it starts later
+    inherit its main thread's affinity).
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.sched_setaffinity(int(tid), {cpu})
+
+
 # --- HTTP -------------------------------------------------------------------------
 
 
@@ -247,6 +304,77 @@ def getJSON(port: int, path: str, host: str = LOOPBACK, timeout: float = 5.0) ->
     if status != 200:
         raise ClusterError(f"GET {path} on {host}:{port} answered {status}")
     return json.loads(body)
+
+
+class Refused(OSError):
+    """
+    The connection could not be made: nothing was sent.
+    """
+
+
+class Lost(OSError):
+    """
+    The connection failed once the request may have been sent.
+    """
+
+
+class KeepAlive:
+    """
+    A keep-alive connection to one node, opened again after an error.
+    """
+
+    def __init__(self, port: int, timeout: float = 5.0, host: str = LOOPBACK) -> None:
+        self.port = port
+        self._host = host
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """
+        (status, headers in lower case, body).
+
+        @raise Refused: if the connection could not be made.
+        @raise Lost: if it failed once the request may have been sent.
+        """
+        if self._conn is None:
+            conn = http.client.HTTPConnection(self._host, self.port, self._timeout)
+            try:
+                conn.connect()
+            except OSError as e:
+                conn.close()
+                raise Refused(repr(e)) from e
+            self._conn = conn
+        try:
+            self._conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = self._conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise Lost(repr(e)) from e
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def json(self, path: str) -> Any:
+        """
+        C{GET path}, which must answer 200 with JSON.
+        """
+        try:
+            status, _, body = self.request("GET", path)
+        except OSError as e:
+            raise ClusterError(f"GET {path} on port {self.port} failed: {e!r}") from e
+        if status != 200:
+            raise ClusterError(f"GET {path} on port {self.port} answered {status}")
+        return json.loads(body)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def clusterView(port: int, host: str = LOOPBACK) -> tuple[set[str], int]:
