@@ -58,10 +58,10 @@ from typing import Any
 
 from bench._bench_common import (
     MISS_KEY,
-    RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
     BenchError,
+    BenchRun,
     Goal,
     Pinning,
     Run,
@@ -76,12 +76,9 @@ from bench._bench_common import (
     choose_pinning,
     code_version,
     describe_code,
-    exit_status,
     format_table,
     goals_table,
-    install_termination_handlers,
     loadavg,
-    machine,
     median_of,
     parse_wrk,
     print_log_problems,
@@ -89,10 +86,7 @@ from bench._bench_common import (
     run_wrk,
     scan_logs,
     subset,
-    unexpected,
-    utc_stamp,
     write_put_script,
-    write_results,
     wrk_version,
 )
 from bench._launch import REPO_DIR
@@ -529,22 +523,10 @@ def measure(
         plan, targets, every_node, workload, seconds
     )
     combined = combine([r for r, _ in results])
-    run = Run(
-        config,
-        workload,
-        rep,
-        combined.requests_per_sec,
-        combined.p50_ms,
-        combined.p99_ms,
-        combined.requests,
-        combined.non_2xx,
-        combined.socket_errors,
-        unexpected(workload, combined),
-        "\n".join(
-            f"== {n.name} ==\n{text}"
-            for n, (_, text) in zip(targets, results, strict=True)
-        ),
+    raw = "\n".join(
+        f"== {n.name} ==\n{text}" for n, (_, text) in zip(targets, results, strict=True)
     )
+    run = Run.of(config, workload, rep, combined, raw)
     per_node = {
         n.name: {
             "requests_per_sec": r.requests_per_sec,
@@ -977,45 +959,34 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    install_termination_handlers()
     if shutil.which("wrk") is None:
         print(WRK_INSTALL_HINT, file=sys.stderr)
         return 2
-    stamp = utc_stamp()
-    output: Path = args.output or RESULTS_DIR / f"cluster-http-{stamp}.json"
-    log_dir = RESULTS_DIR / f"cluster-http-{stamp}-logs"
     pinning = choose_pinning(not args.no_pin)
     rng = random.Random(1)
     base = "".join(rng.choices(string.ascii_letters, k=VALUE_SIZE))
     measured: list[Measured] = []
     paced: list[tuple[float, Measured]] = []
-    loads: list[tuple[str, str]] = [("start", loadavg())]
-    results: dict[str, Any] = {
-        "benchmark": "cluster-http",
-        "timestamp": stamp,
-        "complete": False,
-        "config": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "reps": args.reps,
-            "connections_total": args.connections,
-            "connections_per_cluster_node": args.connections // len(CLUSTER_NODES),
-            "workloads": args.workloads,
-            "hit_keys": args.keys,
-            "value_size": VALUE_SIZE,
-            "replicas": REPLICAS,
-            "write_consistency": CONSISTENCY,
-            "read_consistency": CONSISTENCY,
-            "log_level": args.log_level,
-            "node_args": args.node_arg,
-            "pinning": pinning.describe(),
-            **machine(),
-            "wrk": wrk_version(),
-            "code": code_version(),
-        },
-        "loadavg": loads,
-        "logs": str(log_dir),
+    settings = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "reps": args.reps,
+        "connections_total": args.connections,
+        "connections_per_cluster_node": args.connections // len(CLUSTER_NODES),
+        "workloads": args.workloads,
+        "hit_keys": args.keys,
+        "value_size": VALUE_SIZE,
+        "replicas": REPLICAS,
+        "write_consistency": CONSISTENCY,
+        "read_consistency": CONSISTENCY,
+        "log_level": args.log_level,
+        "node_args": args.node_arg,
+        "pinning": pinning.describe(),
+        "wrk": wrk_version(),
+        "code": code_version(),
     }
+    bench = BenchRun("cluster-http", args.output, settings)
+    results, log_dir = bench.results, bench.log_dir
     per_config = len(args.workloads) * (args.duration * args.reps + args.warmup)
     total = len(CONFIGS) * per_config
     print(
@@ -1025,13 +996,12 @@ def main(argv: Sequence[str]) -> int:
         f"{args.warmup} s warm-up; about {total // 60} min {total % 60} s of load."
     )
     print(
-        f"{describe_code(results['config']['code'])} Pinning: {pinning.describe()}."
-        f" Load average: {loads[0][1]}."
+        f"{describe_code(settings['code'])} Pinning: {pinning.describe()}."
+        f" Load average: {bench.loads[0][1]}."
     )
-    status = 0
     nodes: list[Node] = []
     log_problems: dict[str, list[str]] = {}
-    try:
+    with bench:
         checkNodePlugin()
         log_dir.mkdir(parents=True, exist_ok=True)
         with (
@@ -1124,7 +1094,7 @@ def main(argv: Sequence[str]) -> int:
                                 flush=True,
                             )
                         procs.check()
-                loads.append((f"after rep {rep}", loadavg()))
+                bench.load(f"after rep {rep}")
             if args.paced_reps:
                 saturated = summarize(measured)
                 rates = {
@@ -1175,35 +1145,26 @@ def main(argv: Sequence[str]) -> int:
             except ClusterError as e:
                 results["converged_at_end"] = str(e)
                 print(f"\nWarning: after the load, {e}", file=sys.stderr)
-        results["complete"] = True
-    except ClusterError as e:
-        print(f"\nbench/cluster-http: {e}", file=sys.stderr)
-        status = 2
-    except (KeyboardInterrupt, SystemExit) as e:
-        status = exit_status(e, "bench/cluster-http")
-    finally:
-        loads.append(("end", loadavg()))
-        medians = summarize(measured)
-        pacedMedians = summarize_paced(paced)
-        pairs = paired_ratios([m.run for m in measured])
-        goals = evaluate_goals(medians, pacedMedians, pairs)
-        log_problems = scan_logs([log_dir / f"{n.name}.log" for n in nodes], log_dir)
-        results["runs"] = [asdict(m) for m in measured]
-        results["medians"] = medians
-        results["paired_ratios"] = pairs
-        results["paced"] = {
-            "fraction": PACED_FRACTION,
-            "runs": [{"offered_per_sec": r, **asdict(m)} for r, m in paced],
-            "medians": pacedMedians,
-        }
-        results["goals"] = [asdict(g) for g in goals]
-        results["log_problems"] = log_problems
-        if measured or nodes:
-            write_results(output, results)
+    medians = summarize(measured)
+    pacedMedians = summarize_paced(paced)
+    pairs = paired_ratios([m.run for m in measured])
+    goals = evaluate_goals(medians, pacedMedians, pairs)
+    log_problems = scan_logs([log_dir / f"{n.name}.log" for n in nodes], log_dir)
+    results["runs"] = [asdict(m) for m in measured]
+    results["medians"] = medians
+    results["paired_ratios"] = pairs
+    results["paced"] = {
+        "fraction": PACED_FRACTION,
+        "runs": [{"offered_per_sec": r, **asdict(m)} for r, m in paced],
+        "medians": pacedMedians,
+    }
+    results["goals"] = [asdict(g) for g in goals]
+    results["log_problems"] = log_problems
+    if measured or nodes:
+        bench.save()
     if measured:
         print()
-        if not results["complete"]:
-            print("PARTIAL RESULTS: the run did not finish.\n")
+        bench.partial()
         if pacedMedians:
             print(paced_report(pacedMedians))
             print()
@@ -1222,7 +1183,7 @@ def main(argv: Sequence[str]) -> int:
         print(gossip_table(stats))
     if nodes:
         print_log_problems(log_dir, log_problems)
-    print("Load average (1, 5, 15 min): " + "; ".join(f"{w} {v}" for w, v in loads))
+    print(bench.describe_loads())
     if measured:
         warned = [m for m in measured if m.run.warnings]
         if warned:
@@ -1235,7 +1196,5 @@ def main(argv: Sequence[str]) -> int:
                 "there. Their req/s and latencies are not comparable; CPU us/req "
                 "is less affected. Rerun on a quiet machine."
             )
-        print(f"Raw results: {output}")
-    if status == 0 and args.strict and not all(g.ok for g in goals):
-        status = 1
-    return status
+        print(f"Raw results: {bench.output}")
+    return bench.exit_status(args.strict, goals)

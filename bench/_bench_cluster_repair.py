@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,10 +49,10 @@ from typing import Any
 
 from bench._bench_common import (
     DURATION_NS,
-    RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
     BenchError,
+    BenchRun,
     Goal,
     Pinning,
     WrkResult,
@@ -63,25 +62,18 @@ from bench._bench_common import (
     choose_pinning,
     code_version,
     describe_code,
-    exit_status,
     format_table,
     goals_table,
-    install_termination_handlers,
-    loadavg,
     lua_quote,
-    machine,
     parse_wrk,
     print_log_problems,
     scan_logs,
     subset,
-    utc_stamp,
-    write_results,
     wrk_version,
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
     LOOPBACK,
-    ClusterError,
     KeepAlive,
     Lost,
     NodeProcess,
@@ -1565,49 +1557,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    install_termination_handlers()
     if "repair" in args.parts and shutil.which("wrk") is None:
         print(WRK_INSTALL_HINT, file=sys.stderr)
         return 2
     began = time.monotonic()
-    stamp = utc_stamp()
-    output: Path = args.output or RESULTS_DIR / f"cluster-repair-{stamp}.json"
-    log_root = RESULTS_DIR / f"cluster-repair-{stamp}-logs"
     pinning = choose_pinning(not args.no_pin)
-    where = machine()  # before this process moves to the client CPU
+    extra = ["--log-level", args.log_level, *args.node_arg]
+    settings = {
+        "parts": args.parts,
+        "keys": args.keys,
+        "reps": args.reps,
+        "repair_timeout_s": args.repair_timeout,
+        "kill_duration_s": args.duration,
+        "clients": args.clients,
+        "value_size": VALUE_SIZE,
+        "replicas": REPLICAS,
+        "consistency": CONSISTENCY,
+        "connections_per_node": CONNECTIONS_PER_NODE,
+        "node_args": extra,
+        "pinning": pinning.describe(),
+        "wrk": wrk_version() if "repair" in args.parts else None,
+        "code": code_version(),
+    }
+    # Before this process moves to the client CPU (the machine's CPUs).
+    bench = BenchRun("cluster-repair", args.output, settings)
+    results, log_root = bench.results, bench.log_dir
     if pinning.client_cpu is not None:
         # This process is the load generator of the kill run, and polls.
         os.sched_setaffinity(0, {pinning.client_cpu})
     rng = random.Random(1)
     base = "".join(rng.choices(string.ascii_letters, k=VALUE_SIZE))
-    extra = ["--log-level", args.log_level, *args.node_arg]
-    loads: list[tuple[str, str]] = [("start", loadavg())]
     reps: list[RepairRep] = []
     kill: dict[str, Any] | None = None
-    results: dict[str, Any] = {
-        "benchmark": "cluster-repair",
-        "timestamp": stamp,
-        "complete": False,
-        "config": {
-            "parts": args.parts,
-            "keys": args.keys,
-            "reps": args.reps,
-            "repair_timeout_s": args.repair_timeout,
-            "kill_duration_s": args.duration,
-            "clients": args.clients,
-            "value_size": VALUE_SIZE,
-            "replicas": REPLICAS,
-            "consistency": CONSISTENCY,
-            "connections_per_node": CONNECTIONS_PER_NODE,
-            "node_args": extra,
-            "pinning": pinning.describe(),
-            **where,
-            "wrk": wrk_version() if "repair" in args.parts else None,
-            "code": code_version(),
-        },
-        "loadavg": loads,
-        "logs": str(log_root),
-    }
     est = 0
     if "repair" in args.parts:
         est += args.reps * (2 * args.keys // 2500 + 25)
@@ -1628,12 +1609,11 @@ def main(argv: Sequence[str]) -> int:
         + f"roughly {est // 60} min {est % 60} s."
     )
     print(
-        f"{describe_code(results['config']['code'])} Pinning: {pinning.describe()}."
-        f" Load average: {loads[0][1]}.",
+        f"{describe_code(settings['code'])} Pinning: {pinning.describe()}."
+        f" Load average: {bench.loads[0][1]}.",
         flush=True,
     )
-    status = 0
-    try:
+    with bench:
         checkNodePlugin()
         log_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp:
@@ -1650,7 +1630,7 @@ def main(argv: Sequence[str]) -> int:
                             rep, args, pinning, log_root, Path(tmp), base, rng, extra
                         )
                     )
-                    loads.append((f"after repair rep {rep}", loadavg()))
+                    bench.load(f"after repair rep {rep}")
             if "kill" in args.parts:
                 print(
                     f"\n2. kill -9 under quorum load ({args.clients} clients, "
@@ -1658,32 +1638,21 @@ def main(argv: Sequence[str]) -> int:
                     flush=True,
                 )
                 kill = kill_under_load(args, pinning, log_root, base, extra)
-                loads.append(("after kill run", loadavg()))
-        results["complete"] = True
-    except ClusterError as e:
-        print(f"\nbench/cluster-repair: {e}", file=sys.stderr)
-        status = 2
-    except Exception:  # a harness bug: report it, stop the nodes, exit 2
-        traceback.print_exc()
-        print("\nbench/cluster-repair: internal error; nodes stopped.", file=sys.stderr)
-        status = 2
-    except (KeyboardInterrupt, SystemExit) as e:
-        status = exit_status(e, "bench/cluster-repair")
-    finally:
-        loads.append(("end", loadavg()))
-        summary = repair_summary(reps) if reps else None
-        goals = evaluate_goals(reps, summary, kill)
-        problems = scan_logs(sorted(log_root.glob("*/*.log")), log_root)
-        wall = time.monotonic() - began
-        results["wall_s"] = wall
-        results["repair"] = {"reps": [asdict(r) for r in reps], "summary": summary}
-        results["kill"] = kill
-        results["goals"] = [asdict(g) for g in goals]
-        results["log_problems"] = problems
-        if reps or kill is not None or log_root.exists():
-            write_results(output, results)
-    if not results["complete"] and (reps or kill):
-        print("\nPARTIAL RESULTS: the run did not finish.")
+                bench.load("after kill run")
+    summary = repair_summary(reps) if reps else None
+    goals = evaluate_goals(reps, summary, kill)
+    problems = scan_logs(sorted(log_root.glob("*/*.log")), log_root)
+    wall = time.monotonic() - began
+    results["wall_s"] = wall
+    results["repair"] = {"reps": [asdict(r) for r in reps], "summary": summary}
+    results["kill"] = kill
+    results["goals"] = [asdict(g) for g in goals]
+    results["log_problems"] = problems
+    if reps or kill is not None or log_root.exists():
+        bench.save()
+    if reps or kill:
+        print()
+        bench.partial()
     if reps and summary is not None:
         print(
             "\nRepair of a restarted node. written/s: K keys / time until every "
@@ -1714,14 +1683,11 @@ def main(argv: Sequence[str]) -> int:
             f"\nErrors on c1/c2 per {BUCKET_S * 1000:.0f} ms bucket (start of bucket):"
         )
         print(error_histogram(kill))
-    goals_list = evaluate_goals(reps, repair_summary(reps) if reps else None, kill)
-    if goals_list:
+    if goals:
         print("\nGoals:\n")
-        print(goals_table(goals_list))
+        print(goals_table(goals))
     if log_root.exists():
         print_log_problems(log_root, results.get("log_problems", {}))
-    print("Load average (1, 5, 15 min): " + "; ".join(f"{w} {v}" for w, v in loads))
-    print(f"Wall time: {results['wall_s']:.0f} s. Raw results: {output}")
-    if status == 0 and args.strict and not all(g.ok for g in goals_list):
-        status = 1
-    return status
+    print(bench.describe_loads())
+    print(f"Wall time: {results['wall_s']:.0f} s. Raw results: {bench.output}")
+    return bench.exit_status(args.strict, goals)

@@ -18,10 +18,11 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 from bench._launch import REPO_DIR
@@ -302,18 +303,86 @@ def describe_code(code: dict[str, Any]) -> str:
     return f"Code: {code['commit'][:12]}{dirty}."
 
 
-def exit_status(e: BaseException, name: str) -> int:
-    """
-    The status after an interruption (SIGINT, or SIGTERM/SIGHUP turned into
-    C{SystemExit} by L{install_termination_handlers}).
-    """
-    print(f"\n{name}: interrupted; processes stopped.", file=sys.stderr)
-    return e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
-
-
 def write_results(path: Path, results: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+class BenchRun:
+    """
+    One run of a script: its results (to L{save} as JSON), its logs
+    directory, the load averages along the way, and how it ended. Leaving
+    the C{with} block on an error reports it instead of raising: a node
+    that failed or a missing tool (status 2), an interruption (SIGINT,
+    SIGTERM, SIGHUP), or a bug in the script (its traceback, status 2), so
+    that what was measured is still saved and printed.
+    """
+
+    def __init__(self, name: str, output: Path | None, config: dict[str, Any]) -> None:
+        install_termination_handlers()
+        self.prog = f"bench/{name}"
+        self.stamp = utc_stamp()
+        self.output = output or RESULTS_DIR / f"{name}-{self.stamp}.json"
+        self.log_dir = RESULTS_DIR / f"{name}-{self.stamp}-logs"
+        self.loads: list[tuple[str, str]] = [("start", loadavg())]
+        self.status = 0
+        self.results: dict[str, Any] = {
+            "benchmark": name,
+            "timestamp": self.stamp,
+            "complete": False,
+            "config": {**config, **machine()},
+            "loadavg": self.loads,
+            "logs": str(self.log_dir),
+        }
+
+    def load(self, when: str) -> str:
+        self.loads.append((when, loadavg()))
+        return self.loads[-1][1]
+
+    def __enter__(self) -> BenchRun:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self.load("end")
+        if e is None:
+            self.results["complete"] = True
+        elif isinstance(e, ClusterError):
+            print(f"\n{self.prog}: {e}", file=sys.stderr)
+            self.status = 2
+        elif isinstance(e, (KeyboardInterrupt, SystemExit)):
+            print(f"\n{self.prog}: interrupted; processes stopped.", file=sys.stderr)
+            code = e.code if isinstance(e, SystemExit) else None
+            self.status = code if isinstance(code, int) else 130
+        elif isinstance(e, Exception):
+            traceback.print_exc()
+            print(f"\n{self.prog}: internal error; processes stopped.", file=sys.stderr)
+            self.status = 2
+        else:
+            return False
+        return True
+
+    def save(self, **parts: Any) -> None:
+        self.results.update(parts)
+        write_results(self.output, self.results)
+
+    def partial(self) -> None:
+        if not self.results["complete"]:
+            print("PARTIAL RESULTS: the run did not finish.\n")
+
+    def describe_loads(self) -> str:
+        return "Load average (1, 5, 15 min): " + "; ".join(
+            f"{w} {v}" for w, v in self.loads
+        )
+
+    def exit_status(self, strict: bool, goals: Sequence[Goal]) -> int:
+        if self.status == 0 and strict and not all(g.ok for g in goals):
+            return 1
+        return self.status
 
 
 def scan_logs(paths: Sequence[Path], root: Path) -> dict[str, list[str]]:
@@ -534,6 +603,25 @@ class Run:
     socket_errors: dict[str, int]
     warnings: list[str] = field(default_factory=list)
     wrk_output: str = ""
+
+    @classmethod
+    def of(cls, server: str, workload: str, rep: int, r: WrkResult, raw: str) -> Run:
+        """
+        A run from wrk's result, flagged with the answers it should not get.
+        """
+        return cls(
+            server,
+            workload,
+            rep,
+            r.requests_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.requests,
+            r.non_2xx,
+            r.socket_errors,
+            unexpected(workload, r),
+            raw,
+        )
 
 
 def unexpected(workload: str, result: WrkResult) -> list[str]:

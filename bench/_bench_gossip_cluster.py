@@ -31,7 +31,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,23 +39,17 @@ from types import TracebackType
 from typing import Any, Literal
 
 from bench._bench_common import (
-    RESULTS_DIR,
     BenchError,
+    BenchRun,
     Goal,
     bench_parser,
-    exit_status,
     format_table,
     goals_table,
-    install_termination_handlers,
     loadavg,
-    machine,
-    utc_stamp,
-    write_results,
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
     LOOPBACK,
-    ClusterError,
     NodeProcess,
     ProcessSet,
     checkNodePlugin,
@@ -1078,65 +1071,48 @@ def run(
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    install_termination_handlers()
-    stamp = utc_stamp()
-    output: Path = args.output or RESULTS_DIR / f"gossip-cluster-{stamp}.json"
-    log_dir = RESULTS_DIR / f"gossip-cluster-{stamp}-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     boots: dict[Kind, list[BootResult]] = {}
     steady: dict[Kind, SteadyResult] = {}
     crashes: dict[Kind, list[CrashRep]] = {}
-    results: dict[str, Any] = {
-        "benchmark": "gossip-cluster",
-        "timestamp": stamp,
-        "complete": False,
-        "logs": str(log_dir),
-        "config": {
-            "nodes": args.nodes,
-            "crash_nodes": args.crash_nodes,
-            "window_s": args.window,
-            "reps": args.reps,
-            "boot_reps": args.boot_reps,
-            "settle_s": args.settle,
-            "crash_settle_s": args.crash_settle,
-            "timeout_s": args.timeout,
-            "quick": args.quick,
-            "disperse_profile": "local",
-            "go_config": "memberlist.DefaultLocalConfig",
-            "clock_ticks_per_s": CLOCK_TICKS,
-            **machine(),
-        },
-        "loadavg_start": loadavg(),
+    config = {
+        "nodes": args.nodes,
+        "crash_nodes": args.crash_nodes,
+        "window_s": args.window,
+        "reps": args.reps,
+        "boot_reps": args.boot_reps,
+        "settle_s": args.settle,
+        "crash_settle_s": args.crash_settle,
+        "timeout_s": args.timeout,
+        "quick": args.quick,
+        "disperse_profile": "local",
+        "go_config": "memberlist.DefaultLocalConfig",
+        "clock_ticks_per_s": CLOCK_TICKS,
     }
+    bench = BenchRun("gossip-cluster", args.output, config)
+    results = bench.results
+    results["loadavg_start"] = bench.loads[0][1]
+    bench.log_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"bench/gossip-cluster: Disperse vs Go memberlist, real processes on "
-        f"{LOOPBACK}; load average {results['loadavg_start']}; logs in {log_dir}",
+        f"{LOOPBACK}; load average {results['loadavg_start']}; logs in "
+        f"{bench.log_dir}",
         flush=True,
     )
     started = time.monotonic()
-    status = 0
-    try:
-        run(args, log_dir, results, boots, steady, crashes)
-        results["complete"] = True
-    except ClusterError as e:
-        print(f"\nbench/gossip-cluster: {e}", file=sys.stderr)
-        status = 2
-    except (KeyboardInterrupt, SystemExit) as e:
-        status = exit_status(e, "bench/gossip-cluster")
-    finally:
-        goals = evaluate_goals(boots, steady, crashes)
-        results["loadavg_end"] = loadavg()
-        results["wall_s"] = time.monotonic() - started
-        results["boot"] = {k: [asdict(r) for r in v] for k, v in boots.items()}
-        results["steady"] = {k: asdict(v) for k, v in steady.items()}
-        results["crash"] = {k: [asdict(r) for r in v] for k, v in crashes.items()}
-        results["goals"] = [asdict(g) for g in goals]
-        if boots:
-            write_results(output, results)
+    with bench:
+        run(args, bench.log_dir, results, boots, steady, crashes)
+    goals = evaluate_goals(boots, steady, crashes)
+    results["loadavg_end"] = bench.loads[-1][1]
+    results["wall_s"] = time.monotonic() - started
     if boots:
+        bench.save(
+            boot={k: [asdict(r) for r in v] for k, v in boots.items()},
+            steady={k: asdict(v) for k, v in steady.items()},
+            crash={k: [asdict(r) for r in v] for k, v in crashes.items()},
+            goals=[asdict(g) for g in goals],
+        )
         print()
-        if not results["complete"]:
-            print("PARTIAL RESULTS: the run did not finish.\n")
+        bench.partial()
         rows = report_rows(boots, steady, crashes)
         print(format_table(["", "disperse", "go", "disperse/go"], rows))
         print()
@@ -1149,7 +1125,5 @@ def main(argv: Sequence[str]) -> int:
             f"{results.get('loadavg_after_window', 'n/a')}, end "
             f"{results['loadavg_end']}. {results['wall_s']:.0f} s wall."
         )
-        print(f"Results: {output}")
-    if status == 0 and args.strict and any(not g.ok for g in goals):
-        status = 1
-    return status
+        print(f"Results: {bench.output}")
+    return bench.exit_status(args.strict, goals)

@@ -27,14 +27,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from bench._bench_common import (
     MISS_KEY,
     PUT_KEYSPACE,
-    RESULTS_DIR,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
+    BenchRun,
     Goal,
     Pinning,
     Run,
@@ -45,23 +44,16 @@ from bench._bench_common import (
     check_and_preload,
     check_ranges,
     choose_pinning,
-    exit_status,
     format_table,
     goals_table,
-    install_termination_handlers,
-    machine,
     median_of,
     run_wrk,
     subset,
-    unexpected,
-    utc_stamp,
     write_put_script,
-    write_results,
     wrk_version,
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
-    ClusterError,
     ProcessSet,
     checkNodePlugin,
     freePorts,
@@ -254,33 +246,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    install_termination_handlers()
     if shutil.which("wrk") is None:
         print(WRK_INSTALL_HINT, file=sys.stderr)
         return 2
-    stamp = utc_stamp()
-    output: Path = args.output or RESULTS_DIR / f"http-{stamp}.json"
     pinning = choose_pinning(not args.no_pin)
     value = "".join(random.Random(1).choices(string.ascii_letters, k=VALUE_SIZE))
     runs: list[Run] = []
-    results: dict[str, Any] = {
-        "benchmark": "http",
-        "timestamp": stamp,
-        "complete": False,
-        "config": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "reps": args.reps,
-            "threads": 1,
-            "connections": args.connections,
-            "workloads": args.workloads,
-            "put_keyspace": PUT_KEYSPACE,
-            "value_size": VALUE_SIZE,
-            "pinning": pinning.describe(),
-            **machine(),
-            "wrk": wrk_version(),
-        },
+    config = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "reps": args.reps,
+        "threads": 1,
+        "connections": args.connections,
+        "workloads": args.workloads,
+        "put_keyspace": PUT_KEYSPACE,
+        "value_size": VALUE_SIZE,
+        "pinning": pinning.describe(),
+        "wrk": wrk_version(),
     }
+    bench = BenchRun("http", args.output, config)
     total = (
         len(SERVERS) * len(args.workloads) * (args.duration * args.reps + args.warmup)
     )
@@ -290,80 +274,60 @@ def main(argv: Sequence[str]) -> int:
         f"about {total // 60} min {total % 60} s of load."
     )
     print(f"Pinning: {pinning.describe()}.")
-    status = 0
-    try:
+    with (
+        bench,
+        tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp,
+        ProcessSet(cwd=REPO_DIR) as procs,
+    ):
         checkNodePlugin()
-        log_dir = RESULTS_DIR / f"http-{stamp}-logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        results["logs"] = str(log_dir)
-        with (
-            tempfile.TemporaryDirectory(prefix="disperse-bench-") as tmp,
-            ProcessSet(cwd=REPO_DIR) as procs,
-        ):
-            tmpdir = Path(tmp)
-            servers = start_servers(procs, pinning, log_dir)
-            results["servers"] = {name: asdict(s) for name, s in servers.items()}
-            for server in servers.values():
-                check_and_preload(server, value)
-            plan = WrkPlan(pinning, args.connections, write_put_script(tmpdir, value))
-            if args.warmup:
-                print("Warming up ...", flush=True)
-                for workload in args.workloads:
-                    for name in SERVERS:
-                        run_wrk(plan, servers[name].port, workload, args.warmup)
-            for rep in range(1, args.reps + 1):
-                # Rotate the order each repetition so no server always runs
-                # right after the same neighbour.
-                k = (rep - 1) % len(SERVERS)
-                order = SERVERS[k:] + SERVERS[:k]
-                for workload in args.workloads:
-                    for name in order:
-                        result, raw = run_wrk(
-                            plan, servers[name].port, workload, args.duration
-                        )
-                        run = Run(
-                            name,
-                            workload,
-                            rep,
-                            result.requests_per_sec,
-                            result.p50_ms,
-                            result.p99_ms,
-                            result.requests,
-                            result.non_2xx,
-                            result.socket_errors,
-                            unexpected(workload, result),
-                            raw,
-                        )
-                        runs.append(run)
-                        note = f"  !! {'; '.join(run.warnings)}" if run.warnings else ""
-                        print(
-                            f"rep {rep}/{args.reps} {WORKLOAD_TITLES[workload]:8} "
-                            f"{name:12} {run.requests_per_sec:9.0f} req/s  "
-                            f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{note}",
-                            flush=True,
-                        )
-                        procs.check()
-            status_code, body = httpRequest(servers["disperse"].port, "GET", "/stats")
-            if status_code == 200:
-                results["disperse_stats"] = json.loads(body)
-        results["complete"] = True
-    except ClusterError as e:
-        print(f"\nbench/http: {e}", file=sys.stderr)
-        status = 2
-    except (KeyboardInterrupt, SystemExit) as e:
-        status = exit_status(e, "bench/http")
-    finally:
-        medians = summarize(runs)
-        goals = evaluate_goals(medians)
-        results["runs"] = [asdict(r) for r in runs]
-        results["medians"] = medians
-        results["goals"] = [asdict(g) for g in goals]
-        if runs:
-            write_results(output, results)
+        bench.log_dir.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tmp)
+        servers = start_servers(procs, pinning, bench.log_dir)
+        bench.results["servers"] = {name: asdict(s) for name, s in servers.items()}
+        for server in servers.values():
+            check_and_preload(server, value)
+        plan = WrkPlan(pinning, args.connections, write_put_script(tmpdir, value))
+        if args.warmup:
+            print("Warming up ...", flush=True)
+            for workload in args.workloads:
+                for name in SERVERS:
+                    run_wrk(plan, servers[name].port, workload, args.warmup)
+        for rep in range(1, args.reps + 1):
+            # Rotate the order each repetition so no server always runs
+            # right after the same neighbour.
+            k = (rep - 1) % len(SERVERS)
+            order = SERVERS[k:] + SERVERS[:k]
+            for workload in args.workloads:
+                for name in order:
+                    port = servers[name].port
+                    run = Run.of(
+                        name,
+                        workload,
+                        rep,
+                        *run_wrk(plan, port, workload, args.duration),
+                    )
+                    runs.append(run)
+                    note = f"  !! {'; '.join(run.warnings)}" if run.warnings else ""
+                    print(
+                        f"rep {rep}/{args.reps} {WORKLOAD_TITLES[workload]:8} "
+                        f"{name:12} {run.requests_per_sec:9.0f} req/s  "
+                        f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{note}",
+                        flush=True,
+                    )
+                    procs.check()
+        status_code, body = httpRequest(servers["disperse"].port, "GET", "/stats")
+        if status_code == 200:
+            bench.results["disperse_stats"] = json.loads(body)
+    medians = summarize(runs)
+    goals = evaluate_goals(medians)
     if runs:
+        bench.save(
+            runs=[asdict(r) for r in runs],
+            medians=medians,
+            goals=[asdict(g) for g in goals],
+        )
         print()
-        if not results["complete"]:
-            print("PARTIAL RESULTS: the run did not finish.\n")
+        bench.partial()
         print(report(medians, goals))
         if any(not g.ok and "p99" in g.name for g in goals):
             c = args.connections
@@ -376,7 +340,5 @@ def main(argv: Sequence[str]) -> int:
         warned = [r for r in runs if r.warnings]
         if warned:
             print(f"\nWarning: {len(warned)} run(s) got unexpected answers (see JSON).")
-        print(f"\nRaw results: {output}")
-    if status == 0 and args.strict and not all(g.ok for g in goals):
-        status = 1
-    return status
+        print(f"\nRaw results: {bench.output}")
+    return bench.exit_status(args.strict, goals)

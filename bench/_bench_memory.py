@@ -33,20 +33,16 @@ from typing import Any
 
 from bench._bench_common import (
     MIB,
-    RESULTS_DIR,
     BenchError,
+    BenchRun,
     Pinning,
     bench_parser,
     check_ranges,
     choose_pinning,
-    exit_status,
     format_table,
-    install_termination_handlers,
     mib,
     self_rss,
-    utc_stamp,
     verdict,
-    write_results,
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
@@ -529,40 +525,26 @@ def main(argv: Sequence[str]) -> int:
     if args.worker:
         print(json.dumps(inprocess_worker(args.worker, args.entries)))
         return 0
-    install_termination_handlers()
-    stamp = utc_stamp()
-    output: Path = args.output or RESULTS_DIR / f"memory-{stamp}.json"
     pinning = choose_pinning(not args.no_pin)
-    results: dict[str, Any] = {
-        "benchmark": "memory",
-        "timestamp": stamp,
-        "complete": False,
-        "config": {
-            k: v for k, v in vars(args).items() if k not in ("output", "worker")
-        },
-    }
-    results["config"]["pinning"] = pinning.describe()
+    config = {k: v for k, v in vars(args).items() if k not in ("output", "worker")}
+    bench = BenchRun("memory", args.output, {**config, "pinning": pinning.describe()})
     passed: list[bool] = []
-    status = 0
-    try:
+    with bench:
         if not args.skip_inprocess:
             print(
                 f"In-process store: {args.entries:,} entries, keys like "
                 f"{KEY_FORMAT % 0!r}, {VALUE_SIZE} random bytes each ...",
                 flush=True,
             )
-            measured = []
-            for variant in ("plain", "ttl"):
-                measured.append(measure_inprocess(variant, args.entries))
-            results["inprocess"] = measured
+            measured = [measure_inprocess(v, args.entries) for v in ("plain", "ttl")]
+            bench.results["inprocess"] = measured
             passed += [m["overhead_per_entry"] <= GOAL_OVERHEAD_BYTES for m in measured]
             print()
             print(inprocess_report(measured))
             print()
         if not args.skip_budget:
             checkNodePlugin()
-            log_dir = RESULTS_DIR / f"memory-{stamp}-logs"
-            log_dir.mkdir(parents=True, exist_ok=True)
+            bench.log_dir.mkdir(parents=True, exist_ok=True)
             budget = measure_budget(
                 pinning,
                 args.max_memory,
@@ -571,29 +553,22 @@ def main(argv: Sequence[str]) -> int:
                 args.connections,
                 args.slack_mb,
                 args.timeout,
-                log_dir,
+                bench.log_dir,
             )
-            results["budget"] = asdict(budget) | {
+            bench.results["budget"] = asdict(budget) | {
                 "peak_rss": budget.peak_rss,
                 "ok": budget.ok,
-                "logs": str(log_dir),
+                "logs": str(bench.log_dir),
             }
             passed.append(budget.ok)
             print()
             print(budget_report(budget))
-        results["complete"] = True
-    except ClusterError as e:
-        print(f"\nbench/memory: {e}", file=sys.stderr)
-        status = 2
-    except (KeyboardInterrupt, SystemExit) as e:
-        status = exit_status(e, "bench/memory")
-    finally:
-        if "inprocess" in results or "budget" in results:
-            write_results(output, results)
-            print(f"\nRaw results: {output}")
-    if status == 0 and args.strict and not all(passed):
-        status = 1
-    return status
+    if "inprocess" in bench.results or "budget" in bench.results:
+        bench.save()
+        print(f"\nRaw results: {bench.output}")
+    if bench.status == 0 and args.strict and not all(passed):
+        return 1
+    return bench.status
 
 
 if __name__ == "__main__":
