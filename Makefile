@@ -91,9 +91,13 @@ interop: $(VENV)/.installed-test
 		&& test -d /usr/share/gocode/src/github.com/hashicorp/memberlist \
 		|| (apt-get update -qq \
 			&& apt-get install -y -qq golang-go golang-github-hashicorp-memberlist-dev)
+	$(MAKE) build/memberlist-peer
+	$(BIN)/python -m pytest -m interop tests/interop
+
+# The Go peer alone (bench/gossip-cluster builds it this way when missing).
+build/memberlist-peer: $(wildcard interop/memberlist-peer/*.go)
 	mkdir -p build
 	$(GO_BUILD_ENV) go build -o build/memberlist-peer ./interop/memberlist-peer
-	$(BIN)/python -m pytest -m interop tests/interop
 
 # The dashboard in a real headless Chromium: Debian's chromium and
 # chromium-driver (installed with apt when missing), driven by Selenium.

@@ -84,7 +84,7 @@ from disperse.testing.cluster import (
     freePorts,
     getJSON,
     httpRequest,
-    logTime,
+    logEvents,
     loopbackArgs,
     nodeCommand,
     waitConverged,
@@ -251,36 +251,13 @@ def stop_node(procs: ProcessSet, node: Node) -> None:
 # --- logs -------------------------------------------------------------------------
 
 
-def log_events(
-    path: Path, pattern: re.Pattern[str], since: float | None = None
-) -> list[tuple[float, re.Match[str]]]:
-    """
-    The lines of a node's log matching C{pattern}, with their time (as
-    time.monotonic()), at or after C{since}.
-    """
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    found = []
-    for line in text.splitlines():
-        m = pattern.search(line)
-        if m is None:
-            continue
-        at = logTime(line)
-        if at is None or (since is not None and at < since):
-            continue
-        found.append((at, m))
-    return found
-
-
 def first_event(
     path: Path,
     pattern: re.Pattern[str],
     since: float | None,
     accept: Callable[[re.Match[str]], bool] = lambda m: True,
 ) -> float | None:
-    for at, m in log_events(path, pattern, since):
+    for at, m in logEvents(path, pattern, since):
         if accept(m):
             return at
     return None
@@ -742,12 +719,12 @@ def repair_rep(
         caught_deadline = new.started + args.repair_timeout
         caught: list[tuple[float, re.Match[str]]] = []
         while time.monotonic() < caught_deadline:
-            caught = log_events(new.log_path, _CAUGHT_UP)
+            caught = logEvents(new.log_path, _CAUGHT_UP)
             if caught:
                 break
             check_running([new])
             time.sleep(0.1)
-        catching = log_events(new.log_path, _CATCHING_UP)
+        catching = logEvents(new.log_path, _CATCHING_UP)
         table3 = first_event(
             new.log_path, _REBUILT, None, lambda m: m.group(1) == str(len(NODES))
         )
@@ -755,7 +732,7 @@ def repair_rep(
         everyone = [c1, c2, new]
         stats = {n.name: get_json(n, "/stats") for n in everyone}
         hint_lines = sum(
-            len(log_events(n.log_path, _HINTS, new.started)) for n in survivors
+            len(logEvents(n.log_path, _HINTS, new.started)) for n in survivors
         )
         for node in everyone:
             stop_node(procs, node)

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import time
@@ -65,15 +64,6 @@ from disperse.testing.cluster import (
 Kind = Literal["disperse", "go"]
 
 GO_PEER = REPO_DIR / "build" / "memberlist-peer"
-GO_SOURCE = "./interop/memberlist-peer"
-GO_MEMBERLIST_SOURCE = Path("/usr/share/gocode/src/github.com/hashicorp/memberlist")
-# The Makefile's interop target builds the peer offline with these.
-GO_BUILD_ENV = {
-    "GO111MODULE": "off",
-    "GOPATH": "/usr/share/gocode",
-    "GOPROXY": "off",
-    "GOCACHE": str(REPO_DIR / "build" / "go-cache"),
-}
 
 GOAL_CPU_MS_PER_S = 5.0
 # Derived goals (not hard requirements): parity with Go measured in the
@@ -99,62 +89,29 @@ _DISPERSE_HTTP = re.compile(r"\] HTTP API listening on (\S+):(\d+)")
 
 def ensure_go_peer(path: Path) -> Path:
     """
-    The Go memberlist peer, built when missing: through C{make
-    build/memberlist-peer} when the Makefile has that target, otherwise with
-    the command of its C{interop} target (offline, against Debian's
-    packages).
+    The Go memberlist peer, built with C{make build/memberlist-peer} when
+    missing (offline, against Debian's packages, as C{make interop} does).
     """
     if path.exists():
         return path
     if path != GO_PEER:
         raise BenchError(f"--go-peer {path} does not exist")
-    make = shutil.which("make")
-    if make is not None:
-        dry = subprocess.run(
-            [make, "-C", str(REPO_DIR), "-n", "build/memberlist-peer"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if dry.returncode == 0:
-            print("Building the Go peer: make build/memberlist-peer", flush=True)
-            _run_build([make, "-C", str(REPO_DIR), "build/memberlist-peer"], None)
-            if path.exists():
-                return path
-    go = shutil.which("go")
-    if go is None or not GO_MEMBERLIST_SOURCE.is_dir():
-        raise BenchError(
-            f"{path} is missing and cannot be built: it needs `go` and "
-            f"{GO_MEMBERLIST_SOURCE} (Debian packages golang-go and "
-            "golang-github-hashicorp-memberlist-dev; `make interop` installs "
-            "them and builds the peer)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Building the Go peer: go build -o {path} {GO_SOURCE}", flush=True)
-    _run_build([go, "build", "-o", str(path), GO_SOURCE], GO_BUILD_ENV)
-    if not path.exists():
-        raise BenchError(f"go build finished but {path} is missing")
-    return path
-
-
-def _run_build(argv: list[str], extra_env: dict[str, str] | None) -> None:
-    env = childEnv(extra_env)
+    argv = ["make", "-C", str(REPO_DIR), "build/memberlist-peer"]
+    print(f"Building the Go peer: {' '.join(argv)}", flush=True)
     try:
         done = subprocess.run(
-            argv,
-            cwd=REPO_DIR,
-            env=env,
-            capture_output=True,
-            timeout=600,
-            check=False,
+            argv, env=childEnv(), capture_output=True, timeout=600, check=False
         )
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"`{' '.join(argv)}` took more than 600 s") from e
-    if done.returncode != 0:
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BenchError(f"`{' '.join(argv)}` did not finish: {e}") from e
+    if done.returncode != 0 or not path.exists():
         out = (done.stderr or done.stdout).decode(errors="replace").strip()
         raise BenchError(
-            f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{out[-2000:]}"
+            f"{path} is missing and cannot be built: it needs make, `go` and "
+            "Debian's golang-github-hashicorp-memberlist-dev (`make interop` "
+            f"installs them and builds the peer):\n{out[-2000:]}"
         )
+    return path
 
 
 @dataclass

@@ -106,6 +106,26 @@ def logTime(line: str) -> float | None:
     return wall - _MONOTONIC_OFFSET
 
 
+def logEvents(
+    path: Path, pattern: re.Pattern[str], since: float | None = None
+) -> list[tuple[float, re.Match[str]]]:
+    """
+    The lines of a precise log matching C{pattern}, with their time (as
+    time.monotonic()), at or after C{since}.
+    """
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        m = pattern.search(line)
+        at = None if m is None else logTime(line)
+        if m is not None and at is not None and (since is None or at >= since):
+            found.append((at, m))
+    return found
+
+
 def loopbackArgs(gossipPort: int = 0, httpPort: int = 0) -> list[str]:
     """
     The flags of a node on 127.0.0.1 (port 0: the system chooses).
