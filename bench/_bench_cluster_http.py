@@ -71,10 +71,12 @@ from bench._bench_common import (
     add_node_options,
     add_wrk_options,
     bench_parser,
+    ceiling_goal,
     check_and_preload,
     check_ranges,
     choose_pinning,
     code_version,
+    combine,
     describe_code,
     format_table,
     goals_table,
@@ -83,10 +85,13 @@ from bench._bench_common import (
     parse_wrk,
     print_log_problems,
     put_body,
+    ratio_goal,
     run_wrk,
     scan_logs,
+    start_reference,
     subset,
     write_put_script,
+    wrk_argv,
     wrk_version,
 )
 from bench._launch import REPO_DIR
@@ -212,9 +217,7 @@ def calibrate(
     p99 goal is absolute, and a shared machine's speed varies from day to
     day; the ratios are not affected.
     """
-    (port,) = freePorts(1)
-    argv = [sys.executable, "-m", "bench._refs.web_ref", "--port", str(port)]
-    proc = procs.start("twisted.web", pinning.server(argv), log_dir / "web_ref.log")
+    proc, port = start_reference(procs, pinning, log_dir, "twisted.web", "web_ref")
     try:
         took = proc.waitHealthy(port, f"/cache/{MISS_KEY}", (404,))
         check_and_preload(Server("twisted.web", port, proc.pid, took), "x" * VALUE_SIZE)
@@ -408,25 +411,6 @@ class Measured:
         return sum(self.server_cpu_pct.values()) - self.loaded_cpu_pct
 
 
-def combine(results: Sequence[WrkResult]) -> WrkResult:
-    """
-    Several concurrent wrks as one: req/s, requests and non-2xx summed,
-    the worst p50 and p99.
-    """
-    errors: dict[str, int] = {}
-    for r in results:
-        for name, count in r.socket_errors.items():
-            errors[name] = errors.get(name, 0) + count
-    return WrkResult(
-        requests_per_sec=sum(r.requests_per_sec for r in results),
-        p50_ms=max(r.p50_ms for r in results),
-        p99_ms=max(r.p99_ms for r in results),
-        requests=sum(r.requests for r in results),
-        non_2xx=sum(r.non_2xx for r in results),
-        socket_errors=errors,
-    )
-
-
 def node_cpu_seconds(node: Node) -> float:
     try:
         return cpuSeconds(node.pid)
@@ -454,16 +438,8 @@ def run_wrks(
     outputs = []
     with ProcessSet(cwd=REPO_DIR) as wrks:
         for node in targets:
-            argv = [
-                "wrk",
-                "-t1",
-                f"-c{per_target}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                str(plan.scripts[workload]),
-                f"http://{LOOPBACK}:{node.http_port}/",
-            ]
+            url = f"http://{LOOPBACK}:{node.http_port}/"
+            argv = wrk_argv(per_target, seconds, url, plan.scripts[workload])
             log = plan.tmpdir / f"wrk-{node.name}.out"
             outputs.append(
                 (wrks.start(f"wrk {node.name}", plan.pinning.client(argv), log), log)
@@ -691,39 +667,22 @@ def evaluate_goals(
             ratio = cells["cluster"]["requests_per_sec"] / single if single else 0.0
         else:
             continue
-        goals.append(
-            Goal(
-                f"cluster {what} req/s vs single node",
-                f"{ratio:.2f}x",
-                f">= {floor:.2f}x",
-                ratio >= floor,
-            )
-        )
+        goals.append(ratio_goal(f"cluster {what} req/s vs single node", ratio, floor))
     for workload in WORKLOADS:
+        title = WORKLOAD_TITLES[workload]
         cell = medians.get(workload, {}).get("cluster")
         if cell:
-            p99 = cell["p99_ms"]
-            goals.append(
-                Goal(
-                    f"cluster {WORKLOAD_TITLES[workload]} p99 (worst node), saturated",
-                    f"{p99:.2f} ms",
-                    f"<= {GOAL_CLUSTER_P99_MS:.0f} ms",
-                    p99 <= GOAL_CLUSTER_P99_MS,
-                )
-            )
+            name = f"cluster {title} p99 (worst node), saturated"
+            goals.append(ceiling_goal(name, cell["p99_ms"], GOAL_CLUSTER_P99_MS, "ms"))
     for workload in WORKLOADS:
+        title = WORKLOAD_TITLES[workload]
         cell = (paced or {}).get(workload, {}).get("cluster")
         if cell:
-            p99 = cell["p99_ms"]
-            goals.append(
-                Goal(
-                    f"cluster {WORKLOAD_TITLES[workload]} p99 (worst node), "
-                    f"{cell['offered_per_sec']:.0f} req/s offered",
-                    f"{p99:.2f} ms",
-                    f"<= {GOAL_CLUSTER_P99_MS:.0f} ms",
-                    p99 <= GOAL_CLUSTER_P99_MS,
-                )
+            name = (
+                f"cluster {title} p99 (worst node), "
+                f"{cell['offered_per_sec']:.0f} req/s offered"
             )
+            goals.append(ceiling_goal(name, cell["p99_ms"], GOAL_CLUSTER_P99_MS, "ms"))
     return goals
 
 

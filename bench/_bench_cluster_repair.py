@@ -55,12 +55,12 @@ from bench._bench_common import (
     BenchRun,
     Goal,
     Pinning,
-    WrkResult,
     add_node_options,
     bench_parser,
     check_ranges,
     choose_pinning,
     code_version,
+    combine,
     describe_code,
     format_table,
     goals_table,
@@ -69,6 +69,7 @@ from bench._bench_common import (
     print_log_problems,
     scan_logs,
     subset,
+    wrk_argv,
     wrk_version,
 )
 from bench._launch import REPO_DIR
@@ -358,16 +359,8 @@ def run_load(
     connections = CONNECTIONS_PER_NODE * (2 if len(targets) == 1 else 1)
     with ProcessSet(cwd=REPO_DIR) as wrks:
         for node, script in targets:
-            argv = [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{math.ceil(timeout) + 5}s",
-                "--latency",
-                "-s",
-                str(script),
-                f"http://{LOOPBACK}:{node.http_port}/",
-            ]
+            url = f"http://{LOOPBACK}:{node.http_port}/"
+            argv = wrk_argv(connections, math.ceil(timeout) + 5, url, script)
             log = tmpdir / f"wrk-{node.name}.out"
             proc = wrks.start(f"wrk {node.name}", pinning.client(argv), log)
             outputs.append((node, proc, log))
@@ -396,16 +389,8 @@ def run_load(
             f"after {timeout:.0f} s of load the nodes hold {seen} keys, not "
             f"{keys}: writes are being lost or the machine is far too slow"
         )
-    results: list[WrkResult] = []
-    texts: dict[str, str] = {}
-    for node, _, log in outputs:
-        text = log.read_text(errors="replace")
-        texts[node.name] = text
-        results.append(parse_wrk(text))
-    errors: dict[str, int] = {}
-    for r in results:
-        for name, count in r.socket_errors.items():
-            errors[name] = errors.get(name, 0) + count
+    texts = {node.name: log.read_text(errors="replace") for node, _, log in outputs}
+    total = combine([parse_wrk(text) for text in texts.values()])
     seconds = done_at - started
     return Load(
         targets=[n.name for n, _ in targets],
@@ -413,11 +398,11 @@ def run_load(
         connections=connections * len(targets),
         seconds=seconds,
         keys_per_sec=keys / seconds,
-        wrk_requests=sum(r.requests for r in results),
-        wrk_requests_per_sec=sum(r.requests_per_sec for r in results),
-        wrk_p99_ms=max(r.p99_ms for r in results),
-        non_2xx=sum(r.non_2xx for r in results),
-        socket_errors=errors,
+        wrk_requests=total.requests,
+        wrk_requests_per_sec=total.requests_per_sec,
+        wrk_p99_ms=total.p99_ms,
+        non_2xx=total.non_2xx,
+        socket_errors=total.socket_errors,
         wrk_outputs=texts,
     )
 

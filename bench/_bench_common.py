@@ -26,7 +26,15 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from bench._launch import REPO_DIR
-from disperse.testing.cluster import LOG_PROBLEM, LOOPBACK, ClusterError, httpRequest
+from disperse.testing.cluster import (
+    LOG_PROBLEM,
+    LOOPBACK,
+    ClusterError,
+    NodeProcess,
+    ProcessSet,
+    freePorts,
+    httpRequest,
+)
 
 RESULTS_DIR = REPO_DIR / "bench" / "results"
 MIB = 1024 * 1024
@@ -161,6 +169,20 @@ class Goal:
     measured: str
     target: str
     ok: bool
+
+
+def ratio_goal(name: str, ratio: float, floor: float) -> Goal:
+    """
+    A ratio that must reach C{floor}.
+    """
+    return Goal(name, f"{ratio:.2f}x", f">= {floor:.2f}x", ratio >= floor)
+
+
+def ceiling_goal(name: str, value: float, ceiling: float, unit: str) -> Goal:
+    """
+    A figure (in C{unit}) that must stay at or below C{ceiling}.
+    """
+    return Goal(name, f"{value:.2f} {unit}", f"<= {ceiling:g} {unit}", value <= ceiling)
 
 
 def goals_table(goals: Sequence[Goal]) -> str:
@@ -529,23 +551,45 @@ class WrkPlan:
     put_script: Path
 
 
+def wrk_argv(
+    connections: int, seconds: int, url: str, script: Path | None = None
+) -> list[str]:
+    """
+    One wrk thread keeping C{connections} requests in flight on C{url} for
+    C{seconds}, with C{script} if given; latency percentiles on.
+    """
+    lua = [] if script is None else ["-s", str(script)]
+    return ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *lua, url]
+
+
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """
+    Several concurrent wrks as one: req/s, requests, non-2xx and socket
+    errors summed, the worst p50 and p99.
+    """
+    errors: dict[str, int] = {}
+    for r in results:
+        for name, count in r.socket_errors.items():
+            errors[name] = errors.get(name, 0) + count
+    return WrkResult(
+        requests_per_sec=sum(r.requests_per_sec for r in results),
+        p50_ms=max(r.p50_ms for r in results),
+        p99_ms=max(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=errors,
+    )
+
+
 def run_wrk(
     plan: WrkPlan, port: int, workload: str, seconds: int
 ) -> tuple[WrkResult, str]:
     url = f"http://{LOOPBACK}:{port}"
-    argv = [
-        "wrk",
-        "-t1",
-        f"-c{plan.connections}",
-        f"-d{seconds}s",
-        "--latency",
-    ]
-    if workload == "get-hit":
-        argv.append(f"{url}/cache/{HIT_KEY}")
-    elif workload == "get-miss":
-        argv.append(f"{url}/cache/{MISS_KEY}")
+    if workload == "put":
+        argv = wrk_argv(plan.connections, seconds, f"{url}/", plan.put_script)
     else:
-        argv += ["-s", str(plan.put_script), f"{url}/"]
+        key = HIT_KEY if workload == "get-hit" else MISS_KEY
+        argv = wrk_argv(plan.connections, seconds, f"{url}/cache/{key}")
     try:
         done = subprocess.run(
             plan.pinning.client(argv),
@@ -567,6 +611,18 @@ class Server:
     port: int
     pid: int
     startup_s: float
+
+
+def start_reference(
+    procs: ProcessSet, pinning: Pinning, log_dir: Path, name: str, module: str
+) -> tuple[NodeProcess, int]:
+    """
+    One of bench/http's reference servers (C{bench._refs.<module>}) on a
+    free port of the server CPU; (its process, its port).
+    """
+    (port,) = freePorts(1)
+    argv = [sys.executable, "-m", f"bench._refs.{module}", "--port", str(port)]
+    return procs.start(name, pinning.server(argv), log_dir / f"{name}.log"), port
 
 
 def check_and_preload(server: Server, value: str) -> None:

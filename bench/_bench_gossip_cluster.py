@@ -42,6 +42,7 @@ from bench._bench_common import (
     BenchRun,
     Goal,
     bench_parser,
+    ceiling_goal,
     format_table,
     goals_table,
     loadavg,
@@ -821,22 +822,9 @@ def evaluate_goals(
     if "disperse" in steady:
         cpu = steady["disperse"].cpu()
         med, top = statistics.median(cpu), max(cpu)
-        goals.append(
-            Goal(
-                "Disperse steady CPU per node, median",
-                f"{med:.2f} ms/s",
-                f"<= {GOAL_CPU_MS_PER_S:g} ms/s",
-                med <= GOAL_CPU_MS_PER_S,
-            )
-        )
-        goals.append(
-            Goal(
-                "Disperse steady CPU per node, max",
-                f"{top:.2f} ms/s",
-                f"<= {GOAL_CPU_MS_PER_S:g} ms/s",
-                top <= GOAL_CPU_MS_PER_S,
-            )
-        )
+        for what, value in (("median", med), ("max", top)):
+            name = f"Disperse steady CPU per node, {what}"
+            goals.append(ceiling_goal(name, value, GOAL_CPU_MS_PER_S, "ms/s"))
     if crashes.get("disperse") and crashes.get("go"):
         d = statistics.median([r.all_detected_s for r in crashes["disperse"]])
         g = statistics.median([r.all_detected_s for r in crashes["go"]])

@@ -41,13 +41,16 @@ from bench._bench_common import (
     WrkPlan,
     add_wrk_options,
     bench_parser,
+    ceiling_goal,
     check_and_preload,
     check_ranges,
     choose_pinning,
     format_table,
     goals_table,
     median_of,
+    ratio_goal,
     run_wrk,
+    start_reference,
     subset,
     write_put_script,
     wrk_version,
@@ -85,20 +88,17 @@ def start_servers(
     until each answers.
     """
     servers: dict[str, Server] = {}
-    node_port, gossip_port, klein_port, web_port = freePorts(4)
+    node_port, gossip_port = freePorts(2)
     node = procs.start(
         "disperse",
         pinning.server(nodeCommand(loopbackArgs(gossip_port, node_port))),
         log_dir / "disperse.log",
     )
-    refs = {"klein": ("klein_ref", klein_port), "twisted.web": ("web_ref", web_port)}
-    started = {}
-    for name, (module, port) in refs.items():
-        argv = [sys.executable, "-m", f"bench._refs.{module}", "--port", str(port)]
-        started[name] = (
-            procs.start(name, pinning.server(argv), log_dir / f"{name}.log"),
-            port,
-        )
+    refs = {"klein": "klein_ref", "twisted.web": "web_ref"}
+    started = {
+        name: start_reference(procs, pinning, log_dir, name, module)
+        for name, module in refs.items()
+    }
     took = node.waitHealthy(node_port)
     servers["disperse"] = Server("disperse", node_port, node.pid, took)
     for name, (proc, port) in started.items():
@@ -132,25 +132,14 @@ def evaluate_goals(medians: dict[str, dict[str, dict[str, float]]]) -> list[Goal
     ):
         r = ratio(workload)
         if r is not None:
-            goals.append(
-                Goal(
-                    f"{WORKLOAD_TITLES[workload]} req/s vs Klein",
-                    f"{r:.2f}x",
-                    f">= {floor:.2f}x",
-                    r >= floor,
-                )
-            )
+            title = WORKLOAD_TITLES[workload]
+            goals.append(ratio_goal(f"{title} req/s vs Klein", r, floor))
     for workload in WORKLOADS:
         cell = medians.get(workload, {}).get("disperse")
         if cell:
-            p99 = cell["p99_ms"]
+            title = WORKLOAD_TITLES[workload]
             goals.append(
-                Goal(
-                    f"{WORKLOAD_TITLES[workload]} p99",
-                    f"{p99:.2f} ms",
-                    f"<= {GOAL_P99_MS:.0f} ms",
-                    p99 <= GOAL_P99_MS,
-                )
+                ceiling_goal(f"{title} p99", cell["p99_ms"], GOAL_P99_MS, "ms")
             )
     return goals
 
