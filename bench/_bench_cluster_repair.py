@@ -664,35 +664,14 @@ def repair_rep(
         )
         # Restart only once both survivors dropped c3 from their table: the
         # restart is then a rejoin after a failure, every time.
-        deadline = time.monotonic() + DETECT_TIMEOUT
-        rebuilt: dict[str, float | None] = {}
-        detected: dict[str, float | None] = {}
-        while True:
-            check_running(survivors)
-            for node in survivors:
-                detected[node.name] = _rel(
-                    first_event(
-                        node.log_path,
-                        _MEMBER,
-                        killed,
-                        lambda m: m.group(1) == VICTIM and m.group(2) == "failed",
-                    ),
-                    killed,
-                )
-                rebuilt[node.name] = _rel(
-                    first_event(
-                        node.log_path, _REBUILT, killed, lambda m: m.group(1) == "2"
-                    ),
-                    killed,
-                )
-            if all(v is not None for v in rebuilt.values()):
-                break
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"the survivors did not drop {VICTIM} from their tables "
-                    f"within {DETECT_TIMEOUT:.0f} s of the end of the load"
-                )
-            time.sleep(0.2)
+        seen, dropped = wait_for_rebuild(survivors, killed)
+        if not all(dropped.values()):
+            raise BenchError(
+                f"the survivors did not drop {VICTIM} from their tables "
+                f"within {DETECT_TIMEOUT:.0f} s of the end of the load"
+            )
+        detected = {n: _rel(at, killed) for n, at in seen.items()}
+        rebuilt = {n: _rel(at, killed) for n, at in dropped.items()}
         new, polled = restart_and_time(
             procs, pinning, log_dir, c3, c1, [c1, c2], keys, args.repair_timeout, extra
         )
@@ -1037,6 +1016,37 @@ def phase_rates(
     return out
 
 
+def wait_for_rebuild(
+    survivors: Sequence[Node], killed: float
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """
+    Wait (up to L{DETECT_TIMEOUT}) until every survivor logged its table
+    rebuilt for 2 members after the kill; when each logged C{c3} failed and
+    its table rebuilt (C{None}: not yet).
+    """
+    deadline = time.monotonic() + DETECT_TIMEOUT
+    while True:
+        check_running(survivors)
+        detected = {
+            n.name: first_event(
+                n.log_path,
+                _MEMBER,
+                killed,
+                lambda m: m.group(1) == VICTIM and m.group(2) == "failed",
+            )
+            for n in survivors
+        }
+        rebuilt = {
+            n.name: first_event(
+                n.log_path, _REBUILT, killed, lambda m: m.group(1) == "2"
+            )
+            for n in survivors
+        }
+        if all(rebuilt.values()) or time.monotonic() > deadline:
+            return detected, rebuilt
+        time.sleep(0.2)
+
+
 def kill_under_load(
     args: argparse.Namespace,
     pinning: Pinning,
@@ -1091,25 +1101,7 @@ def kill_under_load(
             raise BenchError("client threads failed: " + "; ".join(workload.errors))
         settled = ended
         survivors = [c1, c2]
-        deadline = time.monotonic() + DETECT_TIMEOUT
-        detected: dict[str, float | None] = {}
-        rebuilt: dict[str, float | None] = {}
-        while True:
-            for node in survivors:
-                detected[node.name] = first_event(
-                    node.log_path,
-                    _MEMBER,
-                    killed,
-                    lambda m: m.group(1) == VICTIM and m.group(2) == "failed",
-                )
-                rebuilt[node.name] = first_event(
-                    node.log_path, _REBUILT, killed, lambda m: m.group(1) == "2"
-                )
-            if all(v is not None for v in rebuilt.values()):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        detected, rebuilt = wait_for_rebuild(survivors, killed)
         print(
             f"  workload over: {len(workload.ops)} operations, "
             f"{len(workload.acked)} acknowledged writes; reading them all back "
@@ -1613,7 +1605,6 @@ def main(argv: Sequence[str]) -> int:
     if reps or kill is not None or log_root.exists():
         bench.save()
     if reps or kill:
-        print()
         bench.partial()
     if reps and summary is not None:
         print(
