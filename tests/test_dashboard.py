@@ -18,9 +18,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.placement import PARTITION_COUNT, MemberSpec
+from disperse.cluster.placement import MemberSpec
 from disperse.config import NodeConfig
 from disperse.node import Node
+from disperse.store.partition import PARTITION_COUNT
 from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 from disperse.web.dashboard import (

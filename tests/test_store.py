@@ -18,10 +18,10 @@ from hypothesis.stateful import (
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.merkle import MerkleTree
-from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.store import ENTRY_OVERHEAD, HybridLogicalClock, Record, Store
 from disperse.store.hlc import fromMs, physicalMs
+from disperse.store.merkle import MerkleTree
+from disperse.store.partition import PARTITION_COUNT, partitionOf
 from disperse.store.store import (
     DEFAULT_EXPIRY_TOMBSTONE_TTL,
     DEFAULT_TOMBSTONE_TTL,

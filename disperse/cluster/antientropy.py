@@ -66,11 +66,12 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.clients import RepairClient
-from disperse.cluster.placement import PARTITION_COUNT, PartitionTable
+from disperse.cluster.placement import PartitionTable
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.logs import logger
 from disperse.store import Record
+from disperse.store.partition import PARTITION_COUNT
 
 DEFAULT_INTERVAL = 30.0
 # Each round starts up to this fraction of the interval late.

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from disperse.cluster.merkle import Digests
 from disperse.store import Record
+from disperse.store.merkle import Digests
 
 
 class PeerClient(Protocol):

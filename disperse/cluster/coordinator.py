@@ -31,11 +31,12 @@ from twisted.python.failure import Failure
 
 from disperse.cluster.clients import PeerClient
 from disperse.cluster.hints import HintStore
-from disperse.cluster.placement import PartitionTable, partitionOf
+from disperse.cluster.placement import PartitionTable
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import ClusterView, NoMajority
 from disperse.logs import logger
 from disperse.store import Record
+from disperse.store.partition import partitionOf
 
 # How often hints are offered to replicas that are back, and how many at once.
 HINT_INTERVAL = 1.0

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
-from disperse.cluster.merkle import Digests
 from disperse.cluster.peer.server import NotCaughtUp
-from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.logs import logger
 from disperse.store import Record, Store
+from disperse.store.merkle import Digests
+from disperse.store.partition import PARTITION_COUNT, partitionOf
 
 # A partition this node newly holds is not read from here until it caught
 # up with the replicas that held it before, or for at most this long: a

@@ -1,6 +1,8 @@
 """
-Local storage: versioned entries with expiry and a byte budget, and the
-hybrid logical clock that versions them. Pure: no I/O.
+Local storage: versioned entries with expiry and a byte budget, the hybrid
+logical clock that versions them, the partition of a key
+(L{disperse.store.partition}) and the Merkle tree of each partition's
+entries that replicas compare (L{disperse.store.merkle}). Pure: no I/O.
 """
 
 from disperse.store.hlc import HybridLogicalClock

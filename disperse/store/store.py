@@ -24,9 +24,9 @@ Expiry is lazy on read and active through a timing wheel: each entry with an
 expiry is listed in the bucket of its expiry second, and L{Store.sweep}
 empties buckets whose second has passed, a bounded number of keys per call.
 
-Entries are kept in one dictionary per placement partition
-(L{disperse.cluster.placement.partitionOf}) rather than one for the whole
-store, and each partition has a Merkle tree (L{disperse.cluster.merkle})
+Entries are kept in one dictionary per partition
+(L{disperse.store.partition.partitionOf}) rather than one for the whole
+store, and each partition has a Merkle tree (L{disperse.store.merkle})
 that every change of an entry updates: write, merge, delete, expiry,
 eviction, tombstone purge all go through L{Store._store} or
 L{Store._remove}. Anti-entropy compares the trees and then needs the
@@ -49,9 +49,9 @@ from typing import NamedTuple
 
 import xxhash
 
-from disperse.cluster.merkle import MerkleTree, leafHash
-from disperse.cluster.placement import KEY_SEED, PARTITION_COUNT
 from disperse.store.hlc import HybridLogicalClock
+from disperse.store.merkle import MerkleTree, leafHash
+from disperse.store.partition import KEY_SEED, PARTITION_COUNT
 from disperse.timesource import OffsetTime, TimeSource
 
 _HEADER = struct.Struct(">qQIB")

@@ -13,9 +13,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime
 
-from disperse.cluster.merkle import Digests
 from disperse.cluster.replica import Replica
 from disperse.store import Record
+from disperse.store.merkle import Digests
 
 T = TypeVar("T")
 

@@ -27,10 +27,10 @@ from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
-from disperse.cluster.placement import PARTITION_COUNT
 from disperse.gossip.messages import NodeState
 from disperse.logs import logger
 from disperse.node import Node
+from disperse.store.partition import PARTITION_COUNT
 
 # The page polls once a second; an answer from a member later than this is
 # worth less than a refresh on time.

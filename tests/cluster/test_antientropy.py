@@ -19,11 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from disperse.cluster.antientropy import RELEASE_AFTER, RELEASE_LIMIT, AntiEntropy
 from disperse.cluster.coordinator import Consistency, Coordinator, ReadOutcome
 from disperse.cluster.hints import HintStore
-from disperse.cluster.placement import PARTITION_COUNT, MemberSpec, partitionOf
+from disperse.cluster.placement import MemberSpec
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.config import nodeIdFor
 from disperse.store import Store
+from disperse.store.partition import PARTITION_COUNT, partitionOf
 from disperse.testing.peers import MemoryPeerNetwork
 from tests.cluster.test_coordinator import build
 

@@ -30,11 +30,12 @@ from disperse.cluster.coordinator import (
 )
 from disperse.cluster.hints import HintStore
 from disperse.cluster.members import MemberWatcher
-from disperse.cluster.placement import MemberSpec, partitionOf
+from disperse.cluster.placement import MemberSpec
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import FORGET_DEPARTED, SETTLE_WINDOW, ClusterView
 from disperse.config import nodeIdFor
 from disperse.store import Record, Store
+from disperse.store.partition import partitionOf
 from disperse.testing.peers import MemoryPeerNetwork
 
 START = 1_700_000_000.0

@@ -9,15 +9,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
-from disperse.cluster.placement import (
-    PARTITION_COUNT,
-    MemberSpec,
-    PartitionTable,
-    Replicas,
-)
+from disperse.cluster.placement import MemberSpec, PartitionTable, Replicas
 from disperse.cluster.replica import Replica
 from disperse.config import nodeIdFor
 from disperse.store import Store
+from disperse.store.partition import PARTITION_COUNT
 from disperse.testing.peers import MemoryPeerNetwork
 
 

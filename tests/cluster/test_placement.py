@@ -23,15 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from disperse.cluster.placement import (
-    KEY_SEED,
     LOAD_BOUND,
-    PARTITION_COUNT,
     MemberSpec,
     PartitionTable,
     moves,
     parseReplicas,
-    partitionOf,
 )
+from disperse.store.partition import KEY_SEED, PARTITION_COUNT, partitionOf
 
 P = PARTITION_COUNT
 REPLICAS = (1, 2, 3)

@@ -9,11 +9,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.coordinator import Consistency
-from disperse.cluster.merkle import Digests
 from disperse.cluster.peer.server import NotCaughtUp
-from disperse.cluster.placement import PARTITION_COUNT, partitionOf
 from disperse.cluster.replica import MAX_READ_HOLD, Replica
 from disperse.store import Record, Store
+from disperse.store.merkle import Digests
+from disperse.store.partition import PARTITION_COUNT, partitionOf
 from tests.cluster.test_coordinator import Cluster
 
 

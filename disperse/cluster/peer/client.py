@@ -51,7 +51,6 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from disperse.cluster.merkle import Digests
 from disperse.cluster.peer.messages import (
     PATH_PREFIX,
     REPAIR_QUERY,
@@ -70,6 +69,7 @@ from disperse.cluster.peer.signatures import NONCE_SIZE, SIGNATURE_HEADER, Signe
 from disperse.logs import logger
 from disperse.send import sendNow
 from disperse.store import Record
+from disperse.store.merkle import Digests
 
 # One connection: the HTTP/1.1 framing of a call
 

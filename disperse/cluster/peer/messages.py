@@ -26,7 +26,7 @@ from typing import ClassVar, Literal, Self, TypeAlias, overload
 
 import msgpack
 
-from disperse.cluster.merkle import DIGEST_SIZE, Digests
+from disperse.store.merkle import DIGEST_SIZE, Digests
 from disperse.store.store import HEADER_SIZE
 
 # Every call is a POST to this prefix followed by its kind.
@@ -280,7 +280,7 @@ class FetchResponse(_Message):
 class DigestRequest(_Message):
     """
     One round of a Merkle exchange over one partition
-    (L{disperse.cluster.merkle}): the nodes of C{level} the asker wants
+    (L{disperse.store.merkle}): the nodes of C{level} the asker wants
     digests for, or expanded.
     """
 

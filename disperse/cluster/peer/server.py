@@ -33,7 +33,6 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.task import LoopingCall
 from twisted.web.http import RESPONSES
 
-from disperse.cluster.merkle import Digests
 from disperse.cluster.peer.messages import (
     PATH_PREFIX,
     REPAIR_QUERY,
@@ -53,6 +52,7 @@ from disperse.logs import logger
 from disperse.security.limits import REASONS
 from disperse.send import sendNow
 from disperse.store import Record
+from disperse.store.merkle import Digests
 
 TEXT = b"text/plain; charset=utf-8"
 MSGPACK = b"application/x-msgpack"

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from disperse.cluster.merkle import MerkleTree
 from disperse.cluster.peer.messages import (
     KINDS,
     MAX_BATCH,
@@ -41,6 +40,7 @@ from disperse.cluster.peer.messages import (
     encodeResponse,
 )
 from disperse.store import Record
+from disperse.store.merkle import MerkleTree
 
 keys = st.text(st.characters(codec="utf-8"), max_size=16) | st.text(
     st.characters(codec="utf-8"), min_size=250, max_size=256

@@ -18,7 +18,6 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import RESPONSES
 
-from disperse.cluster.merkle import Digests
 from disperse.cluster.peer.messages import (
     KINDS,
     ApplyRequest,
@@ -50,10 +49,11 @@ from disperse.cluster.peer.signatures import (
     Signer,
     Verifier,
 )
-from disperse.cluster.placement import partitionOf
 from disperse.config import NodeConfig
 from disperse.security.limits import REASONS, HTTPLimits
 from disperse.store import Record
+from disperse.store.merkle import Digests
+from disperse.store.partition import partitionOf
 from disperse.testing.node import makeNode
 from disperse.testing.peerserver import CLIENT, peerConnection, peerServer
 

@@ -1,5 +1,5 @@
 """
-Tests for L{disperse.cluster.merkle}: equal record sets give equal trees in
+Tests for L{disperse.store.merkle}: equal record sets give equal trees in
 any write order, any difference is seen and narrowed to exactly the leaves of
 the differing keys, and the digests stay what the wire contract says.
 """
@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from disperse.cluster.merkle import (
+from disperse.store import Record, Store
+from disperse.store.merkle import (
     DIGEST_SIZE,
     Digests,
     MerkleTree,
@@ -23,7 +24,6 @@ from disperse.cluster.merkle import (
     leafHash,
     reconcile,
 )
-from disperse.store import Record, Store
 
 # Small trees put several keys in a leaf and exercise every level; the
 # default shape is what production uses.
