@@ -16,7 +16,9 @@ a node a few requests however large the cluster. An exchange:
   1. asks the peer for its root digest of the partition and compares it
      with the local tree;
   2. descends the tree level by level, asking for the peer's digests of
-     the children of the nodes that differ, down to the differing leaves;
+     the children of the nodes that differ, down to the differing leaves
+     (the walk is L{disperse.store.merkle.MerkleWalk}; this module carries
+     its questions and answers);
   3. fetches the peer's records of those leaves (a few leaves a request),
      merges locally the ones that are newer (last writer wins, as
      everywhere), and pushes back the local records the peer lacks or holds
@@ -71,6 +73,7 @@ from disperse.cluster.replica import Replica
 from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.logs import logger
 from disperse.store import Record
+from disperse.store.merkle import MerkleWalk
 from disperse.store.partition import PARTITION_COUNT
 
 DEFAULT_INTERVAL = 30.0
@@ -677,21 +680,12 @@ class AntiEntropy:
         Compare C{partition} with C{peer} and repair both sides, or only
         C{peer}'s when not C{pull}.
         """
-        tree = self._store.partitionTree(partition)
-        theirs = await self.peers.digests(peer, partition, 0, [0])
-        differing = tree.compare(theirs)
-        if differing:
-            self.counters.differing += 1
-        level = 0
-        while differing and level < tree.depth:
-            nodes = [
-                child for node in differing for child in tree.children(level, node)
-            ]
-            theirs = await self.peers.digests(peer, partition, level + 1, nodes)
-            level += 1
-            differing = tree.compare(theirs)
-        for start in range(0, len(differing), LEAVES_PER_RANGE):
-            leaves = differing[start : start + LEAVES_PER_RANGE]
+        walk = MerkleWalk(self._store.partitionTree(partition))
+        while (asked := walk.question) is not None:
+            theirs = await self.peers.digests(peer, partition, asked.level, asked.nodes)
+            if walk.answer(theirs) and asked.level == 0:
+                self.counters.differing += 1
+        for leaves in walk.leafBatches(LEAVES_PER_RANGE):
             remote = await self.peers.range(peer, partition, leaves)
             await self._repair(partition, peer, leaves, remote, pull)
         self.counters.compared += 1

@@ -160,11 +160,7 @@ class Replica:
             (the request came from the network).
         """
         _checkPartition(partition)
-        tree = self.store.partitionTree(partition)
-        out: dict[int, bytes] = {}
-        for node in nodes:
-            out[node] = tree.digest(level, node)
-        return Digests(level, out)
+        return self.store.partitionTree(partition).digests(level, nodes)
 
     def rangeLocal(
         self, partition: int, leaves: Iterable[int]

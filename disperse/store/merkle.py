@@ -42,12 +42,16 @@ absent to every reader). Evicted entries are removed, so a full replica's
 trees differ from its peers' until they evict the same keys; repairs do
 not evict to take such keys back (L{disperse.store.Store.merge}).
 
-Exchange over the network, in rounds (see L{reconcile} for the loop): one
-side opens with its digests of one level (L{MerkleTree.opening}); the other
-compares them with its own (L{MerkleTree.compare}) and answers with its
-digests of the children of the nodes that differ (L{MerkleTree.expand});
-and so on down, alternating sides, until the digests compared are the
-leaves', whose differing indexes are the result. Both sides must use the
+Comparing two replicas' trees is a walk down from the root (L{MerkleWalk}):
+one side asks the other for its digests of some nodes of one level (the
+root first), the other answers from its tree (L{MerkleTree.digests}), and
+the asker compares them with its own (L{MerkleTree.compare}) and asks next
+for the children of the nodes that differ, down to the leaves; the
+differing leaves are the result, and the two sides then exchange those
+leaves' records. One round trip a level, and a round carries the digests
+of the children of the nodes that differed. The walk does no I/O:
+L{disperse.cluster.antientropy} carries its questions and answers over the
+network, L{reconcile} between two local trees. Both sides must use the
 same C{depth} and C{fanout}, and the digest functions below are part of the
 wire contract: changing a seed or the record encoding makes every replica
 look different from every older one.
@@ -61,7 +65,7 @@ import struct
 from array import array
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import xxhash
 
@@ -106,8 +110,8 @@ def blobDigest(key: str, blob: bytes) -> int:
 @dataclass(frozen=True, slots=True)
 class Digests:
     """
-    One round of an exchange: the sender's digests of some nodes of one
-    level.
+    The answer to a L{DigestQuery}: the answering side's digests of some
+    nodes of one level.
 
     @ivar level: 0 for the root, the tree's depth for the leaves.
     @ivar nodes: node index within the level to its L{DIGEST_SIZE}-byte
@@ -118,18 +122,32 @@ class Digests:
     nodes: Mapping[int, bytes]
 
 
+class DigestQuery(NamedTuple):
+    """
+    One round of a walk (L{MerkleWalk}): the nodes of one level whose
+    digests the asker wants from the other side. A named tuple: one is
+    made per round trip, and a dataclass costs more to build.
+
+    @ivar level: 0 for the root, the tree's depth for the leaves.
+    @ivar nodes: node indexes within the level, ascending.
+    """
+
+    level: int
+    nodes: tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
     """
-    What a local run of the exchange (L{reconcile}) found and cost.
+    What a local run of the walk (L{reconcile}) found and cost.
 
     @ivar leaves: the differing leaves, ascending.
-    @ivar messages: messages sent, alternating between the two sides.
-    @ivar digests: digests carried by all those messages together.
+    @ivar roundTrips: questions asked and answered.
+    @ivar digests: digests carried by all the answers together.
     """
 
     leaves: list[int]
-    messages: int
+    roundTrips: int
     digests: int
 
 
@@ -308,58 +326,64 @@ class MerkleTree:
             raise ValueError("a leaf has no children")
         return range(index * self.fanout, (index + 1) * self.fanout)
 
-    # Exchanging
+    # Comparing
 
-    def opening(self, level: int = 0) -> Digests:
+    def digests(self, level: int, nodes: Iterable[int]) -> Digests:
         """
-        The first message of an exchange: every digest of C{level}. The root
-        alone (level 0) is the smallest; opening one level lower saves a
-        round when the trees are known to differ.
-        """
-        levelDigests = self.level(level)
-        return Digests(level, dict(enumerate(levelDigests)))
+        Our digests of C{nodes} of C{level}: the answer to the other side's
+        question in a walk (L{DigestQuery}).
 
-    def compare(self, theirs: Digests) -> list[int]:
+        @raise ValueError: for a level or node outside the tree (the
+            question came from the network).
         """
-        The nodes of C{theirs} whose digests differ from ours, ascending.
-        When C{theirs} is at the leaf level these are the differing leaves;
-        otherwise answer with L{expand} of them, or stop if there are none.
-
-        @raise ValueError: for a level or index outside the tree or a digest
-            of the wrong size (the message came from the network).
-        """
+        self._checkLevel(level)
         self._refresh()
-        level = theirs.level
-        differing = []
-        for index, digest in theirs.nodes.items():
-            self._checkNode(level, index)
-            if len(digest) != DIGEST_SIZE:
-                raise ValueError(f"digest of {len(digest)} bytes")
-            if int.from_bytes(digest, "big") != self._levels[level][index]:
-                differing.append(index)
-        differing.sort()
-        return differing
-
-    def expand(self, level: int, nodes: Iterable[int]) -> Digests:
-        """
-        Our digests of the children of C{nodes} (of C{level}): the answer to
-        a message whose C{nodes} differed.
-        """
-        if level == self.depth:
-            raise ValueError("leaves have no children")
-        self._refresh()
-        below = self._levels[level + 1]
+        values = self._levels[level]
+        width = len(values)
         out: dict[int, bytes] = {}
         for node in nodes:
-            for child in self.children(level, node):
-                out[child] = below[child].to_bytes(DIGEST_SIZE, "big")
-        return Digests(level + 1, out)
+            if not 0 <= node < width:
+                raise ValueError(f"node {node} outside level {level}")
+            out[node] = values[node].to_bytes(DIGEST_SIZE, "big")
+        return Digests(level, out)
+
+    def compare(self, asked: DigestQuery, theirs: Digests) -> list[int]:
+        """
+        The nodes of C{asked} whose digests in C{theirs}, the other side's
+        answer to it, differ from ours, in the order C{asked} lists them.
+        At the leaf level these are the differing leaves; otherwise the
+        walk goes on with their children (L{MerkleWalk}).
+
+        @raise ValueError: for an answer about other nodes than asked or
+            with a digest of the wrong size (it came from the network), or
+            a question about a level outside the tree.
+        """
+        level, nodes = asked
+        answered = theirs.nodes
+        if theirs.level != level or len(answered) != len(nodes):
+            raise ValueError("an answer about other nodes than asked")
+        self._checkLevel(level)
+        self._refresh()
+        ours = self._levels[level]
+        differing = []
+        for node in nodes:
+            digest = answered.get(node)
+            if digest is None:
+                raise ValueError("an answer about other nodes than asked")
+            if len(digest) != DIGEST_SIZE:
+                raise ValueError(f"digest of {len(digest)} bytes")
+            if int.from_bytes(digest, "big") != ours[node]:
+                differing.append(node)
+        return differing
 
     # Internals
 
-    def _checkNode(self, level: int, index: int) -> None:
+    def _checkLevel(self, level: int) -> None:
         if not 0 <= level <= self.depth:
             raise ValueError(f"level {level} outside 0..{self.depth}")
+
+    def _checkNode(self, level: int, index: int) -> None:
+        self._checkLevel(level)
         if not 0 <= index < self.fanout**level:
             raise ValueError(f"node {index} outside level {level}")
 
@@ -408,24 +432,86 @@ def keysByLeaf(
     return out
 
 
+# Every walk starts by asking for the root.
+_ROOT = DigestQuery(0, (0,))
+
+
+class MerkleWalk:
+    """
+    One side's walk of an exchange: its tree compared with another
+    replica's, level by level from the root, down to the leaves that differ.
+    No I/O: the caller asks the other side for the digests L{question}
+    names (the other side answers with L{MerkleTree.digests}), hands them
+    to L{answer}, and repeats until L{question} is C{None}. L{leaves} are
+    then the differing leaves, whose records the two sides exchange
+    (L{leafBatches}).
+
+    @ivar question: what to ask the other side next; C{None} once the walk
+        is over.
+    @ivar leaves: the differing leaves, ascending, once the walk is over.
+    @ivar roundTrips: questions answered so far.
+    @ivar digestsReceived: digests carried by those answers.
+    """
+
+    __slots__ = ("_tree", "digestsReceived", "leaves", "question", "roundTrips")
+
+    def __init__(self, tree: MerkleTree) -> None:
+        self._tree = tree
+        self.question: DigestQuery | None = _ROOT
+        self.leaves: list[int] = []
+        self.roundTrips = 0
+        self.digestsReceived = 0
+
+    def answer(self, theirs: Digests) -> list[int]:
+        """
+        Take the other side's answer to L{question}: compare it with our
+        tree, and ask next for the children of the nodes that differ, or
+        end the walk at the leaves or when nothing differs.
+
+        @return: the nodes of the level asked about that differ, ascending.
+        @raise ValueError: for an answer about other nodes than asked, or
+            with digests of the wrong size (it came from the network), or
+            for a walk that is over.
+        """
+        asked = self.question
+        if asked is None:
+            raise ValueError("the walk is over")
+        tree = self._tree
+        differing = tree.compare(asked, theirs)
+        level = asked.level
+        self.roundTrips += 1
+        self.digestsReceived += len(asked.nodes)
+        if level == tree.depth:
+            self.leaves = differing
+            self.question = None
+        elif differing:
+            children = tree.children
+            below = [child for node in differing for child in children(level, node)]
+            self.question = DigestQuery(level + 1, tuple(below))
+        else:
+            self.question = None
+        return differing
+
+    def leafBatches(self, size: int) -> list[list[int]]:
+        """
+        The differing leaves in ascending runs of at most C{size}: the
+        leaves whose records to exchange, one request each.
+        """
+        leaves = self.leaves
+        if len(leaves) <= size:
+            # Most walks: no leaf or a few.
+            return [leaves] if leaves else []
+        return [leaves[start : start + size] for start in range(0, len(leaves), size)]
+
+
 def reconcile(initiator: MerkleTree, responder: MerkleTree) -> Reconciliation:
     """
-    Run the exchange between two local trees as it would run over the
-    network, the initiator opening with its root: what tests, benchmarks
-    and simulations use, and the reference for the networked loop.
+    Run the walk of C{initiator} against C{responder}, two local trees, as
+    it runs over the network: what tests, benchmarks and simulations use.
     """
     if (initiator.depth, initiator.fanout) != (responder.depth, responder.fanout):
         raise ValueError("trees of different shapes cannot be compared")
-    message = initiator.opening()
-    sides = (initiator, responder)
-    messages, digests = 1, len(message.nodes)
-    turn = 1
-    while True:
-        receiver = sides[turn]
-        differing = receiver.compare(message)
-        if not differing or message.level == receiver.depth:
-            return Reconciliation(differing, messages, digests)
-        message = receiver.expand(message.level, differing)
-        messages += 1
-        digests += len(message.nodes)
-        turn = 1 - turn
+    walk = MerkleWalk(initiator)
+    while (asked := walk.question) is not None:
+        walk.answer(responder.digests(asked.level, asked.nodes))
+    return Reconciliation(walk.leaves, walk.roundTrips, walk.digestsReceived)

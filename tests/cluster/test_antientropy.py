@@ -8,7 +8,7 @@ node restarted empty, tombstones and expiry, pacing.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -16,16 +16,23 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.cluster.antientropy import RELEASE_AFTER, RELEASE_LIMIT, AntiEntropy
+from disperse.cluster.antientropy import (
+    LEAVES_PER_RANGE,
+    RELEASE_AFTER,
+    RELEASE_LIMIT,
+    AntiEntropy,
+)
 from disperse.cluster.coordinator import Consistency, Coordinator, ReadOutcome
 from disperse.cluster.hints import HintStore
 from disperse.cluster.placement import MemberSpec
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.config import nodeIdFor
-from disperse.store import Store
+from disperse.store import Record, Store
+from disperse.store.merkle import Digests
 from disperse.store.partition import PARTITION_COUNT, partitionOf
-from disperse.testing.peers import MemoryPeerNetwork
+from disperse.store.store import TREE_FANOUT
+from disperse.testing.peers import MemoryPeerClient, MemoryPeerNetwork
 from tests.cluster.test_coordinator import build
 
 START = 1_700_000_000.0
@@ -779,3 +786,71 @@ class ReleaseTests(SynchronousTestCase):
         self.assertEqual(self.lost(cluster, "n0"), [])
         self.assertEqual(len(cluster.stores["n0"]), before)
         self.assertEqual(cluster.ae["n0"].counters.partitionsReleased, 0)
+
+
+class _RecordingPeers(MemoryPeerClient):
+    """
+    The in-memory client, noting each digest and range request it sends.
+    """
+
+    def __init__(self, network: MemoryPeerNetwork, source: str) -> None:
+        super().__init__(network, source)
+        self.sent: list[tuple[str, int, tuple[int, ...]]] = []
+
+    def digests(
+        self, member: str, partition: int, level: int, nodes: Sequence[int]
+    ) -> Deferred[Digests]:
+        self.sent.append(("digest", level, tuple(nodes)))
+        return super().digests(member, partition, level, nodes)
+
+    def range(
+        self, member: str, partition: int, leaves: Sequence[int]
+    ) -> Deferred[list[tuple[str, Record]]]:
+        self.sent.append(("range", partition, tuple(leaves)))
+        return super().range(member, partition, leaves)
+
+
+class ExchangeRequestTests(SynchronousTestCase):
+    def test_requestsFollowTheTree(self) -> None:
+        """
+        An exchange asks for the root, then for every child of each node
+        that differs, level by level, ascending, then for the records of
+        the differing leaves, LEAVES_PER_RANGE at a time: the requests that
+        nodes of every version send and answer.
+        """
+        cluster = Cluster(["n0", "n1"])
+        partition = 7
+        keys = [f"k{i}" for i in range(60_000)]
+        keys = [key for key in keys if partitionOf(key) == partition][:40]
+        cluster.seed(keys, on=["n0"])
+        tree = cluster.stores["n0"].partitionTree(partition)
+        leaves = sorted({tree.leafOf(key) for key in keys})
+        self.assertGreater(len(leaves), LEAVES_PER_RANGE)
+        parents = sorted({leaf // TREE_FANOUT for leaf in leaves})
+        peers = _RecordingPeers(cluster.network, "n0")
+        ae = cluster.ae["n0"]
+        ae.peers = peers
+        done = Deferred.fromCoroutine(ae.exchange(partition, "n1"))
+        cluster.run(1.0)
+        self.successResultOf(done)
+        children = tuple(
+            child
+            for parent in parents
+            for child in range(parent * TREE_FANOUT, (parent + 1) * TREE_FANOUT)
+        )
+        self.assertEqual(
+            peers.sent,
+            [
+                ("digest", 0, (0,)),
+                ("digest", 1, tuple(range(TREE_FANOUT))),
+                ("digest", 2, children),
+                ("range", partition, tuple(leaves[:LEAVES_PER_RANGE])),
+                ("range", partition, tuple(leaves[LEAVES_PER_RANGE:])),
+            ],
+        )
+        self.assertEqual(ae.counters.differing, 1)
+        self.assertEqual(ae.counters.keysPushed, len(keys))
+        self.assertEqual(
+            cluster.stores["n1"].partitionRoot(partition),
+            cluster.stores["n0"].partitionRoot(partition),
+        )

@@ -12,7 +12,7 @@ from disperse.cluster.coordinator import Consistency
 from disperse.cluster.peer.server import NotCaughtUp
 from disperse.cluster.replica import MAX_READ_HOLD, Replica
 from disperse.store import Record, Store
-from disperse.store.merkle import Digests
+from disperse.store.merkle import DigestQuery, Digests
 from disperse.store.partition import PARTITION_COUNT, partitionOf
 from tests.cluster.test_coordinator import Cluster
 
@@ -30,9 +30,10 @@ class ReplicaTests(SynchronousTestCase):
             node.digestsLocal(partition, 0, [0]), Digests(0, {0: tree.root()})
         )
         leaf = tree.leafOf("k")
-        answer = node.digestsLocal(partition, 2, [leaf, (leaf + 1) % 256])
+        asked = DigestQuery(2, (leaf, (leaf + 1) % 256))
+        answer = node.digestsLocal(partition, *asked)
         self.assertEqual(
-            cluster.stores["n0"].partitionTree(partition).compare(answer), []
+            cluster.stores["n0"].partitionTree(partition).compare(asked, answer), []
         )
         self.assertEqual(node.rangeLocal(partition, [leaf]), [("k", store.record("k"))])
         self.assertEqual(node.rangeLocal(partition, [(leaf + 1) % 256]), [])

@@ -1,7 +1,8 @@
 """
 Tests for L{disperse.store.merkle}: equal record sets give equal trees in
-any write order, any difference is seen and narrowed to exactly the leaves of
-the differing keys, and the digests stay what the wire contract says.
+any write order, any difference is seen and narrowed by the walk to exactly
+the leaves of the differing keys, and the digests stay what the wire
+contract says.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from twisted.internet.task import Clock
 from disperse.store import Record, Store
 from disperse.store.merkle import (
     DIGEST_SIZE,
+    DigestQuery,
     Digests,
     MerkleTree,
+    MerkleWalk,
     blobDigest,
     entryDigest,
     keysByLeaf,
@@ -121,7 +124,7 @@ def test_differencesFoundExactly(
     """
     Whatever differs between two replicas (a key missing on one side, an
     older version, a tombstone against a value, another expiry, writer or
-    value), the roots differ and the exchange names exactly the leaves that
+    value), the roots differ and the walk names exactly the leaves that
     hold the differing keys, from either side; when nothing differs it
     stops after the root.
     """
@@ -151,7 +154,7 @@ def test_differencesFoundExactly(
     found = reconcile(first, second)
     assert found.leaves == expected
     if not differing:
-        assert found.messages == 1
+        assert found.roundTrips == 1
     byLeaf = keysByLeaf(a, found.leaves, set(mine) | set(theirs))
     assert {key for group in byLeaf.values() for key in group} >= differing
 
@@ -258,8 +261,8 @@ def test_fromStore() -> None:
 
 def test_roundsFollowTheTree() -> None:
     """
-    One differing key costs one message per level and the digests of one
-    node's children per message.
+    One differing key costs one round trip per level below the root and the
+    digests of one node's children per round.
     """
     a = MerkleTree(3, 4)
     b = MerkleTree(3, 4)
@@ -269,32 +272,89 @@ def test_roundsFollowTheTree() -> None:
     b.updateRecords("k5", Record(b"x", 0, 5, 1), Record(b"y", 0, 6, 1))
     found = reconcile(a, b)
     assert found.leaves == [a.leafOf("k5")]
-    assert found.messages == 4
+    assert found.roundTrips == 4
     assert found.digests == 1 + 3 * 4
-    opened = b.opening(1)
-    assert a.compare(opened) == [a.leafOf("k5") // 16]
+    asked = DigestQuery(1, (0, 1, 2, 3))
+    assert a.compare(asked, b.digests(1, range(4))) == [a.leafOf("k5") // 16]
+
+
+def test_walkAsksWhatTheWireCarries() -> None:
+    """
+    The questions of a walk are what a peer's digest requests carry: the
+    root, then every child of each differing node, ascending; the leaves
+    go out in batches of the size asked for.
+    """
+    a = MerkleTree(2, 4)
+    b = MerkleTree(2, 4)
+    keys = [f"k{i}" for i in range(40)]
+    # Three keys in three distinct leaves are missing on one side.
+    missing: dict[int, str] = {}
+    for key in keys:
+        a.updateRecords(key, None, Record(b"x", 0, 1, 1))
+        if len(missing) < 3:
+            missing.setdefault(a.leafOf(key), key)
+    differing = sorted(missing)
+    for key in set(keys) - set(missing.values()):
+        b.updateRecords(key, None, Record(b"x", 0, 1, 1))
+    walk = MerkleWalk(a)
+    asked = []
+    while (question := walk.question) is not None:
+        asked.append(question)
+        walk.answer(b.digests(question.level, question.nodes))
+    parents = sorted({leaf // 4 for leaf in differing})
+    assert asked == [
+        DigestQuery(0, (0,)),
+        DigestQuery(1, (0, 1, 2, 3)),
+        DigestQuery(2, tuple(c for p in parents for c in range(4 * p, 4 * p + 4))),
+    ]
+    assert walk.leaves == differing
+    assert walk.roundTrips == 3
+    assert walk.leafBatches(2) == [differing[:2], differing[2:]]
+    same = MerkleWalk(a)
+    assert same.answer(a.digests(0, [0])) == []
+    assert (same.question, same.leaves, same.leafBatches(32)) == (None, [], [])
 
 
 def test_rejectsBadInput() -> None:
     """
-    Messages come from the network: out-of-range levels, nodes and digest
-    sizes are refused, as are shapes the tree cannot take.
+    Questions and answers come from the network: questions about levels or
+    nodes outside the tree are refused, so are answers about other nodes
+    than asked or with digests of the wrong size, and shapes the tree
+    cannot take.
     """
     tree = MerkleTree(2, 4)
-    for message in [
-        Digests(3, {0: bytes(8)}),
-        Digests(-1, {0: bytes(8)}),
-        Digests(1, {4: bytes(8)}),
-        Digests(1, {0: bytes(7)}),
+    root = DigestQuery(0, (0,))
+    level1 = DigestQuery(1, (0, 1, 2, 3))
+    digest = bytes(8)
+    for asked, answer in [
+        (root, Digests(1, {0: digest})),
+        (root, Digests(0, {})),
+        (root, Digests(0, {0: digest, 1: digest})),
+        (root, Digests(0, {1: digest})),
+        (root, Digests(0, {0: bytes(7)})),
+        (level1, Digests(1, {0: digest, 1: digest, 2: digest, 4: digest})),
+        (level1, Digests(1, {0: digest, 1: digest, 2: digest})),
+        (DigestQuery(3, (0,)), Digests(3, {0: digest})),
+        (DigestQuery(-1, (0,)), Digests(-1, {0: digest})),
     ]:
         with pytest.raises(ValueError):
-            tree.compare(message)
+            tree.compare(asked, answer)
+        if asked == root:
+            with pytest.raises(ValueError):
+                MerkleWalk(tree).answer(answer)
     with pytest.raises(ValueError):
-        tree.expand(2, [0])
+        tree.digests(3, [0])
+    with pytest.raises(ValueError):
+        tree.digests(1, [4])
     with pytest.raises(ValueError):
         tree.children(2, 0)
     with pytest.raises(ValueError):
         reconcile(tree, MerkleTree(2, 8))
+    # A walk that is over takes no more answers.
+    walk = MerkleWalk(tree)
+    walk.answer(tree.digests(0, [0]))
+    with pytest.raises(ValueError):
+        walk.answer(tree.digests(0, [0]))
     for depth, fanout in [(0, 16), (2, 3), (2, 1), (7, 16)]:
         with pytest.raises(ValueError):
             MerkleTree(depth, fanout)

@@ -40,7 +40,7 @@ from disperse.cluster.peer.messages import (
     encodeResponse,
 )
 from disperse.store import Record
-from disperse.store.merkle import MerkleTree
+from disperse.store.merkle import DigestQuery, MerkleTree
 
 keys = st.text(st.characters(codec="utf-8"), max_size=16) | st.text(
     st.characters(codec="utf-8"), min_size=250, max_size=256
@@ -163,10 +163,11 @@ def test_digestsRoundTripThroughMerkle() -> None:
     tree = MerkleTree.fromRecords(
         [(f"k{i}", Record(b"v", 0, i + 1, 1)) for i in range(50)], 2, 4
     )
-    opening = tree.opening(1)
-    response = DigestResponse.decode(DigestResponse.fromDigests(opening).encode())
-    assert response.toDigests() == opening
-    assert tree.compare(response.toDigests()) == []
+    asked = DigestQuery(1, (0, 1, 2, 3))
+    answer = tree.digests(*asked)
+    response = DigestResponse.decode(DigestResponse.fromDigests(answer).encode())
+    assert response.toDigests() == answer
+    assert tree.compare(asked, response.toDigests()) == []
 
 
 @settings(max_examples=300, deadline=None)
