@@ -351,7 +351,7 @@ def measure_budget(
     timeout: float,
     log_dir: Path,
 ) -> BudgetResult:
-    from disperse.config import parseSize
+    from disperse.units import parseSize
 
     budget = parseSize(max_memory)
     entry_bytes = len(BUDGET_KEY_FORMAT % 0) + value_size

@@ -44,14 +44,7 @@ from disperse.cluster.peer.signatures import Signer, Verifier, deriveSecret
 from disperse.cluster.placement import parseReplicas
 from disperse.cluster.replica import Replica
 from disperse.cluster.view import ClusterView
-from disperse.config import (
-    NodeConfig,
-    nodeIdFor,
-    parseDuration,
-    parseHostPort,
-    parsePort,
-    parseSize,
-)
+from disperse.config import NodeConfig, nodeIdFor
 from disperse.gossip.config import PROFILES, GossipSettings
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.service import Membership
@@ -62,6 +55,7 @@ from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSec
 from disperse.security.tls import TLSConfigError, loadClusterTLS
 from disperse.security.wiring import TokenReloader, makeLimits, warnIfOpen
 from disperse.store import Store
+from disperse.units import parseDuration, parseHostPort, parsePort, parseSize
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
 from disperse.web.auth import makeGuard
 from disperse.web.dashboard import HTTPStatsClient

@@ -13,12 +13,13 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.peer.signatures import deriveSecret
-from disperse.config import NodeConfig, parseDuration, parseHostPort, parseSize
+from disperse.config import NodeConfig
 from disperse.gossip.service import Membership
 from disperse.node import Node
 from disperse.store.hlc import physicalMs
 from disperse.tap import DEVELOPMENT_SECRET, Options, makeService
 from disperse.testing import MemoryReactorWithUDP
+from disperse.units import parseDuration, parseHostPort, parseSize
 from disperse.web.service import HTTPService
 
 

@@ -61,7 +61,7 @@ def parseTtl(value: object) -> float | None:
     elif isinstance(value, str):
         # The node's own parser, so that the CLI takes what the node takes;
         # imported here because most commands never need it.
-        from disperse.config import parseDuration  # noqa: PLC0415
+        from disperse.units import parseDuration  # noqa: PLC0415
 
         seconds = parseDuration(value.strip())
     else:

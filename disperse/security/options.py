@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 from twisted.python import usage
 
-from disperse.config import parseDuration, parsePort, parseSize
 from disperse.security.limits import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
@@ -25,6 +24,7 @@ from disperse.security.limits import (
     HTTPLimits,
 )
 from disperse.security.tokens import TokenFileError, TokenTable, loadTokens
+from disperse.units import parseDuration, parsePort, parseSize
 
 N = TypeVar("N", int, float)
 

@@ -28,11 +28,11 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from disperse.cluster.coordinator import Consistency, ReadOutcome, WriteOutcome
 from disperse.cluster.view import NoMajority
-from disperse.config import parseDuration
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node, NotJoined
 from disperse.store import Record, ValueTooLarge
+from disperse.units import parseDuration
 from disperse.web.auth import RequestGuard, isLoopbackClient
 from disperse.web.dashboard import Dashboard, NoStatsClient, StatsClient
 from disperse.web.routes import METRICS, routeOf
