@@ -18,8 +18,6 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
-from twisted.python.failure import Failure
 
 from disperse.cluster.antientropy import AntiEntropy
 from disperse.cluster.coordinator import (
@@ -41,13 +39,7 @@ from disperse.gossip.service import KeyringError, Membership
 from disperse.gossip.swim import Member
 from disperse.logs import logger
 from disperse.store import Record, Store, ValueTooLarge
-
-# The active expiry sweep looks at this many candidates per tick, so a burst
-# of expiring keys costs a little time on many ticks (a few ms at most),
-# never a long pause; 20,000 expirations a second, and an idle node wakes
-# up for it only four times a second.
-SWEEP_INTERVAL = 0.25
-SWEEP_BUDGET = 5000
+from disperse.store.sweeper import ExpirySweeper
 
 
 @dataclass(frozen=True)
@@ -134,8 +126,7 @@ class Node(MultiService):
         self.antiEntropy = antiEntropy
         self.readConsistency = Consistency(config.readConsistency)
         self.writeConsistency = Consistency(config.writeConsistency)
-        self._sweeper = LoopingCall(self._sweep)
-        self._sweeper.clock = clock
+        self._sweeper = ExpirySweeper(self.store, clock)
         view.addTableListener(self._tableChanged)
         directory.watch(self)
 
@@ -143,7 +134,7 @@ class Node(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        self._sweeper.start(SWEEP_INTERVAL, now=False).addErrback(self._sweeperStopped)
+        self._sweeper.start()
         self.coordinator.start()
         self.antiEntropy.start()
         self.log.info(
@@ -158,8 +149,7 @@ class Node(MultiService):
         # Requests keep being served, and gossip keeps this node a member,
         # while its partitions are handed off; then it leaves.
         def stopRest(_: object) -> Any:
-            if self._sweeper.running:
-                self._sweeper.stop()
+            self._sweeper.stop()
             self.view.stop()
             self.antiEntropy.stop()
             self.coordinator.stop()
@@ -191,17 +181,6 @@ class Node(MultiService):
             clock=self.clock,
             timeout=self.config.handoffTimeout,
         )
-
-    def _sweep(self) -> None:
-        # An exception escaping a LoopingCall stops it for good; expiry must
-        # go on whatever one tick ran into.
-        try:
-            self.store.sweep(SWEEP_BUDGET)
-        except Exception:
-            self.log.failure("expiry sweep failed")
-
-    def _sweeperStopped(self, failure: Failure) -> None:
-        self.log.failure("expiry sweep stopped", failure)
 
     # Membership
 

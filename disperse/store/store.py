@@ -43,7 +43,7 @@ from __future__ import annotations
 import heapq
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -272,6 +272,7 @@ class Store:
         self._buckets: dict[int, list[str]] = {}
         self._bucketHeap: list[int] = []
         self._wheelRefs = 0
+        self._expiryObservers: list[Callable[[], object]] = []
 
         self._bytes = 0
         self._tombstones = 0
@@ -628,6 +629,23 @@ class Store:
         blob = self._part(key).get(key)
         return None if blob is None else _shared(blob)
 
+    def nextSweepMs(self) -> int | None:
+        """
+        When the earliest second of the timing wheel will have passed, in ms
+        since the epoch on this store's clock: the next time L{sweep} has
+        anything to do. C{None} while no entry waits to expire.
+        """
+        heap = self._bucketHeap
+        return (heap[0] + 1) * 1000 if heap else None
+
+    def observeExpiry(self, observer: Callable[[], object]) -> None:
+        """
+        Call C{observer} whenever L{nextSweepMs} moves earlier (an entry got
+        an expiry sooner than any before it), so that whoever sweeps may
+        sleep until then instead of polling.
+        """
+        self._expiryObservers.append(observer)
+
     def sweep(self, budget: int) -> int:
         """
         Drop entries whose expiry second has passed, looking at no more than
@@ -738,6 +756,9 @@ class Store:
         if bucket is None:
             bucket = self._buckets[second] = []
             heapq.heappush(self._bucketHeap, second)
+            if self._bucketHeap[0] == second:
+                for observer in self._expiryObservers:
+                    observer()
         bucket.append(key)
         self._wheelRefs += 1
         if self._wheelRefs > 2 * self._count + _WHEEL_SLACK:
