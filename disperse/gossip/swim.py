@@ -26,7 +26,6 @@ How the glue drives it:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import random
@@ -52,6 +51,7 @@ from disperse.gossip.messages import (
     PushNodeState,
     PushPull,
     Suspect,
+    UserMessage,
 )
 from disperse.gossip.suspicion import Suspicion
 from disperse.gossip.wire import encodeMessage
@@ -118,13 +118,56 @@ class MembershipListener(Protocol):
     Told about membership changes, with a snapshot of the member.
     """
 
-    def memberJoined(self, member: Member) -> None: ...
+    def memberJoined(self, member: Member) -> None:
+        """
+        C{member} is new to us, or came back after it failed or left.
+        """
 
-    def memberUpdated(self, member: Member) -> None: ...
+    def memberUpdated(self, member: Member) -> None:
+        """
+        C{member} gossiped new metadata.
+        """
 
-    def memberLeft(self, member: Member) -> None: ...
+    def memberLeft(self, member: Member) -> None:
+        """
+        C{member} left on purpose.
+        """
 
-    def memberFailed(self, member: Member) -> None: ...
+    def memberFailed(self, member: Member) -> None:
+        """
+        C{member} stopped answering and was declared dead.
+        """
+
+
+class ClusterListener(MembershipListener, Protocol):
+    """
+    Told about membership changes, and about joining the cluster.
+    """
+
+    def clusterJoined(self) -> None:
+        """
+        This node is part of a cluster now: it joined through a seed, or it
+        is the first of a new one. Said by the glue
+        (L{disperse.gossip.service.Membership}), never by L{Swim}.
+        """
+
+
+class _NoListener:
+    """
+    The listener of a state machine that nobody listens to.
+    """
+
+    def memberJoined(self, member: Member) -> None:
+        pass
+
+    def memberUpdated(self, member: Member) -> None:
+        pass
+
+    def memberLeft(self, member: Member) -> None:
+        pass
+
+    def memberFailed(self, member: Member) -> None:
+        pass
 
 
 @dataclass(slots=True)
@@ -264,7 +307,7 @@ class Swim:
         self._clock = clock
         self._rng = rng
         self._sink = sink
-        self._listener = listener
+        self._listener: MembershipListener = listener or _NoListener()
         self._messageSize = messageSize or encodedSize
         self._nodes: list[_NodeRecord] = []
         self._nodeMap: dict[str, _NodeRecord] = {}
@@ -288,13 +331,18 @@ class Swim:
 
     # Lifecycle
 
-    def start(self) -> None:
+    def start(self, port: int | None = None) -> None:
         """
         Announce ourselves (to ourselves, until we join) and begin probing,
         gossiping and push/pulls, each with a random stagger.
+
+        @param port: the port actually bound, when the one given at
+            construction was 0 for the system to choose.
         """
         if self._running:
             return
+        if port is not None:
+            self._port = port
         self._running = True
         cfg = self.config
         # Gossip rounds keep this beat whenever there is news to send.
@@ -1027,9 +1075,9 @@ class Swim:
                 node.state = NodeState.alive
                 node.stateChange = now
         if oldState in (NodeState.dead, NodeState.left):
-            self._notify("memberJoined", node)
+            self._notify(self._listener.memberJoined, node)
         elif oldMeta != node.meta:
-            self._notify("memberUpdated", node)
+            self._notify(self._listener.memberUpdated, node)
 
     def _suspectNode(self, suspect: Suspect) -> None:
         node = self._nodeMap.get(suspect.node)
@@ -1126,9 +1174,9 @@ class Swim:
         node.state = NodeState.left if dead.node == dead.fromNode else NodeState.dead
         node.stateChange = self._now()
         if node.state == NodeState.left:
-            self._notify("memberLeft", node)
+            self._notify(self._listener.memberLeft, node)
         else:
-            self._notify("memberFailed", node)
+            self._notify(self._listener.memberFailed, node)
 
     def _mergeOne(self, remote: PushNodeState) -> None:
         state = NodeState(remote.state)
@@ -1155,15 +1203,14 @@ class Swim:
             node.name != self.name and not node.deadOrLeft() for node in self._nodes
         )
 
-    def _notify(self, event: str, node: _NodeRecord) -> None:
-        if self._listener is None:
-            return
+    def _notify(self, tell: Callable[[Member], None], node: _NodeRecord) -> None:
+        # A listener's bug must not stop the protocol.
         try:
-            getattr(self._listener, event)(node.snapshot())
+            tell(node.snapshot())
         except Exception:
             self.log.failure(
                 "Membership listener failed on {event} for {node}",
-                event=event,
+                event=tell.__name__,
                 node=node.name,
             )
 
@@ -1253,43 +1300,76 @@ class Swim:
             self.log.failure("Join result callback failed")
 
 
-_FIELD_CHECKS: dict[type, tuple[tuple[str, str], ...]] = {}
+def _uint32(value: object) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _UINT32
+    )
 
 
-def _fieldKinds(kind: type) -> tuple[tuple[str, str], ...]:
-    cached = _FIELD_CHECKS.get(kind)
-    if cached is None:
-        cached = tuple((f.name, str(f.type)) for f in dataclasses.fields(kind))
-        _FIELD_CHECKS[kind] = cached
-    return cached
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _raw(value: object) -> bool:
+    return isinstance(value, bytes)
+
+
+def _flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _versions(value: object) -> bool:
+    return isinstance(value, tuple | list) and all(
+        isinstance(v, int) and 0 <= v <= 255 for v in value
+    )
+
+
+_Check: TypeAlias = Callable[[object], bool]
+
+# What each field of each message that reaches the state machine must hold,
+# so that handlers can trust them. Written out per message rather than read
+# from the annotations; a test checks that every field of every packet
+# message has its entry.
+FIELD_CHECKS: dict[type, dict[str, _Check]] = {
+    Ping: {
+        "seqNo": _uint32,
+        "node": _text,
+        "sourceAddr": _raw,
+        "sourcePort": _uint32,
+        "sourceNode": _text,
+    },
+    IndirectPing: {
+        "seqNo": _uint32,
+        "target": _raw,
+        "port": _uint32,
+        "node": _text,
+        "nack": _flag,
+        "sourceAddr": _raw,
+        "sourcePort": _uint32,
+        "sourceNode": _text,
+    },
+    Ack: {"seqNo": _uint32, "payload": _raw},
+    Nack: {"seqNo": _uint32},
+    Suspect: {"incarnation": _uint32, "node": _text, "fromNode": _text},
+    Alive: {
+        "incarnation": _uint32,
+        "node": _text,
+        "addr": _raw,
+        "port": _uint32,
+        "meta": _raw,
+        "vsn": _versions,
+    },
+    Dead: {"incarnation": _uint32, "node": _text, "fromNode": _text},
+    UserMessage: {"payload": _raw},
+}
 
 
 def _wellFormed(message: object) -> bool:
     """
-    Whether every field of a decoded message has the type its dataclass
-    declares, so that handlers can trust them.
+    Whether every field of a decoded message holds what its check in
+    L{FIELD_CHECKS} requires; a message of a kind without checks is not.
     """
-    for name, kind in _fieldKinds(type(message)):
-        value = getattr(message, name, None)
-        if kind in ("int", "NodeState"):
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or not 0 <= value <= _UINT32
-            ):
-                return False
-        elif kind == "str":
-            if not isinstance(value, str):
-                return False
-        elif kind == "bytes":
-            if not isinstance(value, bytes):
-                return False
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                return False
-        elif kind.startswith("tuple[int") and (
-            not isinstance(value, tuple | list)
-            or not all(isinstance(v, int) and 0 <= v <= 255 for v in value)
-        ):
-            return False
-    return True
+    checks = FIELD_CHECKS.get(type(message))
+    if checks is None:
+        return False
+    return all(check(getattr(message, name, None)) for name, check in checks.items())

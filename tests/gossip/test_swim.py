@@ -5,8 +5,10 @@ L{disperse.gossip.swim}, driven message by message on a fake clock.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+import typing
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -21,6 +23,7 @@ from disperse.gossip.config import (
     suspicionTimeout,
 )
 from disperse.gossip.messages import (
+    DEFAULT_VSN,
     Ack,
     Alive,
     Dead,
@@ -35,7 +38,14 @@ from disperse.gossip.messages import (
     UserMessage,
 )
 from disperse.gossip.suspicion import Suspicion, remainingSuspicionTime
-from disperse.gossip.swim import Address, Member, Swim, packAddress
+from disperse.gossip.swim import (
+    FIELD_CHECKS,
+    Address,
+    Member,
+    Swim,
+    _wellFormed,
+    packAddress,
+)
 
 PORT = 7946
 
@@ -928,6 +938,62 @@ def test_badMessagesNeverRaise(message: Message) -> None:
     h.swim.receive(("10.0.0.99", PORT), message)
     h.advance(1.0)
     assert [m.name for m in h.swim.members()] == [m.name for m in before]
+
+
+# One well-formed example of every message that reaches the state machine.
+_GOOD_MESSAGES: list[PacketMessage] = [
+    Ping(1, "a", packAddress("10.0.0.2"), PORT, "b"),
+    IndirectPing(1, packAddress("10.0.0.3"), PORT, "c", True, b"", 0, "b"),
+    Ack(1, b"payload"),
+    Nack(1),
+    Suspect(1, "b", "c"),
+    Alive(1, "b", packAddress("10.0.0.2"), PORT, b"{}", DEFAULT_VSN),
+    Dead(1, "b", "c"),
+    UserMessage(b"hi"),
+]
+
+
+def test_everyPacketMessageIsExemplified() -> None:
+    assert {type(m) for m in _GOOD_MESSAGES} == set(typing.get_args(PacketMessage))
+
+
+@pytest.mark.parametrize("kind", typing.get_args(PacketMessage))
+def test_everyFieldHasACheck(kind: type) -> None:
+    """
+    Each field of each message that can arrive in a packet has a check of
+    its own: a field added or renamed without one fails here rather than go
+    unchecked.
+    """
+    assert set(FIELD_CHECKS[kind]) == {f.name for f in dataclasses.fields(kind)}
+
+
+@pytest.mark.parametrize(
+    ("message", "name"),
+    [(m, f.name) for m in _GOOD_MESSAGES for f in dataclasses.fields(m)],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
+)
+def test_everyCheckRejectsAWrongValue(message: PacketMessage, name: str) -> None:
+    """
+    Every message above is well formed, and stops being so when any one of
+    its fields holds a value of the wrong kind.
+    """
+    assert _wellFormed(message)
+    assert not _wellFormed(replace(message, **{name: object()}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (Ping(2**32, "a"), "sequence number beyond 32 bits"),
+        (Ping(True, "a"), "a bool is no sequence number"),
+        (Suspect(-1, "b", "c"), "negative incarnation"),
+        (Alive(1, "b", b"", PORT, b"", (1, 256)), "version beyond a byte"),
+        (IndirectPing(1, b"", PORT, "t", 1), "nack must be a bool"),  # type: ignore[arg-type]
+        (PushNodeState("x", b"", PORT, b"", 1, NodeState.alive), "not a packet"),
+    ],
+)
+def test_outOfRangeValuesAreMalformed(message: Message, reason: str) -> None:
+    assert not _wellFormed(message), reason
 
 
 def test_badPushNodeStateSkippedOthersMerged() -> None:
