@@ -309,8 +309,6 @@ class NodeCollector(Collector):
             len(keyring.keys) if keyring is not None else 0,
         )
         swim = membership.swim
-        if swim is None:
-            return
         counters = swim.counters
         for name, documentation, value in (
             ("probes", "Failure-detection probes started.", counters.probes),

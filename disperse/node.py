@@ -292,7 +292,8 @@ class Node(MultiService):
         """
         The members this node believes alive or suspect, itself included.
         """
-        if self.membership is None or self.membership.swim is None:
+        # Before it starts, membership knows of nobody, not even this node.
+        if self.membership is None or not self.membership.members():
             return [
                 MemberInfo(
                     name=self.config.nodeName,
@@ -386,9 +387,8 @@ class Node(MultiService):
             for member in membership.members():
                 states[NodeState(member.state).name] += 1
             gossip: dict[str, Any] = {"members": states, **asdict(membership.counters)}
-            if membership.swim is not None:
-                gossip.update(asdict(membership.swim.counters))
-                gossip["healthScore"] = membership.swim.healthScore
+            gossip.update(asdict(membership.swim.counters))
+            gossip["healthScore"] = membership.swim.healthScore
             stats["gossip"] = gossip
         hints = self.coordinator.hints
         stats["replication"] = {

@@ -50,7 +50,7 @@ from disperse.gossip.messages import (
     Ping,
     PushPull,
 )
-from disperse.gossip.swim import Address, Member, MembershipListener, Swim
+from disperse.gossip.swim import Address, ClusterListener, Member, Swim
 from disperse.gossip.wire import StreamMessage
 from disperse.logs import logger
 
@@ -248,8 +248,10 @@ class Membership(Service):
     One node's membership: the state machine, the UDP and TCP ports it
     speaks on, and joining through the configured seeds.
 
-    @ivar swim: the state machine (available once constructed).
-    @ivar port: the gossip port actually bound (UDP and TCP share it).
+    @ivar swim: the state machine; it answers nothing until the service
+        starts.
+    @ivar port: the gossip port: as given, then the one actually bound
+        (UDP and TCP share it).
     """
 
     log = logger()
@@ -265,7 +267,7 @@ class Membership(Service):
         settings: GossipSettings,
         reactor: Any,
         meta: Callable[[], bytes],
-        listener: MembershipListener | None = None,
+        listener: ClusterListener | None = None,
         rng: random.Random | None = None,
         resolve: Resolver | None = None,
     ) -> None:
@@ -286,7 +288,16 @@ class Membership(Service):
         self._rng = rng or random.Random()
         self._resolve = resolve or threadedResolver(reactor)
         self.counters = GossipCounters()
-        self.swim: Swim | None = None
+        self.swim = Swim(
+            settings.config,
+            name=name,
+            host=advertiseAddress,
+            port=port,
+            clock=self.clock,
+            rng=self._rng,
+            sink=self,
+            listener=listener,
+        )
         self._udp: IListeningPort | None = None
         self._tcp: IListeningPort | None = None
         self._joinDelay = JOIN_RETRY_FIRST
@@ -340,18 +351,10 @@ class Membership(Service):
         if self._udp is None:
             self._listen()
         super().startService()
-        self.swim = Swim(
-            self.settings.config,
-            name=self.nodeName,
-            host=self._advertiseAddress,
-            port=self.port,
-            clock=self.clock,
-            rng=self._rng,
-            sink=self,
-            listener=self._listener,
-            meta=self._meta(),
-        )
-        self.swim.start()
+        # The metadata may name ports bound by services started before this
+        # one: read it now.
+        self.swim.updateMeta(self._meta())
+        self.swim.start(port=self.port)
         self.log.info(
             "gossip listening on {host}:{port} (UDP and TCP) as {name}",
             host=self._bindAddress,
@@ -369,7 +372,7 @@ class Membership(Service):
 
     async def _leave(self) -> None:
         swim = self.swim
-        if swim is not None and swim.running:
+        if swim.running:
             left: Deferred[None] = Deferred()
             swim.leave(lambda: left.callback(None) if not left.called else None)
             left.addTimeout(LEAVE_TIMEOUT, self.clock, lambda *a: None)
@@ -392,7 +395,7 @@ class Membership(Service):
     async def _tryJoin(self) -> None:
         addresses, onlyUs = await self._resolveSeeds()
         swim = self.swim
-        if swim is None or not swim.running:
+        if not swim.running:
             return
         if onlyUs:
             # Every seed is this node: it is the first of a new cluster, and
@@ -424,9 +427,8 @@ class Membership(Service):
             self._joinDelay = min(self._joinDelay * 2, JOIN_RETRY_MAX)
 
     def _notifyJoined(self) -> None:
-        joined = getattr(self._listener, "clusterJoined", None)
-        if joined is not None:
-            joined()
+        if self._listener is not None:
+            self._listener.clusterJoined()
 
     async def _resolveSeeds(self) -> tuple[list[Address], bool]:
         """
@@ -486,7 +488,7 @@ class Membership(Service):
 
     def sendStreamPing(self, addr: Address, ping: Ping, timeout: float) -> None:
         def acked(message: StreamMessage) -> None:
-            if isinstance(message, Ack) and self.swim is not None:
+            if isinstance(message, Ack):
                 self.swim.receive(addr, message)
 
         Deferred.fromCoroutine(self._exchange(addr, ping)).addCallbacks(
@@ -495,21 +497,17 @@ class Membership(Service):
 
     def requestPushPull(self, addr: Address, join: bool) -> None:
         swim = self.swim
-        if swim is None:
-            return
 
         def answered(message: StreamMessage) -> None:
             if not isinstance(message, PushPull):
                 raise wire.WireError(
                     f"expected push/pull, got {type(message).__name__}"
                 )
-            if self.swim is not None:
-                self.swim.mergeRemoteState(list(message.nodes), join, peer=addr)
+            swim.mergeRemoteState(list(message.nodes), join, peer=addr)
 
         def failed(failure: Failure) -> None:
             self._streamFailed(failure, addr)
-            if self.swim is not None:
-                self.swim.pushPullFailed(addr, join)
+            swim.pushPullFailed(addr, join)
 
         Deferred.fromCoroutine(self._exchange(addr, swim.localState(join))).addCallback(
             answered
@@ -575,7 +573,7 @@ class Membership(Service):
             return
         counters.badPackets += packet.malformed
         swim = self.swim
-        if swim is None or not swim.running:
+        if not swim.running:
             return
         for message in packet.messages:
             swim.receive(source, message)
@@ -585,7 +583,7 @@ class Membership(Service):
         Answer a message that arrived on a stream a peer opened.
         """
         swim = self.swim
-        if swim is None or not swim.running:
+        if not swim.running:
             return None
         answer: StreamMessage | None
         if isinstance(message, PushPull):
@@ -665,7 +663,7 @@ class Membership(Service):
     # Queries
 
     def members(self) -> list[Member]:
-        return self.swim.members() if self.swim is not None else []
+        return self.swim.members()
 
     def liveMembers(self) -> list[Member]:
         """

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -30,7 +30,7 @@ from disperse.gossip.messages import (
     PushPull,
 )
 from disperse.gossip.service import JOIN_RETRY_FIRST, Membership
-from disperse.gossip.swim import Address
+from disperse.gossip.swim import Address, ClusterListener, Member
 from disperse.testing import MemoryReactorWithUDP
 
 START = 1_700_000_000.0
@@ -43,26 +43,37 @@ class MembershipTests(SynchronousTestCase):
         self.reactor = MemoryReactorWithUDP()
         self.reactor.advance(START)
         self.resolved: list[tuple[str, int]] = []
+        self.meta = b"node metadata"
 
-    def start(
-        self, seeds: list[Address] | None = None, keyring: Keyring | None = None
+    def build(
+        self,
+        seeds: list[Address] | None = None,
+        keyring: Keyring | None = None,
+        port: int = 7946,
+        listener: ClusterListener | None = None,
     ) -> Membership:
         def resolve(host: str, port: int) -> Deferred[list[Address]]:
             self.resolved.append((host, port))
             return succeed([(host, port)])
 
-        membership = Membership(
+        return Membership(
             name="a",
             bindAddress="127.0.0.1",
             advertiseAddress="127.0.0.1",
-            port=7946,
+            port=port,
             seeds=seeds or [],
             settings=GossipSettings(config=GossipConfig.local(), keyring=keyring),
             reactor=self.reactor,
-            meta=lambda: b"node metadata",
+            meta=lambda: self.meta,
+            listener=listener,
             rng=random.Random(1),
             resolve=resolve,
         )
+
+    def start(
+        self, seeds: list[Address] | None = None, keyring: Keyring | None = None
+    ) -> Membership:
+        membership = self.build(seeds, keyring)
         membership.privilegedStartService()
         membership.startService()
         return membership
@@ -189,8 +200,87 @@ class MembershipTests(SynchronousTestCase):
         membership = self.start()
         self.successResultOf(membership.stopService())
         self.assertFalse(self.reactor.udpPorts[0].listening)
-        assert membership.swim is not None
         self.assertFalse(membership.swim.running)
+
+    def test_stateMachineBeforeStart(self) -> None:
+        """
+        The state machine exists from construction on; until the service
+        starts it knows of nobody and answers nothing.
+        """
+        membership = self.build()
+        self.assertFalse(membership.swim.running)
+        self.assertEqual(membership.members(), [])
+        membership.privilegedStartService()
+        self.receive(membership, wire.encodePacket(wire.encodeMessage(Ping(5, "a"))))
+        self.assertEqual(self.reactor.udpPorts[0].written, [])
+
+    def test_startsWithBoundPortAndCurrentMeta(self) -> None:
+        """
+        Started, the state machine announces the port actually bound (the
+        system chose it) and the metadata as it is at start, not as it was
+        at construction.
+        """
+        membership = self.build(port=0)
+        self.meta = b"metadata naming ports bound since"
+        membership.privilegedStartService()
+        membership.startService()
+        [me] = membership.members()
+        self.assertNotEqual(me.port, 0)
+        self.assertEqual(me.port, membership.port)
+        self.assertEqual(me.meta, b"metadata naming ports bound since")
+
+    def test_clusterJoinedWhenSeedAnswers(self) -> None:
+        """
+        The listener hears C{clusterJoined} once a seed answered the join.
+        """
+        listener = _Listener()
+        membership = self.build(seeds=[PEER], listener=listener)
+        membership.privilegedStartService()
+        membership.startService()
+        self.assertEqual(listener.joined, 0)
+        [(host, port, factory, _, _)] = self.reactor.tcpClients
+        self.assertEqual((host, port), PEER)
+        protocol = factory.buildProtocol(None)
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        answer = PushPull(join=True, nodes=())
+        protocol.dataReceived(wire.encodeStream(answer))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(listener.joined, 1)
+        self.assertTrue(membership.joined)
+
+    def test_clusterJoinedAsOwnSeed(self) -> None:
+        """
+        A node whose only seed is itself starts a cluster: its listener
+        hears C{clusterJoined} at once.
+        """
+        listener = _Listener()
+        membership = self.build(seeds=[("127.0.0.1", 7946)], listener=listener)
+        membership.privilegedStartService()
+        membership.startService()
+        self.assertEqual(listener.joined, 1)
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.joined = 0
+        self.members: list[tuple[str, str]] = []
+
+    def clusterJoined(self) -> None:
+        self.joined += 1
+
+    def memberJoined(self, member: Member) -> None:
+        self.members.append(("joined", member.name))
+
+    def memberUpdated(self, member: Member) -> None:
+        self.members.append(("updated", member.name))
+
+    def memberLeft(self, member: Member) -> None:
+        self.members.append(("left", member.name))
+
+    def memberFailed(self, member: Member) -> None:
+        self.members.append(("failed", member.name))
 
 
 class StreamDecryptTests(SynchronousTestCase):
