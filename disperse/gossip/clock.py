@@ -13,12 +13,14 @@ from typing import Any, Protocol
 
 class DelayedCall(Protocol):
     """
-    A scheduled call that can still be cancelled.
+    A scheduled call that can still be cancelled or moved.
     """
 
     def cancel(self) -> None: ...
 
     def active(self) -> bool: ...
+
+    def reset(self, secondsFromNow: float) -> None: ...
 
 
 class SchedulingClock(Protocol):

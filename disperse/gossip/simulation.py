@@ -134,6 +134,13 @@ class _NodeCall:
             self.underlying.cancel()
         self._owner._forget(self)
 
+    def reset(self, secondsFromNow: float) -> None:
+        if self._done:
+            return
+        self.time = self._owner.seconds() + secondsFromNow
+        if self.underlying is not None and self.underlying.active():
+            self.underlying.reset(secondsFromNow)
+
     def run(self) -> None:
         if self._done:
             return

@@ -771,6 +771,17 @@ class Swim:
             run.timeoutCall.cancel()
         run.timeoutCall = None
 
+    def _retire(self, call: DelayedCall) -> None:
+        """
+        Be done with a timer whose call has become a no-op: let it run at
+        once rather than cancel it. Twisted keeps a cancelled call in its
+        schedule and wakes up for it all the same; a live member answers a
+        probe in a millisecond, and the wake-ups at the probe's timeout and
+        deadline were a good part of what an idle node spent.
+        """
+        if call.active():
+            call.reset(0)
+
     def _probeAcked(self, run: _ProbeRun) -> None:
         self._finishProbe(run, -1)
 
@@ -842,10 +853,13 @@ class Swim:
         if run.done:
             return
         run.done = True
-        self._cancelProbeTimeout(run)
+        # Both timers return at once for a finished run.
+        if run.timeoutCall is not None:
+            self._retire(run.timeoutCall)
+            run.timeoutCall = None
         handler = self._ackHandlers.pop(run.seqNo, None)
-        if handler is not None and handler.timer.active():
-            handler.timer.cancel()
+        if handler is not None:
+            self._retire(handler.timer)
         self._awareness.applyDelta(awarenessDelta)
         if self._probe is run:
             self._probe = None
@@ -945,8 +959,8 @@ class Swim:
         handler = self._ackHandlers.pop(ack.seqNo, None)
         if handler is None:
             return
-        if handler.timer.active():
-            handler.timer.cancel()
+        # Its handler gone, the timer finds nothing to do.
+        self._retire(handler.timer)
         handler.onAck()
 
     def _handleNack(self, nack: Nack) -> None:

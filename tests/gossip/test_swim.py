@@ -10,8 +10,10 @@ import math
 import random
 import typing
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
+from twisted.internet.base import DelayedCall
 from twisted.internet.task import Clock
 
 from disperse.gossip.awareness import Awareness
@@ -451,6 +453,42 @@ def test_probeAckedIsHealthy() -> None:
     assert h.sink.sent(IndirectPing) == []
     assert h.swim.healthScore == 0
     assert h.swim.counters.probesFailed == 0
+
+
+def test_ackedProbeLeavesNoTimerBehind() -> None:
+    """
+    Once a probe is acked, its timeout and deadline timers run at once (as
+    no-ops) instead of lying cancelled in the schedule, where the reactor
+    would still wake up for them: an idle node has only its next probe and
+    its next push/pull ahead.
+    """
+    h = makeHarness(GossipConfig.local())
+    h.addMember("b")
+    h.advance(3.0)
+    assert h.swim.pendingBroadcasts() == 0
+    h.sink.clear()
+    made: list[DelayedCall] = []
+    schedule = h.clock.callLater
+
+    def recording(*args: Any, **kw: Any) -> DelayedCall:
+        call = schedule(*args, **kw)
+        assert isinstance(call, DelayedCall)
+        made.append(call)
+        return call
+
+    h.clock.callLater = recording  # type: ignore[method-assign]
+    h.nextPingTo("b")
+    sent = h.clock.seconds()
+    h.clock.advance(0.002)
+    assert h.swim.counters.probes > 0
+    assert [c for c in made if c.cancelled] == []
+    ahead = sorted(c.getTime() - sent for c in h.clock.getDelayedCalls())
+    assert len(ahead) == 2, ahead
+    assert ahead[0] == pytest.approx(GossipConfig.local().probeInterval, abs=0.011)
+    h.advance(1.0)
+    assert h.state("b") == NodeState.alive
+    assert h.swim.counters.probesFailed == 0
+    assert h.sink.sent(IndirectPing) == []
 
 
 def test_probeRoundRobinCoversEveryone() -> None:
