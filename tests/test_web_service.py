@@ -5,6 +5,8 @@ but not forever.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
@@ -39,3 +41,24 @@ class HTTPServiceTests(SynchronousTestCase):
 
     def test_stopWhenIdle(self) -> None:
         self.successResultOf(self.service.stopService())
+
+
+class AccessLogDateTests(SynchronousTestCase):
+    def test_noTimerWithoutAccessLog(self) -> None:
+        """
+        Without an access log, the site keeps no timer to refresh the date
+        of its lines: an idle node does not wake up for it.
+        """
+        reactor = MemoryReactorClock()
+        site = DisperseSite(Resource(), reactor=reactor)
+        site.startFactory()
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        site.stopFactory()
+
+    def test_timerWithAccessLog(self) -> None:
+        reactor = MemoryReactorClock()
+        site = DisperseSite(Resource(), logPath=os.devnull, reactor=reactor)
+        site.startFactory()
+        self.assertEqual(len(reactor.getDelayedCalls()), 1)
+        site.stopFactory()
+        self.assertEqual(reactor.getDelayedCalls(), [])

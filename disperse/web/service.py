@@ -89,6 +89,12 @@ class DisperseSite(Site):
         if self._accessLog:
             super().log(request)
 
+    def _updateLogDateTime(self) -> None:
+        # The date Twisted refreshes every second is for access log lines
+        # only: without an access log it would wake an idle node for nothing.
+        if self._accessLog:
+            super()._updateLogDateTime()
+
     def admit(self, request: Request) -> int:
         """
         The body size of C{request} if this node takes it on now; else -1,
