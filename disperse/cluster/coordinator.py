@@ -26,7 +26,6 @@ from typing import Generic, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.cluster.clients import PeerClient
@@ -330,8 +329,9 @@ class Coordinator:
         self._store = replica.store
         self._held = replica.held
         self._holding = replica.holding
-        self._hintLoop = LoopingCall(self._deliverHints)
-        self._hintLoop.clock = clock
+        # Hint delivery runs while hints wait, and sleeps otherwise.
+        self._hintCall: IDelayedCall | None = None
+        self._running = False
         # Each partition's other owners in the order reads ask them (filled
         # as partitions are read).
         self._readOrder: dict[int, tuple[str, ...]] = {}
@@ -353,13 +353,14 @@ class Coordinator:
     # Life cycle
 
     def start(self) -> None:
-        self._hintLoop.start(HINT_INTERVAL, now=False).addErrback(
-            lambda f: self.log.failure("hint delivery stopped", f)
-        )
+        self._running = True
+        self._wakeHints()
 
     def stop(self) -> None:
-        if self._hintLoop.running:
-            self._hintLoop.stop()
+        self._running = False
+        if self._hintCall is not None and self._hintCall.active():
+            self._hintCall.cancel()
+        self._hintCall = None
 
     def _tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
         self._table = new
@@ -453,6 +454,7 @@ class Coordinator:
     ) -> None:
         self._remoteFailed("apply", member, failure)
         self.hints.add(member, key, record)
+        self._wakeHints()
         run.answered(False)
 
     # Reads
@@ -614,6 +616,19 @@ class Coordinator:
 
     # Hinted handoff
 
+    def _wakeHints(self) -> None:
+        if self._running and self._hintCall is None and self.hints.members():
+            self._hintCall = self._clock.callLater(HINT_INTERVAL, self._hintTick)
+
+    def _hintTick(self) -> None:
+        self._hintCall = None
+        # Delivery must go on whatever one round ran into.
+        try:
+            self._deliverHints()
+        except Exception:
+            self.log.failure("hint delivery failed")
+        self._wakeHints()
+
     def _deliverHints(self) -> None:
         # Offer each reachable member a batch of what it missed; a failure
         # puts the batch back for the next round.
@@ -640,6 +655,7 @@ class Coordinator:
     ) -> None:
         self._remoteFailed("hint delivery", member, failure)
         self.hints.restore(member, batch)
+        self._wakeHints()
 
     def _remoteFailed(self, what: str, member: str, failure: Failure) -> None:
         self.counters.remoteFailures += 1

@@ -263,6 +263,24 @@ class CoordinatorTests(SynchronousTestCase):
         self.assertEqual(cluster.nodes["n0"].hints.counters.delivered, 1)
         self.assertEqual(cluster.nodes["n0"].hints.pending("n2"), 0)
 
+    def test_hintDeliverySleepsWithoutHints(self) -> None:
+        """
+        Hint delivery keeps no timer while no hint waits, wakes for the
+        first one, and sleeps again once it is delivered.
+        """
+        cluster = Cluster()
+        node, clock = cluster.nodes["n0"], cluster.clock
+        self.assertEqual(clock.getDelayedCalls(), [])
+        cluster.network.down.add("n2")
+        self.assertTrue(cluster.put("n0", "k", b"v", Consistency.quorum).ok)
+        cluster.settle(HINT_INTERVAL * 3)
+        self.assertEqual(node.hints.pending("n2"), 1, "still down: kept")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        cluster.network.down.discard("n2")
+        cluster.settle(HINT_INTERVAL + 0.1)
+        self.assertEqual(node.hints.pending("n2"), 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_underReplicatedWrite(self) -> None:
         """
         When the level cannot be met the outcome says how many replicas took
@@ -314,7 +332,9 @@ class CoordinatorTests(SynchronousTestCase):
         self.assertEqual(len(outcomes), 1)
         clock.advance(0.002)
         self.assertEqual(len(outcomes), 2)
-        self.assertEqual(len(clock.getDelayedCalls()), scheduled)
+        # Left: the delivery of what the silent replica missed, no wait.
+        self.assertEqual(node.hints.members(), ["n2"])
+        self.assertEqual(len(clock.getDelayedCalls()), scheduled + 1)
 
     def test_readAsksAnotherReplicaWhenOneFails(self) -> None:
         cluster = Cluster()
