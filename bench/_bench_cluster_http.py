@@ -1,40 +1,9 @@
 """
-The replicated-cluster HTTP benchmark behind C{bench/cluster-http}.
-
-One run starts, side by side:
-
- - C{single}: one Disperse node on its own (it holds every key: R is capped
-   at the cluster size, 1, so quorum is that one replica);
- - C{cluster}: three Disperse nodes joined through the first, R=3, write and
-   read consistency quorum (every write waits for one other replica, every
-   read asks one other replica).
-
-The nodes under load run on one CPU (C{taskset -c 0}) and every wrk process
-runs on the other (C{taskset -c 1}), so both configurations get the same
-server CPU: one core. The ratio cluster / single is then the cost of
-replication per request, not parallelism that a one-process node could
-never use. Meanwhile the other configuration's nodes wait on the wrk CPU:
-an idle cluster still gossips and runs anti-entropy.
-
-Workloads (the same Lua scripts for both configurations):
-
- - C{get-hit}: C{GET /cache/hit-<1..K>}, keys preloaded through the cluster
-   at quorum (and into the single node), checked readable before measuring;
- - C{put}: bench/http's JSON PUT script, C{/cache/put-<1..1000>}.
-
-Single node: one C{wrk -t1 -c48}. Cluster: three C{wrk -t1 -c16} at once,
-one per node; their req/s are summed and the worst p50 and p99 of the three
-are kept. Single and cluster runs are interleaved within each repetition,
-and their order alternates from one repetition to the next. The req/s goals
-take the median of each repetition's cluster / single ratio: the two runs of
-a repetition are seconds apart, so a machine whose speed drifts during the
-benchmark moves both.
-
-Those runs saturate the server core, so their latencies are mostly queueing
-(48 connections over a core's worth of throughput). The paced runs that
-follow offer both configurations the same fixed load, half the cluster's
-saturated req/s, with exponential think times between requests, and report
-the latency at that load. Both p99s are checked against the goal.
+The replicated-cluster HTTP benchmark behind C{bench/cluster-http}: one
+Disperse node next to a 3-node cluster (R=3, quorum writes and reads), both
+on the same server CPU, under wrk (GET hit, JSON PUT): saturated runs,
+interleaved and paired per repetition, then paced runs at a fixed offered
+load. The method and the goals are described in bench/README.md.
 """
 
 from __future__ import annotations
@@ -51,18 +20,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench._bench_common import (
+    CONSISTENCY,
     MISS_KEY,
+    REPLICAS,
     VALUE_SIZE,
+    WRK_COLUMNS,
     WRK_INSTALL_HINT,
     BenchError,
     BenchRun,
     Goal,
+    Node,
     Pinning,
     Run,
     Server,
@@ -71,6 +44,7 @@ from bench._bench_common import (
     add_node_options,
     add_wrk_options,
     bench_parser,
+    boot_nodes,
     ceiling_goal,
     check_and_preload,
     check_ranges,
@@ -82,6 +56,7 @@ from bench._bench_common import (
     goals_table,
     loadavg,
     median_of,
+    medians_table,
     parse_wrk,
     print_log_problems,
     put_body,
@@ -89,25 +64,21 @@ from bench._bench_common import (
     run_wrk,
     scan_logs,
     start_reference,
+    start_wrks,
     subset,
+    wait_converged,
+    write_cycle_script,
     write_put_script,
-    wrk_argv,
     wrk_version,
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
-    LOOPBACK,
     ClusterError,
-    KeepAlive,
-    NodeProcess,
     ProcessSet,
     checkNodePlugin,
     cpuSeconds,
-    freePorts,
-    loopbackArgs,
-    nodeCommand,
+    getJSON,
     pinThreads,
-    waitConverged,
 )
 
 CONFIGS = ("single", "cluster")
@@ -119,8 +90,6 @@ SINGLE_NODE = "single"
 CONNECTIONS = 48  # in total: -c48 on the single node, -c16 on each cluster node
 HIT_KEYS = 1000  # GET hit cycles over hit-1 .. hit-<HIT_KEYS>
 SAMPLE_KEYS = 50  # preloaded keys read back from every node before measuring
-REPLICAS = 3
-CONSISTENCY = "quorum"
 
 # Goals (replication: cost of a quorum cluster next to one node, same CPU).
 GOAL_PUT_VS_SINGLE = 0.40
@@ -132,7 +101,6 @@ GOAL_CLUSTER_P99_MS = 25.0
 # the mean there near 48 / throughput, whatever the code does).
 PACED_FRACTION = 0.5
 
-CONVERGE_TIMEOUT = 30.0
 # Below this share of the server CPU (%), a run's loaded nodes were not the
 # only thing running on it; its req/s are not comparable.
 SHARED_CORE_PCT = 85.0
@@ -151,61 +119,29 @@ REPLICATION_COLUMNS = (
     "hintsDropped",
     "hintsPending",
 )
+GOSSIP_COLUMNS = (
+    "alive",
+    "suspect",
+    "dead",
+    "probesFailed",
+    "suspicions",
+    "refutations",
+    "healthScore",
+)
 
 
 # --- nodes ------------------------------------------------------------------------
-
-
-@dataclass
-class Node:
-    name: str
-    http_port: int
-    gossip_port: int
-    pid: int
-    startup_s: float = 0.0
-    proc: NodeProcess | None = field(default=None, repr=False)
-
-    def client(self) -> KeepAlive:
-        return KeepAlive(self.http_port)
 
 
 def start_nodes(
     procs: ProcessSet, pinning: Pinning, log_dir: Path, extra: Sequence[str]
 ) -> tuple[Node, list[Node]]:
     """
-    The single node and the cluster's seed first; the two other cluster
-    nodes join through the seed once it answers.
+    The single node, then the cluster: C{c1}, and the two other nodes
+    joining through it once it answers.
     """
-    ports = freePorts(2 * (1 + len(CLUSTER_NODES)))
-    names = [SINGLE_NODE, *CLUSTER_NODES]
-    nodes: list[Node] = []
-    for i, name in enumerate(names):
-        gossip_port, http_port = ports[2 * i], ports[2 * i + 1]
-        seed = [] if i < 2 else ["--peer", f"{LOOPBACK}:{nodes[1].gossip_port}"]
-        argv = [
-            *loopbackArgs(gossip_port, http_port),
-            *("--node-name", name, "--profile", "local"),
-            *("--replicas", str(REPLICAS)),
-            *("--write-consistency", CONSISTENCY, "--read-consistency", CONSISTENCY),
-            *extra,
-            *seed,
-        ]
-        proc = procs.start(
-            name, pinning.server(nodeCommand(argv)), log_dir / f"{name}.log"
-        )
-        nodes.append(Node(name, http_port, gossip_port, proc.pid, proc=proc))
-        if i == 1 or i == len(names) - 1:
-            # The seed must answer before the others join through it.
-            for node in nodes[:2] if i == 1 else nodes[2:]:
-                assert node.proc is not None
-                node.startup_s = node.proc.waitHealthy(node.http_port)
-    return nodes[0], nodes[1:]
-
-
-def wait_converged(nodes: Sequence[Node], procs: ProcessSet) -> float:
-    return waitConverged(
-        {n.name: n.http_port for n in nodes}, CONVERGE_TIMEOUT, procs.check
-    )
+    [single] = boot_nodes(procs, pinning, log_dir, [SINGLE_NODE], extra)
+    return single, boot_nodes(procs, pinning, log_dir, CLUSTER_NODES, extra)
 
 
 def calibrate(
@@ -325,29 +261,11 @@ def check_readable(
 
 def write_get_script(directory: Path, keys: int) -> Path:
     """
-    The wrk script for GET hit: keys cycling over C{hit-1..hit-<keys>},
-    requests formatted once in C{init} (like bench/http's PUT script).
+    The wrk script for GET hit: keys cycling over C{hit-1..hit-<keys>}.
     """
-    script = directory / "get-hit.lua"
-    script.write_text(
-        f"""-- generated by bench/cluster-http
-local keyspace = {keys}
-local requests = {{}}
-local counter = 0
-
-init = function(args)
-  for i = 1, keyspace do
-    requests[i] = wrk.format("GET", "/cache/hit-" .. i)
-  end
-end
-
-request = function()
-  counter = counter % keyspace + 1
-  return requests[counter]
-end
-"""
-    )
-    return script
+    request = 'wrk.format("GET", "/cache/hit-" .. i)'
+    path = directory / "get-hit.lua"
+    return write_cycle_script(path, "bench/cluster-http", 1, keys, request)
 
 
 def write_paced_script(script: Path, rate: float, connections: int) -> Path:
@@ -381,6 +299,8 @@ class Plan:
     connections: int  # in total, split evenly over the targets
     scripts: Mapping[str, Path]
     tmpdir: Path
+    single: Node
+    cluster: Sequence[Node]
 
 
 @dataclass
@@ -435,15 +355,9 @@ def run_wrks(
     before_cpu = {n.name: node_cpu_seconds(n) for n in every_node}
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    outputs = []
+    jobs = [(node, plan.scripts[workload]) for node in targets]
     with ProcessSet(cwd=REPO_DIR) as wrks:
-        for node in targets:
-            url = f"http://{LOOPBACK}:{node.http_port}/"
-            argv = wrk_argv(per_target, seconds, url, plan.scripts[workload])
-            log = plan.tmpdir / f"wrk-{node.name}.out"
-            outputs.append(
-                (wrks.start(f"wrk {node.name}", plan.pinning.client(argv), log), log)
-            )
+        outputs = start_wrks(wrks, plan.pinning, jobs, per_target, seconds, plan.tmpdir)
         deadline = started + seconds + 30
         for proc, log in outputs:
             left = deadline - time.monotonic()
@@ -483,17 +397,10 @@ def place_nodes(pinning: Pinning, loaded: Sequence[Node], idle: Sequence[Node]) 
 
 
 def measure(
-    plan: Plan,
-    config: str,
-    workload: str,
-    rep: int,
-    single: Node,
-    cluster: Sequence[Node],
-    seconds: int,
-    paced: bool = False,
+    plan: Plan, config: str, workload: str, rep: int, seconds: int, paced: bool = False
 ) -> Measured:
-    targets = [single] if config == "single" else list(cluster)
-    every_node = [single, *cluster]
+    every_node = [plan.single, *plan.cluster]
+    targets = [plan.single] if config == "single" else list(plan.cluster)
     place_nodes(plan.pinning, targets, [n for n in every_node if n not in targets])
     results, server_cpu, wrk_cpu, wall = run_wrks(
         plan, targets, every_node, workload, seconds
@@ -503,17 +410,7 @@ def measure(
         f"== {n.name} ==\n{text}" for n, (_, text) in zip(targets, results, strict=True)
     )
     run = Run.of(config, workload, rep, combined, raw)
-    per_node = {
-        n.name: {
-            "requests_per_sec": r.requests_per_sec,
-            "p50_ms": r.p50_ms,
-            "p99_ms": r.p99_ms,
-            "requests": r.requests,
-            "non_2xx": r.non_2xx,
-            "socket_errors": r.socket_errors,
-        }
-        for n, (r, _) in zip(targets, results, strict=True)
-    }
+    per_node = {n.name: asdict(r) for n, (r, _) in zip(targets, results, strict=True)}
     busy = sum(server_cpu[n.name] for n in targets)
     per_request = busy / combined.requests * 1e6 if combined.requests else 0.0
     measured = Measured(
@@ -537,19 +434,25 @@ def measure(
 # --- report -------------------------------------------------------------------------
 
 
-def summarize(measured: Sequence[Measured]) -> dict[str, dict[str, dict[str, float]]]:
+def summarize(
+    measured: Sequence[Measured], offered: Mapping[str, float] | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """
+    Medians by workload and configuration (non-2xx and requests: totals),
+    with the rate C{offered} to the paced runs.
+    """
     runs = [m.run for m in measured]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for workload in WORKLOADS:
         for config in CONFIGS:
-            cell = median_of(runs, config, workload)
-            if not cell:
-                continue
             mine = [
                 m
                 for m in measured
                 if m.run.server == config and m.run.workload == workload
             ]
+            if not mine:
+                continue
+            cell = median_of(runs, config, workload)
             cell["non_2xx"] = sum(m.run.non_2xx for m in mine)
             cell["requests"] = sum(m.run.requests for m in mine)
             cell["server_cpu_pct"] = statistics.median(m.loaded_cpu_pct for m in mine)
@@ -558,6 +461,8 @@ def summarize(measured: Sequence[Measured]) -> dict[str, dict[str, dict[str, flo
                 m.cpu_us_per_request for m in mine
             )
             cell["wrk_cpu_pct"] = statistics.median(m.wrk_cpu_pct for m in mine)
+            if offered is not None:
+                cell["offered_per_sec"] = offered[workload]
             out.setdefault(workload, {})[config] = cell
     return out
 
@@ -586,61 +491,39 @@ def paired_ratios(runs: Sequence[Run]) -> dict[str, list[float]]:
     return out
 
 
-def summarize_paced(
-    paced: Sequence[tuple[float, Measured]],
-) -> dict[str, dict[str, dict[str, float]]]:
-    """
-    Medians of the paced runs, by workload and configuration, with the rate
-    offered.
-    """
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for workload in WORKLOADS:
-        for config in CONFIGS:
-            mine = [
-                (rate, m)
-                for rate, m in paced
-                if m.run.server == config and m.run.workload == workload
-            ]
-            if not mine:
-                continue
-            out.setdefault(workload, {})[config] = {
-                "offered_per_sec": mine[0][0],
-                "requests_per_sec": statistics.median(
-                    m.run.requests_per_sec for _, m in mine
-                ),
-                "p50_ms": statistics.median(m.run.p50_ms for _, m in mine),
-                "p99_ms": statistics.median(m.run.p99_ms for _, m in mine),
-                "non_2xx": sum(m.run.non_2xx for _, m in mine),
-                "cpu_us_per_request": statistics.median(
-                    m.cpu_us_per_request for _, m in mine
-                ),
-            }
-    return out
+# The columns of the medians tables: header, figure, format.
+SATURATED_COLUMNS = (
+    *WRK_COLUMNS,
+    ("non-2xx", "non_2xx", "{:.0f}"),
+    ("server CPU", "server_cpu_pct", "{:.0f}%"),
+    ("CPU us/req", "cpu_us_per_request", "{:.0f}"),
+    ("wrk CPU", "wrk_cpu_pct", "{:.0f}%"),
+    ("idle CPU", "idle_cpu_pct", "{:.0f}%"),
+)
+RATIO_HEADERS = (
+    "workload",
+    "req/s, paired",
+    "each rep",
+    "req/s",
+    "p50",
+    "p99",
+    "CPU us/req",
+)
+PACED_COLUMNS = (
+    ("offered", "offered_per_sec", "{:.0f}"),
+    ("req/s", "requests_per_sec", "{:.0f}"),
+    ("p50 ms", "p50_ms", "{:.2f}"),
+    ("p99 ms", "p99_ms", "{:.2f}"),
+    ("non-2xx", "non_2xx", "{:.0f}"),
+)
 
 
 def paced_report(paced: dict[str, dict[str, dict[str, float]]]) -> str:
-    rows = []
-    for workload, configs in paced.items():
-        for config, cell in configs.items():
-            rows.append(
-                [
-                    WORKLOAD_TITLES[workload],
-                    config,
-                    f"{cell['offered_per_sec']:.0f}",
-                    f"{cell['requests_per_sec']:.0f}",
-                    f"{cell['p50_ms']:.2f}",
-                    f"{cell['p99_ms']:.2f}",
-                    f"{cell['non_2xx']:.0f}",
-                ]
-            )
     return (
         f"Latency at a fixed offered load ({PACED_FRACTION:.0%} of the cluster's"
         " saturated req/s, offered to both configurations; medians; cluster: p50"
         " and p99 of the worst node):\n\n"
-        + format_table(
-            ["workload", "config", "offered", "req/s", "p50 ms", "p99 ms", "non-2xx"],
-            rows,
-        )
+        + medians_table(paced, WORKLOAD_TITLES, "config", PACED_COLUMNS)
     )
 
 
@@ -668,20 +551,15 @@ def evaluate_goals(
         else:
             continue
         goals.append(ratio_goal(f"cluster {what} req/s vs single node", ratio, floor))
-    for workload in WORKLOADS:
-        title = WORKLOAD_TITLES[workload]
-        cell = medians.get(workload, {}).get("cluster")
-        if cell:
-            name = f"cluster {title} p99 (worst node), saturated"
-            goals.append(ceiling_goal(name, cell["p99_ms"], GOAL_CLUSTER_P99_MS, "ms"))
-    for workload in WORKLOADS:
-        title = WORKLOAD_TITLES[workload]
-        cell = (paced or {}).get(workload, {}).get("cluster")
-        if cell:
-            name = (
-                f"cluster {title} p99 (worst node), "
-                f"{cell['offered_per_sec']:.0f} req/s offered"
-            )
+    for table in (medians, paced or {}):
+        for workload in WORKLOADS:
+            cell = table.get(workload, {}).get("cluster")
+            if not cell:
+                continue
+            load = "saturated"
+            if "offered_per_sec" in cell:
+                load = f"{cell['offered_per_sec']:.0f} req/s offered"
+            name = f"cluster {WORKLOAD_TITLES[workload]} p99 (worst node), {load}"
             goals.append(ceiling_goal(name, cell["p99_ms"], GOAL_CLUSTER_P99_MS, "ms"))
     return goals
 
@@ -691,52 +569,6 @@ def report(
     goals: list[Goal],
     pairs: dict[str, list[float]] | None = None,
 ) -> str:
-    rows = []
-    for workload in WORKLOADS:
-        for config in CONFIGS:
-            cell = medians.get(workload, {}).get(config)
-            if not cell:
-                continue
-            rows.append(
-                [
-                    WORKLOAD_TITLES[workload],
-                    config,
-                    f"{cell['requests_per_sec']:.0f}",
-                    f"{cell['spread_pct']:.0f}%",
-                    f"{cell['p50_ms']:.2f}",
-                    f"{cell['p99_ms']:.2f}",
-                    f"{cell['non_2xx']:.0f}",
-                    f"{cell['server_cpu_pct']:.0f}%",
-                    f"{cell['cpu_us_per_request']:.0f}",
-                    f"{cell['wrk_cpu_pct']:.0f}%",
-                    f"{cell['idle_cpu_pct']:.0f}%",
-                ]
-            )
-    out = [
-        "Medians over repetitions (cluster: req/s summed over its 3 nodes, p50 "
-        "and p99 of the worst node; non-2xx: total over repetitions; server CPU: "
-        "the loaded nodes, % of one core; CPU us/req: their CPU per request "
-        "served; idle CPU: the other configuration's nodes meanwhile, on the "
-        "load generator's CPU):",
-        "",
-        format_table(
-            [
-                "workload",
-                "config",
-                "req/s",
-                "spread",
-                "p50 ms",
-                "p99 ms",
-                "non-2xx",
-                "server CPU",
-                "CPU us/req",
-                "wrk CPU",
-                "idle CPU",
-            ],
-            rows,
-            left=2,
-        ),
-    ]
     ratio_rows = []
     for workload in WORKLOADS:
         cells = medians.get(workload, {})
@@ -750,103 +582,71 @@ def report(
             base = cells["single"][metric]
             row.append(f"{cells['cluster'][metric] / base:.2f}" if base else "-")
         ratio_rows.append(row)
-    out += [
-        "",
-        "Cluster / single node (req/s, paired: the median of each repetition's"
-        " ratio, the goal's figure, and each repetition's; then ratios of the"
-        " medians. req/s: higher is better; latency and CPU per request: lower"
-        " is better):",
-        "",
-        format_table(
-            [
-                "workload",
-                "req/s, paired",
-                "each rep",
-                "req/s",
-                "p50",
-                "p99",
-                "CPU us/req",
-            ],
-            ratio_rows,
-        ),
-        "",
-        "Goals:",
-        "",
-        goals_table(goals),
-    ]
-    return "\n".join(out)
+    return "\n".join(
+        [
+            "Medians over repetitions (cluster: req/s summed over its 3 nodes, p50 "
+            "and p99 of the worst node; non-2xx: total over repetitions; server "
+            "CPU: the loaded nodes, % of one core; CPU us/req: their CPU per "
+            "request served; idle CPU: the other configuration's nodes meanwhile, "
+            "on the load generator's CPU):",
+            "",
+            medians_table(
+                medians, WORKLOAD_TITLES, "config", SATURATED_COLUMNS, left=2
+            ),
+            "",
+            "Cluster / single node (req/s, paired: the median of each repetition's"
+            " ratio, the goal's figure, and each repetition's; then ratios of the"
+            " medians. req/s: higher is better; latency and CPU per request: lower"
+            " is better):",
+            "",
+            format_table(RATIO_HEADERS, ratio_rows),
+            "",
+            "Goals:",
+            "",
+            goals_table(goals),
+        ]
+    )
 
 
-def replication_table(stats: Mapping[str, Mapping[str, Any]]) -> str:
-    rows = []
-    for name, s in stats.items():
-        counters = s.get("replication", {})
-        rows.append([name, *(str(counters.get(c, "-")) for c in REPLICATION_COLUMNS)])
-    return format_table(["node", *REPLICATION_COLUMNS], rows)
-
-
-def anti_entropy_table(stats: Mapping[str, Mapping[str, Any]]) -> str | None:
+def counters_table(
+    stats: Mapping[str, Mapping[str, Any]],
+    counters: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    columns: Sequence[str] = (),
+) -> str | None:
     """
-    Each node's C{/stats} C{antiEntropy} counters, whichever it has; C{None}
-    when no node reports any.
+    The C{counters} of each node's C{/stats}: C{columns}, or whichever the
+    nodes report; C{None} when there are none.
     """
-    columns: list[str] = []
-    for s in stats.values():
-        for key in s.get("antiEntropy") or {}:
-            if key not in columns:
-                columns.append(key)
+    found = {name: counters(s) for name, s in stats.items()}
+    columns = columns or list(dict.fromkeys(k for c in found.values() for k in c))
     if not columns:
         return None
-    rows = [
-        [name, *(str((s.get("antiEntropy") or {}).get(c, "-")) for c in columns)]
-        for name, s in stats.items()
-    ]
+    rows = [[name, *(str(c.get(k, "-")) for k in columns)] for name, c in found.items()]
     return format_table(["node", *columns], rows)
 
 
-def gossip_table(stats: Mapping[str, Mapping[str, Any]]) -> str:
-    rows = []
-    for name, s in stats.items():
-        gossip = s.get("gossip", {})
-        members = gossip.get("members", {})
-        rows.append(
-            [
-                name,
-                str(members.get("alive", "-")),
-                str(members.get("suspect", "-")),
-                str(members.get("dead", "-")),
-                str(gossip.get("probesFailed", "-")),
-                str(gossip.get("suspicions", "-")),
-                str(gossip.get("refutations", "-")),
-                str(gossip.get("healthScore", "-")),
-            ]
-        )
-    return format_table(
-        [
-            "node",
-            "alive",
-            "suspect",
-            "dead",
-            "probesFailed",
-            "suspicions",
-            "refutations",
-            "healthScore",
-        ],
-        rows,
-    )
+def gossip_counters(stats: Mapping[str, Any]) -> Mapping[str, Any]:
+    gossip = stats.get("gossip", {})
+    return {**gossip.get("members", {}), **gossip}
 
 
 def node_stats(nodes: Sequence[Node]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for node in nodes:
-        client = node.client()
         try:
-            out[node.name] = client.json("/stats")
+            out[node.name] = getJSON(node.http_port, "/stats")
         except ClusterError as e:
             out[node.name] = {"error": str(e)}
-        finally:
-            client.close()
     return out
+
+
+def order(rep: int, workloads: Sequence[str]) -> list[tuple[str, str]]:
+    """
+    Both configurations for each workload, their order alternating from one
+    repetition to the next.
+    """
+    configs = CONFIGS if rep % 2 else CONFIGS[::-1]
+    return [(workload, config) for workload in workloads for config in configs]
 
 
 # --- the run ---------------------------------------------------------------------
@@ -925,7 +725,8 @@ def main(argv: Sequence[str]) -> int:
     rng = random.Random(1)
     base = "".join(rng.choices(string.ascii_letters, k=VALUE_SIZE))
     measured: list[Measured] = []
-    paced: list[tuple[float, Measured]] = []
+    paced: list[Measured] = []
+    rates: dict[str, float] = {}
     settings = {
         "duration_s": args.duration,
         "warmup_s": args.warmup,
@@ -981,8 +782,8 @@ def main(argv: Sequence[str]) -> int:
                 }
                 for n in nodes
             }
-            took = wait_converged(cluster, procs)
-            wait_converged([single], procs)
+            took = wait_converged(cluster, procs.check)
+            wait_converged([single], procs.check)
             print(f"Cluster converged {took:.1f} s after the last node answered.")
             loaded = {
                 "single": preload([single], args.keys, base, 1),
@@ -1007,52 +808,43 @@ def main(argv: Sequence[str]) -> int:
                 f" (p99 {speed['p99_ms']:.2f} ms at {args.connections} connections)."
             )
             results["stats_before"] = node_stats(nodes)
-            plan = Plan(
-                pinning,
-                args.connections,
-                {
-                    "get-hit": write_get_script(tmpdir, args.keys),
-                    "put": write_put_script(tmpdir, base),
-                },
-                tmpdir,
-            )
+            scripts = {
+                "get-hit": write_get_script(tmpdir, args.keys),
+                "put": write_put_script(tmpdir, base),
+            }
+            plan = Plan(pinning, args.connections, scripts, tmpdir, single, cluster)
             if args.warmup:
                 print("Warming up ...", flush=True)
-                for workload in args.workloads:
-                    for config in CONFIGS:
-                        measure(plan, config, workload, 0, single, cluster, args.warmup)
-                        procs.check()
-            wait_converged(cluster, procs)
+                for workload, config in order(1, args.workloads):
+                    measure(plan, config, workload, 0, args.warmup)
+                    procs.check()
+            wait_converged(cluster, procs.check)
             for rep in range(1, args.reps + 1):
-                order = CONFIGS if rep % 2 else CONFIGS[::-1]
-                for workload in args.workloads:
-                    for config in order:
-                        m = measure(
-                            plan, config, workload, rep, single, cluster, args.duration
-                        )
-                        measured.append(m)
-                        run = m.run
-                        problems = run.warnings + m.notes
-                        note = f"  !! {'; '.join(problems)}" if problems else ""
+                for workload, config in order(rep, args.workloads):
+                    m = measure(plan, config, workload, rep, args.duration)
+                    measured.append(m)
+                    run = m.run
+                    problems = run.warnings + m.notes
+                    note = f"  !! {'; '.join(problems)}" if problems else ""
+                    print(
+                        f"rep {rep}/{args.reps} {WORKLOAD_TITLES[workload]:8} "
+                        f"{config:8} {run.requests_per_sec:8.0f} req/s  "
+                        f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                        f"non-2xx {run.non_2xx}  "
+                        f"CPU {m.cpu_us_per_request:4.0f} us/req{note}",
+                        flush=True,
+                    )
+                    if config == "cluster":
                         print(
-                            f"rep {rep}/{args.reps} {WORKLOAD_TITLES[workload]:8} "
-                            f"{config:8} {run.requests_per_sec:8.0f} req/s  "
-                            f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
-                            f"non-2xx {run.non_2xx}  "
-                            f"CPU {m.cpu_us_per_request:4.0f} us/req{note}",
+                            "    per node: "
+                            + ", ".join(
+                                f"{name} {d['requests_per_sec']:.0f} req/s "
+                                f"p99 {d['p99_ms']:.2f} ms"
+                                for name, d in m.per_node.items()
+                            ),
                             flush=True,
                         )
-                        if config == "cluster":
-                            print(
-                                "    per node: "
-                                + ", ".join(
-                                    f"{name} {d['requests_per_sec']:.0f} req/s "
-                                    f"p99 {d['p99_ms']:.2f} ms"
-                                    for name, d in m.per_node.items()
-                                ),
-                                flush=True,
-                            )
-                        procs.check()
+                    procs.check()
                 bench.load(f"after rep {rep}")
             if args.paced_reps:
                 saturated = summarize(measured)
@@ -1060,52 +852,39 @@ def main(argv: Sequence[str]) -> int:
                     w: PACED_FRACTION * saturated[w]["cluster"]["requests_per_sec"]
                     for w in args.workloads
                 }
-                pacedPlan = Plan(
-                    pinning,
-                    args.connections,
-                    {
-                        w: write_paced_script(
-                            plan.scripts[w], rates[w], args.connections
-                        )
+                pacedPlan = replace(
+                    plan,
+                    scripts={
+                        w: write_paced_script(scripts[w], rates[w], args.connections)
                         for w in args.workloads
                     },
-                    tmpdir,
                 )
                 for rep in range(1, args.paced_reps + 1):
-                    order = CONFIGS if rep % 2 else CONFIGS[::-1]
-                    for workload in args.workloads:
-                        for config in order:
-                            m = measure(
-                                pacedPlan,
-                                config,
-                                workload,
-                                rep,
-                                single,
-                                cluster,
-                                args.duration,
-                                paced=True,
-                            )
-                            paced.append((rates[workload], m))
-                            print(
-                                f"paced {rep}/{args.paced_reps} "
-                                f"{WORKLOAD_TITLES[workload]:8} {config:8} "
-                                f"{rates[workload]:6.0f} offered "
-                                f"{m.run.requests_per_sec:6.0f} req/s  "
-                                f"p50 {m.run.p50_ms:6.2f} ms  "
-                                f"p99 {m.run.p99_ms:6.2f} ms  "
-                                f"non-2xx {m.run.non_2xx}",
-                                flush=True,
-                            )
-                            procs.check()
+                    for workload, config in order(rep, args.workloads):
+                        m = measure(
+                            pacedPlan, config, workload, rep, args.duration, paced=True
+                        )
+                        paced.append(m)
+                        print(
+                            f"paced {rep}/{args.paced_reps} "
+                            f"{WORKLOAD_TITLES[workload]:8} {config:8} "
+                            f"{rates[workload]:6.0f} offered "
+                            f"{m.run.requests_per_sec:6.0f} req/s  "
+                            f"p50 {m.run.p50_ms:6.2f} ms  "
+                            f"p99 {m.run.p99_ms:6.2f} ms  "
+                            f"non-2xx {m.run.non_2xx}",
+                            flush=True,
+                        )
+                        procs.check()
             results["stats_after"] = node_stats(nodes)
             results["converged_at_end"] = True
             try:
-                wait_converged(cluster, procs)
+                wait_converged(cluster, procs.check)
             except ClusterError as e:
                 results["converged_at_end"] = str(e)
                 print(f"\nWarning: after the load, {e}", file=sys.stderr)
     medians = summarize(measured)
-    pacedMedians = summarize_paced(paced)
+    pacedMedians = summarize(paced, rates)
     pairs = paired_ratios([m.run for m in measured])
     goals = evaluate_goals(medians, pacedMedians, pairs)
     log_problems = scan_logs([log_dir / f"{n.name}.log" for n in nodes], log_dir)
@@ -1114,7 +893,9 @@ def main(argv: Sequence[str]) -> int:
     results["paired_ratios"] = pairs
     results["paced"] = {
         "fraction": PACED_FRACTION,
-        "runs": [{"offered_per_sec": r, **asdict(m)} for r, m in paced],
+        "runs": [
+            {"offered_per_sec": rates[m.run.workload], **asdict(m)} for m in paced
+        ],
         "medians": pacedMedians,
     }
     results["goals"] = [asdict(g) for g in goals]
@@ -1133,13 +914,17 @@ def main(argv: Sequence[str]) -> int:
         print(
             "\nReplication counters at the end (GET /stats, since each node started):\n"
         )
-        print(replication_table(stats))
-        anti_entropy = anti_entropy_table(stats)
+        print(
+            counters_table(
+                stats, lambda s: s.get("replication", {}), REPLICATION_COLUMNS
+            )
+        )
+        anti_entropy = counters_table(stats, lambda s: s.get("antiEntropy") or {})
         if anti_entropy:
             print("\nAnti-entropy at the end (GET /stats):\n")
             print(anti_entropy)
         print("\nGossip at the end:\n")
-        print(gossip_table(stats))
+        print(counters_table(stats, gossip_counters, GOSSIP_COLUMNS))
     if nodes:
         print_log_problems(log_dir, log_problems)
     print(bench.describe_loads())

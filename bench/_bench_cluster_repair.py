@@ -1,26 +1,10 @@
 """
-The replication-repair benchmark behind C{bench/cluster-repair}.
-
-Two measurements, each on fresh 3-node clusters (R=3, quorum writes and
-reads, C{--profile local}), the nodes on one CPU and the load generator on
-the other:
-
- 1. B{repair of a restarted node}: kill -9 C{c3}, write K distinct keys at
-    quorum through C{c1} and C{c2} with wrk, restart C{c3} empty under the
-    same name and ports, and time how long until its own store holds all K
-    keys (its C{/stats} C{keys}, polled every 0.1 s). Next to it, the same K
-    keys written into a fresh single node with the same client: keys
-    repaired per second against keys written per second.
- 2. B{kill -9 under continuous quorum load}: 16 client threads PUT unique
-    keys and GET acknowledged ones over the three nodes, recording every
-    operation into a L{disperse.testing.history.History}; C{c3} is killed at
-    a third of the run. The history checker (plus a read-back of every
-    acknowledged key from C{c1} and C{c2}) counts lost writes and stale
-    reads; the survivors' logs give the detection and table-rebuild times;
-    the client records give the error window on the survivors.
-
-Every wait is bounded, every child process runs in its own process group and
-is stopped however the script ends, and all traffic stays on 127.0.0.1.
+The replication-repair benchmark behind C{bench/cluster-repair}, on fresh
+3-node clusters (R=3, quorum writes and reads): 1. how long a restarted,
+empty C{c3} takes to hold the K keys written while it was down, next to the
+rate at which a single node takes the same keys; 2. C{kill -9} of C{c3}
+under continuous quorum load, checked with L{disperse.testing.history}. The
+method and the goals are described in bench/README.md.
 """
 
 from __future__ import annotations
@@ -42,21 +26,26 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench._bench_common import (
+    CONSISTENCY,
     DURATION_NS,
+    REPLICAS,
     VALUE_SIZE,
     WRK_INSTALL_HINT,
     BenchError,
     BenchRun,
     Goal,
+    Node,
     Pinning,
     add_node_options,
     bench_parser,
+    boot_nodes,
     check_ranges,
     choose_pinning,
     code_version,
@@ -67,37 +56,33 @@ from bench._bench_common import (
     lua_quote,
     parse_wrk,
     print_log_problems,
+    put_body,
     scan_logs,
+    start_node,
+    start_wrks,
     subset,
-    wrk_argv,
+    wait_converged,
+    write_cycle_script,
     wrk_version,
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
-    LOOPBACK,
     KeepAlive,
     Lost,
-    NodeProcess,
     ProcessSet,
     Refused,
     checkNodePlugin,
     cpuSeconds,
-    freePorts,
     getJSON,
     httpRequest,
     logEvents,
-    loopbackArgs,
-    nodeCommand,
-    waitConverged,
 )
-from disperse.testing.history import History, check
+from disperse.testing.history import ClientId, History, OpKind, check
 
 NODES = ("c1", "c2", "c3")
 VICTIM = "c3"
 SURVIVORS = ("c1", "c2")
 SINGLE = "single"
-REPLICAS = 3
-CONSISTENCY = "quorum"
 PARTS = ("repair", "kill")
 
 # Part 1.
@@ -122,9 +107,7 @@ BUCKET_S = 0.1
 ERROR_SLACK_S = 1.0
 READBACK_TIMEOUT = 300.0
 
-CONVERGE_TIMEOUT = 30.0
 DETECT_TIMEOUT = 30.0
-READY_TIMEOUT = 60.0
 
 _MEMBER = re.compile(r"\] member (\S+) (joined|updated|failed|left) \(")
 _REBUILT = re.compile(r"\] partition table rebuilt for (\d+) members")
@@ -137,98 +120,21 @@ _HINTS = re.compile(r"\] delivered (\d+) hints to (\S+)")
 # --- nodes ------------------------------------------------------------------------
 
 
-@dataclass
-class Node:
-    name: str
-    gossip_port: int
-    http_port: int
-    proc: NodeProcess = field(repr=False)
-
-    @property
-    def started(self) -> float:
-        """
-        time.monotonic() just before the process was spawned.
-        """
-        return self.proc.started
-
-    @property
-    def log_path(self) -> Path:
-        assert self.proc.logPath is not None
-        return self.proc.logPath
-
-
-def start_node(
-    procs: ProcessSet,
-    pinning: Pinning,
-    log_path: Path,
-    name: str,
-    ports: tuple[int, int],
-    seed_gossip_port: int | None,
-    extra: Sequence[str],
-) -> Node:
-    """
-    One node, the documented way, with microsecond log timestamps (the
-    event times below come from the nodes' own logs).
-    """
-    gossip_port, http_port = ports
-    argv = [
-        *loopbackArgs(gossip_port, http_port),
-        *("--node-name", name, "--profile", "local", "--replicas", str(REPLICAS)),
-        *("--write-consistency", CONSISTENCY, "--read-consistency", CONSISTENCY),
-        *extra,
-    ]
-    if seed_gossip_port is not None:
-        argv += ["--peer", f"{LOOPBACK}:{seed_gossip_port}"]
-    command = pinning.server(nodeCommand(argv, precise=True))
-    return Node(name, gossip_port, http_port, procs.start(name, command, log_path))
-
-
-def get_json(node: Node, path: str, timeout: float = 5.0) -> Any:
-    return getJSON(node.http_port, path, timeout=timeout)
-
-
 def check_running(nodes: Sequence[Node]) -> None:
     for node in nodes:
         node.proc.check()
-
-
-def wait_ready(node: Node) -> float:
-    """
-    Poll C{/health} until it answers 200; returns the time.monotonic() of
-    the first answer.
-    """
-    node.proc.waitHealthy(node.http_port, timeout=READY_TIMEOUT, interval=0.05)
-    return time.monotonic()
-
-
-def wait_converged(nodes: Sequence[Node]) -> float:
-    return waitConverged(
-        {n.name: n.http_port for n in nodes},
-        CONVERGE_TIMEOUT,
-        lambda: check_running(nodes),
-    )
 
 
 def boot_cluster(
     procs: ProcessSet, pinning: Pinning, log_dir: Path, extra: Sequence[str]
 ) -> list[Node]:
     """
-    C{c1}, then C{c2} and C{c3} joining through it; returns once they
-    converged.
+    C{c1}, then C{c2} and C{c3} joining through it, with microsecond log
+    timestamps (the event times below come from the nodes' own logs);
+    returns once they converged.
     """
-    ports = freePorts(2 * len(NODES))
-    nodes: list[Node] = []
-    for i, name in enumerate(NODES):
-        seed = nodes[0].gossip_port if nodes else None
-        pair = (ports[2 * i], ports[2 * i + 1])
-        nodes.append(
-            start_node(procs, pinning, log_dir / f"{name}.log", name, pair, seed, extra)
-        )
-        if i == 0:
-            wait_ready(nodes[0])
-    for node in nodes[1:]:
-        wait_ready(node)
-    wait_converged(nodes)
+    nodes = boot_nodes(procs, pinning, log_dir, NODES, extra, precise=True)
+    wait_converged(nodes, procs.check)
     return nodes
 
 
@@ -243,10 +149,6 @@ def kill9(procs: ProcessSet, node: Node) -> float:
     node.proc.kill()
     procs.forget(node.proc)
     return at
-
-
-def stop_node(procs: ProcessSet, node: Node) -> None:
-    procs.forget(node.proc)
 
 
 # --- logs -------------------------------------------------------------------------
@@ -283,40 +185,17 @@ def write_load_script(
 ) -> Path:
     """
     A wrk script PUTting keys C{first..last} in order, then again from the
-    start (same values), as JSON bodies like bench/http's PUT workload;
-    requests are formatted once in C{init}.
+    start (same values), as JSON bodies like bench/http's PUT workload.
     """
-    script = directory / f"load-{name}.lua"
-    tail = base[: VALUE_SIZE - 8]
-    script.write_text(
-        f"""-- generated by bench/cluster-repair
-local first, last = {first}, {last}
-local count = last - first + 1
-local requests = {{}}
-local counter = 0
-
-init = function(args)
-  local headers = {{}}
-  headers["Content-Type"] = "application/json"
-  for i = first, last do
-    local value = string.format("%08d", i) .. {lua_quote(tail)}
-    local body = '{{"value": "' .. value .. '", "duration": "{DURATION_NS}"}}'
-    requests[i - first + 1] =
-      wrk.format("PUT", "/cache/{KEY_PREFIX}" .. i, headers, body)
-  end
-end
-
-request = function()
-  counter = counter % count + 1
-  return requests[counter]
-end
-"""
-    )
-    return script
+    value = f'string.format("%08d", i) .. {lua_quote(base[: VALUE_SIZE - 8])}'
+    body = f"""'{{"value": "' .. {value} .. '", "duration": "{DURATION_NS}"}}'"""
+    request = f'wrk.format("PUT", "/cache/{KEY_PREFIX}" .. i, headers, {body})'
+    path = directory / f"load-{name}.lua"
+    return write_cycle_script(path, "bench/cluster-repair", first, last, request)
 
 
 def stats_keys(node: Node) -> int:
-    return int(get_json(node, "/stats", timeout=2.0)["keys"])
+    return int(getJSON(node.http_port, "/stats", timeout=2.0)["keys"])
 
 
 @dataclass
@@ -354,21 +233,16 @@ def run_load(
     """
     started = time.monotonic()
     deadline = started + timeout
-    outputs: list[tuple[Node, NodeProcess, Path]] = []
     done_at: float | None = None
     connections = CONNECTIONS_PER_NODE * (2 if len(targets) == 1 else 1)
+    bound = math.ceil(timeout) + 5
     with ProcessSet(cwd=REPO_DIR) as wrks:
-        for node, script in targets:
-            url = f"http://{LOOPBACK}:{node.http_port}/"
-            argv = wrk_argv(connections, math.ceil(timeout) + 5, url, script)
-            log = tmpdir / f"wrk-{node.name}.out"
-            proc = wrks.start(f"wrk {node.name}", pinning.client(argv), log)
-            outputs.append((node, proc, log))
+        outputs = start_wrks(wrks, pinning, targets, connections, bound, tmpdir)
         seen: dict[str, int] = {}
         while time.monotonic() < deadline:
             time.sleep(LOAD_POLL_S)
             check_running(watched)
-            for _, proc, log in outputs:
+            for proc, log in outputs:
                 code = proc.exited()
                 if code is not None:
                     text = log.read_text(errors="replace")
@@ -377,9 +251,9 @@ def run_load(
             if all(count >= keys for count in seen.values()):
                 done_at = time.monotonic()
                 break
-        for _, proc, _ in outputs:
+        for proc, _ in outputs:
             proc.signal(signal.SIGINT)
-        for _, proc, _ in outputs:
+        for proc, _ in outputs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired as e:  # the ProcessSet kills it
@@ -389,7 +263,10 @@ def run_load(
             f"after {timeout:.0f} s of load the nodes hold {seen} keys, not "
             f"{keys}: writes are being lost or the machine is far too slow"
         )
-    texts = {node.name: log.read_text(errors="replace") for node, _, log in outputs}
+    texts = {
+        node.name: log.read_text(errors="replace")
+        for (node, _), (_, log) in zip(targets, outputs, strict=True)
+    }
     total = combine([parse_wrk(text) for text in texts.values()])
     seconds = done_at - started
     return Load(
@@ -533,16 +410,12 @@ def restart_and_time(
     (bounded by C{timeout}). Also measures the CPU time all three nodes
     used from its first answer until then.
     """
+    log_path = log_dir / f"{old.name}-restart.log"
+    ports = (old.gossip_port, old.http_port)
     node = start_node(
-        procs,
-        pinning,
-        log_dir / f"{old.name}-restart.log",
-        old.name,
-        (old.gossip_port, old.http_port),
-        seed.gossip_port,
-        extra,
+        procs, pinning, log_path, old.name, ports, seed, extra, precise=True
     )
-    deadline = node.started + timeout
+    deadline = node.proc.started + timeout
     first_answer: float | None = None
     done: float | None = None
     timeline: list[tuple[float, int]] = []
@@ -564,7 +437,7 @@ def restart_and_time(
                     cpu_from = nodes_cpu([node, *others])
                 count = int(json.loads(body)["keys"])
                 if not timeline or timeline[-1][1] != count:
-                    timeline.append((round(now - node.started, 3), count))
+                    timeline.append((round(now - node.proc.started, 3), count))
                 if count >= keys:
                     done = now
                     cpu_to = nodes_cpu([node, *others])
@@ -610,18 +483,8 @@ def repair_rep(
 
     def reference() -> Load:
         with ProcessSet(cwd=REPO_DIR) as procs:
-            gossip, http = freePorts(2)
-            single = start_node(
-                procs,
-                pinning,
-                log_dir / "single.log",
-                SINGLE,
-                (gossip, http),
-                None,
-                extra,
-            )
-            wait_ready(single)
-            wait_converged([single])
+            [single] = boot_nodes(procs, pinning, log_dir, [SINGLE], extra, True)
+            wait_converged([single], procs.check)
             load = run_load(
                 pinning,
                 tmpdir,
@@ -637,7 +500,7 @@ def repair_rep(
                 f" req/s, non-2xx {load.non_2xx})",
                 flush=True,
             )
-            stop_node(procs, single)
+            procs.forget(single.proc)
             return load
 
     single_load = reference() if single_first else None
@@ -680,7 +543,7 @@ def repair_rep(
             listening = polled["first_answer"]
         done = polled["done"]
         # Wait (bounded) for c3 to say its catch-up is over.
-        caught_deadline = new.started + args.repair_timeout
+        caught_deadline = new.proc.started + args.repair_timeout
         caught: list[tuple[float, re.Match[str]]] = []
         while time.monotonic() < caught_deadline:
             caught = logEvents(new.log_path, _CAUGHT_UP)
@@ -694,12 +557,12 @@ def repair_rep(
         )
         local_problems = sample_problems([new], keys, base, rng, local=True)
         everyone = [c1, c2, new]
-        stats = {n.name: get_json(n, "/stats") for n in everyone}
+        stats = {n.name: getJSON(n.http_port, "/stats") for n in everyone}
         hint_lines = sum(
-            len(logEvents(n.log_path, _HINTS, new.started)) for n in survivors
+            len(logEvents(n.log_path, _HINTS, new.proc.started)) for n in survivors
         )
         for node in everyone:
-            stop_node(procs, node)
+            procs.forget(node.proc)
     if single_load is None:
         single_load = reference()
     result = RepairRep(
@@ -709,11 +572,11 @@ def repair_rep(
         single_load=asdict(single_load),
         detection_s=detected,
         rebuilt_s=rebuilt,
-        restart_to_listening_s=_rel(listening, new.started),
-        restart_to_first_answer_s=_rel(polled["first_answer"], new.started),
+        restart_to_listening_s=_rel(listening, new.proc.started),
+        restart_to_first_answer_s=_rel(polled["first_answer"], new.proc.started),
         repaired=done is not None,
         repair_from_listening_s=_rel(done, listening),
-        repair_from_start_s=_rel(done, new.started),
+        repair_from_start_s=_rel(done, new.proc.started),
         keys_at_end=polled["keys_at_end"],
         nodes_cpu_pct=polled["cpu_pct"],
         keys_timeline=polled["timeline"],
@@ -826,10 +689,10 @@ class Workload:
                 node = self.nodes[current]
                 with self.lock:
                     acked = len(self.acked)
+                value = None
                 if acked == 0 or rng.random() < WRITE_SHARE:
                     key = f"kw{index}-{n}"
                     value = f"w{index}-{n}-{self.base}"[:VALUE_SIZE]
-                    ok = self._write(index, node, conns[node.name], key, value)
                 else:
                     with self.lock:
                         if rng.random() < 0.5:
@@ -837,7 +700,7 @@ class Workload:
                         else:
                             pick = rng.randrange(acked)
                         key = self.acked[pick][0]
-                    ok, _, _ = self.read(index, node, conns[node.name], key)
+                ok, _, _ = self.call(index, node, conns[node.name], key, value)
                 if not ok:
                     current = (current + hop) % len(self.nodes)
         except Exception as e:  # reported; the run is then void
@@ -847,90 +710,66 @@ class Workload:
             for conn in conns.values():
                 conn.close()
 
-    def _write(
-        self, index: int, node: Node, conn: KeepAlive, key: str, value: str
-    ) -> bool:
-        """
-        One quorum PUT; returns False when the connection failed.
-        """
-        body = json.dumps({"value": value, "duration": DURATION_NS}).encode()
-        with self.lock:
-            invoked = time.monotonic()
-            self.history.invoke(
-                index, "write", key, value=value, consistency=CONSISTENCY, time=invoked
-            )
-        try:
-            status, _, _ = conn.request(
-                "PUT", f"/cache/{key}", body, {"Content-Type": "application/json"}
-            )
-        except Refused:
-            with self.lock:
-                now = time.monotonic()
-                self.history.fail(index, time=now)
-                self.ops.append(Op(index, node.name, "write", invoked, now, "refused"))
-            return False
-        except Lost:
-            with self.lock:
-                now = time.monotonic()
-                self.history.timeout(index, time=now)
-                self.ops.append(Op(index, node.name, "write", invoked, now, "lost"))
-            return False
-        with self.lock:
-            now = time.monotonic()
-            if status == 200:
-                self.history.ok(index, time=now)
-                self.acked.append((key, value))
-                result = "ok"
-            elif 400 <= status < 500:
-                self.history.fail(index, time=now)
-                result = f"http-{status}"
-            else:
-                # A 503: the replicas that took it keep it; it may show up.
-                self.history.timeout(index, time=now)
-                result = f"http-{status}"
-            self.ops.append(Op(index, node.name, "write", invoked, now, result))
-        return True
-
-    def read(
-        self, index: int | str, node: Node, conn: KeepAlive, key: str
+    def call(
+        self,
+        index: ClientId,
+        node: Node,
+        conn: KeepAlive,
+        key: str,
+        value: str | None = None,
     ) -> tuple[bool, str, str | None]:
         """
-        One quorum GET, recorded; returns whether the connection held, the
-        result (C{ok}, C{404}, C{http-<code>}, C{refused}, C{lost}) and the
-        value read. Only the workload's clients (integer ids) go into
-        L{ops}.
+        One quorum PUT of C{value}, or GET when it is C{None}, recorded;
+        returns whether the connection held, the result (C{ok}, C{404},
+        C{http-<code>}, C{refused}, C{lost}) and the value read. Only the
+        workload's clients (integer ids) go into L{ops}.
         """
+        op: OpKind = "read" if value is None else "write"
         with self.lock:
             invoked = time.monotonic()
             self.history.invoke(
-                index, "read", key, consistency=CONSISTENCY, time=invoked
+                index, op, key, value=value, consistency=CONSISTENCY, time=invoked
             )
+        status, data, held = 0, b"", True
         try:
-            status, _, data = conn.request("GET", f"/cache/{key}")
+            if value is None:
+                status, _, data = conn.request("GET", f"/cache/{key}")
+            else:
+                headers = {"Content-Type": "application/json"}
+                body = put_body(value)
+                status, _, data = conn.request("PUT", f"/cache/{key}", body, headers)
         except (Refused, Lost) as e:
-            with self.lock:
-                now = time.monotonic()
-                self.history.fail(index, time=now)
-                result = "refused" if isinstance(e, Refused) else "lost"
-                if isinstance(index, int):
-                    self.ops.append(Op(index, node.name, "read", invoked, now, result))
-            return False, result, None
-        value = None
+            held, result = False, "refused" if isinstance(e, Refused) else "lost"
+        read = None
         with self.lock:
             now = time.monotonic()
-            if status == 200:
-                value = data.decode()
-                self.history.ok(index, time=now, value=value)
+            if not held:
+                # A write broken after sending may have taken effect.
+                if op == "write" and result == "lost":
+                    self.history.timeout(index, time=now)
+                else:
+                    self.history.fail(index, time=now)
+            elif status == 200:
                 result = "ok"
-            elif status == 404:
-                self.history.ok(index, time=now, value=None)
+                if value is None:
+                    read = data.decode()
+                    self.history.ok(index, time=now, value=read)
+                else:
+                    self.history.ok(index, time=now)
+                    self.acked.append((key, value))
+            elif status == 404 and value is None:
                 result = "404"
+                self.history.ok(index, time=now, value=None)
             else:
-                self.history.fail(index, time=now)
                 result = f"http-{status}"
+                if op == "write" and not 400 <= status < 500:
+                    # A 503: the replicas that took it keep it; it may show up.
+                    self.history.timeout(index, time=now)
+                else:
+                    self.history.fail(index, time=now)
             if isinstance(index, int):
-                self.ops.append(Op(index, node.name, "read", invoked, now, result))
-        return True, result, value
+                self.ops.append(Op(index, node.name, op, invoked, now, result))
+        return held, result, read
 
 
 def read_back(
@@ -957,7 +796,7 @@ def read_back(
                         return
                     node, key, value = jobs[cursor[0]]
                     cursor[0] += 1
-                _, result, got = workload.read(client, node, conns[node.name], key)
+                _, result, got = workload.call(client, node, conns[node.name], key)
                 with workload.lock:
                     counts["read"] += 1
                     problem = None
@@ -1110,29 +949,22 @@ def kill_under_load(
         )
         back = read_back(workload, survivors, args.clients)
         report = check(workload.history, replicas=REPLICAS, settledAt=settled)
-        stats = {n.name: get_json(n, "/stats") for n in survivors}
-        members = {n.name: get_json(n, "/cluster/members") for n in survivors}
+        stats = {n.name: getJSON(n.http_port, "/stats") for n in survivors}
+        members = {n.name: getJSON(n.http_port, "/cluster/members") for n in survivors}
     detection_s = _latest(list(detected.values()), killed)
     rebuild_s = _latest(list(rebuilt.values()), killed)
     rebuilt_at = None if rebuild_s is None else killed + rebuild_s
     survivor_errors = [op for op in workload.ops if op.error and op.node != VICTIM]
     after_kill = [op for op in survivor_errors if op.completed >= killed]
-    buckets: dict[int, int] = {}
-    for op in survivor_errors:
-        b = math.floor((op.completed - killed) / BUCKET_S)
-        buckets[b] = buckets.get(b, 0) + 1
-    by_result: dict[str, int] = {}
-    for op in survivor_errors:
-        key = f"{op.node} {op.op} {op.result}"
-        by_result[key] = by_result.get(key, 0) + 1
+    buckets = Counter(
+        math.floor((op.completed - killed) / BUCKET_S) for op in survivor_errors
+    )
+    by_result = Counter(f"{op.node} {op.op} {op.result}" for op in survivor_errors)
     last_error_s = max((op.completed - killed for op in after_kill), default=None)
     first_error_s = min((op.completed - killed for op in after_kill), default=None)
     last_error_invoked_s = max((op.invoked - killed for op in after_kill), default=None)
     c3_ops = [op for op in workload.ops if op.node == VICTIM]
-    workload_results: dict[str, int] = {}
-    for op in workload.ops:
-        what = f"{op.op} {op.result}"
-        workload_results[what] = workload_results.get(what, 0) + 1
+    workload_results = Counter(f"{op.op} {op.result}" for op in workload.ops)
     kinds = report.byKind()
     return {
         "duration_s": duration,
@@ -1140,7 +972,7 @@ def kill_under_load(
         "kill_at_s": killed - started,
         "operations": len(workload.ops),
         "acknowledged_writes": len(workload.acked),
-        "workload_results": workload_results,
+        "workload_results": dict(workload_results),
         "checker_counts": {op: dict(o) for op, o in report.counts.items()},
         "violations": kinds,
         "violation_examples": [v.toDict() for v in report.violations[:10]],
@@ -1151,7 +983,7 @@ def kill_under_load(
         "rebuild_max_s": rebuild_s,
         "errors_survivors": len(survivor_errors),
         "errors_survivors_before_kill": len(survivor_errors) - len(after_kill),
-        "errors_survivors_by_kind": by_result,
+        "errors_survivors_by_kind": dict(by_result),
         "errors_c3": sum(1 for op in c3_ops if op.error),
         "ops_c3_after_kill": sum(1 for op in c3_ops if op.invoked >= killed),
         "first_error_s": first_error_s,
@@ -1179,77 +1011,63 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def repair_summary(reps: Sequence[RepairRep]) -> dict[str, Any]:
-    def med(get: Callable[[RepairRep], float | None]) -> float | None:
-        return _median([get(r) for r in reps])
+def figures(r: RepairRep) -> dict[str, float | None]:
+    """
+    The figures of one repetition that the summary takes the median of.
+    """
+    return {
+        "repair_from_listening_s": r.repair_from_listening_s,
+        "repair_from_start_s": r.repair_from_start_s,
+        "restart_to_listening_s": r.restart_to_listening_s,
+        "repaired_per_sec": r.repaired_per_sec,
+        "cluster_keys_per_sec": r.cluster_load["keys_per_sec"],
+        "single_keys_per_sec": r.single_load["keys_per_sec"],
+        "caught_up_s": (r.caught_up or {}).get("from_listening_s"),
+        "nodes_cpu_pct": r.nodes_cpu_pct,
+        "keys_pulled": float(r.keys_pulled),
+        "hints_delivered": float(sum(r.hints_delivered.values())),
+    }
 
+
+def repair_summary(reps: Sequence[RepairRep]) -> dict[str, Any]:
+    each = [figures(r) for r in reps]
     return {
         "reps": len(reps),
         "all_repaired": all(r.repaired for r in reps),
         "local_sample_wrong": sum(len(r.local_sample_problems) for r in reps),
-        "repair_from_listening_s": med(lambda r: r.repair_from_listening_s),
-        "repair_from_start_s": med(lambda r: r.repair_from_start_s),
-        "restart_to_listening_s": med(lambda r: r.restart_to_listening_s),
-        "repaired_per_sec": med(lambda r: r.repaired_per_sec),
-        "cluster_keys_per_sec": med(lambda r: r.cluster_load["keys_per_sec"]),
-        "single_keys_per_sec": med(lambda r: r.single_load["keys_per_sec"]),
-        "caught_up_s": med(lambda r: (r.caught_up or {}).get("from_listening_s")),
-        "nodes_cpu_pct": med(lambda r: r.nodes_cpu_pct),
-        "keys_pulled": med(lambda r: float(r.keys_pulled)),
-        "hints_delivered": med(lambda r: float(sum(r.hints_delivered.values()))),
+        **{name: _median([f[name] for f in each]) for name in each[0]},
     }
+
+
+# The timings table's columns: header, figure, format, unit.
+TIMING_COLUMNS = (
+    ("written/s 1 node", "single_keys_per_sec", ".0f", ""),
+    ("written/s cluster", "cluster_keys_per_sec", ".0f", ""),
+    ("repaired/s", "repaired_per_sec", ".0f", ""),
+    ("start->listen s", "restart_to_listening_s", ".2f", ""),
+    ("listen->all K s", "repair_from_listening_s", ".2f", ""),
+    ("start->all K s", "repair_from_start_s", ".2f", ""),
+    ("listen->caught-up s", "caught_up_s", ".2f", ""),
+    ("nodes CPU", "nodes_cpu_pct", ".0f", "%"),
+)
 
 
 def repair_table(reps: Sequence[RepairRep], summary: Mapping[str, Any]) -> str:
     """
     Timings, one row per repetition and the medians.
     """
-    rows = []
-    for r in reps:
-        caught = r.caught_up or {}
-        rows.append(
-            [
-                str(r.rep),
-                str(r.keys),
-                f"{r.single_load['keys_per_sec']:.0f}",
-                f"{r.cluster_load['keys_per_sec']:.0f}",
-                _s(r.repaired_per_sec, ".0f"),
-                _s(r.restart_to_listening_s, ".2f"),
-                _s(r.repair_from_listening_s, ".2f") if r.repaired else "NOT DONE",
-                _s(r.repair_from_start_s, ".2f"),
-                _s(caught.get("from_listening_s"), ".2f"),
-                _s(r.nodes_cpu_pct, ".0f") + "%",
-            ]
-        )
-    rows.append(
-        [
-            "median",
-            "",
-            _s(summary["single_keys_per_sec"], ".0f"),
-            _s(summary["cluster_keys_per_sec"], ".0f"),
-            _s(summary["repaired_per_sec"], ".0f"),
-            _s(summary["restart_to_listening_s"], ".2f"),
-            _s(summary["repair_from_listening_s"], ".2f"),
-            _s(summary["repair_from_start_s"], ".2f"),
-            _s(summary["caught_up_s"], ".2f"),
-            _s(summary["nodes_cpu_pct"], ".0f") + "%",
+
+    def cells(f: Mapping[str, Any], repaired: bool = True) -> list[str]:
+        return [
+            "NOT DONE"
+            if name == "repair_from_listening_s" and not repaired
+            else _s(f[name], spec) + unit
+            for _, name, spec, unit in TIMING_COLUMNS
         ]
-    )
-    return format_table(
-        [
-            "rep",
-            "K",
-            "written/s 1 node",
-            "written/s cluster",
-            "repaired/s",
-            "start->listen s",
-            "listen->all K s",
-            "start->all K s",
-            "listen->caught-up s",
-            "nodes CPU",
-        ],
-        rows,
-    )
+
+    rows = [[str(r.rep), str(r.keys), *cells(figures(r), r.repaired)] for r in reps]
+    rows.append(["median", "", *cells(summary)])
+    return format_table(["rep", "K", *(c[0] for c in TIMING_COLUMNS)], rows)
 
 
 def sources_table(reps: Sequence[RepairRep]) -> str:

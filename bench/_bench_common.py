@@ -19,8 +19,8 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -30,10 +30,14 @@ from disperse.testing.cluster import (
     LOG_PROBLEM,
     LOOPBACK,
     ClusterError,
+    KeepAlive,
     NodeProcess,
     ProcessSet,
     freePorts,
     httpRequest,
+    loopbackArgs,
+    nodeCommand,
+    waitConverged,
 )
 
 RESULTS_DIR = REPO_DIR / "bench" / "results"
@@ -43,6 +47,9 @@ PUT_KEYSPACE = 1000  # PUTs cycle over this many keys: inserts, then overwrites
 DURATION_NS = "9000000000000"  # 9000 s: TTL bookkeeping on, nothing expires
 HIT_KEY = "bench-hit"
 MISS_KEY = "bench-miss-never-written"
+REPLICAS = 3  # the cluster benchmarks' nodes: R=3, quorum writes and reads
+CONSISTENCY = "quorum"
+CONVERGE_TIMEOUT = 30.0
 
 
 class BenchError(ClusterError):
@@ -116,6 +123,99 @@ def choose_pinning(enabled: bool = True) -> Pinning:
     if len(cpus) < 2:
         return Pinning(None, None, f"only {len(cpus)} CPU available")
     return Pinning(cpus[0], cpus[1], "")
+
+
+# --- nodes -----------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    """
+    A node under test: its name, ports and process.
+    """
+
+    name: str
+    gossip_port: int
+    http_port: int
+    proc: NodeProcess = field(repr=False)
+    startup_s: float = 0.0  # from its start until /health answered
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def log_path(self) -> Path:
+        assert self.proc.logPath is not None
+        return self.proc.logPath
+
+    def client(self) -> KeepAlive:
+        return KeepAlive(self.http_port)
+
+    def wait_ready(self) -> float:
+        """
+        Poll C{/health} until it answers 200; the time.monotonic() then.
+        """
+        self.startup_s = self.proc.waitHealthy(self.http_port, interval=0.05)
+        return time.monotonic()
+
+
+def start_node(
+    procs: ProcessSet,
+    pinning: Pinning,
+    log_path: Path,
+    name: str,
+    ports: tuple[int, int],
+    seed: Node | None,
+    extra: Sequence[str],
+    precise: bool = False,
+) -> Node:
+    """
+    One node the documented way, C{--profile local}, R=3, quorum writes
+    and reads, on the server CPU, joining through C{seed} if given;
+    C{precise}: microsecond log timestamps.
+    """
+    gossip_port, http_port = ports
+    argv = [
+        *loopbackArgs(gossip_port, http_port),
+        *("--node-name", name, "--profile", "local", "--replicas", str(REPLICAS)),
+        *("--write-consistency", CONSISTENCY, "--read-consistency", CONSISTENCY),
+        *extra,
+    ]
+    if seed is not None:
+        argv += ["--peer", f"{LOOPBACK}:{seed.gossip_port}"]
+    command = pinning.server(nodeCommand(argv, precise=precise))
+    return Node(name, gossip_port, http_port, procs.start(name, command, log_path))
+
+
+def boot_nodes(
+    procs: ProcessSet,
+    pinning: Pinning,
+    log_dir: Path,
+    names: Sequence[str],
+    extra: Sequence[str],
+    precise: bool = False,
+) -> list[Node]:
+    """
+    The first of C{names}, then the others joining through it once it
+    answers; returns once all answer (not yet converged).
+    """
+    ports = freePorts(2 * len(names))
+    nodes: list[Node] = []
+    for i, name in enumerate(names):
+        pair = (ports[2 * i], ports[2 * i + 1])
+        seed = nodes[0] if nodes else None
+        log = log_dir / f"{name}.log"
+        nodes.append(start_node(procs, pinning, log, name, pair, seed, extra, precise))
+        if i == 0:
+            nodes[0].wait_ready()
+    for node in nodes[1:]:
+        node.wait_ready()
+    return nodes
+
+
+def wait_converged(nodes: Sequence[Node], check: Callable[[], None]) -> float:
+    return waitConverged({n.name: n.http_port for n in nodes}, CONVERGE_TIMEOUT, check)
 
 
 # --- memory ----------------------------------------------------------------------
@@ -509,35 +609,48 @@ def lua_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_put_script(directory: Path, value: str) -> Path:
+def write_cycle_script(
+    path: Path, origin: str, first: int, last: int, request: str
+) -> Path:
     """
-    The wrk script for the PUT workload: the JSON body Disperse takes, keys
-    cycling over L{PUT_KEYSPACE} names; requests are formatted once in
-    C{init} so wrk spends nothing per request.
+    A wrk script sending C{request} (a Lua expression of C{i} and of
+    C{headers}, a JSON content type) for C{i = first..last} in order, then
+    again from the start; requests are formatted once in C{init} so that wrk
+    spends nothing per request.
     """
-    body = put_body(value).decode()
-    script = directory / "put.lua"
-    script.write_text(
-        f"""-- generated by bench/http
-local keyspace = {PUT_KEYSPACE}
+    path.write_text(
+        f"""-- generated by {origin}
+local first, last = {first}, {last}
 local requests = {{}}
 local counter = 0
 
 init = function(args)
   local headers = {{}}
   headers["Content-Type"] = "application/json"
-  for i = 1, keyspace do
-    requests[i] = wrk.format("PUT", "/cache/put-" .. i, headers, {lua_quote(body)})
+  for i = first, last do
+    requests[i - first + 1] = {request}
   end
 end
 
 request = function()
-  counter = counter % keyspace + 1
+  counter = counter % (last - first + 1) + 1
   return requests[counter]
 end
 """
     )
-    return script
+    return path
+
+
+def write_put_script(directory: Path, value: str) -> Path:
+    """
+    The PUT workload: the JSON body Disperse takes, keys cycling over
+    L{PUT_KEYSPACE} names.
+    """
+    body = lua_quote(put_body(value).decode())
+    request = f'wrk.format("PUT", "/cache/put-" .. i, headers, {body})'
+    return write_cycle_script(
+        directory / "put.lua", "bench/http", 1, PUT_KEYSPACE, request
+    )
 
 
 @dataclass(frozen=True)
@@ -560,6 +673,27 @@ def wrk_argv(
     """
     lua = [] if script is None else ["-s", str(script)]
     return ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *lua, url]
+
+
+def start_wrks(
+    wrks: ProcessSet,
+    pinning: Pinning,
+    jobs: Sequence[tuple[Node, Path]],
+    connections: int,
+    seconds: int,
+    directory: Path,
+) -> list[tuple[NodeProcess, Path]]:
+    """
+    One wrk per (node, script), all at once on the client CPU, with
+    C{connections} each; each process and the file its output goes to.
+    """
+    started = []
+    for node, script in jobs:
+        url = f"http://{LOOPBACK}:{node.http_port}/"
+        argv = pinning.client(wrk_argv(connections, seconds, url, script))
+        log = directory / f"wrk-{node.name}.out"
+        started.append((wrks.start(f"wrk {node.name}", argv, log), log))
+    return started
 
 
 def combine(results: Sequence[WrkResult]) -> WrkResult:
@@ -665,18 +799,9 @@ class Run:
         """
         A run from wrk's result, flagged with the answers it should not get.
         """
+        problems = unexpected(workload, r)
         return cls(
-            server,
-            workload,
-            rep,
-            r.requests_per_sec,
-            r.p50_ms,
-            r.p99_ms,
-            r.requests,
-            r.non_2xx,
-            r.socket_errors,
-            unexpected(workload, r),
-            raw,
+            server, workload, rep, **asdict(r), warnings=problems, wrk_output=raw
         )
 
 
@@ -711,3 +836,32 @@ def median_of(runs: Sequence[Run], server: str, workload: str) -> dict[str, floa
         "spread_pct": (max(rps) - min(rps)) / med * 100 if med else 0.0,
         "reps": len(chosen),
     }
+
+
+# The first columns of a medians table: header, figure, format.
+WRK_COLUMNS = (
+    ("req/s", "requests_per_sec", "{:.0f}"),
+    ("spread", "spread_pct", "{:.0f}%"),
+    ("p50 ms", "p50_ms", "{:.2f}"),
+    ("p99 ms", "p99_ms", "{:.2f}"),
+)
+
+
+def medians_table(
+    medians: Mapping[str, Mapping[str, Mapping[str, float]]],
+    titles: Mapping[str, str],
+    second: str,
+    columns: Sequence[tuple[str, str, str]],
+    left: int = 1,
+) -> str:
+    """
+    One row per workload (its title) and server or configuration (the
+    C{second} column), with the C{columns} of its medians.
+    """
+    rows = [
+        [titles[workload], name, *(f.format(cell[k]) for _, k, f in columns)]
+        for workload, cells in medians.items()
+        for name, cell in cells.items()
+    ]
+    headers = ["workload", second, *(h for h, _, _ in columns)]
+    return format_table(headers, rows, left)

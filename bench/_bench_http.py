@@ -32,6 +32,7 @@ from bench._bench_common import (
     MISS_KEY,
     PUT_KEYSPACE,
     VALUE_SIZE,
+    WRK_COLUMNS,
     WRK_INSTALL_HINT,
     BenchRun,
     Goal,
@@ -48,6 +49,7 @@ from bench._bench_common import (
     format_table,
     goals_table,
     median_of,
+    medians_table,
     ratio_goal,
     run_wrk,
     start_reference,
@@ -145,30 +147,11 @@ def evaluate_goals(medians: dict[str, dict[str, dict[str, float]]]) -> list[Goal
 
 
 def report(medians: dict[str, dict[str, dict[str, float]]], goals: list[Goal]) -> str:
-    rows = []
-    for workload in WORKLOADS:
-        for server in SERVERS:
-            cell = medians.get(workload, {}).get(server)
-            if not cell:
-                continue
-            rows.append(
-                [
-                    WORKLOAD_TITLES[workload],
-                    server,
-                    f"{cell['requests_per_sec']:.0f}",
-                    f"{cell['spread_pct']:.0f}%",
-                    f"{cell['p50_ms']:.2f}",
-                    f"{cell['p99_ms']:.2f}",
-                ]
-            )
-    out = ["Medians over repetitions (spread = (max - min) / median of req/s):", ""]
-    out.append(
-        format_table(
-            ["workload", "server", "req/s", "spread", "p50 ms", "p99 ms"],
-            rows,
-            left=2,
-        )
-    )
+    out = [
+        "Medians over repetitions (spread = (max - min) / median of req/s):",
+        "",
+        medians_table(medians, WORKLOAD_TITLES, "server", WRK_COLUMNS, left=2),
+    ]
     ratio_rows = []
     for workload in WORKLOADS:
         cells = medians.get(workload, {})
