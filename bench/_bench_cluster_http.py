@@ -51,12 +51,13 @@ from bench._bench_common import (
     choose_pinning,
     code_version,
     combine,
-    describe_code,
     format_table,
     goals_table,
+    keyed_value,
     loadavg,
     median_of,
     medians_table,
+    nodes_cpu,
     parse_wrk,
     print_log_problems,
     put_body,
@@ -76,7 +77,6 @@ from disperse.testing.cluster import (
     ClusterError,
     ProcessSet,
     checkNodePlugin,
-    cpuSeconds,
     getJSON,
     pinThreads,
 )
@@ -169,13 +169,6 @@ def calibrate(
 # --- preload and checks ------------------------------------------------------------
 
 
-def hit_value(i: int, base: str) -> str:
-    """
-    The value of C{hit-<i>}: distinct per key, L{VALUE_SIZE} characters.
-    """
-    return f"{i:08d}{base}"[:VALUE_SIZE]
-
-
 def preload(nodes: Sequence[Node], keys: int, base: str, replicas: int) -> float:
     """
     PUT C{hit-1} .. C{hit-<keys>} at the nodes' default consistency
@@ -191,7 +184,7 @@ def preload(nodes: Sequence[Node], keys: int, base: str, replicas: int) -> float
             status, headers, body = client.request(
                 "PUT",
                 f"/cache/hit-{i}",
-                body=put_body(hit_value(i, base)),
+                body=put_body(keyed_value(i, base)),
                 headers={"Content-Type": "application/json"},
             )
             acks = int(headers.get("x-disperse-acks", "0"))
@@ -228,7 +221,7 @@ def check_readable(
         client = node.client()
         try:
             for i in sample:
-                want = hit_value(i, base).encode()
+                want = keyed_value(i, base).encode()
                 status, headers, body = client.request("GET", f"/cache/hit-{i}")
                 answered = int(headers.get("x-disperse-answered", "0"))
                 if status != 200 or body != want or answered < quorum:
@@ -331,13 +324,6 @@ class Measured:
         return sum(self.server_cpu_pct.values()) - self.loaded_cpu_pct
 
 
-def node_cpu_seconds(node: Node) -> float:
-    try:
-        return cpuSeconds(node.pid)
-    except OSError as e:
-        raise BenchError(f"{node.name} (pid {node.pid}) is gone: {e}") from e
-
-
 def run_wrks(
     plan: Plan,
     targets: Sequence[Node],
@@ -352,7 +338,7 @@ def run_wrks(
     all of them together) and the run's wall-clock time (s).
     """
     per_target = plan.connections // len(targets)
-    before_cpu = {n.name: node_cpu_seconds(n) for n in every_node}
+    before_cpu = nodes_cpu(every_node)
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     jobs = [(node, plan.scripts[workload]) for node in targets]
@@ -370,7 +356,7 @@ def run_wrks(
                 raise BenchError(f"{proc.name} failed (exit {code}):\n{text}")
     wall = time.monotonic() - started
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    after_cpu = {n.name: node_cpu_seconds(n) for n in every_node}
+    after_cpu = nodes_cpu(every_node)
     wrk_cpu = (after_children.ru_utime - before_children.ru_utime) + (
         after_children.ru_stime - before_children.ru_stime
     )
@@ -660,14 +646,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "and JSON PUT.",
     )
     add_wrk_options(
-        parser, "configs interleaved", "config", "3 s runs, 2 reps, 1 s warm-up"
+        parser,
+        "configs interleaved",
+        "config",
+        "3 s runs, 2 reps, 1 s warm-up",
+        WORKLOADS,
     )
     add_node_options(parser, ("debug", "info", "warn", "error"))
-    parser.add_argument(
-        "--workloads",
-        default=",".join(WORKLOADS),
-        help=f"comma-separated subset of {','.join(WORKLOADS)}",
-    )
     parser.add_argument(
         "--connections",
         type=int,
@@ -755,10 +740,7 @@ def main(argv: Sequence[str]) -> int:
         f"{', '.join(args.workloads)}; {args.reps} reps of {args.duration} s, "
         f"{args.warmup} s warm-up; about {total // 60} min {total % 60} s of load."
     )
-    print(
-        f"{describe_code(settings['code'])} Pinning: {pinning.describe()}."
-        f" Load average: {bench.loads[0][1]}."
-    )
+    print(bench.describe_start())
     nodes: list[Node] = []
     log_problems: dict[str, list[str]] = {}
     with bench:

@@ -16,7 +16,6 @@ import math
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import statistics
@@ -50,10 +49,11 @@ from bench._bench_common import (
     choose_pinning,
     code_version,
     combine,
-    describe_code,
     format_table,
     goals_table,
+    keyed_value,
     lua_quote,
+    nodes_cpu,
     parse_wrk,
     print_log_problems,
     put_body,
@@ -72,7 +72,6 @@ from disperse.testing.cluster import (
     ProcessSet,
     Refused,
     checkNodePlugin,
-    cpuSeconds,
     getJSON,
     httpRequest,
     logEvents,
@@ -173,13 +172,6 @@ def key_name(i: int) -> str:
     return f"{KEY_PREFIX}{i}"
 
 
-def key_value(i: int, base: str) -> str:
-    """
-    The value of key C{i}: distinct per key, L{VALUE_SIZE} characters.
-    """
-    return f"{i:08d}{base}"[:VALUE_SIZE]
-
-
 def write_load_script(
     directory: Path, name: str, first: int, last: int, base: str
 ) -> Path:
@@ -217,20 +209,27 @@ class Load:
     socket_errors: dict[str, int]
     wrk_outputs: dict[str, str] = field(repr=False)
 
+    def describe(self, how: str = "") -> str:
+        return (
+            f"{self.keys} keys{how} in {self.seconds:.1f} s = {self.keys_per_sec:.0f}"
+            f" keys/s (wrk {self.wrk_requests_per_sec:.0f} req/s, non-2xx "
+            f"{self.non_2xx})"
+        )
+
 
 def run_load(
     pinning: Pinning,
     tmpdir: Path,
     targets: Sequence[tuple[Node, Path]],
-    watched: Sequence[Node],
     keys: int,
     timeout: float,
 ) -> Load:
     """
-    One wrk per (node, script), all at once, C{-c16} each; stopped (SIGINT,
-    so that it prints its figures) once every node in C{watched} holds
-    C{keys} keys. Bounded by C{timeout}.
+    One wrk per (node, script), all at once, C{-c16} each (C{-c32} when
+    alone); stopped (SIGINT, so that it prints its figures) once every one
+    of these nodes holds C{keys} keys. Bounded by C{timeout}.
     """
+    watched = [node for node, _ in targets]
     started = time.monotonic()
     deadline = started + timeout
     done_at: float | None = None
@@ -308,7 +307,7 @@ def sample_problems(
             )
         except (OSError, http.client.HTTPException) as e:
             raise BenchError(f"{node.name}: GET {key_name(i)} failed: {e!r}") from e
-        want = key_value(i, base).encode()
+        want = keyed_value(i, base).encode()
         if status != 200 or body != want:
             problems.append(
                 f"{node.name} ({where}): GET {key_name(i)} answered {status} "
@@ -367,16 +366,6 @@ class RepairRep:
     def repaired_per_sec(self) -> float | None:
         s = self.repair_from_listening_s
         return self.keys / s if s else None
-
-
-def nodes_cpu(nodes: Sequence[Node]) -> dict[str, float]:
-    """
-    utime + stime of each node so far, in seconds.
-    """
-    try:
-        return {n.name: cpuSeconds(n.proc.pid) for n in nodes}
-    except OSError as e:
-        raise BenchError(f"a node is gone: {e}") from e
 
 
 def _rel(at: float | None, origin: float | None) -> float | None:
@@ -485,21 +474,10 @@ def repair_rep(
         with ProcessSet(cwd=REPO_DIR) as procs:
             [single] = boot_nodes(procs, pinning, log_dir, [SINGLE], extra, True)
             wait_converged([single], procs.check)
-            load = run_load(
-                pinning,
-                tmpdir,
-                [(single, scripts["all"])],
-                [single],
-                keys,
-                load_timeout,
-            )
+            jobs = [(single, scripts["all"])]
+            load = run_load(pinning, tmpdir, jobs, keys, load_timeout)
             check_sample([single], keys, base, rng)
-            print(
-                f"  single node: {keys} keys in {load.seconds:.1f} s = "
-                f"{load.keys_per_sec:.0f} keys/s (wrk {load.wrk_requests_per_sec:.0f}"
-                f" req/s, non-2xx {load.non_2xx})",
-                flush=True,
-            )
+            print(f"  single node: {load.describe()}", flush=True)
             procs.forget(single.proc)
             return load
 
@@ -509,20 +487,13 @@ def repair_rep(
         c1, c2, c3 = nodes
         killed = kill9(procs, c3)
         survivors = [c1, c2]
-        load = run_load(
-            pinning,
-            tmpdir,
-            [(c1, scripts["c1"]), (c2, scripts["c2"])],
-            survivors,
-            keys,
-            load_timeout,
-        )
+        jobs = [(c1, scripts["c1"]), (c2, scripts["c2"])]
+        load = run_load(pinning, tmpdir, jobs, keys, load_timeout)
         check_sample(survivors, keys, base, rng)
+        how = " at quorum through c1 and c2"
         print(
-            f"  cluster, c3 killed: {keys} keys at quorum through c1 and c2 in "
-            f"{load.seconds:.1f} s = {load.keys_per_sec:.0f} keys/s (wrk "
-            f"{load.wrk_requests_per_sec:.0f} req/s, non-2xx {load.non_2xx}); "
-            f"{SAMPLE_KEYS} read back at quorum",
+            f"  cluster, c3 killed: {load.describe(how)}; {SAMPLE_KEYS} read back"
+            " at quorum",
             flush=True,
         )
         # Restart only once both survivors dropped c3 from their table: the
@@ -900,8 +871,8 @@ def kill_under_load(
         nodes = boot_cluster(procs, pinning, log_dir, extra)
         c1, c2, c3 = nodes
         workload = Workload(nodes, args.clients, base)
-        cpu_before = {n.name: cpuSeconds(n.proc.pid) for n in nodes}
-        self_before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = nodes_cpu(nodes)
+        client_before = time.process_time()
         started = time.monotonic()
         until = started + duration
         threads = [
@@ -912,7 +883,7 @@ def kill_under_load(
             t.start()
         try:
             time.sleep(max(0.0, started + duration / 3 - time.monotonic()))
-            c3_cpu = cpuSeconds(c3.proc.pid) - cpu_before[VICTIM]
+            c3_cpu = nodes_cpu([c3])[VICTIM] - cpu_before[VICTIM]
             killed = kill9(procs, c3)
             print(
                 f"  kill -9 {VICTIM} at {killed - started:.1f} s of {duration:.0f} s",
@@ -926,14 +897,10 @@ def kill_under_load(
             for t in threads:
                 t.join(CLIENT_TIMEOUT + 10)
         ended = time.monotonic()
-        self_after = resource.getrusage(resource.RUSAGE_SELF)
-        node_cpu = {
-            n.name: cpuSeconds(n.proc.pid) - cpu_before[n.name] for n in (c1, c2)
-        }
+        client_cpu = time.process_time() - client_before
+        cpu_after = nodes_cpu([c1, c2])
+        node_cpu = {n: cpu_after[n] - cpu_before[n] for n in SURVIVORS}
         node_cpu[VICTIM] = c3_cpu
-        client_cpu = (self_after.ru_utime - self_before.ru_utime) + (
-            self_after.ru_stime - self_before.ru_stime
-        )
         if any(t.is_alive() for t in threads):
             raise BenchError("a client thread did not stop")
         if workload.errors:
@@ -1199,57 +1166,32 @@ def evaluate_goals(
         med = summary["repair_from_listening_s"]
         ok = summary["all_repaired"] and med is not None and med <= REPAIR_GOAL_S
         missing = "" if summary["all_repaired"] else " (a rep did not finish)"
-        goals.append(
-            Goal(
-                "restarted c3 holds all K keys (median, from listening)",
-                f"{_s(med, '.2f')} s{missing}",
-                f"<= {REPAIR_GOAL_S:.0f} s",
-                bool(ok),
-            )
-        )
+        name = "restarted c3 holds all K keys (median, from listening)"
+        target = f"<= {REPAIR_GOAL_S:.0f} s"
+        goals.append(Goal(name, f"{_s(med, '.2f')} s{missing}", target, bool(ok)))
         wrong = summary["local_sample_wrong"]
-        goals.append(
-            Goal(
-                "sampled keys wrong in restarted c3's own store",
-                f"{wrong} (of {SAMPLE_KEYS * len(reps)})",
-                "0",
-                wrong == 0,
-            )
-        )
+        name = "sampled keys wrong in restarted c3's own store"
+        of = f"{wrong} (of {SAMPLE_KEYS * len(reps)})"
+        goals.append(Goal(name, of, "0", wrong == 0))
     if kill is not None:
         v = kill["violations"]
         back = kill["readback"]
         lost = v["lost-write"] + back["missing"] + back["wrong"]
-        goals.append(
-            Goal(
-                "acknowledged writes lost (checker + read-back)",
-                f"{lost}",
-                "0",
-                lost == 0 and back["not_read"] == 0 and back["failed"] == 0,
-            )
-        )
+        read = back["not_read"] == 0 and back["failed"] == 0
+        name = "acknowledged writes lost (checker + read-back)"
+        goals.append(Goal(name, f"{lost}", "0", lost == 0 and read))
         stale = v["stale-read"] + v["unwritten-value"]
         goals.append(Goal("stale reads (checker)", f"{stale}", "0", stale == 0))
         rebuild = kill["rebuild_max_s"]
         last = kill["last_error_s"]
+        name = "errors on c1/c2 end by the table rebuild + 1 s"
         if rebuild is None:
-            goals.append(
-                Goal(
-                    "errors on c1/c2 end by the table rebuild + 1 s",
-                    "table never rebuilt",
-                    "rebuilt",
-                    False,
-                )
-            )
+            goals.append(Goal(name, "table never rebuilt", "rebuilt", False))
         else:
-            goals.append(
-                Goal(
-                    "errors on c1/c2 end by the table rebuild + 1 s",
-                    "no errors" if last is None else f"last at {last:+.2f} s",
-                    f"<= {rebuild + ERROR_SLACK_S:+.2f} s",
-                    last is None or last <= rebuild + ERROR_SLACK_S,
-                )
-            )
+            end = rebuild + ERROR_SLACK_S
+            measured = "no errors" if last is None else f"last at {last:+.2f} s"
+            ok = last is None or last <= end
+            goals.append(Goal(name, measured, f"<= {end:+.2f} s", ok))
     return goals
 
 
@@ -1361,30 +1303,18 @@ def main(argv: Sequence[str]) -> int:
     base = "".join(rng.choices(string.ascii_letters, k=VALUE_SIZE))
     reps: list[RepairRep] = []
     kill: dict[str, Any] | None = None
-    est = 0
+    est, plan = 0, ""
     if "repair" in args.parts:
         est += args.reps * (2 * args.keys // 2500 + 25)
+        plan += f"repair: {args.reps} rep(s) of {args.keys} keys; "
     if "kill" in args.parts:
         est += args.duration + 40
+        plan += f"kill: {args.clients} clients for {args.duration} s; "
     print(
-        f"bench/cluster-repair: {', '.join(args.parts)}; "
-        + (
-            f"repair: {args.reps} rep(s) of {args.keys} keys; "
-            if "repair" in args.parts
-            else ""
-        )
-        + (
-            f"kill: {args.clients} clients for {args.duration} s; "
-            if "kill" in args.parts
-            else ""
-        )
-        + f"roughly {est // 60} min {est % 60} s."
+        f"bench/cluster-repair: {', '.join(args.parts)}; {plan}"
+        f"roughly {est // 60} min {est % 60} s."
     )
-    print(
-        f"{describe_code(settings['code'])} Pinning: {pinning.describe()}."
-        f" Load average: {bench.loads[0][1]}.",
-        flush=True,
-    )
+    print(bench.describe_start(), flush=True)
     with bench:
         checkNodePlugin()
         log_root.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from disperse.testing.cluster import (
     KeepAlive,
     NodeProcess,
     ProcessSet,
+    cpuSeconds,
     freePorts,
     httpRequest,
     loopbackArgs,
@@ -57,10 +58,6 @@ class BenchError(ClusterError):
     The benchmark cannot go on (a server did not start, a tool is missing).
     The message is meant for the person running the script.
     """
-
-
-def utc_stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def install_termination_handlers() -> None:
@@ -214,6 +211,16 @@ def boot_nodes(
     return nodes
 
 
+def nodes_cpu(nodes: Sequence[Node]) -> dict[str, float]:
+    """
+    utime + stime of each node so far, in seconds.
+    """
+    try:
+        return {n.name: cpuSeconds(n.pid) for n in nodes}
+    except OSError as e:
+        raise BenchError(f"a node is gone: {e}") from e
+
+
 def wait_converged(nodes: Sequence[Node], check: Callable[[], None]) -> float:
     return waitConverged({n.name: n.http_port for n in nodes}, CONVERGE_TIMEOUT, check)
 
@@ -310,11 +317,21 @@ def bench_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def add_wrk_options(
-    parser: argparse.ArgumentParser, interleaved: str, per: str, quick: str
+    parser: argparse.ArgumentParser,
+    interleaved: str,
+    per: str,
+    quick: str,
+    workloads: Sequence[str],
 ) -> None:
     """
-    C{--duration}, C{--reps}, C{--warmup} and C{--quick} of the wrk scripts.
+    C{--duration}, C{--reps}, C{--warmup}, C{--quick} and C{--workloads}
+    (one of C{workloads} or more) of the wrk scripts.
     """
+    parser.add_argument(
+        "--workloads",
+        default=",".join(workloads),
+        help=f"comma-separated subset of {','.join(workloads)}",
+    )
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds per wrk run (default 10)"
     )
@@ -425,11 +442,6 @@ def describe_code(code: dict[str, Any]) -> str:
     return f"Code: {code['commit'][:12]}{dirty}."
 
 
-def write_results(path: Path, results: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-
-
 class BenchRun:
     """
     One run of a script: its results (to L{save} as JSON), its logs
@@ -443,7 +455,7 @@ class BenchRun:
     def __init__(self, name: str, output: Path | None, config: dict[str, Any]) -> None:
         install_termination_handlers()
         self.prog = f"bench/{name}"
-        self.stamp = utc_stamp()
+        self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.output = output or RESULTS_DIR / f"{name}-{self.stamp}.json"
         self.log_dir = RESULTS_DIR / f"{name}-{self.stamp}-logs"
         self.loads: list[tuple[str, str]] = [("start", loadavg())]
@@ -490,11 +502,22 @@ class BenchRun:
 
     def save(self, **parts: Any) -> None:
         self.results.update(parts)
-        write_results(self.output, self.results)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.write_text(json.dumps(self.results, indent=2, default=str) + "\n")
 
     def partial(self) -> None:
         if not self.results["complete"]:
             print("PARTIAL RESULTS: the run did not finish.\n")
+
+    def describe_start(self) -> str:
+        """
+        The code under test, the pinning and the load average at the start.
+        """
+        config = self.results["config"]
+        return (
+            f"{describe_code(config['code'])} Pinning: {config['pinning']}."
+            f" Load average: {self.loads[0][1]}."
+        )
 
     def describe_loads(self) -> str:
         return "Load average (1, 5, 15 min): " + "; ".join(
@@ -599,6 +622,14 @@ def wrk_version() -> str:
     )
     lines = (done.stdout or done.stderr).splitlines()
     return lines[0].strip() if lines else "unknown"
+
+
+def keyed_value(i: int, base: str) -> str:
+    """
+    The value of the C{i}th key of a preload: distinct per key,
+    L{VALUE_SIZE} characters.
+    """
+    return f"{i:08d}{base}"[:VALUE_SIZE]
 
 
 def put_body(value: str) -> bytes:

@@ -186,7 +186,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "HTTP req/s and latency of a Disperse node against bare Klein and "
         "bare twisted.web references (GET hit, GET miss, JSON PUT), with wrk.",
     )
-    add_wrk_options(parser, "servers interleaved", "server", "3 s runs, 1 s warm-up")
+    add_wrk_options(
+        parser, "servers interleaved", "server", "3 s runs, 1 s warm-up", WORKLOADS
+    )
     parser.add_argument(
         "--connections",
         type=int,
@@ -194,11 +196,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"wrk connections (default {CONNECTIONS}; the goals assume {CONNECTIONS})",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument(
-        "--workloads",
-        default=",".join(WORKLOADS),
-        help=f"comma-separated subset of {','.join(WORKLOADS)}",
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1

@@ -342,17 +342,18 @@ class BudgetResult:
 
 
 def measure_budget(
-    pinning: Pinning,
-    max_memory: str,
-    factor: float,
-    value_size: int,
-    connections: int,
-    slack_mb: float,
-    timeout: float,
-    log_dir: Path,
+    pinning: Pinning, args: argparse.Namespace, log_dir: Path
 ) -> BudgetResult:
+    """
+    The budget run: C{--max-memory}, C{--factor}, C{--value-size},
+    C{--connections}, C{--slack-mb} and C{--timeout} come from C{args}.
+    """
     from disperse.units import parseSize
 
+    max_memory: str = args.max_memory
+    factor: float = args.factor
+    value_size: int = args.value_size
+    connections: int = args.connections
     budget = parseSize(max_memory)
     entry_bytes = len(BUDGET_KEY_FORMAT % 0) + value_size
     data_target = int(budget * factor)
@@ -374,7 +375,7 @@ def measure_budget(
             idle_samples.append(residentBytes(node.pid))
             time.sleep(0.1)
         idle = sorted(idle_samples)[len(idle_samples) // 2]
-        slack = int(slack_mb * MIB)
+        slack = int(args.slack_mb * MIB)
         result = BudgetResult(
             max_memory=max_memory,
             budget_bytes=budget,
@@ -406,7 +407,7 @@ def measure_budget(
             )
 
         try:
-            load = put_load(port, puts, value_size, connections, timeout, progress)
+            load = put_load(port, puts, value_size, connections, args.timeout, progress)
         finally:
             sampler.stop()
         time.sleep(1.0)
@@ -545,16 +546,7 @@ def main(argv: Sequence[str]) -> int:
         if not args.skip_budget:
             checkNodePlugin()
             bench.log_dir.mkdir(parents=True, exist_ok=True)
-            budget = measure_budget(
-                pinning,
-                args.max_memory,
-                args.factor,
-                args.value_size,
-                args.connections,
-                args.slack_mb,
-                args.timeout,
-                bench.log_dir,
-            )
+            budget = measure_budget(pinning, args, bench.log_dir)
             bench.results["budget"] = asdict(budget) | {
                 "peak_rss": budget.peak_rss,
                 "ok": budget.ok,
