@@ -16,7 +16,6 @@ import resource
 import shutil
 import statistics
 import string
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,6 @@ from bench._bench_common import (
     Run,
     Server,
     WrkPlan,
-    WrkResult,
     add_node_options,
     add_wrk_options,
     bench_parser,
@@ -51,6 +49,7 @@ from bench._bench_common import (
     choose_pinning,
     code_version,
     combine,
+    finish_wrks,
     format_table,
     goals_table,
     keyed_value,
@@ -58,7 +57,6 @@ from bench._bench_common import (
     median_of,
     medians_table,
     nodes_cpu,
-    parse_wrk,
     print_log_problems,
     put_body,
     ratio_goal,
@@ -324,50 +322,6 @@ class Measured:
         return sum(self.server_cpu_pct.values()) - self.loaded_cpu_pct
 
 
-def run_wrks(
-    plan: Plan,
-    targets: Sequence[Node],
-    every_node: Sequence[Node],
-    workload: str,
-    seconds: int,
-) -> tuple[list[tuple[WrkResult, str]], dict[str, float], float, float]:
-    """
-    One wrk per target, all at once, each with its share of the
-    connections; waits for all (bounded). Returns each wrk's result and
-    output, each node's CPU time (s) over the run, the wrks' CPU time (s,
-    all of them together) and the run's wall-clock time (s).
-    """
-    per_target = plan.connections // len(targets)
-    before_cpu = nodes_cpu(every_node)
-    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    jobs = [(node, plan.scripts[workload]) for node in targets]
-    with ProcessSet(cwd=REPO_DIR) as wrks:
-        outputs = start_wrks(wrks, plan.pinning, jobs, per_target, seconds, plan.tmpdir)
-        deadline = started + seconds + 30
-        for proc, log in outputs:
-            left = deadline - time.monotonic()
-            try:
-                code = proc.wait(max(left, 0.1))
-            except subprocess.TimeoutExpired as e:  # the ProcessSet kills them
-                raise BenchError(f"wrk did not finish within {seconds + 30} s") from e
-            if code != 0:
-                text = log.read_text(errors="replace")
-                raise BenchError(f"{proc.name} failed (exit {code}):\n{text}")
-    wall = time.monotonic() - started
-    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    after_cpu = nodes_cpu(every_node)
-    wrk_cpu = (after_children.ru_utime - before_children.ru_utime) + (
-        after_children.ru_stime - before_children.ru_stime
-    )
-    results = []
-    for _, log in outputs:
-        text = log.read_text(errors="replace")
-        results.append((parse_wrk(text), text))
-    server_cpu = {name: after_cpu[name] - before_cpu[name] for name in before_cpu}
-    return results, server_cpu, wrk_cpu, wall
-
-
 def place_nodes(pinning: Pinning, loaded: Sequence[Node], idle: Sequence[Node]) -> None:
     """
     The loaded configuration's nodes on the server CPU, the idle one's on
@@ -385,12 +339,28 @@ def place_nodes(pinning: Pinning, loaded: Sequence[Node], idle: Sequence[Node]) 
 def measure(
     plan: Plan, config: str, workload: str, rep: int, seconds: int, paced: bool = False
 ) -> Measured:
+    """
+    One wrk per node of C{config}, all at once, each with its share of the
+    connections, and the CPU time of every node and of the wrks meanwhile.
+    """
     every_node = [plan.single, *plan.cluster]
     targets = [plan.single] if config == "single" else list(plan.cluster)
     place_nodes(plan.pinning, targets, [n for n in every_node if n not in targets])
-    results, server_cpu, wrk_cpu, wall = run_wrks(
-        plan, targets, every_node, workload, seconds
+    per_target = plan.connections // len(targets)
+    before_cpu = nodes_cpu(every_node)
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    jobs = [(node, plan.scripts[workload]) for node in targets]
+    with ProcessSet(cwd=REPO_DIR) as wrks:
+        outputs = start_wrks(wrks, plan.pinning, jobs, per_target, seconds, plan.tmpdir)
+        results = finish_wrks(outputs, seconds + 30)
+    wall = time.monotonic() - started
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after_cpu = nodes_cpu(every_node)
+    wrk_cpu = (after_children.ru_utime - before_children.ru_utime) + (
+        after_children.ru_stime - before_children.ru_stime
     )
+    server_cpu = {name: after_cpu[name] - before_cpu[name] for name in before_cpu}
     combined = combine([r for r, _ in results])
     raw = "\n".join(
         f"== {n.name} ==\n{text}" for n, (_, text) in zip(targets, results, strict=True)

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import math
 import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import string
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +46,12 @@ from bench._bench_common import (
     choose_pinning,
     code_version,
     combine,
+    finish_wrks,
     format_table,
     goals_table,
     keyed_value,
     lua_quote,
     nodes_cpu,
-    parse_wrk,
     print_log_problems,
     put_body,
     scan_logs,
@@ -67,6 +64,7 @@ from bench._bench_common import (
 )
 from bench._launch import REPO_DIR
 from disperse.testing.cluster import (
+    ClusterError,
     KeepAlive,
     Lost,
     ProcessSet,
@@ -108,8 +106,9 @@ READBACK_TIMEOUT = 300.0
 
 DETECT_TIMEOUT = 30.0
 
-_MEMBER = re.compile(r"\] member (\S+) (joined|updated|failed|left) \(")
-_REBUILT = re.compile(r"\] partition table rebuilt for (\d+) members")
+_FAILED = re.compile(rf"\] member {VICTIM} failed \(")
+_REBUILT_2 = re.compile(r"\] partition table rebuilt for 2 members")
+_REBUILT_3 = re.compile(r"\] partition table rebuilt for 3 members")
 _CATCHING_UP = re.compile(r"\] catching up (\d+) partitions from (\d+) members")
 _CAUGHT_UP = re.compile(r"\] caught up: (\d+) keys pulled")
 _HTTP_LISTENING = re.compile(r"\] HTTP API listening on (\S+):(\d+)")
@@ -154,15 +153,24 @@ def kill9(procs: ProcessSet, node: Node) -> float:
 
 
 def first_event(
-    path: Path,
-    pattern: re.Pattern[str],
-    since: float | None,
-    accept: Callable[[re.Match[str]], bool] = lambda m: True,
+    path: Path, pattern: re.Pattern[str], since: float | None = None
 ) -> float | None:
-    for at, m in logEvents(path, pattern, since):
-        if accept(m):
-            return at
-    return None
+    found = logEvents(path, pattern, since)
+    return found[0][0] if found else None
+
+
+def found_at(
+    found: Sequence[tuple[float, re.Match[str]]], origin: float | None, **groups: int
+) -> dict[str, Any] | None:
+    """
+    The C{groups} (name: group number) of the first of these log lines, as
+    integers, and its time from C{origin}; C{None} when there is none.
+    """
+    if not found:
+        return None
+    at, m = found[0]
+    figures: dict[str, Any] = {k: int(m.group(g)) for k, g in groups.items()}
+    return {**figures, "from_listening_s": _rel(at, origin)}
 
 
 # --- part 1: loading K keys with wrk ------------------------------------------------
@@ -250,23 +258,14 @@ def run_load(
             if all(count >= keys for count in seen.values()):
                 done_at = time.monotonic()
                 break
-        for proc, _ in outputs:
-            proc.signal(signal.SIGINT)
-        for proc, _ in outputs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired as e:  # the ProcessSet kills it
-                raise BenchError(f"{proc.name} did not stop on SIGINT") from e
-    if done_at is None:
-        raise BenchError(
-            f"after {timeout:.0f} s of load the nodes hold {seen} keys, not "
-            f"{keys}: writes are being lost or the machine is far too slow"
-        )
-    texts = {
-        node.name: log.read_text(errors="replace")
-        for (node, _), (_, log) in zip(targets, outputs, strict=True)
-    }
-    total = combine([parse_wrk(text) for text in texts.values()])
+        if done_at is None:
+            raise BenchError(
+                f"after {timeout:.0f} s of load the nodes hold {seen} keys, not "
+                f"{keys}: writes are being lost or the machine is far too slow"
+            )
+        results = finish_wrks(outputs, 15, interrupt=True)
+    total = combine([r for r, _ in results])
+    texts = {n.name: text for (n, _), (_, text) in zip(targets, results, strict=True)}
     seconds = done_at - started
     return Load(
         targets=[n.name for n, _ in targets],
@@ -293,7 +292,8 @@ def sample_problems(
     """
     Read L{SAMPLE_KEYS} random keys back, taking C{nodes} in turn: at the
     default consistency (quorum), or from each node's own store. Returns
-    the wrong answers (empty when all were right).
+    the wrong answers (empty when all were right); at quorum, where a wrong
+    answer voids the load, raises L{BenchError} instead.
     """
     sample = rng.sample(range(1, keys + 1), min(SAMPLE_KEYS, keys))
     headers = {"X-Is-Sync": "true"} if local else {}
@@ -313,22 +313,12 @@ def sample_problems(
                 f"{node.name} ({where}): GET {key_name(i)} answered {status} "
                 f"{body[:80]!r}, want {want!r}"
             )
-    return problems
-
-
-def check_sample(
-    nodes: Sequence[Node], keys: int, base: str, rng: random.Random
-) -> None:
-    """
-    L{sample_problems} at quorum, where a wrong answer means the load
-    itself is void: raises L{BenchError}.
-    """
-    problems = sample_problems(nodes, keys, base, rng, local=False)
-    if problems:
+    if problems and not local:
         raise BenchError(
             f"{len(problems)} of {SAMPLE_KEYS} keys read back wrong after the "
             "load, e.g. " + "; ".join(problems[:3])
         )
+    return problems
 
 
 # --- part 1: one repetition ---------------------------------------------------------
@@ -361,11 +351,6 @@ class RepairRep:
     applied: int
     local_sample_problems: list[str]  # wrong answers from c3's own store
     stats_after: dict[str, Any] = field(repr=False)
-
-    @property
-    def repaired_per_sec(self) -> float | None:
-        s = self.repair_from_listening_s
-        return self.keys / s if s else None
 
 
 def _rel(at: float | None, origin: float | None) -> float | None:
@@ -415,22 +400,20 @@ def restart_and_time(
     while time.monotonic() < deadline:
         check_running([node])
         try:
-            status, body = httpRequest(node.http_port, "GET", "/stats", timeout=1.0)
-        except (OSError, http.client.HTTPException):
+            count = int(getJSON(node.http_port, "/stats", timeout=1.0)["keys"])
+        except ClusterError:
             pass
         else:
             now = time.monotonic()
-            if status == 200:
-                if first_answer is None:
-                    first_answer = now
-                    cpu_from = nodes_cpu([node, *others])
-                count = int(json.loads(body)["keys"])
-                if not timeline or timeline[-1][1] != count:
-                    timeline.append((round(now - node.proc.started, 3), count))
-                if count >= keys:
-                    done = now
-                    cpu_to = nodes_cpu([node, *others])
-                    break
+            if first_answer is None:
+                first_answer = now
+                cpu_from = nodes_cpu([node, *others])
+            if not timeline or timeline[-1][1] != count:
+                timeline.append((round(now - node.proc.started, 3), count))
+            if count >= keys:
+                done = now
+                cpu_to = nodes_cpu([node, *others])
+                break
         # Every STATS_POLL_S; a slow answer delays the next poll, never
         # bunches them up.
         next_poll = max(next_poll + STATS_POLL_S, time.monotonic())
@@ -476,7 +459,7 @@ def repair_rep(
             wait_converged([single], procs.check)
             jobs = [(single, scripts["all"])]
             load = run_load(pinning, tmpdir, jobs, keys, load_timeout)
-            check_sample([single], keys, base, rng)
+            sample_problems([single], keys, base, rng, local=False)
             print(f"  single node: {load.describe()}", flush=True)
             procs.forget(single.proc)
             return load
@@ -489,7 +472,7 @@ def repair_rep(
         survivors = [c1, c2]
         jobs = [(c1, scripts["c1"]), (c2, scripts["c2"])]
         load = run_load(pinning, tmpdir, jobs, keys, load_timeout)
-        check_sample(survivors, keys, base, rng)
+        sample_problems(survivors, keys, base, rng, local=False)
         how = " at quorum through c1 and c2"
         print(
             f"  cluster, c3 killed: {load.describe(how)}; {SAMPLE_KEYS} read back"
@@ -509,7 +492,7 @@ def repair_rep(
         new, polled = restart_and_time(
             procs, pinning, log_dir, c3, c1, [c1, c2], keys, args.repair_timeout, extra
         )
-        listening = first_event(new.log_path, _HTTP_LISTENING, None)
+        listening = first_event(new.log_path, _HTTP_LISTENING)
         if listening is None:
             listening = polled["first_answer"]
         done = polled["done"]
@@ -523,9 +506,7 @@ def repair_rep(
             check_running([new])
             time.sleep(0.1)
         catching = logEvents(new.log_path, _CATCHING_UP)
-        table3 = first_event(
-            new.log_path, _REBUILT, None, lambda m: m.group(1) == str(len(NODES))
-        )
+        table3 = first_event(new.log_path, _REBUILT_3)
         local_problems = sample_problems([new], keys, base, rng, local=True)
         everyone = [c1, c2, new]
         stats = {n.name: getJSON(n.http_port, "/stats") for n in everyone}
@@ -552,23 +533,8 @@ def repair_rep(
         nodes_cpu_pct=polled["cpu_pct"],
         keys_timeline=polled["timeline"],
         c3_table_rebuilt_s=_rel(table3, listening),
-        catching_up=(
-            {
-                "partitions": int(catching[0][1].group(1)),
-                "sources": int(catching[0][1].group(2)),
-                "from_listening_s": _rel(catching[0][0], listening),
-            }
-            if catching
-            else None
-        ),
-        caught_up=(
-            {
-                "keys_pulled": int(caught[0][1].group(1)),
-                "from_listening_s": _rel(caught[0][0], listening),
-            }
-            if caught
-            else None
-        ),
+        catching_up=found_at(catching, listening, partitions=1, sources=2),
+        caught_up=found_at(caught, listening, keys_pulled=1),
         hints_delivered={
             n: int(stats[n]["replication"]["hintsDelivered"]) for n in SURVIVORS
         },
@@ -837,20 +803,9 @@ def wait_for_rebuild(
     deadline = time.monotonic() + DETECT_TIMEOUT
     while True:
         check_running(survivors)
-        detected = {
-            n.name: first_event(
-                n.log_path,
-                _MEMBER,
-                killed,
-                lambda m: m.group(1) == VICTIM and m.group(2) == "failed",
-            )
-            for n in survivors
-        }
+        detected = {n.name: first_event(n.log_path, _FAILED, killed) for n in survivors}
         rebuilt = {
-            n.name: first_event(
-                n.log_path, _REBUILT, killed, lambda m: m.group(1) == "2"
-            )
-            for n in survivors
+            n.name: first_event(n.log_path, _REBUILT_2, killed) for n in survivors
         }
         if all(rebuilt.values()) or time.monotonic() > deadline:
             return detected, rebuilt
@@ -986,7 +941,7 @@ def figures(r: RepairRep) -> dict[str, float | None]:
         "repair_from_listening_s": r.repair_from_listening_s,
         "repair_from_start_s": r.repair_from_start_s,
         "restart_to_listening_s": r.restart_to_listening_s,
-        "repaired_per_sec": r.repaired_per_sec,
+        "repaired_per_sec": r.keys / s if (s := r.repair_from_listening_s) else None,
         "cluster_keys_per_sec": r.cluster_load["keys_per_sec"],
         "single_keys_per_sec": r.single_load["keys_per_sec"],
         "caught_up_s": (r.caught_up or {}).get("from_listening_s"),
@@ -1086,8 +1041,10 @@ def kill_table(k: Mapping[str, Any]) -> str:
             f"{p['errors_survivors']} errors on c1/c2, {p['errors_c3']} on c3"
         )
 
-    det = k["detection_s"]
-    reb = k["rebuilt_s"]
+    def after_kill(times: Mapping[str, float | None]) -> str:
+        c1, c2 = (_s(times.get(n), ".2f") for n in SURVIVORS)
+        return f"{c1} s, {c2} s after the kill"
+
     back = k["readback"]
     rows = [
         [
@@ -1105,16 +1062,8 @@ def kill_table(k: Mapping[str, Any]) -> str:
         ["throughput before the kill", phase("before")],
         ["  kill -> table rebuilt", phase("during")],
         ["  after the rebuild", phase("after")],
-        [
-            "member c3 failed (c1, c2)",
-            f"{_s(det.get('c1'), '.2f')} s, {_s(det.get('c2'), '.2f')} s "
-            "after the kill",
-        ],
-        [
-            "table rebuilt for 2 members (c1, c2)",
-            f"{_s(reb.get('c1'), '.2f')} s, {_s(reb.get('c2'), '.2f')} s "
-            "after the kill",
-        ],
+        ["member c3 failed (c1, c2)", after_kill(k["detection_s"])],
+        ["table rebuilt for 2 members (c1, c2)", after_kill(k["rebuilt_s"])],
         [
             "errors on c1/c2 (whole run)",
             f"{k['errors_survivors']} ({k['errors_survivors_before_kill']} before "

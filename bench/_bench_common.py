@@ -727,6 +727,31 @@ def start_wrks(
     return started
 
 
+def finish_wrks(
+    outputs: Sequence[tuple[NodeProcess, Path]], timeout: float, interrupt: bool = False
+) -> list[tuple[WrkResult, str]]:
+    """
+    Wait (C{timeout} s in all) for the wrks of L{start_wrks}, first stopped
+    with SIGINT (wrk then prints its figures) when C{interrupt}; each one's
+    result and output. One that fails or outlives C{timeout} is an error
+    (its ProcessSet then kills it).
+    """
+    if interrupt:
+        for proc, _ in outputs:
+            proc.signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for proc, log in outputs:
+        try:
+            code = proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"{proc.name} did not end within {timeout:.0f} s") from e
+        if code != 0 and not interrupt:
+            text = log.read_text(errors="replace")
+            raise BenchError(f"{proc.name} failed (exit {code}):\n{text}")
+    texts = [log.read_text(errors="replace") for _, log in outputs]
+    return [(parse_wrk(text), text) for text in texts]
+
+
 def combine(results: Sequence[WrkResult]) -> WrkResult:
     """
     Several concurrent wrks as one: req/s, requests, non-2xx and socket

@@ -1,18 +1,9 @@
 """
-The HTTP throughput/latency benchmark behind C{bench/http}.
-
-One run starts three servers side by side, each pinned to the same CPU and
-all on the same reactor type:
-
- - C{disperse}: a real node through C{twistd disperse};
- - C{klein}: a bare Klein app with C{/cache/<key>} GET and JSON PUT
-   (L{bench._refs.klein_ref});
- - C{twisted.web}: a bare C{twisted.web} resource doing the same
-   (L{bench._refs.web_ref}).
-
-It then drives each with C{wrk -t1 -c50 --latency} (pinned to another CPU)
-for three workloads (GET hit, GET miss, PUT), interleaving the servers within
-each repetition, and reports medians, ratios and the goals.
+The HTTP throughput/latency benchmark behind C{bench/http}: a Disperse node
+next to bare Klein and twisted.web references (L{bench._refs}), all on one
+CPU, under wrk on another (GET hit, GET miss, PUT), the servers interleaved
+within each repetition; medians, ratios and goals. The method is described
+in bench/README.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """
-The memory benchmark behind C{bench/memory}.
-
- 1. In-process: the per-entry cost of L{disperse.store.Store} beyond the key
-    and value bytes, at a million entries, without and with a TTL (so that
-    the expiry index is counted). Each variant runs in a fresh interpreter
-    (C{python -m bench._bench_memory --worker ...}) so that memory freed by
-    one does not flatter the other.
- 2. Budget: a real node started with C{--max-memory 64MB} receives three
-    times its budget in distinct keys over HTTP; its resident set is sampled
-    throughout and compared with budget + idle baseline + slack.
+The memory benchmark behind C{bench/memory}: the per-entry cost of
+L{disperse.store.Store} beyond key and value, in a fresh interpreter per
+variant (C{--worker}), and the resident set of a real node written three
+times its C{--max-memory} budget. The method is described in
+bench/README.md.
 """
 
 from __future__ import annotations
