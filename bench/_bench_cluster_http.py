@@ -131,17 +131,6 @@ GOSSIP_COLUMNS = (
 # --- nodes ------------------------------------------------------------------------
 
 
-def start_nodes(
-    procs: ProcessSet, pinning: Pinning, log_dir: Path, extra: Sequence[str]
-) -> tuple[Node, list[Node]]:
-    """
-    The single node, then the cluster: C{c1}, and the two other nodes
-    joining through it once it answers.
-    """
-    [single] = boot_nodes(procs, pinning, log_dir, [SINGLE_NODE], extra)
-    return single, boot_nodes(procs, pinning, log_dir, CLUSTER_NODES, extra)
-
-
 def calibrate(
     procs: ProcessSet, pinning: Pinning, log_dir: Path, seconds: int, connections: int
 ) -> dict[str, float]:
@@ -721,9 +710,10 @@ def main(argv: Sequence[str]) -> int:
             ProcessSet(cwd=REPO_DIR) as procs,
         ):
             tmpdir = Path(tmp)
-            single, cluster = start_nodes(
-                procs, pinning, log_dir, ["--log-level", args.log_level, *args.node_arg]
-            )
+            # The single node, then the cluster (c1, the others joining it).
+            extra = ["--log-level", args.log_level, *args.node_arg]
+            [single] = boot_nodes(procs, pinning, log_dir, [SINGLE_NODE], extra)
+            cluster = boot_nodes(procs, pinning, log_dir, CLUSTER_NODES, extra)
             nodes = [single, *cluster]
             results["nodes"] = {
                 n.name: {

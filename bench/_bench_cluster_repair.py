@@ -194,10 +194,6 @@ def write_load_script(
     return write_cycle_script(path, "bench/cluster-repair", first, last, request)
 
 
-def stats_keys(node: Node) -> int:
-    return int(getJSON(node.http_port, "/stats", timeout=2.0)["keys"])
-
-
 @dataclass
 class Load:
     """
@@ -254,7 +250,10 @@ def run_load(
                 if code is not None:
                     text = log.read_text(errors="replace")
                     raise BenchError(f"{proc.name} exited early ({code}):\n{text}")
-            seen = {n.name: stats_keys(n) for n in watched}
+            seen = {
+                n.name: int(getJSON(n.http_port, "/stats", timeout=2.0)["keys"])
+                for n in watched
+            }
             if all(count >= keys for count in seen.values()):
                 done_at = time.monotonic()
                 break

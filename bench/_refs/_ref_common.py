@@ -21,18 +21,15 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 
-def install_reactor() -> str:
+def install_reactor() -> None:
     """
     Install the platform's default reactor (epoll on Linux), the one
     C{twistd} picks when given no C{--reactor}; call this before anything
-    imports C{twisted.internet.reactor}. Returns the reactor's class name.
+    imports C{twisted.internet.reactor}.
     """
     from twisted.internet import default
 
     default.install()
-    from twisted.internet import reactor
-
-    return type(reactor).__name__
 
 
 class MemoryCache:
