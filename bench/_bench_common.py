@@ -149,12 +149,11 @@ class Node:
     def client(self) -> KeepAlive:
         return KeepAlive(self.http_port)
 
-    def wait_ready(self) -> float:
+    def wait_ready(self) -> None:
         """
-        Poll C{/health} until it answers 200; the time.monotonic() then.
+        Poll C{/health} until it answers 200 (L{startup_s}: how long it took).
         """
         self.startup_s = self.proc.waitHealthy(self.http_port, interval=0.05)
-        return time.monotonic()
 
 
 def start_node(
