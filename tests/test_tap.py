@@ -19,7 +19,6 @@ from disperse.node import Node
 from disperse.store.hlc import physicalMs
 from disperse.tap import DEVELOPMENT_SECRET, Options, makeService
 from disperse.testing import MemoryReactorWithUDP
-from disperse.units import parseDuration, parseHostPort, parseSize
 from disperse.web.service import HTTPService
 
 
@@ -176,31 +175,6 @@ class OptionsTests(SynchronousTestCase):
     def test_badEnvironment(self) -> None:
         with self.assertRaises(usage.UsageError):
             parse([], {"PORT": "x"})
-
-
-class ParsingTests(SynchronousTestCase):
-    def test_sizes(self) -> None:
-        self.assertEqual(
-            [
-                parseSize(s)
-                for s in ("100", "1KB", "1kib", "1K", "2MB", "1.5GiB", "3 gb")
-            ],
-            [100, 1000, 1024, 1024, 2_000_000, 1536 * 1024**2, 3_000_000_000],
-        )
-
-    def test_durations(self) -> None:
-        self.assertEqual(
-            [parseDuration(s) for s in ("10", "500ms", "2m", "1h", "1d", "250us")],
-            [10.0, 0.5, 120.0, 3600.0, 86400.0, 0.00025],
-        )
-        self.assertRaises(ValueError, parseDuration, "-1s")
-        self.assertRaises(ValueError, parseDuration, "1 fortnight")
-
-    def test_hostPort(self) -> None:
-        self.assertEqual(parseHostPort("host", 7946), ("host", 7946))
-        self.assertEqual(parseHostPort("[fe80::1]:7000", 7946), ("fe80::1", 7000))
-        self.assertEqual(parseHostPort("fe80::1", 7946), ("fe80::1", 7946))
-        self.assertRaises(ValueError, parseHostPort, "[::1", 7946)
 
 
 class MakeServiceTests(SynchronousTestCase):

@@ -29,7 +29,7 @@ from disperse.cluster.placement import (
     moves,
     parseReplicas,
 )
-from disperse.store.partition import KEY_SEED, PARTITION_COUNT, partitionOf
+from disperse.store.partition import PARTITION_COUNT, partitionOf
 
 P = PARTITION_COUNT
 REPLICAS = (1, 2, 3)
@@ -107,34 +107,6 @@ def assertWellFormed(t: PartitionTable) -> None:
     primaryBound = max(LOAD_BOUND * Fraction(P, n), Fraction(-(-P // n)))
     for name, load in primaryLoads(t).items():
         assert load <= primaryBound, name
-
-
-# Hashing keys
-
-
-def test_partitionOfIsPinned() -> None:
-    """
-    The partition of a key is xxh64 of its UTF-8 bytes, seed fixed, low 10
-    bits: part of the contract between nodes, so pinned.
-    """
-    assert PARTITION_COUNT == 1024
-    keys = ("", "a", "user:42", "ключ", "🔑")
-    assert [partitionOf(k) for k in keys] == [372, 877, 900, 201, 143]
-    assert (
-        partitionOf("ключ")
-        == xxhash.xxh64_intdigest("ключ".encode(), KEY_SEED) % PARTITION_COUNT
-    )
-
-
-def test_partitionOfSpreadsKeys() -> None:
-    """
-    100 keys per partition on average: none gets fewer than half or more
-    than one and a half times that (five standard deviations out).
-    """
-    counts = Counter(partitionOf(f"key-{i}") for i in range(100 * P))
-    assert len(counts) == P
-    assert min(counts.values()) >= 50
-    assert max(counts.values()) <= 150
 
 
 # Balance

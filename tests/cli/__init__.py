@@ -1,0 +1,3 @@
+"""
+Tests of the C{disperse} command line that need no node.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests of the fakes and checkers that L{disperse.testing} ships.
+"""
