@@ -18,7 +18,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import (
@@ -319,11 +319,18 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
-            if self.parent is None:
-                raise
-            sys.stderr.write(f"{COMMAND}: {e} (see {COMMAND} --help)\n")
-            sys.stderr.flush()
-            raise SystemExit(1) from None
+            self.refuse(e)
+
+    def refuse(self, error: usage.UsageError) -> NoReturn:
+        """
+        Say C{error} in one line and exit with status 1 under C{twistd};
+        raise it when this Options has no parent (parsed on its own).
+        """
+        if self.parent is None:
+            raise error
+        sys.stderr.write(f"{COMMAND}: {error} (see {COMMAND} --help)\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
 
     def opt_peer(self, peer: str) -> None:
         """
@@ -520,8 +527,17 @@ class Options(usage.Options):
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
-    Build a node and its front ends from parsed options.
+    Build a node and its front ends from parsed options. Values that only
+    building can check (an endpoint description, TLS files) are refused
+    like bad flags: one line under C{twistd}, L{usage.UsageError} otherwise.
     """
+    try:
+        return _buildService(options, reactor)
+    except usage.UsageError as e:
+        options.refuse(e)
+
+
+def _buildService(options: Options, reactor: Any) -> IService:
     if reactor is None:
         from twisted.internet import reactor as globalReactor  # noqa: PLC0415
 

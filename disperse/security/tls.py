@@ -78,9 +78,10 @@ def loadClusterTLS(caPath: str, certPath: str, keyPath: str | None) -> ClusterTL
     @raise TLSConfigError: if any is missing, unreadable, or not a
         certificate signed by the CA.
     """
+    caPEM = _read(caPath, "--cluster-ca")
     try:
-        ca = Certificate.loadPEM(_read(caPath, "--cluster-ca"))
-    except (SSL.Error, ValueError) as e:
+        ca = Certificate.loadPEM(caPEM)
+    except (SSL.Error, crypto.Error, ValueError) as e:
         raise TLSConfigError(f"--cluster-ca: not a PEM certificate ({e})") from None
     certPEM = _read(certPath, "--node-cert")
     keyPEM = _read(keyPath, "--node-key") if keyPath else certPEM
@@ -88,14 +89,14 @@ def loadClusterTLS(caPath: str, certPath: str, keyPath: str | None) -> ClusterTL
         node = PrivateCertificate.fromCertificateAndKeyPair(
             Certificate.loadPEM(certPEM), KeyPair.load(keyPEM, crypto.FILETYPE_PEM)
         )
-    except (SSL.Error, ValueError) as e:
+    except (SSL.Error, crypto.Error, ValueError) as e:
         raise TLSConfigError(
             f"--node-cert/--node-key: not a PEM certificate and key ({e})"
         ) from None
     try:
         options = _options(ca, node)
         options.getContext()
-    except (SSL.Error, ValueError) as e:
+    except (SSL.Error, crypto.Error, ValueError) as e:
         raise TLSConfigError(
             f"the node certificate and key do not match ({e})"
         ) from None

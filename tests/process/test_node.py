@@ -113,7 +113,8 @@ def test_binaryRoundTrip(tmp_path: Path) -> None:
 def test_badOptionIsOneLine() -> None:
     """
     A bad or unknown flag is said in one line on standard error, with a
-    hint to C{--help}, instead of twistd's whole usage; exit status 1.
+    hint to C{--help}, instead of twistd's whole usage or a traceback; exit
+    status 1.
     """
     for argv, error in [
         (["--port", "x"], "--port: 'x' is not a port number"),
@@ -123,6 +124,17 @@ def test_badOptionIsOneLine() -> None:
             " 64MB, 1GiB, 512K",
         ),
         (["--no-such-flag"], "option --no-such-flag not recognized"),
+        # Checked only while the node is built, and said the same way.
+        (
+            ["--http-port", "tcp:notaport"],
+            "--http-port: 'tcp:notaport': invalid literal for int() with base"
+            " 10: 'notaport'",
+        ),
+        (
+            ["--cluster-ca", __file__, "--node-cert", __file__],
+            "--cluster-ca: not a PEM certificate ([('PEM routines', '', 'no start"
+            " line')])",
+        ),
     ]:
         result = subprocess.run(
             [TWISTD, "--nodaemon", "disperse", *argv],
