@@ -1,5 +1,8 @@
 """
-The public HTTP API: a Klein app bound to a L{Node}.
+The public HTTP API of one node: the site's root (L{_Front}), which matches
+each request once against the route table (L{disperse.web.routes}) and
+serves C{/cache/<key>} itself, and a Klein app bound to a L{Node} for the
+other routes.
 
 It keeps the original project's contract (routes, status codes and bodies
 that the seed's curl commands and scripts rely on) and extends it without
