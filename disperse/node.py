@@ -11,15 +11,17 @@ other or into the store directly.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from disperse.cluster.antientropy import AntiEntropy
+from disperse.cluster.clients import RepairClient
 from disperse.cluster.coordinator import (
     Consistency,
     Coordinator,
@@ -27,6 +29,7 @@ from disperse.cluster.coordinator import (
     WriteOutcome,
 )
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
+from disperse.cluster.hints import HintStore
 from disperse.cluster.members import MemberChange, MemberDirectory
 from disperse.cluster.peer.client import PeerCallCounters
 from disperse.cluster.placement import PartitionTable
@@ -40,6 +43,10 @@ from disperse.gossip.swim import Member
 from disperse.logs import logger
 from disperse.store import Record, Store, ValueTooLarge
 from disperse.store.sweeper import ExpirySweeper
+
+# Hints a coordinator keeps for replicas that missed writes: an eighth of
+# the store's budget, and never less than this.
+HINTS_MIN_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,60 @@ class Node(MultiService):
     """
 
     log = logger()
+
+    @classmethod
+    def build(
+        cls,
+        config: NodeConfig,
+        clock: IReactorTime,
+        *,
+        peers: RepairClient,
+        directory: MemberDirectory,
+        membership: Membership | None = None,
+    ) -> Self:
+        """
+        A node named by C{config} with its parts wired to each other: its
+        store, the cluster view over C{directory}, the replica, the
+        coordinator and anti-entropy, which reach other members through
+        C{peers}. C{membership} is as for L{__init__}.
+        """
+        store = Store(clock, nodeIdFor(config.nodeName), maxBytes=config.maxMemory)
+        view = ClusterView(
+            nodeName=config.nodeName,
+            clock=clock,
+            source=directory,
+            replicas=config.replicas,
+            forgetDeparted=config.forgetDeparted,
+        )
+        replica = Replica(store=store, clock=clock)
+        coordinator = Coordinator(
+            view=view,
+            replica=replica,
+            clock=clock,
+            peers=peers,
+            timeout=config.replicaTimeout,
+            readRetryAfter=config.readRetryAfter,
+            hints=HintStore(max(config.maxMemory // 8, HINTS_MIN_BYTES)),
+        )
+        antiEntropy = AntiEntropy(
+            view=view,
+            replica=replica,
+            peers=peers,
+            clock=clock,
+            random=random.Random(),
+            interval=config.antiEntropyInterval,
+        )
+        return cls(
+            config,
+            clock,
+            store=store,
+            directory=directory,
+            view=view,
+            replica=replica,
+            coordinator=coordinator,
+            antiEntropy=antiEntropy,
+            membership=membership,
+        )
 
     def __init__(
         self,

@@ -34,17 +34,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.python import usage
 
-from disperse.cluster.antientropy import AntiEntropy
-from disperse.cluster.coordinator import Coordinator
-from disperse.cluster.hints import HintStore
 from disperse.cluster.members import Advertisement, MemberDirectory
 from disperse.cluster.peer.client import HTTPPeerClient
 from disperse.cluster.peer.server import PeerAPI, PeerServerFactory
 from disperse.cluster.peer.signatures import Signer, Verifier, deriveSecret
 from disperse.cluster.placement import parseReplicas
-from disperse.cluster.replica import Replica
-from disperse.cluster.view import ClusterView
-from disperse.config import NodeConfig, nodeIdFor
+from disperse.config import NodeConfig
 from disperse.gossip.config import PROFILES, GossipSettings
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.service import Membership
@@ -54,7 +49,6 @@ from disperse.node import Node
 from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
 from disperse.security.tls import TLSConfigError, loadClusterTLS
 from disperse.security.wiring import TokenReloader, makeLimits, warnIfOpen
-from disperse.store import Store
 from disperse.units import parseDuration, parseHostPort, parsePort, parseSize
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
 from disperse.web.auth import makeGuard
@@ -576,10 +570,7 @@ def _buildService(options: Options, reactor: Any) -> IService:
 
     # The node's parts, each built with the parts it works with: the
     # member directory (kept current by membership) tells the peer client
-    # where members listen and the view which members hold data.
-    store = Store(clock, nodeIdFor(config.nodeName), maxBytes=config.maxMemory)
-    if options.get("clock-offset"):
-        store.setClockOffset(options["clock-offset"])
+    # where members listen and the node's view which members hold data.
     directory = MemberDirectory()
     peers = HTTPPeerClient(
         reactor,
@@ -587,31 +578,6 @@ def _buildService(options: Options, reactor: Any) -> IService:
         Signer(secret),
         config.replicaTimeout,
         tls=tlsOptions,
-    )
-    view = ClusterView(
-        nodeName=config.nodeName,
-        clock=clock,
-        source=directory,
-        replicas=config.replicas,
-        forgetDeparted=config.forgetDeparted,
-    )
-    replica = Replica(store=store, clock=clock)
-    coordinator = Coordinator(
-        view=view,
-        replica=replica,
-        clock=clock,
-        peers=peers,
-        timeout=config.replicaTimeout,
-        readRetryAfter=config.readRetryAfter,
-        hints=HintStore(max(config.maxMemory // 8, 1024 * 1024)),
-    )
-    antiEntropy = AntiEntropy(
-        view=view,
-        replica=replica,
-        peers=peers,
-        clock=clock,
-        random=random.Random(),
-        interval=config.antiEntropyInterval,
     )
     # What this node gossips about itself: its ports as bound (below).
     advertised = Advertisement(
@@ -629,20 +595,14 @@ def _buildService(options: Options, reactor: Any) -> IService:
         listener=directory,
         rng=random.Random(),
     )
-    node = Node(
-        config,
-        clock,
-        store=store,
-        directory=directory,
-        view=view,
-        replica=replica,
-        coordinator=coordinator,
-        antiEntropy=antiEntropy,
-        membership=membership,
+    node = Node.build(
+        config, clock, peers=peers, directory=directory, membership=membership
     )
+    if options.get("clock-offset"):
+        node.store.setClockOffset(options["clock-offset"])
 
     # Front ends.
-    peerAPI = PeerAPI(replica, Verifier(secret, clock))
+    peerAPI = PeerAPI(node.replica, Verifier(secret, clock))
 
     def peerListening(port: IListeningPort) -> None:
         advertised.peerPort = getattr(port.getHost(), "port", 0)
