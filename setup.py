@@ -31,6 +31,8 @@ setup(
         "cryptography>=42",
         "xxhash>=3.0",
         "prometheus_client>=0.20",
+        # The Redis front end's request parser.
+        "hiredis>=3.0",
     ],
     entry_points={"console_scripts": ["disperse = disperse.cli.main:run"]},
     extras_require={
