@@ -5,6 +5,8 @@ limits, inline quoting, and replies byte for byte.
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.resp.wire import (
@@ -240,3 +242,37 @@ class EncoderTests(SynchronousTestCase):
         for value, text in cases.items():
             self.assertEqual(formatDouble(value), text)
         self.assertEqual(formatDouble(float("nan")), b"nan")
+
+
+def encodeCommand(command: list[bytes]) -> bytes:
+    parts = [b"*%d\r\n" % len(command)]
+    for argument in command:
+        parts.append(b"$%d\r\n%s\r\n" % (len(argument), argument))
+    return b"".join(parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    commands=st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5)),
+    cuts=st.lists(st.integers(min_value=0), max_size=8),
+)
+def test_anySplit(commands: list[list[bytes]], cuts: list[int]) -> None:
+    """
+    Any commands, encoded and cut anywhere, read back as they were.
+    """
+    stream = b"".join(encodeCommand(command) for command in commands)
+    points = sorted({cut % (len(stream) + 1) for cut in cuts})
+    pieces = [
+        stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)
+    ]
+    assert readAll(RequestReader(), pieces) == commands
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_garbage(data: bytes) -> None:
+    """
+    Arbitrary bytes give commands or a protocol error, never an exception.
+    """
+    found = RequestReader(WireLimits(maxBulkLength=100)).feed(data)
+    assert all(isinstance(command, list) and command for command in found.commands)
