@@ -40,7 +40,11 @@ class Command:
     lastKey: int = 0
     step: int = 0
     scope: str | None = None
-    subcommands: Mapping[str, Command] = field(default_factory=dict)
+    # Left out of equality and hashing: a mapping cannot be hashed, and a
+    # command is known by its name and metadata.
+    subcommands: Mapping[str, Command] = field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     @property
     def isContainer(self) -> bool:

@@ -127,6 +127,13 @@ class TableTests(SynchronousTestCase):
         self.assertIn("no_auth", COMMANDS["auth"].flags)
         self.assertIn("no_auth", COMMANDS["hello"].flags)
 
+    def test_hashable(self) -> None:
+        """
+        Commands can key a dictionary (per-command counters), containers too.
+        """
+        counts = {command: 0 for command in COMMANDS.values()}
+        self.assertEqual(len(counts), len(COMMANDS))
+
     def test_scopes(self) -> None:
         self.assertEqual(
             {
