@@ -33,6 +33,12 @@ from typing import IO, Any
 
 from twisted.logger import FileLogObserver, textFileLogObserver
 
+# The processes this module starts run in real time, so its waits, polls
+# and timestamps do too: the one deliberate use of the real clock in the
+# package, taken here once.
+_monotonic = time.monotonic  # wall-clock ok
+_sleep = time.sleep  # wall-clock ok
+
 LOOPBACK = "127.0.0.1"
 DEADLINE = 30.0
 
@@ -83,8 +89,8 @@ def tool(name: str) -> str:
 PRECISE_LOGGER = "disperse.testing.cluster.preciseLogObserver"
 PRECISE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}) ")
-# Wall clock to time.monotonic(), for the timestamps of precise logs.
-_MONOTONIC_OFFSET = time.time() - time.monotonic()
+# Wall clock to the monotonic clock, for the timestamps of precise logs.
+_MONOTONIC_OFFSET = time.time() - _monotonic()  # wall-clock ok
 
 
 def preciseLogObserver() -> FileLogObserver:
@@ -97,7 +103,7 @@ def preciseLogObserver() -> FileLogObserver:
 
 def logTime(line: str) -> float | None:
     """
-    The time.monotonic() equivalent of a precise log line's timestamp.
+    A precise log line's timestamp on the monotonic clock.
     """
     m = _LOG_TIME.match(line)
     if m is None:
@@ -111,7 +117,7 @@ def logEvents(
 ) -> list[tuple[float, re.Match[str]]]:
     """
     The lines of a precise log matching C{pattern}, with their time (as
-    time.monotonic()), at or after C{since}.
+    the monotonic clock), at or after C{since}.
     """
     try:
         text = path.read_text(errors="replace")
@@ -419,14 +425,14 @@ def waitConverged(
     C{check} runs on every round (to fail at once when a process exited).
     """
     want = set(ports)
-    started = time.monotonic()
+    started = _monotonic()
     views: dict[str, tuple[set[str], int]] = {}
-    while time.monotonic() - started < timeout:
+    while _monotonic() - started < timeout:
         check()
         views = {name: clusterView(port, host) for name, port in ports.items()}
         if all(alive == want and table == len(want) for alive, table in views.values()):
-            return time.monotonic() - started
-        time.sleep(0.1)
+            return _monotonic() - started
+        _sleep(0.1)
     seen = "; ".join(
         f"{name} sees {sorted(alive)} (table {table})"
         for name, (alive, table) in views.items()
@@ -459,7 +465,7 @@ class NodeProcess:
         follow: bool = False,
         stampLog: bool = False,
         env: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _monotonic,
         cwd: Path | None = None,
         start: bool = True,
     ) -> None:
@@ -486,53 +492,55 @@ class NodeProcess:
             self.start()
 
     def start(self) -> None:
-        log: IO[bytes] | None = None
+        logFile: IO[bytes] | None = None
         if self.logPath is not None:
-            log = self.logPath.open("ab" if self._stampLog else "wb")
+            logFile = self.logPath.open("ab" if self._stampLog else "wb")
             if self._stampLog:
-                log.write(f"--- start {self.starts} at {self._clock():.3f}\n".encode())
-                log.flush()
-        self.started = time.monotonic()
+                logFile.write(b"--- start %d at %.3f\n" % (self.starts, self._clock()))
+                logFile.flush()
+        self.started = _monotonic()
         try:
             self.process = subprocess.Popen(  # noqa: S603
                 self.command,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if self._follow else log,
+                stdout=subprocess.PIPE if self._follow else logFile,
                 stderr=subprocess.STDOUT,
                 env=self._env,
                 cwd=self._cwd,
                 start_new_session=True,
             )
         except BaseException:
-            if log is not None:
-                log.close()
+            if logFile is not None:
+                logFile.close()
             raise
         self.starts += 1
         if self._follow:
             self._reader = threading.Thread(
-                target=self._read, args=(self.process, log), daemon=True
+                target=self._read, args=(self.process, logFile), daemon=True
             )
             self._reader.start()
         else:
-            self._log = log
+            self._log = logFile
 
-    def _read(self, process: subprocess.Popen[bytes], log: IO[bytes] | None) -> None:
+    def _read(
+        self, process: subprocess.Popen[bytes], logFile: IO[bytes] | None
+    ) -> None:
         assert process.stdout is not None
         try:
             for raw in process.stdout:
                 stamp = self._clock()
-                if log is not None:
+                if logFile is not None:
                     # The harness's time, finer than twistd's seconds.
-                    log.write(f"[{stamp:8.3f}] ".encode() if self._stampLog else b"")
-                    log.write(raw)
-                    log.flush()
+                    logFile.write(b"[%8.3f] " % stamp if self._stampLog else b"")
+                    logFile.write(raw)
+                    logFile.flush()
                 with self._changed:
                     self.lines.append(raw.decode(errors="replace").rstrip("\n"))
                     self.stamps.append(stamp)
                     self._changed.notify_all()
         finally:
-            if log is not None:
-                log.close()
+            if logFile is not None:
+                logFile.close()
             with self._changed:
                 self._changed.notify_all()
 
@@ -629,7 +637,7 @@ class NodeProcess:
         The first line (from line C{since} on) matching C{pattern}, waiting
         up to C{deadline} seconds for it to appear.
         """
-        end = time.monotonic() + deadline
+        end = _monotonic() + deadline
         seen = since
         with self._changed:
             while True:
@@ -638,7 +646,7 @@ class NodeProcess:
                     if match:
                         return match
                 seen = len(self.lines)
-                remaining = end - time.monotonic()
+                remaining = end - _monotonic()
                 reading = self._reader is not None and self._reader.is_alive()
                 if remaining <= 0 or (not self.running and not reading):
                     raise ClusterError(
@@ -694,9 +702,9 @@ class NodeProcess:
         Poll C{path} until it answers one of C{statuses}; the seconds it
         took. Raises L{ClusterError} when the process exits or time is up.
         """
-        started = time.monotonic()
+        started = _monotonic()
         last = "no answer"
-        while time.monotonic() < started + timeout:
+        while _monotonic() < started + timeout:
             self.check()
             try:
                 status, _ = httpRequest(port, "GET", path, host=host, timeout=1.0)
@@ -704,9 +712,9 @@ class NodeProcess:
                 last = repr(e)
             else:
                 if status in statuses:
-                    return time.monotonic() - started
+                    return _monotonic() - started
                 last = f"HTTP {status}"
-            time.sleep(interval)
+            _sleep(interval)
         raise ClusterError(
             f"{self.name} not ready after {timeout:.0f} s on GET {path} ({last}); "
             f"log {self.logPath}:\n{self.logTail()}"
@@ -794,9 +802,9 @@ def terminateAll(processes: Sequence[NodeProcess], deadline: float) -> None:
     for process in processes:
         process.signal(signal.SIGCONT)
         process.signal(signal.SIGTERM)
-    end = time.monotonic() + deadline
+    end = _monotonic() + deadline
     for process in processes:
-        if not process._reap(max(0.0, end - time.monotonic())):
+        if not process._reap(max(0.0, end - _monotonic())):
             process.kill()
 
 
