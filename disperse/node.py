@@ -34,6 +34,7 @@ from disperse.cluster.members import MemberChange, MemberDirectory
 from disperse.cluster.peer.client import PeerCallCounters
 from disperse.cluster.placement import PartitionTable
 from disperse.cluster.replica import Replica
+from disperse.cluster.serial import KeySerializer
 from disperse.cluster.view import ClusterView
 from disperse.config import NodeConfig, nodeIdFor
 from disperse.gossip.events import MembershipEvents
@@ -173,6 +174,11 @@ class Node(MultiService):
         self.nodeId = nodeIdFor(config.nodeName)
         self.store = store
         self.httpPort: int | None = None
+        # The Redis protocol port, once bound (--redis-port).
+        self.redisPort: int | None = None
+        # Read-modify-write operations (conditional sets, expiry changes,
+        # increments), one at a time per key on this node.
+        self.serial = KeySerializer()
         self.directory = directory
         self.membership = membership
         # Whether this node coordinates requests: not while it has seeds to

@@ -49,6 +49,8 @@ class NodeMeta:
     @ivar httpScheme: C{https} when the HTTP API is served over TLS.
     @ivar peerAddress: C{host:port} of its node-to-node port.
     @ivar zone: the zone placement spreads replicas over.
+    @ivar redisAddress: C{host:port} of its Redis protocol port, when it
+        serves one (C{--redis-port}).
     """
 
     httpAddress: str | None = None
@@ -56,6 +58,7 @@ class NodeMeta:
     httpScheme: str = "http"
     peerAddress: str | None = None
     zone: str = ""
+    redisAddress: str | None = None
 
     @property
     def holdsData(self) -> bool:
@@ -81,6 +84,8 @@ class NodeMeta:
             fields["http_scheme"] = "https"
         if self.peerAddress is not None:
             fields["peer_addr"] = self.peerAddress
+        if self.redisAddress is not None:
+            fields["redis_addr"] = self.redisAddress
         meta = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
         if len(meta) > META_MAX_SIZE:
             raise ValueError(
@@ -106,6 +111,7 @@ class NodeMeta:
             httpScheme=_text(fields.get("http_scheme")) or "http",
             peerAddress=_text(fields.get("peer_addr")),
             zone=str(fields.get("zone", "")),
+            redisAddress=_text(fields.get("redis_addr")),
         )
 
 
@@ -125,6 +131,7 @@ class Advertisement:
         self.https = https
         self.httpPort = 0
         self.peerPort: int | None = None
+        self.redisPort: int | None = None
 
     def meta(self) -> NodeMeta:
         return NodeMeta(
@@ -135,6 +142,9 @@ class Advertisement:
             if self.peerPort is None
             else f"{self.host}:{self.peerPort}",
             zone=self.zone,
+            redisAddress=None
+            if self.redisPort is None
+            else f"{self.host}:{self.redisPort}",
         )
 
     def encode(self) -> bytes:

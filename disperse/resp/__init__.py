@@ -1,8 +1,9 @@
 """
-The pure core of the Redis protocol (RESP) front end: the wire codec, the
-command table and the typed arguments of the option-heavy commands.
+The Redis protocol (RESP) front end.
 
-Nothing here does I/O or imports the reactor or the node; the Twisted
-adapter that serves it on C{--redis-port} comes next and calls into these
-modules.
+Its pure core (L{wire}, the codec; L{commands}, the table; L{arguments},
+the option-heavy parsers; L{replies}, reply values) does no I/O and imports
+neither the reactor nor the node. The command handlers, one module per
+family, work on the node through L{context.Context}; the Twisted adapter
+serving them on C{--redis-port} is L{server}.
 """

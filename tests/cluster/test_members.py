@@ -57,6 +57,21 @@ class NodeMetaTests(SynchronousTestCase):
             b'"peer_addr":"10.0.0.1:9443","zone":""}',
         )
 
+    def test_redisAddressOnlyWhenServed(self) -> None:
+        """
+        C{redis_addr} is sent only by a node serving the Redis protocol, so
+        the bytes of others are those every earlier version sent.
+        """
+        self.assertEqual(
+            NodeMeta(
+                httpAddress="10.0.0.1:8000",
+                httpPort=8000,
+                redisAddress="10.0.0.1:6380",
+            ).encode(),
+            b'{"http_addr":"10.0.0.1:8000","http_port":8000,'
+            b'"redis_addr":"10.0.0.1:6380","zone":""}',
+        )
+
     def test_roundTrip(self) -> None:
         meta = NodeMeta(
             httpAddress="10.0.0.1:8443",
@@ -64,6 +79,7 @@ class NodeMetaTests(SynchronousTestCase):
             httpScheme="https",
             peerAddress="10.0.0.1:9443",
             zone="eu-1",
+            redisAddress="10.0.0.1:6380",
         )
         self.assertEqual(NodeMeta.decode(meta.encode()), meta)
         self.assertTrue(meta.holdsData)
