@@ -16,7 +16,14 @@ import disperse.resp
 
 # The one other part of Disperse it reads: the names of the token scopes.
 ALLOWED = {"disperse.resp", "disperse.security.tokens"}
-PURE = ("__init__.py", "wire.py", "commands.py", "arguments.py", "replies.py")
+PURE = (
+    "__init__.py",
+    "wire.py",
+    "commands.py",
+    "arguments.py",
+    "replies.py",
+    "stats.py",
+)
 
 
 def importsOf(path: Path) -> set[str]:
