@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
 from twisted.internet.defer import Deferred
 
-from disperse.cluster.coordinator import Consistency
+from disperse.cluster.coordinator import Consistency, ReadOutcome, WriteOutcome
 from disperse.cluster.peer.messages import MAX_KEY_SIZE
 from disperse.resp.commands import CommandError
 from disperse.resp.replies import Reply
@@ -138,6 +138,46 @@ class Context:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CommandError("ERR Disperse keys must be valid UTF-8") from None
+
+    def value(self, raw: bytes) -> bytes:
+        """
+        A value to store, checked against C{--max-value-size}.
+
+        @raise CommandError: for a value over the limit.
+        """
+        limit = self.node.config.maxValueSize
+        if len(raw) > limit:
+            raise CommandError(f"ERR value is larger than {limit} bytes")
+        return raw
+
+
+def requireWrite(outcome: WriteOutcome) -> WriteOutcome:
+    """
+    C{outcome} if enough replicas acknowledged the write for its level.
+
+    @raise CommandError: C{NOREPLICAS}, Redis's error for a write that too
+        few replicas took, with the counts.
+    """
+    if not outcome.ok:
+        raise CommandError(
+            "NOREPLICAS Not enough good replicas to write"
+            f" ({outcome.acks} of {outcome.required} required acknowledged)"
+        )
+    return outcome
+
+
+def requireRead(outcome: ReadOutcome) -> ReadOutcome:
+    """
+    C{outcome} if enough replicas answered the read for its level.
+
+    @raise CommandError: C{NOREPLICAS}, with the counts.
+    """
+    if not outcome.ok:
+        raise CommandError(
+            "NOREPLICAS Not enough replicas answered the read"
+            f" ({outcome.answered} of {outcome.required} required)"
+        )
+    return outcome
 
 
 Handler: TypeAlias = Callable[[Context, list[bytes]], "Reply | Deferred[Reply]"]

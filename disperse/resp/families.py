@@ -1,0 +1,6 @@
+"""
+The command families the dispatcher serves: importing each module
+registers its handlers in L{disperse.resp.context.HANDLERS}.
+"""
+
+from __future__ import annotations
