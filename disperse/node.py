@@ -14,7 +14,7 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -68,6 +68,19 @@ class MemberInfo:
             "name": self.name,
             "port": self.port,
         }
+
+
+class FrontEndStats(Protocol):
+    """
+    The counters of a front end other than HTTP, as the node's C{/stats}
+    shows them (L{disperse.resp.stats.RespStats} is the Redis one; the node
+    cannot import it, since the front ends import the node).
+    """
+
+    def summary(self) -> dict[str, Any]:
+        """
+        The counters as a JSON object.
+        """
 
 
 def keyFingerprint(key: bytes) -> str:
@@ -174,8 +187,10 @@ class Node(MultiService):
         self.nodeId = nodeIdFor(config.nodeName)
         self.store = store
         self.httpPort: int | None = None
-        # The Redis protocol port, once bound (--redis-port).
+        # The Redis protocol port, once bound (--redis-port), and what its
+        # server counts: None while that front end is off.
         self.redisPort: int | None = None
+        self.respStats: FrontEndStats | None = None
         # Read-modify-write operations (conditional sets, expiry changes,
         # increments), one at a time per key on this node.
         self.serial = KeySerializer()
@@ -476,4 +491,6 @@ class Node(MultiService):
             "table": self.view.table.digest(),
         }
         stats["antiEntropy"] = self.antiEntropy.stats()
+        if self.respStats is not None:
+            stats["redis"] = self.respStats.summary()
         return stats

@@ -21,6 +21,7 @@ from disperse.config import NodeConfig
 from disperse.gossip.messages import NodeState
 from disperse.gossip.swim import Member
 from disperse.node import Node, NotJoined
+from disperse.resp.stats import RespStats
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
 from disperse.testing.node import makeNode
@@ -137,3 +138,17 @@ class PlacementTests(SynchronousTestCase):
         self.assertEqual(len(self.node.view.table.members), 3)
         self.clock.advance(PLACEMENT_DELAY)
         self.assertEqual(len(self.node.view.table.members), 2)
+
+
+class StatsTests(SynchronousTestCase):
+    def test_redisSectionOnlyWhenServed(self) -> None:
+        """
+        C{/stats} has a C{redis} section, the Redis front end's own summary,
+        only while that front end counts (C{--redis-port} given).
+        """
+        node = makeNode(NodeConfig(nodeName="a"), Clock())
+        self.assertNotIn("redis", node.stats())
+        counters = RespStats(connections=1)
+        counters.record("get", 0.002)
+        node.respStats = counters
+        self.assertEqual(node.stats()["redis"], counters.summary())

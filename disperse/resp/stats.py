@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
 # Latency bucket bounds in seconds: from well under a local GET to a
 # replica timeout.
@@ -88,3 +89,29 @@ class RespStats:
         Commands run since start, of every kind.
         """
         return sum(series.calls for series in self.commands.values())
+
+    def summary(self) -> dict[str, Any]:
+        """
+        The counters as the C{redis} section of C{/stats}: connections, and
+        per command its calls, failures and mean latency in milliseconds.
+        """
+        return {
+            "connections": self.connections,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "protocolErrors": self.protocolErrors,
+            "idleClosed": self.idleClosed,
+            "rateLimited": self.rateLimited,
+            "commands": self.calls,
+            "failed": sum(series.failed for series in self.commands.values()),
+            "perCommand": {
+                name: {
+                    "calls": series.calls,
+                    "failed": series.failed,
+                    "meanMs": round(1000 * series.seconds / series.calls, 3)
+                    if series.calls
+                    else 0.0,
+                }
+                for name, series in sorted(self.commands.items())
+            },
+        }
