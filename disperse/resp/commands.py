@@ -189,6 +189,7 @@ _TABLE: Final[tuple[Command, ...]] = (
     Command("exec", 1, ("noscript", "loading", "stale", "skip_slowlog")),
     Command("discard", 1, _TRANSACTION),
     _many("watch", -2, _TRANSACTION, None),
+    Command("unwatch", 1, _TRANSACTION),
     # Cluster.
     _container(
         "cluster",

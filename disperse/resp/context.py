@@ -24,7 +24,7 @@ from disperse.cluster.coordinator import Consistency, ReadOutcome, WriteOutcome
 from disperse.cluster.peer.messages import MAX_KEY_SIZE
 from disperse.resp.commands import CommandError
 from disperse.resp.replies import Reply
-from disperse.security.tokens import Grant
+from disperse.security.tokens import Grant, TokenTable
 
 if TYPE_CHECKING:
     from disperse.node import Node
@@ -37,6 +37,8 @@ class Session:
 
     @ivar clientId: unique among this process's connections, from 1.
     @ivar address: the client's C{host:port}.
+    @ivar localAddress: the C{host:port} the client connected to.
+    @ivar fd: the connection's file descriptor, or -1 when it has none.
     @ivar protocol: 2 or 3, as chosen with C{HELLO}.
     @ivar grant: the token the connection authenticated with, or L{None}.
     @ivar authenticated: whether commands other than the no-auth ones may
@@ -53,6 +55,8 @@ class Session:
 
     clientId: int
     address: str
+    localAddress: str = ""
+    fd: int = -1
     createdMs: int = 0
     protocol: int = 2
     name: bytes = b""
@@ -83,6 +87,14 @@ class ServerState(Protocol):
     @property
     def port(self) -> int | None:
         """The TCP port it listens on, once bound."""
+
+    @property
+    def tokens(self) -> TokenTable | None:
+        """
+        The client tokens in force, or L{None} when the node has none (any
+        client may do anything). Read at each use: the table is replaced
+        whole when the token file is read again.
+        """
 
     def sessions(self) -> Iterable[Session]:
         """The connections open now."""

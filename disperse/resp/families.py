@@ -4,3 +4,5 @@ registers its handlers in L{disperse.resp.context.HANDLERS}.
 """
 
 from __future__ import annotations
+
+from disperse.resp import connection  # noqa: F401

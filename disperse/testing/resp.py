@@ -16,6 +16,7 @@ from disperse.resp import families  # noqa: F401  (registers every handler)
 from disperse.resp.commands import resolveCommand
 from disperse.resp.context import HANDLERS, Context, Session
 from disperse.resp.replies import Reply
+from disperse.security.tokens import TokenTable
 
 
 @dataclass(eq=False)
@@ -28,6 +29,7 @@ class FakeServer:
     startedMs: int = 0
     port: int | None = 6380
     open: list[Session] = field(default_factory=list)
+    tokens: TokenTable | None = None
     stats: dict[str, tuple[int, float, int]] = field(default_factory=dict)
 
     def sessions(self) -> Iterable[Session]:

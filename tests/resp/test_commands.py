@@ -82,6 +82,7 @@ REDIS: dict[str, tuple[int, int, int, int]] = {
     "exec": (1, 0, 0, 0),
     "discard": (1, 0, 0, 0),
     "watch": (-2, 1, -1, 1),
+    "unwatch": (1, 0, 0, 0),
     "cluster": (-2, 0, 0, 0),
     "cluster|slots": (2, 0, 0, 0),
     "cluster|shards": (2, 0, 0, 0),
