@@ -64,8 +64,9 @@ _PARTITION_MASK = PARTITION_COUNT - 1
 LOAD_BOUND = Fraction(5, 4)
 
 # Folded into the digest so that nodes running different placement code see
-# different digests even where their tables happen to agree.
-PLACEMENT_VERSION = 1
+# different digests even where their tables happen to agree. 2: keys hash to
+# partitions by their Redis Cluster slot (CRC16), no longer by xxh64.
+PLACEMENT_VERSION = 2
 
 Replicas: TypeAlias = int | Literal["all"]
 

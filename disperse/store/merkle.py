@@ -73,9 +73,9 @@ if TYPE_CHECKING:
     # Only for annotations: the store imports this module to keep its trees.
     from disperse.store.store import Record
 
-# Seeds of the two xxh3 hashes, fixed for ever: distinct from each other and
-# from placement's key hash (xxh64, another seed), so that the keys of one
-# partition spread over all leaves instead of sharing hash bits.
+# Seeds of the two xxh3 hashes, fixed for ever: distinct from each other,
+# and unrelated to the key's partition (its CRC16 slot), so that the keys of
+# one partition spread over all leaves instead of sharing hash bits.
 LEAF_SEED = 0x6D65_726B_6C65_6166  # "merkleaf"
 ENTRY_SEED = 0x6D65_726B_656E_7472  # "merkentr"
 

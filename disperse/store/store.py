@@ -42,16 +42,15 @@ from __future__ import annotations
 
 import heapq
 import struct
+from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import xxhash
-
 from disperse.store.hlc import HybridLogicalClock
 from disperse.store.merkle import MerkleTree, leafHash
-from disperse.store.partition import KEY_SEED, PARTITION_COUNT
+from disperse.store.partition import PARTITION_COUNT, SLOTS_PER_PARTITION, partitionOf
 from disperse.timesource import OffsetTime, TimeSource
 
 _HEADER = struct.Struct(">qQIB")
@@ -91,9 +90,12 @@ DEFAULT_EXPIRY_TOMBSTONE_TTL = 600.0
 
 _WHEEL_SLACK = 65536
 
-# partitionOf inlined on the lookup path: a function call would cost more
-# than the hash.
-_xxh64 = xxhash.xxh64_intdigest
+# partitionOf inlined on the lookup path, where a function call would cost
+# as much as the hash: the partition of a key without a brace (so without a
+# hash tag) is bits 4 to 13 of its CRC16 (its slot over 16); one with a
+# brace goes the long way.
+_crc = crc_hqx
+_PARTITION_SHIFT = SLOTS_PER_PARTITION.bit_length() - 1
 _PARTITION_MASK = PARTITION_COUNT - 1
 
 # The shape of every partition's Merkle tree: part of the contract between
@@ -306,7 +308,11 @@ class Store:
         return self._count - self._tombstones
 
     def _part(self, key: str) -> dict[str, bytes]:
-        return self._parts[_xxh64(key.encode(), KEY_SEED) & _PARTITION_MASK]
+        return self._parts[
+            _crc(key.encode(), 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+            if "{" not in key
+            else partitionOf(key)
+        ]
 
     def occupies(self, key: str) -> bool:
         """
@@ -320,7 +326,11 @@ class Store:
         The live value of C{key}, or C{None} when it is missing, expired or
         deleted. Counts a hit or a miss and marks the key recently used.
         """
-        blob = self._parts[_xxh64(key.encode(), KEY_SEED) & _PARTITION_MASK].get(key)
+        blob = self._parts[
+            _crc(key.encode(), 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+            if "{" not in key
+            else partitionOf(key)
+        ].get(key)
         if blob is not None:
             expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
             if expiresAtMs and expiresAtMs <= self.nowMs():
@@ -716,7 +726,11 @@ class Store:
         if self.maxBytes is not None and size > self.maxBytes:
             raise ValueTooLarge(key)
         encoded = key.encode()
-        partition = _xxh64(encoded, KEY_SEED) & _PARTITION_MASK
+        partition = (
+            _crc(encoded, 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+            if "{" not in key
+            else partitionOf(key)
+        )
         part = self._parts[partition]
         old = part.get(key)
         oldExpiry = 0
@@ -807,7 +821,11 @@ class Store:
 
     def _remove(self, key: str, blob: bytes) -> None:
         encoded = key.encode()
-        partition = _xxh64(encoded, KEY_SEED) & _PARTITION_MASK
+        partition = (
+            _crc(encoded, 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+            if "{" not in key
+            else partitionOf(key)
+        )
         del self._parts[partition][key]
         tree = self._trees[partition]
         assert tree is not None, "an entry without its partition's tree"

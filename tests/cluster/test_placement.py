@@ -414,7 +414,7 @@ def test_digestIsPinned() -> None:
     assert table(9, 3, 3).owners(0) == PINNED_OWNERS_0
 
 
-PINNED_DIGEST = "341d47889dbdb99ff4a5c454e318a2d0"
+PINNED_DIGEST = "82b6993d04b501dfb02ca338ff7ca7e5"
 PINNED_OWNERS_0 = ("node-01", "node-05", "node-06")
 
 
