@@ -2,7 +2,9 @@
 The limits of an HTTP port, as configuration: what one connection or
 request may cost a node, with safe defaults. The public API's channel
 (L{disperse.web.limits}) and the node-to-node server enforce them; the
-node's flags (L{disperse.security.options}) set them.
+node's flags (L{disperse.security.options}) set them. The count of open
+connections per client is kept here too, for every front end that limits
+it (the HTTP API, the Redis port).
 """
 
 from __future__ import annotations
@@ -56,3 +58,39 @@ class HTTPLimits:
     maxInFlightBytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES
     lingerTimeout: float = DEFAULT_LINGER_TIMEOUT
     lingerBytes: int = DEFAULT_LINGER_BYTES
+
+
+class ConnectionCounter:
+    """
+    Open connections by client address.
+    """
+
+    def __init__(self, maxPerClient: int) -> None:
+        self.maxPerClient = maxPerClient
+        self._open: dict[str, int] = {}
+        self.refused = 0
+
+    def opened(self, host: str) -> bool:
+        """
+        Count a connection from C{host}; C{False} (and not counted) if that
+        client already has as many as it may.
+        """
+        count = self._open.get(host, 0)
+        if count >= self.maxPerClient:
+            self.refused += 1
+            return False
+        self._open[host] = count + 1
+        return True
+
+    def closed(self, host: str) -> None:
+        count = self._open.get(host, 0) - 1
+        if count > 0:
+            self._open[host] = count
+        else:
+            self._open.pop(host, None)
+
+    def count(self, host: str) -> int:
+        return self._open.get(host, 0)
+
+    def __len__(self) -> int:
+        return sum(self._open.values())

@@ -63,46 +63,11 @@ def rawResponse(code: int, message: str, retryAfter: int | None = None) -> bytes
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-class ConnectionCounter:
-    """
-    Open connections by client address.
-    """
-
-    def __init__(self, maxPerClient: int) -> None:
-        self.maxPerClient = maxPerClient
-        self._open: dict[str, int] = {}
-        self.refused = 0
-
-    def opened(self, host: str) -> bool:
-        """
-        Count a connection from C{host}; C{False} (and not counted) if that
-        client already has as many as it may.
-        """
-        count = self._open.get(host, 0)
-        if count >= self.maxPerClient:
-            self.refused += 1
-            return False
-        self._open[host] = count + 1
-        return True
-
-    def closed(self, host: str) -> None:
-        count = self._open.get(host, 0) - 1
-        if count > 0:
-            self._open[host] = count
-        else:
-            self._open.pop(host, None)
-
-    def count(self, host: str) -> int:
-        return self._open.get(host, 0)
-
-    def __len__(self) -> int:
-        return sum(self._open.values())
-
-
 class GuardedChannel(HTTPChannel):
     """
     An L{HTTPChannel} that enforces L{HTTPLimits}. Its site provides
-    C{limits} (an L{HTTPLimits}), C{connections} (a L{ConnectionCounter})
+    C{limits} (an L{HTTPLimits}), C{connections} (a
+    L{disperse.security.limits.ConnectionCounter})
     and C{timedOut} (a counter).
     """
 

@@ -24,8 +24,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from disperse.logs import logger
-from disperse.security.limits import HTTPLimits
-from disperse.web.limits import ConnectionCounter, GuardedChannel
+from disperse.security.limits import ConnectionCounter, HTTPLimits
+from disperse.web.limits import GuardedChannel
 
 if TYPE_CHECKING:
     from disperse.cluster.peer.server import PeerServerFactory
