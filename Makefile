@@ -115,6 +115,21 @@ browser: $(VENV)/.installed-browser
 screenshot: $(VENV)/.installed-browser
 	DISPERSE_SCREENSHOT=docs/dashboard.png $(MAKE) browser
 
+# Real, unmodified Redis clients against real nodes: redis-cli (Debian's
+# redis-tools, installed with apt when missing), redis-py with hiredis,
+# RedisCluster and Django's RedisCache (the redis-clients extra). Five
+# minutes at most.
+$(VENV)/.installed-redis-clients: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,redis-clients]'
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed
+
+.PHONY: redis-clients
+redis-clients: $(VENV)/.installed-redis-clients
+	@command -v redis-cli >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq redis-tools)
+	timeout --kill-after=30 300 \
+		$(BIN)/python -m pytest -m redisclients tests/redisclients
+
 # The fault bed: the built-in scenarios on network namespaces of this
 # machine (needs root; iptables comes from apt), then the report. The
 # report is printed whatever the outcome; the status is the suite's. Ten

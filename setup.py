@@ -49,8 +49,12 @@ setup(
         ],
         # make browser: drives Debian's chromium through its chromedriver.
         "browser": ["selenium>=4.20"],
-        # The fault bed's timeline plots (make testbed).
-        "testbed": ["matplotlib>=3.6"],
+        # The fault bed's timeline plots (make testbed), and the Redis client
+        # its counter test increments through.
+        "testbed": ["matplotlib>=3.6", "redis>=5.0"],
+        # make redis-clients: real, unmodified Redis clients against real
+        # nodes (redis-cli comes from Debian's redis-tools).
+        "redis-clients": ["redis[hiredis]>=5.0", "django>=4.2"],
     },
     classifiers=[
         "Framework :: Twisted",

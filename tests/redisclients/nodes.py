@@ -1,0 +1,205 @@
+"""
+Real nodes serving the Redis protocol (C{--redis-port}), for the suites
+that drive them with real, unmodified Redis clients: C{redis-cli}, redis-py
+(plain, pipelined and C{RedisCluster}) and Django's C{RedisCache}.
+
+Each node is a C{twistd disperse} on loopback
+(L{disperse.testing.cluster.startLoopbackNode}), its Redis port chosen
+free beforehand; it counts as started once that port answers C{PING}.
+Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+
+from disperse.testing.cluster import (
+    LOOPBACK,
+    ClusterError,
+    NodeProcess,
+    freePorts,
+    getJSON,
+    startLoopbackNode,
+)
+
+# Start-up, joins and (with --profile local) failure detection take seconds
+# each on a busy two-core machine; these are ceilings, not waits.
+DEADLINE = 30.0
+POLL = 0.05
+
+T = TypeVar("T")
+
+
+def waitUntil(
+    check: Callable[[], T | bool | None],
+    what: str,
+    deadline: float = DEADLINE,
+    interval: float = POLL,
+) -> T:
+    """
+    Call C{check} until it returns something other than C{None} or
+    C{False}, every C{interval} seconds for at most C{deadline} seconds;
+    what it returned. C{what} says what was awaited, should time run out.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result  # type: ignore[return-value]
+        if time.monotonic() >= end:
+            raise AssertionError(f"gave up after {deadline:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class RedisNode:
+    """
+    A node process and the port it serves the Redis protocol on.
+    """
+
+    name: str
+    process: NodeProcess
+    redisPort: int
+    # What it was started with, to start it again under the same name.
+    args: tuple[str, ...] = ()
+
+    @property
+    def httpPort(self) -> int:
+        return self.process.httpPort
+
+    @property
+    def gossipPort(self) -> int:
+        return self.process.gossipPort
+
+    def client(self, **options: Any) -> redis.Redis:
+        """
+        A redis-py client of this node (C{decode_responses} and the like
+        as C{options}).
+        """
+        options.setdefault("socket_timeout", 10)
+        return redis.Redis(host=LOOPBACK, port=self.redisPort, **options)
+
+    def answers(self) -> bool:
+        """
+        Whether the Redis port answers C{PING} now.
+        """
+        client = self.client(socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stats(self) -> Any:
+        return getJSON(self.httpPort, "/stats")
+
+
+def redisArgs(port: int) -> list[str]:
+    return ["--redis-port", f"tcp:{port}:interface={LOOPBACK}"]
+
+
+def startRedisNode(name: str, *args: str, redisPort: int | None = None) -> RedisNode:
+    """
+    A node called C{name} with flags C{args}, serving Redis on loopback,
+    once its Redis port answers.
+    """
+    port = freePorts(1)[0] if redisPort is None else redisPort
+    process = startLoopbackNode("--node-name", name, *redisArgs(port), *args)
+    node = RedisNode(name, process, port, args)
+    try:
+
+        def answers() -> bool:
+            process.check()
+            return node.answers()
+
+        waitUntil(answers, f"{name} to answer PING on port {port}")
+    except BaseException:
+        process.kill()
+        raise
+    return node
+
+
+def tableRebuilt(count: int) -> re.Pattern[str]:
+    return re.compile(rf"partition table rebuilt for {count} members")
+
+
+def startRedisCluster(count: int, *args: str) -> list[RedisNode]:
+    """
+    C{count} nodes called C{n0}, C{n1}... joined through the first, once
+    each has built its partition table over all of them; C{args} are
+    given to each.
+    """
+    nodes: list[RedisNode] = []
+    try:
+        nodes.append(startRedisNode("n0", "--profile", "local", *args))
+        seed = f"{LOOPBACK}:{nodes[0].gossipPort}"
+        for i in range(1, count):
+            nodes.append(
+                startRedisNode(f"n{i}", "--profile", "local", "--peer", seed, *args)
+            )
+        for node in nodes:
+            node.process.waitFor(tableRebuilt(count))
+    except BaseException:
+        for node in nodes:
+            node.process.kill()
+        raise
+    return nodes
+
+
+@contextmanager
+def redisCluster(count: int, *args: str) -> Iterator[list[RedisNode]]:
+    """
+    L{startRedisCluster} for the duration of a block; whatever nodes the
+    list holds at its end are killed.
+    """
+    nodes = startRedisCluster(count, *args)
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.process.kill()
+
+
+@contextmanager
+def redisNode(name: str, *args: str) -> Iterator[RedisNode]:
+    node = startRedisNode(name, *args)
+    try:
+        yield node
+    finally:
+        node.process.kill()
+
+
+def firstOwners(node: RedisNode) -> list[str]:
+    """
+    The first owner of every partition, as C{node}'s HTTP API reports its
+    partition table (independently of the Redis front end).
+    """
+    answer = getJSON(node.httpPort, "/cluster/partitions")
+    return [entry["owners"][0] for entry in answer["partitions"]]
+
+
+def alive(nodes: Sequence[RedisNode]) -> list[RedisNode]:
+    return [node for node in nodes if node.process.running]
+
+
+__all__ = [
+    "DEADLINE",
+    "ClusterError",
+    "RedisNode",
+    "alive",
+    "firstOwners",
+    "redisCluster",
+    "redisNode",
+    "startRedisCluster",
+    "startRedisNode",
+    "tableRebuilt",
+    "waitUntil",
+]
