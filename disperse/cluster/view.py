@@ -92,6 +92,9 @@ class ClusterView:
     The partition table of one node and how it follows the membership.
 
     @ivar table: the current partition table.
+    @ivar tableVersion: how many tables this node has built since it
+        started, the first included: 1 + the changes it has seen (the
+        Redis front end reports it as the cluster's epoch).
     @ivar members: the members it was built over (this node always among
         them).
     @ivar names: their names.
@@ -122,6 +125,7 @@ class ClusterView:
         self._placementDelay = placementDelay
         self.members: frozenset[MemberSpec] = frozenset({MemberSpec(nodeName)})
         self.table = PartitionTable.build(self.members, replicas)
+        self.tableVersion = 1
         self.names = frozenset((nodeName,))
         self.ringOrder = [nodeName]
         self.settledAt = 0.0
@@ -222,6 +226,7 @@ class ClusterView:
         self.members = frozen
         old = self.table
         self.table = PartitionTable.build(frozen, self._replicas)
+        self.tableVersion += 1
         self._earlier = [(t, e) for t, e in self._earlier if t + SETTLE_WINDOW > now]
         if len(old.members) > 1:
             self._earlier.append((now, old))

@@ -5,4 +5,7 @@ registers its handlers in L{disperse.resp.context.HANDLERS}.
 
 from __future__ import annotations
 
-from disperse.resp import connection  # noqa: F401
+from disperse.resp import (
+    connection,  # noqa: F401
+    topology,  # noqa: F401
+)

@@ -27,11 +27,14 @@ class TableListenerTests(SynchronousTestCase):
             seen.append((len(old.members), len(new.members)))
 
         node.addTableListener(listener)
+        self.assertEqual(node.tableVersion, 1)
         node.updateMembers([MemberSpec("a"), MemberSpec("b")])
         node.updateMembers([MemberSpec("b"), MemberSpec("a")])
+        self.assertEqual(node.tableVersion, 2)
         node.removeTableListener(listener)
         node.updateMembers([MemberSpec("a")])
         self.assertEqual(seen, [(1, 2)])
+        self.assertEqual(node.tableVersion, 3)
 
 
 class MajorityTests(SynchronousTestCase):
