@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 # Defaults for `make run`; override on the command line (make run HTTP_PORT=8010).
 GOSSIP_PORT ?= 7946
 HTTP_PORT ?= 8000
+REDIS_PORT ?= 6380
 BIND ?= 127.0.0.1
 
 .PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster clean fuzz
@@ -30,9 +31,10 @@ $(VENV)/.installed-testbed: setup.py | $(BIN)/python
 
 run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= disperse \
-		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT)
+		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT) \
+		--redis-port $(REDIS_PORT)
 
-# Three nodes on this machine: HTTP 8000-8002, gossip 7946-7948, joined
+# Three nodes on this machine: HTTP 8000-8002, Redis 6380-6382, gossip 7946-7948, joined
 # through the first. Ctrl-C stops all three. Each node runs in a session of
 # its own, so that the terminal's SIGINT reaches this shell only, and the
 # shell sends each node one SIGTERM (a node signalled twice would log its
@@ -42,6 +44,7 @@ cluster: $(VENV)/.installed
 	for i in 0 1 2; do \
 		setsid $(BIN)/twistd --nodaemon --pidfile= disperse --bind $(BIND) --profile local \
 			--node-name node$$i --port $$((7946 + i)) --http-port $$((8000 + i)) \
+			--redis-port $$((6380 + i)) \
 			--peer $(BIND):7946 & \
 		pids="$$pids $$!"; \
 	done; \

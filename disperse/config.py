@@ -28,6 +28,10 @@ class NodeConfig:
     Everything a node is told at start-up.
 
     @ivar httpEndpoint: a Twisted server endpoint description.
+    @ivar redisEndpoint: the endpoint of the Redis protocol port, or
+        L{None} when the node serves none.
+    @ivar redisIdleTimeout: seconds without traffic before a Redis
+        connection is closed; 0 never closes one.
     @ivar advertiseAddress: the address other nodes and clients should use
         to reach this one.
     """
@@ -37,6 +41,8 @@ class NodeConfig:
     advertiseAddress: str = "127.0.0.1"
     gossipPort: int = 7946
     httpEndpoint: str = "tcp:8000"
+    redisEndpoint: str | None = None
+    redisIdleTimeout: float = 300.0
     peers: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     maxMemory: int = 256 * 1000**2
     maxValueSize: int = 4 * 1024**2

@@ -46,18 +46,23 @@ from disperse.gossip.service import Membership
 from disperse.logs import LEVELS, setLevel
 from disperse.metrics import NodeMetrics
 from disperse.node import Node
+from disperse.resp.dispatch import Dispatcher
+from disperse.resp.server import RespFactory, wireLimits
+from disperse.resp.stats import RespStats
+from disperse.security.limits import HTTPLimits
 from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
 from disperse.security.tls import TLSConfigError, loadClusterTLS
 from disperse.security.wiring import TokenReloader, makeLimits, warnIfOpen
 from disperse.units import parseDuration, parseHostPort, parsePort, parseSize
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
-from disperse.web.auth import makeGuard
+from disperse.web.auth import RequestGuard, makeGuard
 from disperse.web.dashboard import HTTPStatsClient
 from disperse.web.metrics import MeteredSite, MetricsPage
 from disperse.web.service import HTTPService
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_HTTP_PORT = 8000
+DEFAULT_REDIS_IDLE_TIMEOUT = 300.0
 DEFAULT_MAX_MEMORY = "256MB"
 DEFAULT_MAX_VALUE_SIZE = "4MiB"
 MAX_KEY_SIZE = 1024
@@ -112,6 +117,56 @@ def _resolveAddress(host: str) -> str:
         raise usage.UsageError(f"--advertise: cannot resolve {host!r}: {e}") from None
 
 
+def _isSSL(endpoint: str) -> bool:
+    return endpoint.split(":", 1)[0].strip().lower() == "ssl"
+
+
+def _splitEndpoint(description: str) -> list[str]:
+    """
+    The fields of an endpoint description, split at the colons that are
+    not escaped (escapes are kept).
+    """
+    fields = [""]
+    escaped = False
+    for char in description:
+        if escaped:
+            fields[-1] += char
+            escaped = False
+        elif char == "\\":
+            fields[-1] += char
+            escaped = True
+        elif char == ":":
+            fields.append("")
+        else:
+            fields[-1] += char
+    return fields
+
+
+# The positional arguments of Twisted's ssl: server endpoint, in order.
+_SSL_POSITIONAL = ("port", "privateKey", "certKey", "sslmethod", "interface", "backlog")
+
+
+def _sameTLS(httpEndpoint: str, port: int, interface: str) -> str:
+    """
+    An ssl: endpoint on C{port} and C{interface} with the certificate and
+    every other TLS setting of C{httpEndpoint} (an ssl: endpoint).
+    """
+    settings: list[str] = []
+    positional = 0
+    for field in _splitEndpoint(httpEndpoint)[1:]:
+        name, equals, value = field.partition("=")
+        if not equals:
+            if positional >= len(_SSL_POSITIONAL):
+                raise usage.UsageError(
+                    f"--http-port: {httpEndpoint!r} has too many fields"
+                )
+            name, value = _SSL_POSITIONAL[positional], field
+            positional += 1
+        if name not in ("port", "interface"):
+            settings.append(f"{name}={value}")
+    return ":".join(["ssl", str(port), f"interface={interface}", *settings])
+
+
 # How a node is started, as messages about its flags name it.
 COMMAND = "twistd disperse"
 
@@ -142,6 +197,21 @@ class Options(usage.Options):
             "HTTP API: a port number or a Twisted endpoint such as "
             "tcp:8000:interface=127.0.0.1 "
             f"(default {DEFAULT_HTTP_PORT}; env HTTP_PORT).",
+        ],
+        [
+            "redis-port",
+            None,
+            None,
+            "Redis protocol port (RESP2/3), off unless given: a port number "
+            "or a Twisted endpoint such as tcp:6380:interface=127.0.0.1. A "
+            "port number is served over TLS, with the HTTP API's certificate, "
+            "when --http-port is an ssl: endpoint.",
+        ],
+        [
+            "redis-idle-timeout",
+            None,
+            f"{DEFAULT_REDIS_IDLE_TIMEOUT:g}s",
+            "A Redis connection with no traffic for this long is closed (0: never).",
         ],
         [
             "node-name",
@@ -354,9 +424,10 @@ class Options(usage.Options):
             self["port"] = parsePort(self["port"] or str(DEFAULT_GOSSIP_PORT))
         except ValueError as e:
             raise usage.UsageError(f"--port: {e}") from None
-        self["http-port"] = self._httpEndpoint(
-            self["http-port"] or str(DEFAULT_HTTP_PORT)
+        self["http-port"] = self._endpoint(
+            "http-port", self["http-port"] or str(DEFAULT_HTTP_PORT)
         )
+        self._redis()
         for flag in ("max-memory", "max-value-size"):
             try:
                 self[flag] = parseSize(self[flag])
@@ -476,22 +547,36 @@ class Options(usage.Options):
                 f"gossip keys must be base64 of 16, 24 or 32 bytes ({e})"
             ) from None
 
-    def _httpEndpoint(self, text: str) -> str:
+    def _endpoint(self, flag: str, text: str) -> str:
         # A bare port number becomes a TCP endpoint on the bind address;
         # anything else must already be a Twisted endpoint description.
         if text.isdigit():
             try:
                 port = parsePort(text)
             except ValueError as e:
-                raise usage.UsageError(f"--http-port: {e}") from None
+                raise usage.UsageError(f"--{flag}: {e}") from None
             interface = self["bind"].replace(":", "\\:")
             return f"tcp:{port}:interface={interface}"
         if ":" not in text:
             raise usage.UsageError(
-                f"--http-port: {text!r} is neither a port number nor an endpoint"
+                f"--{flag}: {text!r} is neither a port number nor an endpoint"
                 " such as tcp:8000:interface=127.0.0.1"
             )
         return text
+
+    def _redis(self) -> None:
+        text = self["redis-port"]
+        if text:
+            endpoint = self._endpoint("redis-port", text)
+            if text.isdigit() and _isSSL(self["http-port"]):
+                endpoint = _sameTLS(
+                    self["http-port"], int(text), self["bind"].replace(":", "\\:")
+                )
+            self["redis-port"] = endpoint
+        try:
+            self["redis-idle-timeout"] = parseDuration(self["redis-idle-timeout"])
+        except ValueError as e:
+            raise usage.UsageError(f"--redis-idle-timeout: {e}") from None
 
     def nodeConfig(self) -> NodeConfig:
         return NodeConfig(
@@ -500,6 +585,8 @@ class Options(usage.Options):
             advertiseAddress=self["advertise"],
             gossipPort=self["port"],
             httpEndpoint=self["http-port"],
+            redisEndpoint=self["redis-port"],
+            redisIdleTimeout=self["redis-idle-timeout"],
             peers=tuple(self["peers"]),
             maxMemory=self["max-memory"],
             maxValueSize=self["max-value-size"],
@@ -531,6 +618,50 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         options.refuse(e)
 
 
+def _redisService(
+    node: Node,
+    endpoint: IStreamServerEndpoint,
+    advertised: Advertisement,
+    guard: RequestGuard | None,
+    security: SecurityConfig,
+    limits: HTTPLimits,
+    clock: IReactorTime,
+) -> HTTPService:
+    """
+    The Redis protocol port: the HTTP API's tokens (read through its guard,
+    which a reload replaces them in), rate limits and connections per
+    client, and its counters as C{node.respStats}.
+    """
+    stats = RespStats()
+    node.respStats = stats
+    dispatcher = Dispatcher(
+        stats,
+        clock.seconds,
+        perClient=guard.perClient if guard is not None else None,
+        overall=guard.overall if guard is not None else None,
+    )
+    factory = RespFactory(
+        node,
+        dispatcher,
+        clock,
+        wireLimits(node.config.maxValueSize),
+        tokens=(lambda: guard.tokens) if guard is not None else (lambda: None),
+        idleTimeout=node.config.redisIdleTimeout,
+        maxConnectionsPerClient=limits.maxConnectionsPerClient,
+    )
+
+    def listening(port: IListeningPort) -> None:
+        # Before membership starts: the metadata it gossips names this port.
+        node.redisPort = factory.listeningPort = getattr(port.getHost(), "port", None)
+        advertised.redisPort = node.redisPort
+        host = str(getattr(port.getHost(), "host", ""))
+        warnIfOpen(security, host, what="the Redis port")
+
+    return HTTPService(
+        endpoint, factory, clock, onListening=listening, what="Redis protocol port"
+    )
+
+
 def _buildService(options: Options, reactor: Any) -> IService:
     if reactor is None:
         from twisted.internet import reactor as globalReactor  # noqa: PLC0415
@@ -543,6 +674,14 @@ def _buildService(options: Options, reactor: Any) -> IService:
         endpoint = serverFromString(reactor, config.httpEndpoint)
     except (ValueError, TypeError, KeyError) as e:
         raise usage.UsageError(f"--http-port: {config.httpEndpoint!r}: {e}") from None
+    redisEndpoint = None
+    if config.redisEndpoint is not None:
+        try:
+            redisEndpoint = serverFromString(reactor, config.redisEndpoint)
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(
+                f"--redis-port: {config.redisEndpoint!r}: {e}"
+            ) from None
     security: SecurityConfig = options["security"]
     secret = config.clusterSecret or deriveSecret(DEVELOPMENT_SECRET)
     guard = makeGuard(security, clock)
@@ -639,6 +778,10 @@ def _buildService(options: Options, reactor: Any) -> IService:
         warnIfOpen(security, str(getattr(port.getHost(), "host", "")))
 
     HTTPService(endpoint, site, clock, onListening=listening).setServiceParent(node)
+    if redisEndpoint is not None:
+        _redisService(
+            node, redisEndpoint, advertised, guard, security, limits, clock
+        ).setServiceParent(node)
     peerService.setServiceParent(node)
     if guard is not None and security.tokensPath:
         TokenReloader(guard, security.tokensPath, reactor).setServiceParent(node)

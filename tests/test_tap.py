@@ -16,6 +16,9 @@ from disperse.cluster.peer.signatures import deriveSecret
 from disperse.config import NodeConfig
 from disperse.gossip.service import Membership
 from disperse.node import Node
+from disperse.resp.server import RespFactory
+from disperse.security.tokens import TokenTable
+from disperse.security.wiring import TokenReloader
 from disperse.store.hlc import physicalMs
 from disperse.tap import DEVELOPMENT_SECRET, Options, makeService
 from disperse.testing import MemoryReactorWithUDP
@@ -177,6 +180,70 @@ class OptionsTests(SynchronousTestCase):
             parse([], {"PORT": "x"})
 
 
+class RedisOptionsTests(SynchronousTestCase):
+    def test_offByDefault(self) -> None:
+        config = parse([])
+        self.assertEqual((config.redisEndpoint, config.redisIdleTimeout), (None, 300))
+
+    def test_port(self) -> None:
+        """
+        A port number is served on the bind address, as for --http-port.
+        """
+        config = parse(["--redis-port", "6380", "--redis-idle-timeout", "0"])
+        self.assertEqual(config.redisEndpoint, "tcp:6380:interface=127.0.0.1")
+        self.assertEqual(config.redisIdleTimeout, 0)
+        config = parse(["--bind", "::1", "--redis-port", "6380"])
+        self.assertEqual(config.redisEndpoint, "tcp:6380:interface=\\:\\:1")
+
+    def test_endpoint(self) -> None:
+        config = parse(["--redis-port", "tcp:0:interface=127.0.0.2"])
+        self.assertEqual(config.redisEndpoint, "tcp:0:interface=127.0.0.2")
+
+    def test_sameTLSAsHTTP(self) -> None:
+        """
+        When the HTTP API is served over TLS, a Redis port number is too,
+        with the same certificate and settings.
+        """
+        for http in (
+            "ssl:8443:privateKey=key.pem:certKey=cert.pem",
+            "ssl:port=8443:interface=0.0.0.0:privateKey=key.pem:certKey=cert.pem",
+            "ssl:8443:key.pem:cert.pem",
+        ):
+            config = parse(["--http-port", http, "--redis-port", "6380"])
+            self.assertEqual(
+                config.redisEndpoint,
+                "ssl:6380:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem",
+                http,
+            )
+        config = parse(
+            [
+                "--http-port",
+                "ssl:8443:privateKey=C\\:\\\\k.pem:extraCertChain=chain.pem",
+                "--redis-port",
+                "6380",
+            ]
+        )
+        self.assertEqual(
+            config.redisEndpoint,
+            "ssl:6380:interface=127.0.0.1:privateKey=C\\:\\\\k.pem"
+            ":extraCertChain=chain.pem",
+        )
+
+    def test_bad(self) -> None:
+        cases = [
+            (["--redis-port", "fast"], "--redis-port: 'fast' is neither a port"),
+            (["--redis-port", "70000"], "--redis-port: port 70000 is out of range"),
+            (["--redis-idle-timeout", "soon"], "--redis-idle-timeout:"),
+            (["--redis-idle-timeout", "-1"], "--redis-idle-timeout: '-1' is not"),
+        ]
+        for argv, message in cases:
+            with self.assertRaises(usage.UsageError) as raised:
+                parse(argv)
+            self.assertTrue(
+                str(raised.exception).startswith(message), (argv, str(raised.exception))
+            )
+
+
 class MakeServiceTests(SynchronousTestCase):
     def test_tree(self) -> None:
         """
@@ -228,6 +295,73 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.successResultOf(node.stopService())
         self.assertFalse(udp.listening)
+
+
+class RedisServiceTests(SynchronousTestCase):
+    def test_redisPort(self) -> None:
+        """
+        With --redis-port the node listens for Redis clients, knows the
+        port it got, gossips it, and counts what it serves in respStats.
+        """
+        options = Options(environ={})
+        options.parseOptions(
+            ["--http-port", "8123", "--port", "7001", "--redis-port", "6390"]
+        )
+        reactor = MemoryReactorWithUDP()
+        node = makeService(options, reactor)
+        assert isinstance(node, Node)
+        [_, redis, _, membership] = list(node)
+        assert isinstance(redis, HTTPService)
+        assert isinstance(membership, Membership)
+        node.privilegedStartService()
+        node.startService()
+        self.assertIn(
+            (6390, "127.0.0.1"), [(p, i) for p, _, _, i in reactor.tcpServers]
+        )
+        factory = next(f for p, f, _, _ in reactor.tcpServers if p == 6390)
+        assert isinstance(factory, RespFactory)
+        self.assertEqual(node.redisPort, 6390)
+        self.assertIs(node.respStats, factory.stats)
+        assert membership.swim is not None
+        me = membership.swim.member(node.config.nodeName)
+        assert me is not None
+        self.assertEqual(json.loads(me.meta)["redis_addr"], "127.0.0.1:6390")
+        self.assertEqual(factory.idleTimeout, 300)
+        self.assertIsNone(factory.tokens)
+        self.successResultOf(node.stopService())
+
+    def test_sharesTheGuard(self) -> None:
+        """
+        The Redis port reads the HTTP guard's tokens at each use, so a
+        reload of the token file applies to both.
+        """
+        tokens = self.mktemp()
+        with open(tokens, "w", encoding="utf-8") as f:
+            f.write("a" * 32 + " read\n")
+        options = Options(environ={})
+        options.parseOptions(
+            ["--port", "7001", "--redis-port", "6390", "--auth-tokens", tokens]
+        )
+        reactor = MemoryReactorWithUDP()
+        node = makeService(options, reactor)
+        assert isinstance(node, Node)
+        node.privilegedStartService()
+        node.startService()
+        self.addCleanup(node.stopService)
+        factory = next(f for p, f, _, _ in reactor.tcpServers if p == 6390)
+        assert isinstance(factory, RespFactory)
+        [guard] = [s._guard for s in node if isinstance(s, TokenReloader)]
+        self.assertIs(factory.tokens, guard.tokens)
+        guard.tokens = TokenTable()
+        self.assertIs(factory.tokens, guard.tokens)
+
+    def test_off(self) -> None:
+        options = Options(environ={})
+        options.parseOptions(["--port", "7001"])
+        node = makeService(options, MemoryReactorWithUDP())
+        assert isinstance(node, Node)
+        self.assertIsNone(node.respStats)
+        self.assertEqual(len(list(node)), 3)
 
 
 class HTTPSchemeTests(SynchronousTestCase):

@@ -34,15 +34,18 @@ def makeLimits(security: SecurityConfig, maxBodySize: int) -> HTTPLimits:
     return replace(security.limits, maxBodySize=maxBodySize)
 
 
-def warnIfOpen(security: SecurityConfig, host: str) -> None:
+def warnIfOpen(security: SecurityConfig, host: str, what: str = "the HTTP API") -> None:
     """
     Say loudly that a node listening beyond loopback lets anyone in.
+
+    @param what: what listens there (the HTTP API, the Redis port).
     """
     if security.tokens is None and not isLoopbackHost(host):
         log.warn(
-            "SECURITY WARNING: the HTTP API listens on {host}, beyond loopback,"
+            "SECURITY WARNING: {what} listens on {host}, beyond loopback,"
             " without --auth-tokens: any client that can reach it may read,"
             " write and delete every key. Give this node a token file.",
+            what=what,
             host=host,
         )
 

@@ -48,6 +48,7 @@ _SKEWING_ENV = ("PYTHONDEVMODE", "PYTHONTRACEMALLOC", "PYTHONMALLOC", "PYTHONPRO
 
 _HTTP = re.compile(r"HTTP API listening on (?P<host>[^\s]+):(?P<port>\d+)")
 _GOSSIP = re.compile(r"gossip listening on (?P<host>[^\s]+):(?P<port>\d+)")
+_REDIS = re.compile(r"Redis protocol port listening on (?P<host>[^\s]+):(?P<port>\d+)")
 _PEER = re.compile(
     r"node-to-node API(?: \(TLS\))? listening on (?P<host>[^\s]+):(?P<port>\d+)"
 )
@@ -476,7 +477,7 @@ class NodeProcess:
         self.stamps: list[float] = []
         self.starts = 0
         self.started = 0.0
-        self.httpPort = self.gossipPort = self.peerPort = 0
+        self.httpPort = self.gossipPort = self.peerPort = self.redisPort = 0
         self._follow = follow or logPath is None
         self._stampLog = stampLog
         self._env = childEnv() if env is None else dict(env)
@@ -688,6 +689,14 @@ class NodeProcess:
         self.peerPort = int(self.waitFor(_PEER, deadline).group("port"))
         self.gossipPort = int(self.waitFor(_GOSSIP, deadline).group("port"))
         return self
+
+    def waitRedis(self, deadline: float = DEADLINE) -> int:
+        """
+        The port of the node's Redis protocol port (C{--redis-port}), once
+        its log says it listens.
+        """
+        self.redisPort = int(self.waitFor(_REDIS, deadline).group("port"))
+        return self.redisPort
 
     def waitHealthy(
         self,

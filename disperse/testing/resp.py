@@ -1,14 +1,18 @@
 """
 Command handlers called in memory, without the server: a L{Context} over a
 node built for tests, and L{runCommand} to resolve a command line as the
-dispatcher does and call its handler.
+dispatcher does and call its handler. And L{RespClient}, a bare client of
+a real node's Redis port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import hiredis
 from twisted.internet.defer import Deferred
 
 from disperse.node import Node
@@ -63,3 +67,65 @@ def runCommand(context: Context, *line: bytes) -> Reply | Deferred[Reply]:
     arguments = list(line)
     command = resolveCommand(arguments)
     return HANDLERS[command.name](context, arguments)
+
+
+def encodeCommand(*words: bytes) -> bytes:
+    """
+    A command as a client sends it: a multibulk of bulk strings.
+    """
+    return b"*%d\r\n" % len(words) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(word), word) for word in words
+    )
+
+
+class RespClient:
+    """
+    A blocking client of a real node's Redis port, for process tests that
+    must not depend on a Redis client library: commands go out as
+    multibulks (or raw bytes), replies are read with C{hiredis} (errors as
+    L{hiredis.ReplyError} values, simple strings as bytes).
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0):
+        self.socket = socket.create_connection((host, port), timeout)
+        self._reader = hiredis.Reader()
+
+    def __enter__(self) -> RespClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, *commands: Sequence[bytes]) -> None:
+        """
+        Send C{commands} in one write, without reading their replies.
+        """
+        self.sendRaw(b"".join(encodeCommand(*words) for words in commands))
+
+    def sendRaw(self, data: bytes) -> None:
+        self.socket.sendall(data)
+
+    def read(self) -> Any:
+        """
+        The next reply.
+
+        @raise ConnectionError: if the node closed the connection first.
+        """
+        while True:
+            reply = self._reader.gets()
+            if reply is not False:
+                return reply
+            data = self.socket.recv(256 * 1024)
+            if not data:
+                raise ConnectionError("the node closed the connection")
+            self._reader.feed(data)
+
+    def call(self, *words: bytes) -> Any:
+        """
+        Send one command and read its reply.
+        """
+        self.send(words)
+        return self.read()
+
+    def close(self) -> None:
+        self.socket.close()

@@ -79,6 +79,21 @@ class RequestGuard:
     def authenticating(self) -> bool:
         return self.tokens is not None
 
+    @property
+    def perClient(self) -> RateLimiter | None:
+        """
+        The rate limit of each client, shared with the Redis port so that
+        a client's budget is one whichever protocol it speaks.
+        """
+        return self._perClient
+
+    @property
+    def overall(self) -> RateLimiter | None:
+        """
+        The node's rate limit over every client, shared likewise.
+        """
+        return self._overall
+
     def admit(
         self, request: IRequest, path: list[bytes], route: Route | None = None
     ) -> bytes | None:

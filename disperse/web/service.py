@@ -29,6 +29,7 @@ from disperse.web.limits import GuardedChannel
 
 if TYPE_CHECKING:
     from disperse.cluster.peer.server import PeerServerFactory
+    from disperse.resp.server import RespFactory
 
 # How long a stopping node waits for requests in flight.
 DRAIN_TIMEOUT = 10.0
@@ -155,7 +156,7 @@ class HTTPService(Service):
     def __init__(
         self,
         endpoint: IStreamServerEndpoint,
-        site: DisperseSite | PeerServerFactory,
+        site: DisperseSite | PeerServerFactory | RespFactory,
         clock: IReactorTime,
         onListening: Callable[[IListeningPort], None] = lambda port: None,
         what: str = "HTTP API",

@@ -1,0 +1,79 @@
+"""
+Integration tests: a real C{twistd disperse} node with C{--redis-port},
+driven over a bare socket (no Redis client library, no C{redis-cli}; the
+client suites test those).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hiredis
+import pytest
+
+from disperse.testing.cluster import getJSON, runningNode
+from disperse.testing.resp import RespClient
+
+pytestmark = pytest.mark.integration
+
+REDIS = ("--redis-port", "tcp:0:interface=127.0.0.1")
+
+
+def test_pipelineInlineAndErrors() -> None:
+    """
+    A pipeline of 10,000 commands sent in one write is answered in order;
+    inline commands work; an unknown command is an error and the
+    connection stays; a malformed frame is an error and the connection
+    closes. /stats counts it all.
+    """
+    with runningNode("--node-name", "alpha", *REDIS) as node:
+        port = node.waitRedis()
+        with RespClient(port) as client:
+            assert client.call(b"PING") == b"PONG"
+            count = 10_000
+            client.send(*([b"ECHO", b"%d" % index] for index in range(count)))
+            replies = [client.read() for _ in range(count)]
+            assert replies == [b"%d" % index for index in range(count)]
+
+            client.sendRaw(b'PING\r\nECHO "a b"\r\n')
+            assert (client.read(), client.read()) == (b"PONG", b"a b")
+
+            error = client.call(b"NOPE", b"x")
+            assert isinstance(error, hiredis.ReplyError)
+            assert str(error).startswith("ERR unknown command 'NOPE'")
+            assert client.call(b"CLIENT", b"ID") == 1
+
+            client.sendRaw(b"*1\r\n$x\r\n")
+            error = client.read()
+            assert isinstance(error, hiredis.ReplyError)
+            assert str(error) == "ERR Protocol error: invalid bulk length"
+            with pytest.raises(ConnectionError):
+                client.read()
+
+        stats = getJSON(node.httpPort, "/stats")["redis"]
+        assert stats["accepted"] == 1
+        assert stats["protocolErrors"] == 1
+        assert stats["perCommand"]["echo"]["calls"] == count + 1
+
+
+def test_tokens(tmp_path: Path) -> None:
+    """
+    With --auth-tokens, commands are refused until AUTH with a token.
+    """
+    token = "redis-test-token-0123456789abcdef"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{token} read\n", encoding="utf-8")
+    with (
+        runningNode(
+            "--node-name", "beta", "--auth-tokens", str(tokens), *REDIS
+        ) as node,
+        RespClient(node.waitRedis()) as client,
+    ):
+        error = client.call(b"PING")
+        assert isinstance(error, hiredis.ReplyError)
+        assert str(error) == "NOAUTH Authentication required."
+        error = client.call(b"AUTH", b"not-a-token-of-this-node")
+        assert isinstance(error, hiredis.ReplyError)
+        assert str(error).startswith("WRONGPASS")
+        assert client.call(b"AUTH", b"default", token.encode()) == b"OK"
+        assert client.call(b"PING") == b"PONG"
