@@ -18,10 +18,10 @@ How the cluster is shown:
     (not suspect) to this node's membership, and this node itself. An
     owner left out passes its place to the next; a partition none of whose
     owners can be shown is given to this node alone. Redis clients refuse
-    a map with a slot no node covers (redis-py's C{RequireFullCoverage}
-    default), and any Disperse node serves any key, coordinating it with
-    its replicas: so such slots cost a hop, where leaving them out would
-    stop the client.
+    a map with a slot no node covers (redis-py's C{RedisCluster} does
+    unless told C{require_full_coverage=False}), and any Disperse node
+    serves any key, coordinating it with its replicas: so such slots cost
+    a hop, where leaving them out would stop the client.
   - A node's id is the SHA-1 of its member name in hexadecimal: 40
     characters, the same on every node and across restarts.
   - C{CLUSTER NODES} gives each node one role, as Redis does, whereas a
@@ -46,10 +46,20 @@ How the cluster is shown:
     requests: before it has joined, or while it reaches no majority of the
     members it knows (L{disperse.cluster.view.NoMajority}).
 
-Clients that follow this map still reach a node that may be a replica or
+Clients that follow this map may still reach a node that is a replica or
 no owner at all of a key (views differ for a moment after a membership
-change): it serves the key anyway, no C{MOVED} is ever sent, and a client
-that refreshes its map after an error goes to the new owners.
+change, and clients keep their map until they refresh it): it serves the
+key anyway and no C{MOVED} is ever sent. So a client refreshes its map
+only after an error (redis-py after a connection error or a timeout):
+after a death at once, after a join whenever that comes; until then the
+old owners serve the keys the newcomer took.
+
+redis-py marks each node primary or replica by its first appearance in
+C{CLUSTER SLOTS}, and the first range already names R nodes: only the
+nodes first seen as a master are its "primaries" (one node of three at
+R=3), which is where it sends the commands it sends to every primary
+(C{SCAN}, C{FLUSHALL}, C{FLUSHDB}). Keys are routed by the slot map, not
+by that mark.
 """
 
 from __future__ import annotations

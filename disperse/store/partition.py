@@ -9,8 +9,8 @@ L{SLOTS_PER_PARTITION}: partition M{p} is slots M{16p} to M{16p + 15}. So a
 cluster-aware Redis client, which computes the slot of every key itself,
 can be told which members own each slot (C{CLUSTER SLOTS},
 L{disperse.resp.topology}) and send each key straight to one of its
-replicas, and keys that share a C{{hash tag}} share a partition, hence
-their replicas.
+replicas, and keys that share a hash tag (C{E{lb}tagE{rb}}) share a
+partition, hence their replicas.
 
 The partition count and the hash are part of the contract between nodes:
 two nodes that split keys differently send the same key to different
@@ -54,9 +54,9 @@ _PARTITION_MASK = PARTITION_COUNT - 1
 def hashedPart(encoded: bytes) -> bytes:
     """
     The bytes of a key that Redis hashes into its slot, as Redis's
-    C{keyHashSlot} picks them: between the first C{{} and the first C{}}
-    after it, when there are any; otherwise (no C{{}, no C{}} after it, or
-    nothing between them) the whole key.
+    C{keyHashSlot} picks them: between the first C{E{lb}} and the first
+    C{E{rb}} after it, when there are any; otherwise (no C{E{lb}}, no
+    C{E{rb}} after it, or nothing between them) the whole key.
 
     @param encoded: the key's UTF-8 bytes (braces are ASCII, so never part
         of a longer character).
