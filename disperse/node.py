@@ -349,6 +349,33 @@ class Node(MultiService):
         record = self.store.newRecord(value, ttlMs, binary)
         return self.coordinator.write(key, record, level or self.writeConsistency)
 
+    def putUntil(
+        self,
+        key: str,
+        value: bytes,
+        expiresAtMs: int,
+        binary: bool = False,
+        level: Consistency | None = None,
+    ) -> WriteOutcome | Deferred[WriteOutcome]:
+        """
+        Write C{value} to the replicas of C{key}, expiring at C{expiresAtMs}
+        (ms since the epoch on this node's clock; 0 for never): for clients
+        that name the time, or keep a value's expiry while they rewrite it.
+        A time already past deletes the key (a tombstone, as L{delete}
+        writes) rather than storing a value that lapses at once.
+
+        @raise ValueTooLarge: if the entry cannot fit this node's budget.
+        @raise NotJoined: before this node joined its cluster.
+        """
+        if not self.ready:
+            raise NotJoined()
+        if expiresAtMs and expiresAtMs <= self.store.nowMs():
+            return self.delete(key, level)
+        if not self.store.fits(key, value):
+            raise ValueTooLarge(key)
+        record = self.store.newRecord(value, binary=binary, expiresAtMs=expiresAtMs)
+        return self.coordinator.write(key, record, level or self.writeConsistency)
+
     def delete(
         self, key: str, level: Consistency | None = None
     ) -> WriteOutcome | Deferred[WriteOutcome]:

@@ -152,3 +152,36 @@ class StatsTests(SynchronousTestCase):
         counters.record("get", 0.002)
         node.respStats = counters
         self.assertEqual(node.stats()["redis"], counters.summary())
+
+
+class PutUntilTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.node = makeNode(NodeConfig(nodeName="a"), self.clock)
+
+    def test_absoluteExpiry(self) -> None:
+        nowMs = self.node.store.nowMs()
+        outcome = self.node.putUntil("k", b"v", nowMs + 1500, binary=True)
+        self.assertTrue(getattr(outcome, "ok", False))
+        record = self.node.getLocal("k")
+        assert record is not None
+        self.assertEqual((record.expiresAtMs, record.binary), (nowMs + 1500, True))
+        self.clock.advance(1.5)
+        self.assertIsNone(self.node.getLocal("k"))
+
+    def test_pastExpiryDeletes(self) -> None:
+        """
+        A time already past writes a tombstone, which outlives the value
+        it replaces (an expired value would lapse into one for less long).
+        """
+        self.node.put("k", b"v")
+        self.node.putUntil("k", b"w", self.node.store.nowMs())
+        record = self.node.store.record("k")
+        assert record is not None
+        self.assertTrue(record.tombstone)
+
+    def test_refusedBeforeJoining(self) -> None:
+        node, _ = startNode("--peer", "127.0.0.1:7002")
+        self.addCleanup(node.stopService)
+        self.assertRaises(NotJoined, node.putUntil, "k", b"v", 0)

@@ -527,6 +527,8 @@ class Store:
         ttlMs: int = 0,
         binary: bool = False,
         tombstone: bool = False,
+        *,
+        expiresAtMs: int | None = None,
     ) -> Record:
         """
         A record versioned by this store's clock, not stored: what a
@@ -534,12 +536,20 @@ class Store:
 
         @param ttlMs: time to live in milliseconds from now; 0 for no expiry
             (a tombstone always expires after the tombstone time to live).
+        @param expiresAtMs: instead of C{ttlMs}, the absolute expiry in ms
+            since the epoch on this store's clock (0 for none), for a
+            client that names the time (Redis's C{PXAT}) or keeps a value's
+            expiry while it rewrites the value.
         """
         if ttlMs < 0:
             raise ValueError("ttlMs must not be negative")
+        if expiresAtMs is not None and (ttlMs or expiresAtMs < 0):
+            raise ValueError("expiresAtMs: not negative, and not with ttlMs")
         if tombstone:
-            ttlMs = self._tombstoneTtlMs
-        expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
+            ttl = self._tombstoneTtlMs
+            expiresAtMs = self.nowMs() + ttl if ttl else 0
+        elif expiresAtMs is None:
+            expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
         return Record(
             value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary
         )

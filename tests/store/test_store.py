@@ -250,6 +250,22 @@ class StoreTests(SynchronousTestCase):
         self.assertIsNone(store.get("k"))
         self.assertEqual(store.stats().expirations, 1)
 
+    def test_newRecordAtAnAbsoluteExpiry(self) -> None:
+        """
+        A record can be given its expiry as a time rather than a time to
+        live (0 for none); a tombstone's is always the tombstone life.
+        """
+        store = Store(self.clock, nodeId=1, tombstoneTtl=60)
+        nowMs = int(START * 1000)
+        self.assertEqual(
+            store.newRecord(b"v", expiresAtMs=nowMs + 5).expiresAtMs, nowMs + 5
+        )
+        self.assertEqual(store.newRecord(b"v", expiresAtMs=0).expiresAtMs, 0)
+        tombstone = store.newRecord(b"", tombstone=True, expiresAtMs=5)
+        self.assertEqual(tombstone.expiresAtMs, nowMs + 60_000)
+        self.assertRaises(ValueError, store.newRecord, b"v", 10, expiresAtMs=5)
+        self.assertRaises(ValueError, store.newRecord, b"v", expiresAtMs=-1)
+
     def test_sweepRemovesExpiredKeysWithoutReads(self) -> None:
         """
         Keys that expire are dropped by the sweep without anybody reading
