@@ -7,5 +7,7 @@ from __future__ import annotations
 
 from disperse.resp import (
     connection,  # noqa: F401
+    expiry,  # noqa: F401
+    strings,  # noqa: F401
     topology,  # noqa: F401
 )
