@@ -35,7 +35,9 @@ How the cluster is shown:
     slots are the ranges with exactly those nodes, its first node the
     C{master}, the others C{replica}s. A node is therefore in several
     shards (Redis puts each in one). A node first owner of nothing has a
-    shard of its own with no slots.
+    shard of its own with no slots. The port is C{tls-port} when this
+    node's Redis port is an C{ssl:} endpoint (members are assumed to
+    share the choice, as they share certificates), C{port} otherwise.
   - Epochs: C{cluster_current_epoch}, C{cluster_my_epoch} and every
     node's config epoch are this node's partition table version (the
     number of tables it has built since it started). Nodes count their own
@@ -113,10 +115,11 @@ class ClusterNode:
         # endpoint is the address, and there is no hostname).
         return [self.host, self.port, self.nodeId, {}]
 
-    def shardsEntry(self, role: str) -> dict[Reply, Reply]:
+    def shardsEntry(self, role: str, tls: bool) -> dict[Reply, Reply]:
         return {
             "id": self.nodeId,
-            "port": self.port,
+            # Redis names a port that speaks only TLS so.
+            "tls-port" if tls else "port": self.port,
             "ip": self.host,
             "endpoint": self.host,
             "role": role,
@@ -145,12 +148,15 @@ class Topology:
     @ivar nodes: every node shown, this one included, by name.
     @ivar ranges: the slot ranges, in slot order, covering every slot.
     @ivar epoch: the version of the partition table they come from.
+    @ivar tls: whether Redis ports speak TLS (this node's does; members
+        share its certificates and, it is assumed, its choice).
     """
 
     myself: ClusterNode
     nodes: tuple[ClusterNode, ...]
     ranges: tuple[SlotRange, ...]
     epoch: int
+    tls: bool = False
 
     @classmethod
     def build(
@@ -159,6 +165,7 @@ class Topology:
         members: Iterable[ClusterNode],
         myself: ClusterNode,
         epoch: int = 0,
+        tls: bool = False,
     ) -> Topology:
         """
         The topology of a partition table.
@@ -181,7 +188,7 @@ class Topology:
         if previous:
             ranges.append(cls._range(start, len(owners), previous, byName))
         nodes = tuple(byName[name] for name in sorted(byName))
-        return cls(myself, nodes, tuple(ranges), epoch)
+        return cls(myself, nodes, tuple(ranges), epoch, tls)
 
     @staticmethod
     def _range(
@@ -222,7 +229,7 @@ class Topology:
                 {
                     "slots": pairs,
                     "nodes": [
-                        node.shardsEntry("master" if i == 0 else "replica")
+                        node.shardsEntry("master" if i == 0 else "replica", self.tls)
                         for i, node in enumerate(nodes)
                     ],
                 }
@@ -230,7 +237,9 @@ class Topology:
         masters = self._mastersSlots()
         for node in self.nodes:
             if node.name not in masters:
-                shards.append({"slots": [], "nodes": [node.shardsEntry("master")]})
+                shards.append(
+                    {"slots": [], "nodes": [node.shardsEntry("master", self.tls)]}
+                )
         return shards
 
     def _mastersSlots(self) -> dict[str, list[tuple[int, int]]]:
@@ -309,13 +318,18 @@ def topologyOf(node: Node, port: int | None) -> Topology:
     """
     config = node.config
     name = config.nodeName
-    myself = ClusterNode(
-        name, config.advertiseAddress, node.redisPort or port or 0, config.gossipPort
-    )
     gossip = (
         {}
         if node.membership is None
         else {m.name: m for m in node.membership.members()}
+    )
+    # Membership knows the gossip port bound (the configured one may be 0).
+    own = gossip.get(name)
+    myself = ClusterNode(
+        name,
+        config.advertiseAddress,
+        node.redisPort or port or 0,
+        config.gossipPort if own is None else own.port,
     )
     members = []
     for spec in node.directory.dataHolders():
@@ -340,6 +354,7 @@ def topologyOf(node: Node, port: int | None) -> Topology:
         members,
         myself,
         node.view.tableVersion,
+        tls=(config.redisEndpoint or "").split(":", 1)[0].strip().lower() == "ssl",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from dataclasses import replace
 from typing import Any, cast
 
 import hiredis
@@ -409,6 +410,22 @@ class ThreeReplicasTests(TopologyCase):
         self.assertGreater(firsts, PARTITION_COUNT // 5 // 2)
 
 
+class TLSTests(TopologyCase):
+    def test_tlsPort(self) -> None:
+        """
+        When the Redis port speaks TLS, C{CLUSTER SHARDS} names it
+        C{tls-port}, as Redis does a TLS-only port.
+        """
+        self.node.config = replace(
+            self.node.config, redisEndpoint="ssl:6380:privateKey=node.pem"
+        )
+        self.join(*(gossiped(name) for name in NAMES))
+        for shard in self.call(b"CLUSTER", b"SHARDS"):
+            for node in shard["nodes"]:
+                self.assertNotIn("port", node)
+                self.assertEqual(node["tls-port"], 6380)
+
+
 class WithoutRedisTests(TopologyCase):
     replicas: Replicas = 2
 
@@ -471,7 +488,9 @@ class MembershipTests(TopologyCase):
         self.assertEqual(
             sorted(lines),
             [
-                "10.0.0.1:6380@7946",
+                # This node's own too: the port bound, where the
+                # configuration may say 0.
+                "10.0.0.1:6380@7000",
                 "10.0.0.2:6380@7001",
                 "10.0.0.3:6380@7002",
                 "10.0.0.4:6380@7003",
