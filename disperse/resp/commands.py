@@ -108,7 +108,7 @@ def _container(
 _TABLE: Final[tuple[Command, ...]] = (
     # Connection.
     Command("ping", -1, ("fast",)),
-    Command("echo", 2, ("fast",)),
+    Command("echo", 2, ("loading", "stale", "fast")),
     Command("hello", -1, _NO_AUTH),
     Command("auth", -2, _NO_AUTH),
     _container(
@@ -138,6 +138,8 @@ _TABLE: Final[tuple[Command, ...]] = (
             Command("command|info", -2, _TOPOLOGY),
             Command("command|docs", -2, _TOPOLOGY),
             Command("command|getkeys", -3, _TOPOLOGY),
+            Command("command|list", -2, _TOPOLOGY),
+            Command("command|help", 2, _TOPOLOGY),
         ),
     ),
     Command("info", -1, _TOPOLOGY, scope=READ),
@@ -198,9 +200,9 @@ _TABLE: Final[tuple[Command, ...]] = (
         (
             Command("cluster|slots", 2, _TOPOLOGY, scope=READ),
             Command("cluster|shards", 2, _TOPOLOGY, scope=READ),
-            Command("cluster|nodes", 2, _TOPOLOGY, scope=READ),
-            Command("cluster|info", 2, _TOPOLOGY, scope=READ),
-            Command("cluster|myid", 2, _TOPOLOGY, scope=READ),
+            Command("cluster|nodes", 2, ("stale",), scope=READ),
+            Command("cluster|info", 2, ("stale",), scope=READ),
+            Command("cluster|myid", 2, ("stale",), scope=READ),
             Command("cluster|keyslot", 3, ("stale",), scope=READ),
         ),
     ),

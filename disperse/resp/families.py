@@ -6,6 +6,7 @@ registers its handlers in L{disperse.resp.context.HANDLERS}.
 from __future__ import annotations
 
 from disperse.resp import (
+    admin,  # noqa: F401
     connection,  # noqa: F401
     expiry,  # noqa: F401
     strings,  # noqa: F401

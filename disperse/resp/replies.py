@@ -16,6 +16,7 @@ L{ReplyEncoder} as RESP2 or RESP3 asks:
     list, tuple    array of replies
     dict           map (RESP2: flat array of key, value, ...)
     frozenset      set (RESP2: array)
+    SetReply       set whose elements keep their order (C{COMMAND}'s flags)
     NULL_ARRAY     RESP2's null array (C{EXEC} after an abort)
     str            bulk string of its UTF-8 bytes
 
@@ -51,6 +52,16 @@ class ErrorReply(str):
 class Verbatim(bytes):
     """
     Text meant for a person (C{INFO}, C{CLUSTER NODES}).
+    """
+
+    __slots__ = ()
+
+
+class SetReply(tuple["Reply", ...]):
+    """
+    A set reply written in the order given: Redis writes the flags and
+    categories of C{COMMAND} in a fixed order, and a C{frozenset}'s order
+    changes with every process's string hashing.
     """
 
     __slots__ = ()
@@ -101,7 +112,10 @@ def encodeReply(encoder: ReplyEncoder, reply: Reply) -> None:
     elif kind is ErrorReply:
         encoder.error(reply)  # type: ignore[arg-type]
     elif isinstance(reply, list | tuple):
-        encoder.arrayHeader(len(reply))
+        if kind is SetReply:
+            encoder.setHeader(len(reply))
+        else:
+            encoder.arrayHeader(len(reply))
         for element in reply:
             encodeReply(encoder, element)
     elif isinstance(reply, dict):

@@ -38,6 +38,8 @@ REDIS: dict[str, tuple[int, int, int, int]] = {
     "command|info": (-2, 0, 0, 0),
     "command|docs": (-2, 0, 0, 0),
     "command|getkeys": (-3, 0, 0, 0),
+    "command|list": (-2, 0, 0, 0),
+    "command|help": (2, 0, 0, 0),
     "info": (-1, 0, 0, 0),
     "dbsize": (1, 0, 0, 0),
     "time": (1, 0, 0, 0),

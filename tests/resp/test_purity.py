@@ -23,6 +23,7 @@ PURE = (
     "arguments.py",
     "replies.py",
     "stats.py",
+    "docs.py",
 )
 
 

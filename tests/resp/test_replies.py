@@ -12,6 +12,8 @@ from disperse.resp.replies import (
     OK,
     ErrorReply,
     Reply,
+    SetReply,
+    Simple,
     Verbatim,
     encodeReply,
 )
@@ -49,6 +51,18 @@ class EncodeReplyTests(SynchronousTestCase):
         self.assertEqual(encoded({b"k": 1}), b"*2\r\n$1\r\nk\r\n:1\r\n")
         self.assertEqual(encoded({b"k": 1}, 3), b"%1\r\n$1\r\nk\r\n:1\r\n")
         self.assertEqual(encoded(frozenset([b"x"]), 3), b"~1\r\n$1\r\nx\r\n")
+
+    def test_orderedSet(self) -> None:
+        """
+        A L{SetReply} is a set in RESP3 and an array in RESP2, its elements
+        in the order given.
+        """
+        flags = SetReply((Simple("write"), Simple("denyoom"), Simple("fast")))
+        self.assertEqual(
+            encoded(flags, 3), b"~3\r\n+write\r\n+denyoom\r\n+fast\r\n"
+        )
+        self.assertEqual(encoded(flags), b"*3\r\n+write\r\n+denyoom\r\n+fast\r\n")
+        self.assertEqual(encoded(SetReply(), 3), b"~0\r\n")
 
     def test_verbatim(self) -> None:
         self.assertEqual(encoded(Verbatim(b"hi")), b"$2\r\nhi\r\n")
