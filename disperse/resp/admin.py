@@ -268,9 +268,7 @@ def commandList(ctx: Context, args: list[bytes]) -> Reply:
             if category in aclCategories(each.name, each.flags)
         ]
     if kind == b"pattern":
-        return [
-            each.name for each in _everyCommand() if _globMatch(value, each.name)
-        ]
+        return [each.name for each in _everyCommand() if _globMatch(value, each.name)]
     raise CommandError("ERR syntax error")
 
 

@@ -16,12 +16,10 @@ from disperse.cluster.coordinator import Consistency
 from disperse.resp.arguments import integerArgument
 from disperse.resp.commands import CommandError
 from disperse.resp.context import Context, Session, handles
+from disperse.resp.docs import REDIS_VERSION
 from disperse.resp.replies import OK, PONG, Reply, Simple, Verbatim
 from disperse.resp.wire import parseInteger
 
-# The Redis version Disperse answers as: the one whose commands, arities
-# and errors it follows.
-REDIS_VERSION: Final = "7.2.0"
 # Only one user exists, as on a Redis with just a password.
 DEFAULT_USER: Final = b"default"
 

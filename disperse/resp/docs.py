@@ -22,7 +22,7 @@ from typing import Final
 
 # The Redis version Disperse answers as (INFO's redis_version): the release
 # whose commands, arities and key specifications the table follows.
-REDIS_VERSION: Final = "7.2.4"
+REDIS_VERSION: Final = "7.2.0"
 # When Disperse's own commands appeared, in Disperse's versions.
 DISPERSE_SINCE: Final = "0.1.0"
 
@@ -745,6 +745,12 @@ DOCS: Final[Mapping[str, CommandDoc]] = {
         arguments=(_key(multiple=True),),
         categories=_TRANSACTION,
         keyFlags=("RO",),
+    ),
+    "unwatch": CommandDoc(
+        "Forgets the watched keys; as Disperse watches none, answers OK.",
+        "2.2.0",
+        "transactions",
+        categories=_TRANSACTION,
     ),
     # Cluster.
     "cluster": CommandDoc(

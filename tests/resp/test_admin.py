@@ -424,7 +424,7 @@ class GetKeysAndListTests(AdminTestCase):
     def test_listFiltered(self) -> None:
         self.assertEqual(
             self.run_(b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"transaction"),
-            ["multi", "exec", "discard", "watch"],
+            ["multi", "exec", "discard", "watch", "unwatch"],
         )
         self.assertEqual(
             self.run_(b"command", b"list", b"filterby", b"pattern", b"*ttl"),

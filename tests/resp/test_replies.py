@@ -58,9 +58,7 @@ class EncodeReplyTests(SynchronousTestCase):
         in the order given.
         """
         flags = SetReply((Simple("write"), Simple("denyoom"), Simple("fast")))
-        self.assertEqual(
-            encoded(flags, 3), b"~3\r\n+write\r\n+denyoom\r\n+fast\r\n"
-        )
+        self.assertEqual(encoded(flags, 3), b"~3\r\n+write\r\n+denyoom\r\n+fast\r\n")
         self.assertEqual(encoded(flags), b"*3\r\n+write\r\n+denyoom\r\n+fast\r\n")
         self.assertEqual(encoded(SetReply(), 3), b"~0\r\n")
 
