@@ -6,7 +6,10 @@ fallbacks, bad values, and the service tree C{makeService} builds.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import tempfile
 
 import pytest
 from twisted.python import usage
@@ -335,7 +338,11 @@ class RedisServiceTests(SynchronousTestCase):
         The Redis port reads the HTTP guard's tokens at each use, so a
         reload of the token file applies to both.
         """
-        tokens = self.mktemp()
+        # A directory of the system's: under pytest, mktemp() would write
+        # into the checkout.
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        tokens = os.path.join(directory, "tokens")
         with open(tokens, "w", encoding="utf-8") as f:
             f.write("a" * 32 + " read\n")
         options = Options(environ={})
