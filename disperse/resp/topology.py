@@ -56,12 +56,18 @@ only after an error (redis-py after a connection error or a timeout):
 after a death at once, after a join whenever that comes; until then the
 old owners serve the keys the newcomer took.
 
+Keyless commands cover the whole cluster on any node (C{SCAN}, C{KEYS},
+C{DBSIZE}, C{RANDOMKEY}, C{FLUSHALL}), whereas Redis Cluster clients send
+some of them to every master and add up or concatenate the answers.
 redis-py marks each node primary or replica by its first appearance in
-C{CLUSTER SLOTS}, and the first range already names R nodes: only the
-nodes first seen as a master are its "primaries" (one node of three at
-R=3), which is where it sends the commands it sends to every primary
-(C{SCAN}, C{FLUSHALL}, C{FLUSHDB}). Keys are routed by the slot map, not
-by that mark.
+C{CLUSTER SLOTS}, and sends C{SCAN}, C{FLUSHALL} and C{FLUSHDB} to every
+primary: so the first range (slot 0's) lists every other node shown as one
+of its replicas, after the partition's real owners. redis-py then has one
+primary, slot 0's master, the same on every node's map, and a C{SCAN}
+through it sees each key once rather than once per node. Keys are routed
+by each slot's master, not by that mark; a client reading from replicas
+(C{READONLY}) may read slot 0's keys through a node that is no owner,
+which coordinates the read like any other.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from disperse.cluster.view import NoMajority
 from disperse.gossip.messages import NodeState
@@ -206,11 +212,21 @@ class Topology:
         """
         C{CLUSTER SLOTS}: per range, its first and last slot, then its
         master and replicas.
+
+        The first range (slot 0's) also lists, after its own replicas,
+        every other node shown: see the module's docstring on redis-py's
+        primaries.
         """
-        return [
+        reply: list[Reply] = [
             [r.start, r.end, *(node.slotsEntry() for node in r.nodes)]
             for r in self.ranges
         ]
+        if self.ranges:
+            first = self.ranges[0]
+            listed = {node.name for node in first.nodes}
+            extra = [n.slotsEntry() for n in self.nodes if n.name not in listed]
+            reply[0] = [*cast(list[Reply], reply[0]), *extra]
+        return reply
 
     def shards(self) -> list[Reply]:
         """

@@ -24,7 +24,7 @@ from disperse.gossip.messages import NodeState
 from disperse.gossip.service import Membership
 from disperse.gossip.swim import Member
 from disperse.resp.replies import Reply, Verbatim, encodeReply
-from disperse.resp.topology import ClusterNode, Topology, nodeIdOf
+from disperse.resp.topology import ClusterNode, Topology, nodeIdOf, topologyOf
 from disperse.resp.wire import ReplyEncoder
 from disperse.store.partition import PARTITION_COUNT, SLOT_COUNT, slotOf
 from disperse.testing.node import makeNode
@@ -106,15 +106,26 @@ class TopologyCase(SynchronousTestCase):
     def slots(self) -> list[Any]:
         return cast(list[Any], self.call(b"CLUSTER", b"SLOTS"))
 
+    def ownedSlots(self) -> list[Any]:
+        """
+        C{CLUSTER SLOTS} without the other nodes its first range lists
+        after its owners.
+        """
+        ranges = self.slots()
+        owners = len(topologyOf(self.node, 6380).ranges[0].nodes)
+        ranges[0] = ranges[0][: 2 + owners]
+        return ranges
+
     def slotNodes(self) -> dict[int, list[str]]:
         """
         Per partition, the hosts C{CLUSTER SLOTS} gives its slots, master
         first.
         """
         nodes: dict[int, list[str]] = {}
-        for entry in self.slots():
+        for entry in self.ownedSlots():
+            listed = entry[2:]
             for slot in range(entry[0], entry[1] + 1):
-                hosts = [node[0] for node in entry[2:]]
+                hosts = [node[0] for node in listed]
                 nodes.setdefault(slot // 16, hosts)
                 self.assertEqual(nodes[slot // 16], hosts)
         return nodes
@@ -198,6 +209,21 @@ class ThreeReplicasTests(TopologyCase):
                 nodes[partition], [hostOf(name) for name in table.owners(partition)]
             )
         covered(self.slots())
+
+    def test_onePrimaryForClients(self) -> None:
+        """
+        Every node but slot 0's master first appears in C{CLUSTER SLOTS}
+        as a replica (redis-py's primaries are the nodes it first sees as
+        masters), so that cluster clients send the keyless commands they
+        send to every primary to one node.
+        """
+        seen: dict[str, str] = {}
+        for entry in self.slots():
+            for position, node in enumerate(entry[2:]):
+                seen.setdefault(node[0], "master" if position == 0 else "replica")
+        masters = [host for host, role in seen.items() if role == "master"]
+        self.assertEqual(masters, [self.slots()[0][2][0]])
+        self.assertEqual(len(seen), len(self.nodesLines()))
 
     def test_rangesAreMerged(self) -> None:
         """
@@ -303,7 +329,7 @@ class ThreeReplicasTests(TopologyCase):
         """
         shards = self.call(b"CLUSTER", b"SHARDS")
         byNodes: dict[tuple[str, ...], list[int]] = {}
-        for entry in self.slots():
+        for entry in self.ownedSlots():
             pairs = byNodes.setdefault(tuple(n[2] for n in entry[2:]), [])
             pairs.extend(entry[:2])
         self.assertEqual(len(shards), len(byNodes))
