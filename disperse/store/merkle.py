@@ -71,7 +71,7 @@ import xxhash
 
 if TYPE_CHECKING:
     # Only for annotations: the store imports this module to keep its trees.
-    from disperse.store.store import Record
+    from disperse.store.record import Record
 
 # Seeds of the two xxh3 hashes, fixed for ever: distinct from each other,
 # and unrelated to the key's partition (its CRC16 slot), so that the keys of

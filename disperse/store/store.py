@@ -3,12 +3,12 @@ The local key-value store of one node: values, versions, expiry, tombstones
 and a byte budget. Pure: no I/O, time only through an injected L{TimeSource}.
 
 Memory is the product here, so each entry is kept as a single immutable
-C{bytes} object, a fixed header followed by the value:
+C{bytes} object, its L{Record} encoded (L{disperse.store.record}): a fixed
+header (expiry, version, writer, flags) followed by the value.
 
-    expiresAtMs  int64   absolute expiry in ms since the epoch, 0 = never
-    timestamp    uint64  hybrid logical clock of the write (the version)
-    nodeId       uint32  the writer, breaking ties between equal timestamps
-    flags        uint8   tombstone, binary
+Copies of a key merge by last writer wins (L{Record.precedence}), except
+convergent counters (C{INCR}), whose copies merge into one that counts
+every increment of each (L{disperse.store.counter}).
 
 One bytes object per entry costs about a third of what a small object with
 fields would, and C{bytes} are not tracked by the cyclic garbage collector,
@@ -41,24 +41,29 @@ expired records as absent and the sweep removes them within seconds.
 from __future__ import annotations
 
 import heapq
-import struct
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
+from disperse.store.counter import canonicalValue, joinRecords
 from disperse.store.hlc import HybridLogicalClock
 from disperse.store.merkle import MerkleTree, leafHash
 from disperse.store.partition import PARTITION_COUNT, SLOTS_PER_PARTITION, partitionOf
+from disperse.store.record import (
+    FLAG_BINARY,
+    FLAG_COUNTER,
+    FLAG_TOMBSTONE,
+    FLAGS_AT,
+    HEADER,
+    HEADER_SIZE,
+    KNOWN_FLAGS,
+    Record,
+)
 from disperse.timesource import OffsetTime, TimeSource
 
-_HEADER = struct.Struct(">qQIB")
-HEADER_SIZE = _HEADER.size
-
-FLAG_TOMBSTONE = 0x01
-FLAG_BINARY = 0x02
-_KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_BINARY
+_HEADER = HEADER
+_KNOWN_FLAGS = KNOWN_FLAGS
 # Replica-local, never sent nor hashed: this value, which expires, replaced
 # an older entry here. When it expires it leaves a tombstone of its own
 # version rather than nothing, so that the older value, still held by a
@@ -66,7 +71,7 @@ _KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_BINARY
 # that replaced nothing leaves nothing: keys written once with a time to
 # live cost no memory after they expire.
 _FLAG_REPLACED = 0x80
-_FLAGS_AT = HEADER_SIZE - 1
+_FLAGS_AT = FLAGS_AT
 # Each flags byte as a bytes object, for rewriting it without a tuple.
 _FLAG_BYTES = [bytes((flags,)) for flags in range(256)]
 
@@ -108,77 +113,6 @@ _LEAF_SHIFT = 64 - TREE_DEPTH * (TREE_FANOUT.bit_length() - 1)
 _EMPTY_ROOT = bytes(8)
 
 
-class Record(NamedTuple):
-    """
-    One stored entry as seen from outside: a value or a tombstone.
-
-    @ivar expiresAtMs: absolute expiry in ms since the epoch, 0 for never;
-        for a tombstone, when it may be forgotten.
-    @ivar timestamp: hybrid logical clock timestamp of the write.
-    @ivar nodeId: the node that coordinated the write.
-    """
-
-    value: bytes
-    expiresAtMs: int
-    timestamp: int
-    nodeId: int
-    tombstone: bool = False
-    binary: bool = False
-
-    @property
-    def version(self) -> tuple[int, int]:
-        """
-        What last-writer-wins compares: the timestamp, then the writer.
-        """
-        return (self.timestamp, self.nodeId)
-
-    @property
-    def precedence(self) -> tuple[int, int, bool, int, bool, bytes]:
-        """
-        A total order over records, the version first. Two different
-        records with equal versions should not exist, but a node restarted
-        with its clock set back could make them; ordering on the content as
-        well keeps replicas identical even then.
-        """
-        return (
-            self.timestamp,
-            self.nodeId,
-            self.tombstone,
-            self.expiresAtMs,
-            self.binary,
-            self.value,
-        )
-
-    def encode(self) -> bytes:
-        flags = (FLAG_TOMBSTONE if self.tombstone else 0) | (
-            FLAG_BINARY if self.binary else 0
-        )
-        return (
-            _HEADER.pack(self.expiresAtMs, self.timestamp, self.nodeId, flags)
-            + self.value
-        )
-
-    @classmethod
-    def decode(cls, blob: bytes) -> Record:
-        """
-        The record encoded in C{blob}.
-
-        @raise ValueError: if C{blob} is shorter than a record's header (peers
-            send blobs, so this is input, not an invariant).
-        """
-        if len(blob) < HEADER_SIZE:
-            raise ValueError(f"a record needs {HEADER_SIZE} bytes, got {len(blob)}")
-        expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
-        return cls(
-            blob[HEADER_SIZE:],
-            expiresAtMs,
-            timestamp,
-            nodeId,
-            bool(flags & FLAG_TOMBSTONE),
-            bool(flags & FLAG_BINARY),
-        )
-
-
 def _withFlags(blob: bytes, flags: int) -> bytes:
     """
     Encoded record C{blob} with its flags byte set to C{flags}.
@@ -216,6 +150,31 @@ def _newer(blob: bytes, than: bytes) -> bool:
     if (timestamp, nodeId) != (otherTimestamp, otherNodeId):
         return (timestamp, nodeId) > (otherTimestamp, otherNodeId)
     return Record.decode(blob).precedence > Record.decode(than).precedence
+
+
+def _canonicalCounter(blob: bytes) -> bytes:
+    """
+    C{blob}, a counter from elsewhere, in the one encoding of its state and
+    without the binary flag (a counter is text), so that replicas holding
+    the same counter hold the same bytes.
+
+    @raise ValueError: if its value is not a counter's state.
+    """
+    value = blob[HEADER_SIZE:]
+    canonical = canonicalValue(value)
+    flags = blob[_FLAGS_AT]
+    if canonical == value and not flags & FLAG_BINARY:
+        return blob
+    return blob[:_FLAGS_AT] + _FLAG_BYTES[flags & ~FLAG_BINARY] + canonical
+
+
+def _joined(blob: bytes, other: bytes) -> bytes:
+    """
+    The merge of encoded records C{blob} and C{other}, one of them a
+    counter (L{disperse.store.counter.joinRecords}).
+    """
+    joined = joinRecords(Record.decode(blob), Record.decode(other))
+    return joined.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +306,7 @@ class Store:
                     nodeId,
                     False,
                     bool(flags & FLAG_BINARY),
+                    bool(flags & FLAG_COUNTER),
                 )
         self.misses += 1
         return None
@@ -588,7 +548,9 @@ class Store:
         Apply a record made elsewhere (a replica write, a hint, a repair) if
         it is newer than what is stored: last writer wins by
         L{Record.precedence}, so every replica ends with the same record
-        whatever order copies arrive in.
+        whatever order copies arrive in. A counter, or a record meeting one,
+        is merged instead (L{disperse.store.counter.joinRecords}): what is
+        stored becomes the join of both.
 
         @param evict: whether to make room by evicting when C{key} has no
             entry here. A repair passes C{False}: a full replica lacks keys
@@ -604,7 +566,8 @@ class Store:
         L{merge} a record in its encoded form (L{Record.encode}), as peers
         send it: stored as it came, without decoding it into a L{Record}.
 
-        @raise ValueError: if C{blob} is shorter than a record's header.
+        @raise ValueError: if C{blob} is shorter than a record's header, or
+            a counter whose value is not a counter's state.
         """
         if len(blob) < HEADER_SIZE:
             raise ValueError(f"a record needs {HEADER_SIZE} bytes, got {len(blob)}")
@@ -614,6 +577,9 @@ class Store:
             # them): keep only the flags a record has.
             flags &= _KNOWN_FLAGS
             blob = _withFlags(blob, flags)
+        if flags & FLAG_COUNTER:
+            blob = _canonicalCounter(blob)
+            flags = blob[_FLAGS_AT]
         self.hlc.observe(timestamp)
         # Compared with what is stored even if it expired: an expired write
         # still supersedes every older version of the key, which must not
@@ -621,7 +587,15 @@ class Store:
         current = self._part(key).get(key)
         shared = blob
         if current is not None:
-            if not _newer(blob, current):
+            if (flags | current[_FLAGS_AT]) & FLAG_COUNTER:
+                # Counters merge: what is stored becomes the join of both
+                # copies, which may be neither.
+                held = _shared(current)
+                blob = shared = _joined(blob, held)
+                if blob == held:
+                    return False
+                expiresAtMs, _, _, flags = _HEADER.unpack_from(blob)
+            elif not _newer(blob, current):
                 return False
             if expiresAtMs and not flags & FLAG_TOMBSTONE:
                 blob = _replacing(blob)
@@ -714,12 +688,17 @@ class Store:
         agree.
         """
         if expired[_FLAGS_AT] & _FLAG_REPLACED:
-            expiresAtMs, timestamp, nodeId, _ = _HEADER.unpack_from(expired)
+            expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(expired)
             forgetAtMs = expiresAtMs + self._expiryTombstoneTtlMs
             if forgetAtMs > self.nowMs():
-                self._store(
-                    key, _HEADER.pack(forgetAtMs, timestamp, nodeId, FLAG_TOMBSTONE)
-                )
+                flags = FLAG_TOMBSTONE | (flags & FLAG_COUNTER)
+                tombstone = _HEADER.pack(forgetAtMs, timestamp, nodeId, flags)
+                if flags & FLAG_COUNTER:
+                    # A counter's tombstone keeps its state: copies of the
+                    # same counter merge with it, and one whose expiry was
+                    # changed later (a newer version) outlives it.
+                    tombstone += expired[HEADER_SIZE:]
+                self._store(key, tombstone)
                 return
         self._remove(key, stored)
 

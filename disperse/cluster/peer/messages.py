@@ -27,7 +27,7 @@ from typing import ClassVar, Literal, Self, TypeAlias, overload
 import msgpack
 
 from disperse.store.merkle import DIGEST_SIZE, Digests
-from disperse.store.store import HEADER_SIZE
+from disperse.store.record import HEADER_SIZE
 
 # Every call is a POST to this prefix followed by its kind.
 PATH_PREFIX = b"/internal/v1/"
