@@ -14,6 +14,7 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any, Protocol, Self
 
 from twisted.application.service import MultiService
@@ -30,6 +31,7 @@ from disperse.cluster.coordinator import (
 )
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
 from disperse.cluster.hints import HintStore
+from disperse.cluster.increments import IncrementOutcome, Increments
 from disperse.cluster.members import MemberChange, MemberDirectory
 from disperse.cluster.peer.client import PeerCallCounters
 from disperse.cluster.placement import PartitionTable
@@ -194,6 +196,12 @@ class Node(MultiService):
         # Read-modify-write operations (conditional sets, expiry changes,
         # increments), one at a time per key on this node.
         self.serial = KeySerializer()
+        self.increments = Increments(
+            coordinator=coordinator,
+            store=store,
+            serial=self.serial,
+            random=random.Random(),
+        )
         self.directory = directory
         self.membership = membership
         # Whether this node coordinates requests: not while it has seeds to
@@ -383,6 +391,61 @@ class Node(MultiService):
             raise NotJoined()
         record = self.store.newRecord(b"", tombstone=True)
         return self.coordinator.write(key, record, level or self.writeConsistency)
+
+    def restamp(
+        self,
+        key: str,
+        current: Record,
+        expiresAtMs: int,
+        level: Consistency | None = None,
+    ) -> WriteOutcome | Deferred[WriteOutcome]:
+        """
+        Write a new version of C{current}, the live record of C{key} just
+        read, with the same value and the expiry C{expiresAtMs} (ms since
+        the epoch on this node's clock, 0 for never): what C{EXPIRE},
+        C{PERSIST} and C{GETEX} write. A counter stays a counter with the
+        same state, so that increments made meanwhile on other copies still
+        merge with it (rewriting its number as a plain value would reset
+        it). A time already past deletes the key.
+
+        @raise NotJoined: before this node joined its cluster.
+        """
+        if not self.ready:
+            raise NotJoined()
+        if expiresAtMs and expiresAtMs <= self.store.nowMs():
+            return self.delete(key, level)
+        record = current._replace(
+            expiresAtMs=expiresAtMs,
+            timestamp=self.store.hlc.now(),
+            nodeId=self.store.nodeId,
+            tombstone=False,
+        )
+        return self.coordinator.write(key, record, level or self.writeConsistency)
+
+    def increment(
+        self,
+        key: str,
+        delta: int | float | Decimal,
+        level: Consistency | None = None,
+    ) -> Deferred[IncrementOutcome]:
+        """
+        Add C{delta} to the convergent counter C{key}, reading and writing at
+        C{level} (the node's default write consistency if not given): an
+        C{int} step as C{INCRBY} adds it, a C{float} or L{Decimal} one as
+        C{INCRBYFLOAT} does (a float by its shortest text: C{0.1} adds
+        exactly a tenth). See L{disperse.cluster.increments}.
+
+        @return: fires with the outcome, or fails with
+            L{disperse.store.counter.CounterError} when the key's value
+            cannot take the step (nothing is written), L{NoMajority} or
+            L{ValueTooLarge}.
+        @raise NotJoined: before this node joined its cluster.
+        """
+        if not self.ready:
+            raise NotJoined()
+        if isinstance(delta, float):
+            delta = Decimal(repr(delta))
+        return self.increments.increment(key, delta, level or self.writeConsistency)
 
     # This node's store alone: the original's X-Is-Sync
 

@@ -21,8 +21,9 @@ a node a few requests however large the cluster. An exchange:
      its questions and answers);
   3. fetches the peer's records of those leaves (a few leaves a request),
      merges locally the ones that are newer (last writer wins, as
-     everywhere), and pushes back the local records the peer lacks or holds
-     older.
+     everywhere; copies of a counter merge, L{disperse.store.counter}),
+     and pushes back the local records the peer lacks or holds older (or,
+     for a counter, without some of the increments held here).
 
 Expired records count as absent on both sides. A repair never evicts to
 take a key the receiver has no entry for (L{disperse.store.Store.merge}):
@@ -73,6 +74,7 @@ from disperse.cluster.replica import Replica
 from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.logs import logger
 from disperse.store import Record
+from disperse.store.counter import supersedes
 from disperse.store.merkle import MerkleWalk
 from disperse.store.partition import PARTITION_COUNT
 
@@ -707,13 +709,15 @@ class AntiEntropy:
                 continue
             theirs[key] = record
             mine = ours.get(key)
-            newer = mine is None or mine.precedence < record.precedence
+            newer = mine is None or supersedes(record, mine)
             if pull and newer and store.merge(key, record, evict=False):
                 self.counters.keysPulled += 1
         push = []
         for key, record in ours.items():
             held = theirs.get(key)
-            if held is None or held.precedence < record.precedence:
+            # (Two copies of a counter may each lack increments the other
+            # has: each side then takes the other's and merges.)
+            if held is None or supersedes(record, held):
                 push.append((key, record))
         for start in range(0, len(push), PUSH_BATCH):
             applied = await self.peers.repair(peer, push[start : start + PUSH_BATCH])

@@ -8,7 +8,9 @@ number of replicas acknowledged. A read asks as many replicas as the level
 needs (more if some fail or are slow), returns the newest record, and
 repairs replicas that answered with something older. Replicas that miss a
 write get it later through hinted handoff, and whatever both miss is found
-by anti-entropy (L{disperse.cluster.antientropy}).
+by anti-entropy (L{disperse.cluster.antientropy}). Copies of a counter are
+merged rather than ranked (L{disperse.store.counter}): a read returns their
+merge and repairs every replica whose copy differs from it.
 
 The coordinator reads the partition table from the view
 (L{disperse.cluster.view}), applies and reads this node's own share in the
@@ -35,6 +37,7 @@ from disperse.cluster.replica import Replica
 from disperse.cluster.view import ClusterView, NoMajority
 from disperse.logs import logger
 from disperse.store import Record
+from disperse.store.counter import decodeState, joinRecords
 from disperse.store.partition import partitionOf
 
 # How often hints are offered to replicas that are back, and how many at once.
@@ -198,6 +201,8 @@ class _ReadRun:
         # Members asked that have not answered, nor failed, yet.
         self.waiting: list[str] = []
         self.waitAll = False
+        # Whether the outcome keeps an expired newest record.
+        self.keepExpired = False
         self.done: Deferred[ReadOutcome] = Deferred()
 
     def ask(self, count: int) -> None:
@@ -459,10 +464,17 @@ class Coordinator:
 
     # Reads
 
-    def read(self, key: str, level: Consistency) -> ReadOutcome | Deferred[ReadOutcome]:
+    def read(
+        self, key: str, level: Consistency, expired: bool = False
+    ) -> ReadOutcome | Deferred[ReadOutcome]:
         """
-        The newest record of C{key} among as many replicas as C{level} needs.
+        The newest record of C{key} among as many replicas as C{level} needs
+        (the merge of their copies, for a counter).
 
+        @param expired: give the record read even if it expired (not
+            dropped yet), rather than none: what a read-modify-write must
+            supersede. The outcome's L{ReadOutcome.value} is then not
+            necessarily live.
         @return: the outcome, at once when the local replica alone meets the
             level, else a L{Deferred}.
         @raise NoMajority: at quorum or all, when this node reaches no
@@ -487,11 +499,15 @@ class Coordinator:
         settling = self._settling()
         if local and required <= 1 and not settling:
             return ReadOutcome(
-                self._store.record(key, touch=True), 1, required, len(owners)
+                self._store.record(key, touch=True, expired=expired),
+                1,
+                required,
+                len(owners),
             )
         extras = self._view.earlierOwners(partition, owners) if settling else []
         run = _ReadRun(self, key, required, len(owners), others + extras, extras)
         run.waitAll = settling
+        run.keepExpired = expired
         if local:
             run.answers[self.nodeName] = self._store.record(
                 key, touch=True, expired=True
@@ -577,11 +593,14 @@ class Coordinator:
 
     def _settleRead(self, run: _ReadRun) -> ReadOutcome:
         newest: Record | None = None
+        counters = False
         for record in run.answers.values():
-            if record is not None and (
-                newest is None or record.precedence > newest.precedence
-            ):
-                newest = record
+            if record is not None:
+                counters = counters or record.counter
+                if newest is None or record.precedence > newest.precedence:
+                    newest = record
+        if counters:
+            newest = self._joinAnswers(run)
         if newest is not None:
             self._store.hlc.observe(newest.timestamp)
             expired = bool(
@@ -593,9 +612,11 @@ class Coordinator:
                     # holds nothing older.
                     if not expired:
                         self._repair(member, run.key, newest)
-                elif record.precedence < newest.precedence:
+                elif record != newest:
+                    # Older (newest is the largest), or for a counter a
+                    # copy that lacks some of the others' increments.
                     self._repair(member, run.key, newest)
-            if expired:
+            if expired and not run.keepExpired:
                 newest = None
         answered = len(run.answers)
         if run.extras:
@@ -604,6 +625,30 @@ class Coordinator:
         if not outcome.ok:
             self.counters.readsUnderReplicated += 1
         return outcome
+
+    def _joinAnswers(self, run: _ReadRun) -> Record | None:
+        """
+        The merge of every record C{run} was answered with, one of them a
+        counter: what the key holds once their copies have met.
+        """
+        joined: Record | None = None
+        for member, record in run.answers.items():
+            if record is None:
+                continue
+            if record.counter:
+                try:
+                    decodeState(record.value)
+                except ValueError:
+                    # Stores check counters before they take them: only a
+                    # replica at fault answers one that does not decode.
+                    self.log.warn(
+                        "{member} answered a malformed counter for a read",
+                        member=member,
+                    )
+                    run.answers[member] = None
+                    continue
+            joined = record if joined is None else joinRecords(joined, record)
+        return joined
 
     def _repair(self, member: str, key: str, record: Record) -> None:
         self.counters.readRepairs += 1

@@ -34,7 +34,7 @@ from disperse.cluster.view import NoMajority
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node, NotJoined
-from disperse.store import Record, ValueTooLarge
+from disperse.store import Record, ValueTooLarge, renderedValue
 from disperse.units import parseDuration
 from disperse.web.auth import RequestGuard, isLoopbackClient
 from disperse.web.dashboard import Dashboard, NoStatsClient, StatsClient
@@ -392,10 +392,12 @@ class CacheAPI:
         if record is None:
             return self._text(request, 404, b"Not Found")
         request.setHeader(b"content-type", OCTETS if record.binary else TEXT)
+        # A counter reads as the number it counts, as over RESP.
+        value = renderedValue(record)
         if request.method == b"HEAD":
-            request.setHeader(b"content-length", b"%d" % len(record.value))
+            request.setHeader(b"content-length", b"%d" % len(value))
             return b""
-        return record.value
+        return value
 
     def _renderWrite(self, request: IRequest, outcome: WriteOutcome) -> bytes:
         request.setHeader(b"x-disperse-replicas", b"%d" % outcome.replicas)
