@@ -8,6 +8,7 @@ from __future__ import annotations
 from disperse.resp import (
     admin,  # noqa: F401
     connection,  # noqa: F401
+    counters,  # noqa: F401
     expiry,  # noqa: F401
     strings,  # noqa: F401
     topology,  # noqa: F401
