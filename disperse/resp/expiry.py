@@ -26,8 +26,11 @@ How they map onto a leaderless store:
       time per key with every other write of it; two nodes changing the
       same key at the same moment may both answer 1, and the newer write
       wins on every replica (so a C{PERSIST} and a C{SET} racing on two
-      nodes may leave either). Too few acknowledgements answer
-      C{NOREPLICAS}.
+      nodes may leave either). A counter's expiry is written with its
+      state (L{disperse.node.Node.restamp}): increments made meanwhile
+      elsewhere still count, and the newer of an expiry change and an
+      increment (which keeps the expiry it read) sets the expiry. Too few
+      acknowledgements answer C{NOREPLICAS}.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from twisted.internet.defer import Deferred
 from disperse.resp.arguments import parseExpire
 from disperse.resp.context import Context, handles
 from disperse.resp.replies import Reply
-from disperse.resp.strings import read, readForWrite, run, serially, write
+from disperse.resp.strings import read, readForWrite, restamp, run, serially
 from disperse.store import Record
 
 
@@ -63,7 +66,7 @@ def expire(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
             return 0
         # A time already past deletes the key: the node writes a tombstone
         # (0 and negative times too, which a record would read as none).
-        await write(context, key, current.value, max(when, 1))
+        await restamp(context, key, current, max(when, 1))
         return 1
 
     return serially(context, key, lambda: run(change()))
@@ -77,7 +80,7 @@ def persist(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
         current = await readForWrite(context, key)
         if current is None or not current.expiresAtMs:
             return 0
-        await write(context, key, current.value)
+        await restamp(context, key, current)
         return 1
 
     return serially(context, key, lambda: run(change()))

@@ -77,7 +77,7 @@ from disperse.resp.arguments import (
 from disperse.resp.commands import CommandError
 from disperse.resp.context import Context, handles, requireRead, requireWrite
 from disperse.resp.replies import OK, Reply, Simple
-from disperse.store import Record
+from disperse.store import Record, renderedValue
 
 _T = TypeVar("_T")
 
@@ -90,9 +90,10 @@ NONE: Simple = Simple("none")
 
 def stringOf(record: Record) -> bytes:
     """
-    The string a command sees for a stored value.
+    The string a command sees for a stored value: a counter's number as
+    text (L{renderedValue}).
     """
-    return record.value
+    return renderedValue(record)
 
 
 def isBinary(value: bytes) -> bool:
@@ -194,6 +195,24 @@ def write(
         context.node.putUntil(
             key, value, expiresAtMs, isBinary(value), context.writeLevel
         )
+    )
+    return outcome.addCallback(requireWrite)
+
+
+def restamp(
+    context: Context, key: str, current: Record, expiresAtMs: int = 0
+) -> Deferred[WriteOutcome]:
+    """
+    Write C{current}, the record of C{key} just read, again with the expiry
+    C{expiresAtMs} (0 for never; a time past deletes the key), at the
+    connection's write level: a counter stays one, with its state
+    (L{disperse.node.Node.restamp}).
+
+    @raise CommandError: C{NOREPLICAS} (in the L{Deferred}) when too few
+        replicas acknowledged.
+    """
+    outcome = settled(
+        context.node.restamp(key, current, expiresAtMs, context.writeLevel)
     )
     return outcome.addCallback(requireWrite)
 
@@ -404,9 +423,9 @@ def getex(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
             raise refused
         value = stringOf(current)
         if options.expireAtMs is not None:
-            await write(context, key, current.value, options.expireAtMs)
+            await restamp(context, key, current, options.expireAtMs)
         elif current.expiresAtMs:
-            await write(context, key, current.value)
+            await restamp(context, key, current)
         return value
 
     return serially(context, key, lambda: run(change()))

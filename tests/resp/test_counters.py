@@ -205,3 +205,38 @@ class RestampTests(CounterCase):
         assert current is not None
         self.node.restamp("k", current, self.node.store.nowMs() - 1)
         self.assertIsNone(self.read("k"))
+
+
+class StringCommandTests(CounterCase):
+    """
+    The string and expiry commands see a counter as its number, and keep
+    it a counter where they keep the value.
+    """
+
+    def test_readsTheNumber(self) -> None:
+        self.call(b"INCRBY", b"k", b"12")
+        self.call(b"INCRBYFLOAT", b"f", b"0.5")
+        self.assertEqual(self.call(b"GET", b"k"), b"12")
+        self.assertEqual(self.call(b"MGET", b"k", b"f", b"none"), [b"12", b"0.5", None])
+        self.assertEqual(self.call(b"STRLEN", b"f"), 3)
+
+    def test_appendMakesAPlainValue(self) -> None:
+        self.call(b"INCRBY", b"k", b"12")
+        self.assertEqual(self.call(b"APPEND", b"k", b"3"), 3)
+        self.assertEqual(self.call(b"GET", b"k"), b"123")
+        self.assertEqual(self.call(b"INCR", b"k"), 124)
+
+    def test_expiryKeepsTheCounter(self) -> None:
+        self.call(b"INCRBY", b"k", b"5")
+        self.assertEqual(self.call(b"EXPIRE", b"k", b"100"), 1)
+        record = self.node.store.record("k")
+        assert record is not None
+        self.assertTrue(record.counter)
+        self.assertEqual(self.call(b"TTL", b"k"), 100)
+        self.assertEqual(self.call(b"INCR", b"k"), 6)
+        self.assertEqual(self.call(b"TTL", b"k"), 100)
+        self.assertEqual(self.call(b"PERSIST", b"k"), 1)
+        self.assertEqual(self.call(b"TTL", b"k"), -1)
+        self.assertEqual(self.call(b"GETEX", b"k", b"EX", b"50"), b"6")
+        self.assertEqual(self.call(b"TTL", b"k"), 50)
+        self.assertEqual(self.call(b"INCR", b"k"), 7)
