@@ -27,6 +27,8 @@ FUZZERS = (
     "peer_protocol",
     "http_request",
     "peer_http",
+    "resp_request",
+    "resp_server",
 )
 
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)

@@ -23,6 +23,13 @@ from disperse.gossip.messages import (
 from disperse.store import Record
 from disperse.testing.site import ADMIN, READER, WRITER
 
+
+def _resp(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(word), word) for word in words
+    )
+
+
 _KEYRING = Keyring(bytes(range(16)))
 _NONCE = bytes(12)
 
@@ -112,12 +119,49 @@ def peerHTTPRequests() -> list[bytes]:
     return [bytes((index * 5 % 64,)) + r for index, r in enumerate(requests)]
 
 
+def respRequests() -> list[bytes]:
+    # The first byte: the size of the reads, and (top bit) small limits.
+    streams = [
+        _resp(b"SET", b"k", b"v") + _resp(b"GET", b"k"),
+        b"PING\r\nSET k \"a\\x41\\n\" 'it\\'s'\r\n",
+        b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n",
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\n" + b"x" * 100 + b"\r\n",
+        b"*2\r\n:1\r\n$1\r\nx\r\n",
+    ]
+    return [
+        bytes((index * 9 % 64 | (index % 2) << 7,)) + s
+        for index, s in enumerate(streams)
+    ]
+
+
+def respCommands() -> list[bytes]:
+    # The first byte: the size of the reads, and (top bit) no tokens.
+    auth = _resp(b"AUTH", ADMIN.encode())
+    streams = [
+        auth + _resp(b"SET", b"k", b"v", b"EX", b"10") + _resp(b"GET", b"k"),
+        _resp(b"HELLO", b"3") + _resp(b"COMMAND", b"INFO", b"get", b"mset"),
+        _resp(b"COMMAND", b"DOCS", b"set")
+        + _resp(b"COMMAND", b"GETKEYS", b"mset", b"a", b"1"),
+        _resp(b"INFO", b"all") + _resp(b"TIME") + _resp(b"COMMAND", b"LIST"),
+        _resp(b"MULTI") + _resp(b"INCR", b"n") + _resp(b"EXEC"),
+        _resp(b"CLUSTER", b"SLOTS") + _resp(b"CLIENT", b"SETNAME", b"x"),
+        b"MSET a 1 b 2\r\nMGET a b c\r\nEXPIRE a 5 NX\r\nTTL a\r\nSCAN 0 COUNT 5\r\n",
+        b"GET /cache/k HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    return [
+        bytes((index * 7 % 64 | (index % 2) << 7,)) + s
+        for index, s in enumerate(streams)
+    ]
+
+
 CORPORA = {
     "gossip_packet": gossipPackets,
     "gossip_stream": gossipStreams,
     "peer_protocol": peerMessages,
     "http_request": httpRequests,
     "peer_http": peerHTTPRequests,
+    "resp_request": respRequests,
+    "resp_server": respCommands,
 }
 
 
