@@ -6,7 +6,9 @@ statistics, gossip traffic, the SWIM state machine, replication, hints,
 anti-entropy). L{NodeCollector} reads them when Prometheus scrapes, so
 exporting them costs nothing on the paths that count. L{RequestStats} does
 the one thing the core does not: it tallies HTTP requests and their
-latency, cheaply enough for the C{/cache/<key>} path.
+latency, cheaply enough for the C{/cache/<key>} path. L{RespCollector}
+reads what the Redis front end counts (L{disperse.resp.stats.RespStats}),
+when the node serves it.
 
 Every node has its own L{CollectorRegistry} (see L{nodeRegistry}), never
 the process-wide one, so that several nodes in one process (tests, the
@@ -32,6 +34,7 @@ from disperse import __version__
 from disperse.cluster.peer.client import PeerCallCounters
 from disperse.gossip.messages import NodeState
 from disperse.node import Node
+from disperse.resp.stats import RespStats
 
 # Upper bounds of the request latency histogram, in seconds. A cache hit
 # answers in well under a millisecond; a quorum read or write waits for the
@@ -66,6 +69,17 @@ class _Series:
 
     buckets: list[int]
     seconds: float = 0.0
+
+
+def _histogram(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    # Prometheus buckets are cumulative, the last one +Inf.
+    labels = [*(floatToGoString(b) for b in bounds), "+Inf"]
+    cumulative = 0
+    buckets = []
+    for label, n in zip(labels, counts, strict=True):
+        cumulative += n
+        buckets.append((label, float(cumulative)))
+    return buckets
 
 
 class RequestStats(Collector):
@@ -133,14 +147,10 @@ class RequestStats(Collector):
             " and method.",
             labels=["route", "method"],
         )
-        bounds = [*(floatToGoString(b) for b in self.bounds), "+Inf"]
         for (route, method), series in merged.items():
-            cumulative = 0
-            buckets = []
-            for bound, n in zip(bounds, series.buckets, strict=True):
-                cumulative += n
-                buckets.append((bound, float(cumulative)))
-            latency.add_metric([route, method], buckets, series.seconds)
+            latency.add_metric(
+                [route, method], _histogram(self.bounds, series.buckets), series.seconds
+            )
         return [
             requests,
             latency,
@@ -541,10 +551,77 @@ class NodeCollector(Collector):
         )
 
 
+class RespCollector(Collector):
+    """
+    The Redis front end's connections and commands, read at scrape time
+    from C{node.respStats}; nothing while the node does not serve it.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._node.respStats
+        if not isinstance(stats, RespStats):
+            return
+        commands = CounterMetricFamily(
+            "disperse_redis_commands_total",
+            "Redis commands run, by command (a subcommand as container|sub)"
+            " and status: ok, or error for those answered with an error.",
+            labels=["command", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "disperse_redis_command_duration_seconds",
+            "Time from a Redis command's start to its reply, by command.",
+            labels=["command"],
+        )
+        for name, series in sorted(stats.commands.items()):
+            commands.add_metric([name, "ok"], series.calls - series.failed)
+            commands.add_metric([name, "error"], series.failed)
+            latency.add_metric(
+                [name], _histogram(stats.bounds, series.buckets), series.seconds
+            )
+        yield commands
+        yield latency
+        yield _gauge(
+            "disperse_redis_connections",
+            "Redis connections open now.",
+            stats.connections,
+        )
+        for name, documentation, count in (
+            (
+                "connections_accepted",
+                "Redis connections accepted.",
+                stats.accepted,
+            ),
+            (
+                "connections_rejected",
+                "Redis connections refused at the per-client connection limit.",
+                stats.rejected,
+            ),
+            (
+                "protocol_errors",
+                "Redis connections closed after a malformed request.",
+                stats.protocolErrors,
+            ),
+            (
+                "idle_closed",
+                "Redis connections closed for being idle (--redis-idle-timeout).",
+                stats.idleClosed,
+            ),
+            (
+                "rate_limited",
+                "Redis commands refused by a rate limit.",
+                stats.rateLimited,
+            ),
+        ):
+            yield _counter(f"disperse_redis_{name}_total", documentation, count)
+
+
 class NodeMetrics:
     """
     The metrics of one node: a registry of its own, the node's counters,
-    and the HTTP requests its site serves.
+    the HTTP requests its site serves and its Redis front end's commands.
 
     @ivar collector: the node's counters; set its C{rateLimited} to feed
         C{disperse_rate_limited_total}.
@@ -557,3 +634,4 @@ class NodeMetrics:
         self.requests = RequestStats()
         self.registry.register(self.collector)
         self.registry.register(self.requests)
+        self.registry.register(RespCollector(node))

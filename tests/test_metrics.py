@@ -27,6 +27,7 @@ from disperse.gossip.service import Membership
 from disperse.gossip.swim import Member
 from disperse.metrics import LATENCY_BUCKETS, NodeMetrics, RequestStats
 from disperse.node import Node
+from disperse.resp.stats import RespStats
 from disperse.testing import MemoryReactorWithUDP
 from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
@@ -196,6 +197,64 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
                 "disperse_http_requests_in_flight": "gauge",
             },
         )
+
+    def test_redisFamilies(self) -> None:
+        """
+        With the Redis front end served, its commands are counted by command
+        and status, timed in a histogram per command, and its connections
+        counted; the families are absent while it is not served.
+        """
+        stats = RespStats(bounds=(0.001, 0.01), connections=3, accepted=9)
+        stats.rejected = 2
+        stats.protocolErrors = 1
+        stats.rateLimited = 4
+        stats.record("get", 0.0005)
+        stats.record("get", 0.005)
+        stats.record("get", 0.02, failed=True)
+        stats.record("client|setname", 0.0001)
+        self.node.respStats = stats
+        families, samples = self.scrape()
+        self.assertEqual(
+            {name: kind for name, kind in families.items() if "_redis_" in name},
+            {
+                "disperse_redis_commands": "counter",
+                "disperse_redis_command_duration_seconds": "histogram",
+                "disperse_redis_connections": "gauge",
+                "disperse_redis_connections_accepted": "counter",
+                "disperse_redis_connections_rejected": "counter",
+                "disperse_redis_protocol_errors": "counter",
+                "disperse_redis_idle_closed": "counter",
+                "disperse_redis_rate_limited": "counter",
+            },
+        )
+        commands = "disperse_redis_commands_total"
+        self.assertEqual(value(samples, commands, command="get", status="ok"), 2)
+        self.assertEqual(value(samples, commands, command="get", status="error"), 1)
+        self.assertEqual(
+            value(samples, commands, command="client|setname", status="ok"), 1
+        )
+        buckets = "disperse_redis_command_duration_seconds_bucket"
+        self.assertEqual(
+            [
+                value(samples, buckets, command="get", le=le)
+                for le in ("0.001", "0.01", "+Inf")
+            ],
+            [1, 2, 3],
+        )
+        self.assertAlmostEqual(
+            value(
+                samples, "disperse_redis_command_duration_seconds_sum", command="get"
+            ),
+            0.0255,
+        )
+        self.assertEqual(value(samples, "disperse_redis_connections"), 3)
+        self.assertEqual(value(samples, "disperse_redis_connections_accepted_total"), 9)
+        self.assertEqual(value(samples, "disperse_redis_connections_rejected_total"), 2)
+        self.assertEqual(value(samples, "disperse_redis_protocol_errors_total"), 1)
+        self.assertEqual(value(samples, "disperse_redis_rate_limited_total"), 4)
+        self.node.respStats = None
+        families, _ = self.scrape()
+        self.assertFalse([name for name in families if "_redis_" in name])
 
     def test_requestsByRouteMethodStatus(self) -> None:
         self.assertEqual(self.call("PUT", "/cache/k", b'{"value": "v"}').code, 200)
