@@ -55,6 +55,10 @@ STATS_FIELDS = (
     "evictions",
     "cacheRequests",
 )
+# From the "redis" section of /stats, present on members that serve the
+# Redis protocol (--redis-port): its connections and commands, shown next to
+# the HTTP figures under these names.
+REDIS_FIELDS = {"connections": "redisConnections", "commands": "redisCommands"}
 
 _CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -69,6 +73,24 @@ CONTENT_SECURITY_POLICY = (
     b"form-action 'none'; frame-ancestors 'none'"
 )
 PAGE = "index.html"
+
+
+def _shownStats(answer: dict[str, Any]) -> dict[str, int]:
+    """
+    The counters of a member's C{/stats} that the page shows; those that
+    are missing or not integers (another version's) are left out.
+    """
+    shown = {
+        field: answer[field]
+        for field in STATS_FIELDS
+        if isinstance(answer.get(field), int)
+    }
+    redis = answer.get("redis")
+    if isinstance(redis, dict):
+        for field, name in REDIS_FIELDS.items():
+            if isinstance(redis.get(field), int):
+                shown[name] = redis[field]
+    return shown
 
 
 class StatsClient(Protocol):
@@ -362,11 +384,7 @@ class Dashboard:
             if answer is None:
                 member["error"] = "no answer to /stats"
             else:
-                member["stats"] = {
-                    field: answer[field]
-                    for field in STATS_FIELDS
-                    if isinstance(answer.get(field), int)
-                }
+                member["stats"] = _shownStats(answer)
         members.sort(key=lambda m: str(m["name"]))
         return {
             "node": me,

@@ -2,7 +2,8 @@
 The dashboard in a real headless Chromium (Debian's C{chromium} driven
 through its C{chromedriver} by Selenium; C{make browser}): served by one
 node of a three-node cluster of real C{twistd} processes, it shows all
-three members alive, then one of them dead after it is killed.
+three members alive, then one of them dead after it is killed; the one that
+serves the Redis protocol shows its connections and commands.
 
 With C{DISPERSE_SCREENSHOT=path} set, the test also saves the page as it
 looks at the end (the picture in the docs comes from here).
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from disperse.testing.cluster import NodeProcess, startLoopbackNode
+from disperse.testing.resp import RespClient
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +55,9 @@ def put(node: NodeProcess, key: str, value: str) -> None:
 def cluster() -> Iterator[list[NodeProcess]]:
     nodes: list[NodeProcess] = []
     try:
-        nodes.append(start("node0"))
+        # node0 alone serves the Redis protocol too.
+        nodes.append(start("node0", "--redis-port", "tcp:0:interface=127.0.0.1"))
+        nodes[0].waitRedis()
         seed = f"127.0.0.1:{nodes[0].gossipPort}"
         nodes.extend(start(f"node{i}", "--peer", seed) for i in range(1, 3))
         yield nodes
@@ -150,6 +154,18 @@ def keyCounts(driver: Any) -> list[str]:
     ]
 
 
+def redisConnections(driver: Any) -> dict[str, str]:
+    """
+    Each member row's name and its Redis connections column, as shown.
+    """
+    return {
+        row.get_attribute("data-member"): row.find_element(
+            "css selector", ".redis-connections"
+        ).text
+        for row in driver.find_elements("css selector", "#members tbody tr")
+    }
+
+
 def eventRows(driver: Any) -> list[list[str]]:
     return [
         [cell.text for cell in row.find_elements("css selector", "td")]
@@ -182,6 +198,23 @@ def test_dashboardShowsMembersAndAFailure(
         lambda: len(browser.find_elements("css selector", "#grid .cell.owner-2")) > 0,
         "the partition grid with three owners",
     )
+
+    # Redis figures show next to the HTTP ones: node0's open connection,
+    # and a dash for the members that do not serve the protocol.
+    with RespClient(cluster[0].redisPort) as client:
+        for i in range(20):
+            assert client.call(b"SET", b"redis%d" % i, b"v") == b"OK"
+        waitUntil(
+            browser,
+            lambda: (
+                redisConnections(browser)
+                == {"node0": "1", "node1": "\N{EN DASH}", "node2": "\N{EN DASH}"}
+            ),
+            "node0's Redis connection",
+            lambda: redisConnections(browser),
+        )
+        assert browser.find_element("id", "sum-redis-connections").text == "1"
+        assert browser.find_element("id", "sum-redis-rate").is_displayed()
 
     # A crash, with no goodbye: the page learns of it from node0's view.
     victim = cluster[2]
@@ -255,6 +288,9 @@ def test_dashboardAsksForAToken(tmp_path: Any, browser: Any) -> None:
             "both members' counters",
         )
         assert not browser.find_element("id", "token-form").is_displayed()
+        # Neither serves the Redis protocol: no Redis figures at all.
+        assert not browser.find_element("id", "sum-redis-rate").is_displayed()
+        assert not browser.find_elements("css selector", ".redis-connections")
         status = browser.find_element("id", "status")
         assert status.get_attribute("data-state") == "live"
     finally:

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from disperse.cluster.placement import MemberSpec
 from disperse.config import NodeConfig
 from disperse.node import Node
+from disperse.resp.stats import RespStats
 from disperse.store.partition import PARTITION_COUNT
 from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
@@ -315,6 +316,44 @@ class DashboardTests(SynchronousTestCase):
         document = self.getJSON("/cluster/overview")
         self.assertEqual([m["name"] for m in document["members"]], ["alpha"])
         self.assertEqual(document["members"][0]["state"], "alive")
+
+    def test_redisFigures(self) -> None:
+        """
+        A member that serves the Redis protocol shows its connections and
+        commands from the C{redis} section of its C{/stats}; one that does
+        not shows neither.
+        """
+        self.peers.answers["127.0.0.1:8001"] = {
+            "keys": 5,
+            "cacheRequests": 42,
+            "redis": {"connections": 3, "commands": 1200, "perCommand": {}},
+        }
+        counters = RespStats(connections=1)
+        counters.record("get", 0.001)
+        self.node.respStats = counters
+        byName = {
+            m["name"]: m["stats"] for m in self.getJSON("/cluster/overview")["members"]
+        }
+        self.assertEqual(
+            byName["beta"],
+            {
+                "keys": 5,
+                "cacheRequests": 42,
+                "redisConnections": 3,
+                "redisCommands": 1200,
+            },
+        )
+        self.assertEqual(byName["alpha"]["redisConnections"], 1)
+        self.assertEqual(byName["alpha"]["redisCommands"], 1)
+
+    def test_noRedisFigures(self) -> None:
+        self.peers.answers["127.0.0.1:8001"] = {
+            "keys": 5,
+            "redis": {"connections": "three", "commands": None},
+        }
+        members = self.getJSON("/cluster/overview")["members"]
+        for shown in (m["stats"] for m in members if m["stats"] is not None):
+            self.assertFalse({"redisConnections", "redisCommands"} & set(shown))
 
     def test_cacheRequestsAreCounted(self) -> None:
         # This node's own store alone: the count is the point, not replication.

@@ -14,8 +14,9 @@
     table: null,        // digest of the partition table we hold owners for
     owners: null,       // owners[partition] = [primary, ...]
     ownerNames: [],     // members holding data, in colour order
-    previous: {},       // name -> {time, requests} from the last poll
-    rates: {},          // name -> requests per second
+    previous: {},       // name -> {time, counters} from the last poll
+    rates: {},          // name -> {counter: per second}
+    redis: false,       // some member serves the Redis protocol
     lastUpdate: null,
     page: 0,
     // A node with --auth-tokens answers the overview only with a token; it
@@ -62,48 +63,74 @@
     return i < 0 ? "owner-none" : "owner-" + (i % COLOURS);
   }
 
-  // Requests per second from the counter's change between two polls; a
+  // The counters whose rates the page shows: HTTP cache requests, and the
+  // commands of members that serve the Redis protocol.
+  const COUNTERS = ["cacheRequests", "redisCommands"];
+
+  // Rates per second from each counter's change between two polls; a
   // restarted member (counter going down) has no rate until the next poll.
   function updateRates(overview) {
     const rates = {};
     const seen = {};
     for (const m of overview.members) {
-      const n = m.stats && m.stats.cacheRequests;
-      if (typeof n !== "number") continue;
-      seen[m.name] = { time: overview.time, requests: n };
       const before = state.previous[m.name];
-      if (before && overview.time > before.time && n >= before.requests) {
-        rates[m.name] = (n - before.requests) / (overview.time - before.time);
-      } else if (before && overview.time === before.time) {
-        rates[m.name] = state.rates[m.name];
+      const counters = {};
+      rates[m.name] = {};
+      for (const counter of COUNTERS) {
+        const n = m.stats && m.stats[counter];
+        if (typeof n !== "number") continue;
+        counters[counter] = n;
+        const was = before && before.counters[counter];
+        if (typeof was !== "number") continue;
+        if (overview.time > before.time && n >= was) {
+          rates[m.name][counter] = (n - was) / (overview.time - before.time);
+        } else if (overview.time === before.time) {
+          rates[m.name][counter] = (state.rates[m.name] || {})[counter];
+        }
       }
+      seen[m.name] = { time: overview.time, counters };
     }
     state.previous = seen;
     state.rates = rates;
+    state.redis = overview.members.some(
+      (m) => m.stats && typeof m.stats.redisCommands === "number");
+    for (const node of document.querySelectorAll("[data-redis]")) {
+      node.hidden = !state.redis;
+    }
+  }
+
+  function rateOf(name, counter) {
+    const rate = (state.rates[name] || {})[counter];
+    return typeof rate === "number" ? rate : null;
   }
 
   function renderSummary(overview) {
     const counts = { alive: 0, suspect: 0, dead: 0, left: 0 };
-    let keys = 0, bytes = 0, budget = 0, rate = 0, haveRate = false;
+    let keys = 0, bytes = 0, budget = 0, connections = 0;
+    const totals = {};
     for (const m of overview.members) {
       counts[m.state] = (counts[m.state] || 0) + 1;
       if (m.stats) {
         keys += m.stats.keys || 0;
         bytes += m.stats.bytes || 0;
         budget += m.stats.maxBytes || 0;
+        connections += m.stats.redisConnections || 0;
       }
-      if (typeof state.rates[m.name] === "number") {
-        rate += state.rates[m.name];
-        haveRate = true;
+      for (const counter of COUNTERS) {
+        const rate = rateOf(m.name, counter);
+        if (rate !== null) totals[counter] = (totals[counter] || 0) + rate;
       }
     }
+    const shown = (total) => typeof total === "number" ? total.toFixed(1) : "–";
     for (const s of Object.keys(counts)) {
       const dd = $("sum-" + s);
       if (dd) dd.textContent = counts[s];
     }
     $("sum-keys").textContent = keys.toLocaleString();
     $("sum-memory").textContent = formatBytes(bytes) + " of " + formatBytes(budget);
-    $("sum-rate").textContent = haveRate ? rate.toFixed(1) : "–";
+    $("sum-rate").textContent = shown(totals.cacheRequests);
+    $("sum-redis-rate").textContent = shown(totals.redisCommands);
+    $("sum-redis-connections").textContent = connections.toLocaleString();
   }
 
   function renderMembers(overview) {
@@ -147,8 +174,16 @@
         if (m.error) memory.title = m.error;
       }
       tr.append(memory);
-      const rate = state.rates[m.name];
-      tr.append(el("td", typeof rate === "number" ? rate.toFixed(1) : "–", "num"));
+      const rate = rateOf(m.name, "cacheRequests");
+      tr.append(el("td", rate === null ? "–" : rate.toFixed(1), "num"));
+      if (state.redis) {
+        const open = s && typeof s.redisConnections === "number"
+          ? s.redisConnections.toLocaleString() : "–";
+        tr.append(el("td", open, "num redis-connections"));
+        const commands = rateOf(m.name, "redisCommands");
+        tr.append(el("td", commands === null ? "–" : commands.toFixed(1),
+          "num redis-rate"));
+      }
       const held = perMember[m.name];
       tr.append(el("td", held ? held.primary + " / " + held.replicas : "–", "num"));
 
