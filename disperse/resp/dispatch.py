@@ -22,6 +22,7 @@ Pure: no reactor and no transport; time comes from an injected callable.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -43,7 +44,16 @@ from disperse.resp.commands import (
     unknownCommandMessage,
 )
 from disperse.resp.context import HANDLERS, Context, Handler, Session
-from disperse.resp.replies import OK, QUEUED, ErrorReply, Reply, encodeReply
+from disperse.resp.replies import (
+    NULL_ARRAY,
+    OK,
+    QUEUED,
+    ErrorReply,
+    Reply,
+    Simple,
+    Verbatim,
+    encodeReply,
+)
 from disperse.resp.stats import RespStats
 from disperse.resp.wire import ReplyEncoder
 from disperse.security.ratelimit import RateLimiter
@@ -67,6 +77,20 @@ NOT_JOINED: Final = ErrorReply(
 # Commands MULTI does not queue: they act on the transaction itself or end
 # the connection's state, as in Redis.
 _NOT_QUEUED: Final = frozenset(("exec", "discard", "multi", "watch", "quit", "reset"))
+
+# Spellings of command names remembered for the fast path: enough for
+# every command in upper and lower case, few enough that a client sending
+# names in random case cannot grow the table.
+_KNOWN_SPELLINGS: Final = 1024
+
+# The types of plain replies, known not to be Deferreds without asking
+# isinstance (Deferred is generic, so that question is slow).
+_REPLY_TYPES: Final = frozenset(
+    (
+        *(bytes, str, int, bool, float, list, tuple, dict, frozenset, type(None)),
+        *(Simple, ErrorReply, Verbatim, type(NULL_ARRAY)),
+    )
+)
 
 # What a browser sends when a web page makes it post to a Redis port: Redis
 # closes such connections at once, so that a page cannot smuggle commands
@@ -123,6 +147,8 @@ class Dispatcher:
         overall: RateLimiter | None = None,
     ) -> None:
         self._stats = stats
+        self._series = stats.commands
+        self._bounds = stats.bounds
         self._now = now
         self._perClient = perClient
         self._overall = overall
@@ -130,6 +156,8 @@ class Dispatcher:
         self._lastHTTPWarning = -math.inf
         # The transaction commands work on the dispatcher's own state.
         self._handlers: dict[str, Handler] = dict(handlers)
+        # Command names as clients spelled them, with their handlers.
+        self._known: dict[bytes, tuple[Command, Handler]] = {}
         self._handlers.update(
             multi=self._multi,
             exec=self._exec,
@@ -147,9 +175,33 @@ class Dispatcher:
         Run one command line (name first) for the connection of
         C{context}.
 
-        @return: the reply, or a L{Deferred} that fires with it and never
-            fails; L{DROP} when the connection must close without one.
+        @return: the reply, or a L{Deferred} (exactly that class) that
+            fires with it and never fails; L{DROP} when the connection must
+            close without one.
         """
+        # The common case, in as few steps as it takes: a command named as
+        # before, with its arity, on a connection with nothing to check.
+        known = self._known.get(line[0])
+        if known is not None:
+            command, handler = known
+            arity = command.arity
+            count = len(line)
+            session = context.session
+            if (
+                (count == arity if arity >= 0 else count >= -arity)
+                and session.queued is None
+                and session.authenticated
+                and not self._limited
+            ):
+                grant = session.grant
+                scope = command.scope
+                if grant is None or scope is None or grant.allows(scope):
+                    return self._call(context, command.name, handler, line)
+        return self._resolveAndRun(context, line)
+
+    def _resolveAndRun(
+        self, context: Context, line: list[bytes]
+    ) -> Reply | Deferred[Reply]:
         session = context.session
         try:
             command = resolveCommand(line)
@@ -169,6 +221,13 @@ class Dispatcher:
             session.queued.append(line)
             return QUEUED
         return self._run(context, command, line)
+
+    def _remember(self, raw: bytes, command: Command, handler: Handler) -> None:
+        # Names are remembered as clients spell them ("GET", "get"), a
+        # bounded number of spellings, and only those of plain commands: a
+        # subcommand (client|setname) is named by the second word too.
+        if len(self._known) < _KNOWN_SPELLINGS and "|" not in command.name:
+            self._known[raw] = (command, handler)
 
     def _refusal(self, session: Session, command: Command) -> ErrorReply | None:
         # Redis's order: authentication, then permissions.
@@ -217,6 +276,12 @@ class Dispatcher:
         if handler is None:
             # In the table, but no module serves it (yet).
             return ErrorReply(unknownCommandMessage(line))
+        self._remember(line[0], command, handler)
+        return self._call(context, name, handler, line)
+
+    def _call(
+        self, context: Context, name: str, handler: Handler, line: list[bytes]
+    ) -> Reply | Deferred[Reply]:
         start = self._now()
         session = context.session
         session.lastCommand = name
@@ -226,9 +291,21 @@ class Dispatcher:
             result = handler(context, line)
         except Exception as error:
             result = self._errorReply(error, name)
-        if isinstance(result, Deferred):
-            if not result.called or result.paused:
-                return result.addCallbacks(
+        kind = type(result)
+        if (
+            kind is not Deferred
+            and kind not in _REPLY_TYPES
+            and isinstance(result, Deferred)
+        ):
+            # A subclass: the pipeline knows Deferred itself only.
+            plain: Deferred[Reply] = Deferred()
+            result.chainDeferred(plain)
+            result = plain
+            kind = Deferred
+        if kind is Deferred:
+            deferred: Deferred[Reply] = result  # type: ignore[assignment]
+            if not deferred.called or deferred.paused:
+                return deferred.addCallbacks(
                     self._finished,
                     self._failed,
                     callbackArgs=(name, start),
@@ -237,13 +314,23 @@ class Dispatcher:
             # Finished already (a KeySerializer on an idle key): take the
             # outcome now rather than send it round the pipeline's slots.
             outcomes: list[Reply | Failure] = []
-            result.addBoth(outcomes.append)
+            deferred.addBoth(outcomes.append)
             outcome = outcomes[0]
             if isinstance(outcome, Failure):
                 result = self._errorReply(_exception(outcome), name, outcome)
             else:
                 result = outcome
-        self._stats.record(name, self._now() - start, type(result) is ErrorReply)
+        # RespStats.record, inline: this runs for every command.
+        elapsed = self._now() - start
+        series = self._series.get(name)
+        if series is None:
+            self._stats.record(name, elapsed, type(result) is ErrorReply)
+            return result
+        series.calls += 1
+        series.seconds += elapsed
+        series.buckets[bisect_left(self._bounds, elapsed)] += 1
+        if type(result) is ErrorReply:
+            series.failed += 1
         return result
 
     def _finished(self, reply: Reply, name: str, start: float) -> Reply:
@@ -488,6 +575,32 @@ class Pipeline:
         """
         return not self._order and not self._waiting and self._final is None
 
+    def runAll(self, lines: list[list[bytes]]) -> None:
+        """
+        Run command lines C{lines}, in order, after those run before:
+        L{run} for each, with the common case (nothing pending, a reply at
+        once) kept in one loop.
+        """
+        execute = self._execute
+        context = self._context
+        session = self._session
+        encoder = self._encoder
+        for index, line in enumerate(lines):
+            if self._order or self._waiting or self.held or session.closing:
+                for rest in lines[index:]:
+                    self.run(rest)
+                return
+            result = execute(context, line)
+            if type(result) is Deferred:
+                slot = _Slot(footprint(line))
+                self._order.append(slot)
+                self._occupy(slot.footprint)
+                result.addBoth(self._completed, slot)
+            elif result is not DROP:
+                encoder.protocol = session.protocol
+                # Not a Deferred: the dispatcher returns no subclass of one.
+                encodeReply(encoder, result)  # type: ignore[arg-type]
+
     def run(self, line: list[bytes]) -> None:
         """
         Run command line C{line} after those run before, or queue it.
@@ -501,7 +614,7 @@ class Pipeline:
             return
         # Nothing earlier is pending: the common case, kept short.
         result = self._execute(self._context, line)
-        if isinstance(result, Deferred):
+        if type(result) is Deferred:
             slot = _Slot(footprint(line))
             self._order.append(slot)
             self._occupy(slot.footprint)
@@ -511,7 +624,7 @@ class Pipeline:
             return
         encoder = self._encoder
         encoder.protocol = self._session.protocol
-        encodeReply(encoder, result)
+        encodeReply(encoder, result)  # type: ignore[arg-type]
 
     def finish(self, reply: Reply) -> None:
         """
@@ -582,11 +695,11 @@ class Pipeline:
                 self._executing = False
             slot = _Slot(keys)
             order.append(slot)
-            if isinstance(result, Deferred):
+            if type(result) is Deferred:
                 self._occupy(keys)
                 result.addBoth(self._completed, slot)
             else:
-                slot.reply = result
+                slot.reply = result  # type: ignore[assignment]
                 slot.done = True
         if self._final is not None and not order and not waiting:
             final, self._final = self._final, None

@@ -143,9 +143,7 @@ class RespProtocol(Protocol):
             return
         self.active = True
         requests = self._reader.feed(data)
-        run = pipeline.run
-        for line in requests.commands:
-            run(line)
+        pipeline.runAll(requests.commands)
         if requests.error is not None:
             self.factory.stats.protocolErrors += 1
             self._closing = True

@@ -29,6 +29,12 @@ CRLF: Final = b"\r\n"
 
 # Redis's string2ll: an optional minus, no plus, no spaces, no leading zeros.
 _INTEGER: Final = re.compile(rb"-?[1-9][0-9]*|0")
+# The header lines of the frames every client sends, in the same strict
+# form: a count of 1 to 9,999,999 arguments, a bulk length below 10**10.
+# Anything else (other counts, oversized lengths, malformed lines) takes the
+# line-by-line walk, which accepts or refuses it.
+_FAST_COUNT: Final = re.compile(rb"\*([1-9][0-9]{0,6})\r\n")
+_FAST_BULK: Final = re.compile(rb"\$(0|[1-9][0-9]{0,9})\r\n")
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
@@ -113,6 +119,9 @@ class RequestReader:
     def __init__(self, limits: WireLimits | None = None) -> None:
         self._limits = limits if limits is not None else WireLimits()
         self._hiredis = hiredis.Reader()
+        # For reads made of whole frames only, parsed first and checked
+        # after (see _wholeRead); empty between reads.
+        self._whole = hiredis.Reader()
         self._state = _BOUNDARY
         # The start of a line that has not ended yet (headers and inline).
         self._line = bytearray()
@@ -126,9 +135,13 @@ class RequestReader:
 
         @return: the commands it completes and the error it ran into, if any.
         """
-        found = Requests()
         if self._failed is not None:
             return Requests(error=self._failed)
+        if self._state == _BOUNDARY and data[:1] == b"*":
+            whole = self._wholeRead(data)
+            if whole is not None:
+                return Requests(whole)
+        found = Requests()
         try:
             self._scan(data, found.commands)
         except ProtocolError as error:
@@ -146,6 +159,10 @@ class RequestReader:
             state = self._state
             if state == _BOUNDARY:
                 if data[position] == 0x2A:  # "*"
+                    after = self._wholeFrames(data, position, end, commands)
+                    if after != position:
+                        position = after
+                        continue
                     self._state = _COUNT
                     segment = position
                     position += 1
@@ -201,6 +218,109 @@ class RequestReader:
                 self._state = _PAYLOAD
         if self._state not in (_BOUNDARY, _INLINE) and segment < position:
             self._hiredis.feed(data, segment, position - segment)
+
+    def _wholeRead(self, data: bytes) -> list[list[bytes]] | None:
+        """
+        The commands of C{data} if it is nothing but whole, well-formed
+        multibulk frames within the limits, as a pipelining client sends
+        them; else L{None}, and the stream is read line by line instead.
+
+        hiredis parses the read first; the frames are then checked: each a
+        list of bulk strings within the limits, and together exactly as
+        long as their canonical encoding. Any other accepted encoding (a
+        leading zero, a sign, another type of element) is longer, so a
+        read that is not canonical throughout cannot pass. No bytes stay
+        buffered: an incomplete last frame sends the read down the other
+        path, which checks each header as it comes.
+        """
+        reader = self._whole
+        reader.feed(data)
+        frames: list[list[bytes]] = []
+        try:
+            frame = reader.gets()
+            while frame is not False:
+                frames.append(frame)
+                frame = reader.gets()
+        except hiredis.ProtocolError:
+            self._whole = hiredis.Reader()
+            return None
+        if reader.has_data():
+            self._whole = hiredis.Reader()
+            return None
+        limits = self._limits
+        maxCount = limits.maxMultibulkLength
+        maxBulk = limits.maxBulkLength
+        overhead = _BULK_OVERHEAD
+        known = len(overhead)
+        total = 0
+        for frame in frames:
+            if type(frame) is not list:
+                return None
+            count = len(frame)
+            if count == 0 or count > maxCount:
+                return None
+            # "*<count>\r\n"
+            total += (3 + len(str(count))) if count >= 10 else 4
+            for argument in frame:
+                if type(argument) is not bytes:
+                    return None
+                size = len(argument)
+                if size > maxBulk:
+                    return None
+                total += size + (overhead[size] if size < known else 5 + len(str(size)))
+        if total != len(data):
+            return None
+        return frames
+
+    def _wholeFrames(
+        self, data: bytes, position: int, end: int, commands: list[list[bytes]]
+    ) -> int:
+        """
+        Read the complete, ordinary multibulk frames of C{data} from
+        C{position} (a frame boundary) with one regular expression match a
+        header line, and hand them to hiredis at once.
+
+        @return: where the first frame this does not take starts (one that
+            is incomplete, or unusual enough for the line-by-line walk).
+        """
+        start = position
+        frames = 0
+        countAt = _FAST_COUNT.match
+        bulkAt = _FAST_BULK.match
+        limits = self._limits
+        maxCount = limits.maxMultibulkLength
+        maxBulk = limits.maxBulkLength
+        while position < end:
+            header = countAt(data, position)
+            if header is None:
+                break
+            count = int(header[1])
+            if count > maxCount:
+                break
+            cursor = header.end()
+            for _ in range(count):
+                bulk = bulkAt(data, cursor)
+                if bulk is None:
+                    break
+                length = int(bulk[1])
+                if length > maxBulk:
+                    break
+                # The payload and its CRLF, which Redis skips unread.
+                cursor = bulk.end() + length + 2
+                if cursor > end:
+                    break
+            else:
+                position = cursor
+                frames += 1
+                continue
+            break
+        if frames:
+            reader = self._hiredis
+            reader.feed(data, start, position - start)
+            gets = reader.gets
+            for _ in range(frames):
+                commands.append(gets())
+        return position
 
     @staticmethod
     def _headerNumber(line: bytes) -> int | None:
@@ -323,6 +443,14 @@ def _clean(text: str) -> bytes:
     return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
 
 
+# The bytes a bulk of each small size adds to its payload in a request:
+# "$<size>\r\n" and the final "\r\n".
+_BULK_OVERHEAD: Final = [5 + len(str(size)) for size in range(4096)]
+
+# The simple strings nearly every reply is, encoded once.
+_SIMPLE: Final = {text: b"+%s\r\n" % text.encode() for text in ("OK", "PONG", "QUEUED")}
+
+
 def formatDouble(value: float) -> bytes:
     """
     A double as Redis writes one: the shortest text that reads back the
@@ -361,7 +489,11 @@ class ReplyEncoder:
         return b"".join(pieces)
 
     def simple(self, text: str) -> None:
-        self._pieces += (b"+", _clean(text), CRLF)
+        encoded = _SIMPLE.get(text)
+        if encoded is not None:
+            self._pieces.append(encoded)
+        else:
+            self._pieces += (b"+", _clean(text), CRLF)
 
     def error(self, text: str) -> None:
         """

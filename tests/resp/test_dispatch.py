@@ -178,6 +178,39 @@ class CheckTests(DispatcherCase):
         self.clock.advance(1)
         self.assertEqual(self.run_(b"GET", b"k"), b"v")
 
+    def test_checksOnceKnown(self) -> None:
+        """
+        A command that ran before (and is found faster since) is checked
+        all the same: arity, authentication, scope, MULTI.
+        """
+        self.withTokens()
+        self.run_(b"AUTH", WRITER.encode())
+        self.assertEqual(self.run_(b"SET", b"k", b"v"), OK)
+        self.assertEqual(
+            self.run_(b"SET", b"k"),
+            ErrorReply("ERR wrong number of arguments for 'set' command"),
+        )
+        self.run_(b"AUTH", READER.encode())
+        self.assertIn("NOPERM", self.run_(b"SET", b"k", b"v"))
+        self.run_(b"RESET")
+        self.assertEqual(self.run_(b"SET", b"k", b"v"), NOAUTH)
+        self.run_(b"AUTH", WRITER.encode())
+        self.run_(b"MULTI")
+        self.assertEqual(self.run_(b"SET", b"k", b"v"), QUEUED)
+
+    def test_subcommandsKnownApart(self) -> None:
+        """
+        Each subcommand of a container runs its own handler, however often
+        the container's name was seen.
+        """
+        self.assertEqual(self.run_(b"CLIENT", b"SETNAME", b"w"), OK)
+        self.assertEqual(self.run_(b"CLIENT", b"GETNAME"), b"w")
+        self.assertEqual(self.run_(b"CLIENT", b"ID"), 1)
+        self.assertEqual(
+            self.run_(b"CLIENT", b"NOPE"),
+            ErrorReply("ERR unknown subcommand 'NOPE'. Try CLIENT HELP."),
+        )
+
     def test_crossProtocol(self) -> None:
         """
         An HTTP request sent to the Redis port closes it without an answer.
@@ -255,6 +288,27 @@ class ErrorTests(DispatcherCase):
 
         dispatcher = Dispatcher(self.stats, self.clock.seconds, {"get": get})
         self.assertEqual(dispatcher.execute(self.ctx, [b"GET", b"k"]), b"now")
+
+    def test_deferredSubclass(self) -> None:
+        """
+        A handler may answer with a subclass of Deferred; the dispatcher
+        answers with a plain one, which is all the pipeline looks for.
+        """
+
+        class Special(Deferred[Reply]):
+            pass
+
+        special = Special()
+
+        def get(ctx: Context, args: list[bytes]) -> Deferred[Reply]:
+            return special
+
+        dispatcher = Dispatcher(self.stats, self.clock.seconds, {"get": get})
+        d = dispatcher.execute(self.ctx, [b"GET", b"k"])
+        self.assertIs(type(d), Deferred)
+        assert isinstance(d, Deferred)
+        special.callback(b"v")
+        self.assertEqual(self.successResultOf(d), b"v")
 
     def test_latency(self) -> None:
         """

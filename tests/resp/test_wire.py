@@ -276,3 +276,45 @@ def test_garbage(data: bytes) -> None:
     """
     found = RequestReader(WireLimits(maxBulkLength=100)).feed(data)
     assert all(isinstance(command, list) and command for command in found.commands)
+
+
+class WholeReadTests(SynchronousTestCase):
+    """
+    A read of whole frames is parsed by hiredis first and checked after;
+    whatever hiredis accepts that Redis does not is refused all the same,
+    with the error the line-by-line walk gives.
+    """
+
+    def test_refusedLikeLineByLine(self) -> None:
+        cases = [
+            (b"*2\r\n$3\r\nGET\r\n$03\r\nabc\r\n", "invalid bulk length"),
+            (b"*01\r\n$1\r\na\r\n", "invalid multibulk length"),
+            (b"*1\r\n*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
+            (b"*2\r\n$3\r\nGET\r\n+abc\r\n", "expected '$', got '+'"),
+            (b"*1\r\n:1\r\n", "expected '$', got ':'"),
+            (b"*1\r\n$-1\r\n", "invalid bulk length"),
+            (b"*2\r\n$3\r\nSET\r\n$10\r\n0123456789\r\n", "invalid bulk length"),
+        ]
+        for data, reason in cases:
+            found = RequestReader(WireLimits(maxBulkLength=5)).feed(data)
+            self.assertEqual(found.commands, [], data)
+            assert found.error is not None, data
+            self.assertEqual(found.error.reason, reason, data)
+
+    def test_wholeThenPieces(self) -> None:
+        """
+        Whole reads and split ones follow each other on one connection.
+        """
+        reader = RequestReader()
+        frame = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        self.assertEqual(reader.feed(frame * 2).commands, [[b"GET", b"k"]] * 2)
+        self.assertEqual(reader.feed(frame + frame[:7]).commands, [[b"GET", b"k"]])
+        self.assertEqual(reader.feed(frame[7:] + frame).commands, [[b"GET", b"k"]] * 2)
+        self.assertEqual(
+            reader.feed(b"PING\r\n" + frame).commands, [[b"PING"], [b"GET", b"k"]]
+        )
+
+    def test_largeValues(self) -> None:
+        value = b"v" * 100_000
+        frame = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n" + value + b"\r\n"
+        self.assertEqual(RequestReader().feed(frame).commands, [[b"SET", b"k", value]])
