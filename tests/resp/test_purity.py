@@ -24,6 +24,7 @@ PURE = (
     "replies.py",
     "stats.py",
     "docs.py",
+    "match.py",
 )
 
 
