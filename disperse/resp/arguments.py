@@ -323,6 +323,27 @@ class ScanArguments:
     type: str | None = None
 
 
+_CURSOR: Final = re.compile(rb"([+-]?)([0-9]*)")
+
+
+def _scanCursor(text: bytes) -> int | None:
+    """
+    A cursor as Redis reads one, with C{strtoul}: an optional sign and
+    decimal digits, a negative one taken modulo 2**64, nothing at all 0;
+    L{None} for anything else, or beyond 64 bits.
+    """
+    parsed = _CURSOR.fullmatch(text)
+    if parsed is None:
+        return None
+    sign, digits = parsed.groups()
+    if not digits:
+        return None if sign else 0
+    value = int(digits)
+    if value > _UINT64_MAX:
+        return None
+    return -value % 2**64 if sign == b"-" else value
+
+
 def parseScan(arguments: Sequence[bytes]) -> ScanArguments:
     """
     Parse C{SCAN}'s command line.
@@ -330,10 +351,8 @@ def parseScan(arguments: Sequence[bytes]) -> ScanArguments:
     @raise ArgumentError: C{ERR invalid cursor}, C{ERR syntax error}, the
         count's integer error or C{ERR unknown type name '...'}.
     """
-    cursorText = arguments[1]
-    # An unsigned 64-bit integer; leading zeros are accepted, as strtoull does.
-    cursor = int(cursorText) if cursorText.isdigit() else -1
-    if not 0 <= cursor <= _UINT64_MAX:
+    cursor = _scanCursor(arguments[1])
+    if cursor is None:
         raise ArgumentError("ERR invalid cursor")
     match: bytes | None = None
     count = 10

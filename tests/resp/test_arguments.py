@@ -250,10 +250,32 @@ class ScanTests(ArgumentTestCase):
         for text, expected in cases.items():
             self.assertEqual(parseScan(line(text)), expected, text)
 
+    def test_cursorAsStrtoul(self) -> None:
+        """
+        Redis reads the cursor with C{strtoul}: a sign, leading zeros and
+        even nothing at all are accepted, a negative cursor wraps.
+        """
+        cases = {
+            b"007": 7,
+            b"+0": 0,
+            b"-0": 0,
+            b"": 0,
+            b"-1": 2**64 - 1,
+            b"-18446744073709551615": 1,
+        }
+        for text, cursor in cases.items():
+            self.assertEqual(parseScan([b"scan", text]).cursor, cursor, text)
+        for text in (b"+", b"-", b" 1", b"1 ", b"0x10", b"1e3"):
+            error = self.assertRaises(ArgumentError, parseScan, [b"scan", text])
+            self.assertEqual(error.message, "ERR invalid cursor", text)
+        error = self.assertRaises(
+            ArgumentError, parseScan, [b"scan", b"-18446744073709551616"]
+        )
+        self.assertEqual(error.message, "ERR invalid cursor")
+
     def test_errors(self) -> None:
         cases = {
             "scan x": "ERR invalid cursor",
-            "scan -1": "ERR invalid cursor",
             "scan 18446744073709551616": "ERR invalid cursor",
             "scan 0 count": "ERR syntax error",
             "scan 0 count 0": "ERR syntax error",
