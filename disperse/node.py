@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any, Protocol, Self
@@ -32,6 +33,7 @@ from disperse.cluster.coordinator import (
 from disperse.cluster.handoff import HandoffResult, handOff, handoffPlan
 from disperse.cluster.hints import HintStore
 from disperse.cluster.increments import IncrementOutcome, Increments
+from disperse.cluster.keyspace import FlushOutcome, Keyspace, KeyWalk
 from disperse.cluster.members import MemberChange, MemberDirectory
 from disperse.cluster.peer.client import PeerCallCounters
 from disperse.cluster.placement import PartitionTable
@@ -152,6 +154,13 @@ class Node(MultiService):
             random=random.Random(),
             interval=config.antiEntropyInterval,
         )
+        keyspace = Keyspace(
+            view=view,
+            replica=replica,
+            coordinator=coordinator,
+            peers=peers,
+            random=random.Random(),
+        )
         return cls(
             config,
             clock,
@@ -161,6 +170,7 @@ class Node(MultiService):
             replica=replica,
             coordinator=coordinator,
             antiEntropy=antiEntropy,
+            keyspace=keyspace,
             membership=membership,
         )
 
@@ -175,6 +185,7 @@ class Node(MultiService):
         replica: Replica,
         coordinator: Coordinator,
         antiEntropy: AntiEntropy,
+        keyspace: Keyspace,
         membership: Membership | None = None,
     ) -> None:
         """
@@ -214,6 +225,7 @@ class Node(MultiService):
         self.replica = replica
         self.coordinator = coordinator
         self.antiEntropy = antiEntropy
+        self.keyspace = keyspace
         self.readConsistency = Consistency(config.readConsistency)
         self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = ExpirySweeper(self.store, clock)
@@ -446,6 +458,82 @@ class Node(MultiService):
         if isinstance(delta, float):
             delta = Decimal(repr(delta))
         return self.increments.increment(key, delta, level or self.writeConsistency)
+
+    # The whole keyspace
+
+    def scanKeys(
+        self,
+        partition: int,
+        leaf: int,
+        count: int,
+        level: Consistency | None = None,
+        maxSteps: int | None = None,
+        maxRemote: int | None = None,
+    ) -> Deferred[KeyWalk]:
+        """
+        The live keys of the cluster from leaf C{leaf} of C{partition} on,
+        until about C{count} were found (all of them for L{WHOLE}), or
+        C{maxSteps} partitions were listed or other members asked
+        C{maxRemote} times; read from as many owners of each partition as
+        C{level} (the read consistency if not given) needs, this node's
+        replica first (see L{Keyspace.walk}).
+
+        @raise NotJoined: before this node joined its cluster.
+        @raise NoMajority: at quorum or all, when this node reaches no
+            majority of the cluster.
+        @raise ShortRead: (in the L{Deferred}) when a partition had fewer
+            owners answering than the level needs.
+        """
+        if not self.ready:
+            raise NotJoined()
+        level = level or self.readConsistency
+        if level is not Consistency.one:
+            self.view.checkMajority()
+        return Deferred.fromCoroutine(
+            self.keyspace.walk(partition, leaf, count, level, maxSteps, maxRemote)
+        )
+
+    def randomKey(
+        self,
+        level: Consistency | None = None,
+        accept: Callable[[str], bool] | None = None,
+    ) -> Deferred[str | None]:
+        """
+        A key picked at random among those C{accept} takes, preferably from
+        this node's partitions, or L{None} when there is none (see
+        L{Keyspace.randomKey}).
+
+        @raise NotJoined: before this node joined its cluster.
+        """
+        if not self.ready:
+            raise NotJoined()
+        return Deferred.fromCoroutine(
+            self.keyspace.randomKey(level or self.readConsistency, accept)
+        )
+
+    def primaryKeyCount(self) -> int:
+        """
+        The keys this node holds of the partitions it is the first owner
+        of: on a node alone, every key; summed over the members of a
+        cluster, every key once (see L{Keyspace.primaryKeys}).
+        """
+        return self.keyspace.primaryKeys()
+
+    def flush(self, level: Consistency | None = None) -> Deferred[FlushOutcome]:
+        """
+        Delete every key of the cluster: a tombstone, newer than every
+        record read, for each live key of each partition, written to its
+        owners at C{level} (the write consistency if not given).
+
+        @raise NotJoined: before this node joined its cluster.
+        @raise NoMajority: at quorum or all, when this node reaches no
+            majority of the cluster.
+        """
+        if not self.ready:
+            raise NotJoined()
+        return Deferred.fromCoroutine(
+            self.keyspace.flush(level or self.writeConsistency)
+        )
 
     # This node's store alone: the original's X-Is-Sync
 

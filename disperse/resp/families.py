@@ -10,6 +10,7 @@ from disperse.resp import (
     connection,  # noqa: F401
     counters,  # noqa: F401
     expiry,  # noqa: F401
+    keyspace,  # noqa: F401
     strings,  # noqa: F401
     topology,  # noqa: F401
 )

@@ -108,9 +108,11 @@ _PARTITION_MASK = PARTITION_COUNT - 1
 # leaves: a few keys a leaf at a thousand keys a partition.
 TREE_DEPTH = 2
 TREE_FANOUT = 16
-_LEAF_COUNT = TREE_FANOUT**TREE_DEPTH
+# The leaves of a partition's tree, numbered 0..LEAF_COUNT - 1.
+LEAF_COUNT: int = TREE_FANOUT**TREE_DEPTH
 _LEAF_SHIFT = 64 - TREE_DEPTH * (TREE_FANOUT.bit_length() - 1)
-_EMPTY_ROOT = bytes(8)
+# The Merkle root of a partition without entries.
+EMPTY_ROOT = bytes(8)
 
 
 def _withFlags(blob: bytes, flags: int) -> bytes:
@@ -410,7 +412,7 @@ class Store:
         hold the same entries.
         """
         tree = self._trees[partition]
-        return _EMPTY_ROOT if tree is None else tree.root()
+        return EMPTY_ROOT if tree is None else tree.root()
 
     def partitionEntries(self, partition: int) -> int:
         """
@@ -433,8 +435,8 @@ class Store:
         if not 0 <= partition < PARTITION_COUNT:
             raise ValueError(f"partition {partition} outside 0..{PARTITION_COUNT - 1}")
         wanted = set(leaves)
-        if any(not 0 <= leaf < _LEAF_COUNT for leaf in wanted):
-            raise ValueError(f"leaf outside 0..{_LEAF_COUNT - 1}")
+        if any(not 0 <= leaf < LEAF_COUNT for leaf in wanted):
+            raise ValueError(f"leaf outside 0..{LEAF_COUNT - 1}")
         now = self.nowMs()
         out = []
         for key, blob in self._parts[partition].items():
@@ -444,6 +446,32 @@ class Store:
             if not record.expiresAtMs or record.expiresAtMs > now:
                 out.append((key, record))
         return out
+
+    def partitionValues(self, partition: int) -> int:
+        """
+        How many live values (not tombstones, not expired) C{partition}
+        holds.
+        """
+        now = self.nowMs()
+        unpack = _HEADER.unpack_from
+        count = 0
+        for blob in self._parts[partition].values():
+            expiresAtMs, _, _, flags = unpack(blob)
+            if not flags & FLAG_TOMBSTONE and not 0 < expiresAtMs <= now:
+                count += 1
+        return count
+
+    def partitionKeysByLeaf(self, partition: int) -> list[list[str]]:
+        """
+        The keys with an entry in C{partition} (values, tombstones, expired
+        entries not dropped yet), by the leaf of its tree they fall in:
+        what a keyspace scan walks a few leaves at a time. One hash per
+        entry of the partition.
+        """
+        byLeaf: list[list[str]] = [[] for _ in range(LEAF_COUNT)]
+        for key in self._parts[partition]:
+            byLeaf[leafHash(key) >> _LEAF_SHIFT].append(key)
+        return byLeaf
 
     def partitionContents(self, partition: int) -> list[tuple[str, Record]]:
         """

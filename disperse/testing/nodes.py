@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from disperse.cluster.view import PLACEMENT_DELAY, SETTLE_WINDOW
@@ -92,3 +94,12 @@ class MemoryNodes:
         end = self.clock.seconds() + seconds
         while self.clock.seconds() < end:
             self.clock.advance(min(step, end - self.clock.seconds()))
+
+    def until(self, deferred: Deferred[Any], within: float = 60.0) -> None:
+        """
+        Let time pass in small steps until C{deferred} has fired, or
+        C{within} seconds have passed.
+        """
+        end = self.clock.seconds() + within
+        while not deferred.called and self.clock.seconds() < end:
+            self.clock.advance(0.01)
