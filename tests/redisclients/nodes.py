@@ -88,11 +88,16 @@ class RedisNode:
 
     def answers(self) -> bool:
         """
-        Whether the Redis port answers C{PING} now.
+        Whether the Redis port answers C{PING} now (with C{PONG}, or with
+        C{NOAUTH} on a node with tokens).
         """
         client = self.client(socket_timeout=1, socket_connect_timeout=1)
         try:
             return bool(client.ping())
+        except (redis.ResponseError, redis.AuthenticationError):
+            # NOAUTH is an answer too (redis-py reads it as a connection
+            # error).
+            return True
         except redis.RedisError:
             return False
         finally:
