@@ -22,8 +22,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-# Each client stops after this many increments at most.
+# Each client stops after this many increments at most, and pauses this
+# long after each, so that six clients leave a two-core machine to its
+# nodes and last through every phase of a test (about a minute at most).
 MAX_INCREMENTS = 5000
+PAUSE = 0.01
 
 
 def once(host: str, port: int, **options: object) -> redis.Redis:
@@ -109,6 +112,7 @@ class Incrementer:
                 return
             else:
                 self._count(tally.acknowledged, key)
+            self._stopping.wait(PAUSE)
 
     def stop(self) -> None:
         self._stopping.set()
