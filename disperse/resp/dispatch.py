@@ -225,8 +225,15 @@ class Dispatcher:
     def _remember(self, raw: bytes, command: Command, handler: Handler) -> None:
         # Names are remembered as clients spell them ("GET", "get"), a
         # bounded number of spellings, and only those of plain commands: a
-        # subcommand (client|setname) is named by the second word too.
-        if len(self._known) < _KNOWN_SPELLINGS and "|" not in command.name:
+        # subcommand (client|setname) is named by the second word too, and
+        # so is any command line that starts with a container's name, even
+        # when the container ran alone (a bare COMMAND must not answer a
+        # later COMMAND COUNT).
+        if (
+            len(self._known) < _KNOWN_SPELLINGS
+            and "|" not in command.name
+            and not command.isContainer
+        ):
             self._known[raw] = (command, handler)
 
     def _refusal(self, session: Session, command: Command) -> ErrorReply | None:

@@ -211,6 +211,27 @@ class CheckTests(DispatcherCase):
             ErrorReply("ERR unknown subcommand 'NOPE'. Try CLIENT HELP."),
         )
 
+    def test_containerAloneThenSubcommand(self) -> None:
+        """
+        A container that runs alone (a bare C{COMMAND}, as cluster clients
+        send at start-up) does not answer for its subcommands afterwards.
+        """
+
+        def command(ctx: Context, args: list[bytes]) -> Reply:
+            return [b"every command"]
+
+        def count(ctx: Context, args: list[bytes]) -> Reply:
+            return 58
+
+        dispatcher = Dispatcher(
+            self.stats,
+            self.clock.seconds,
+            {"command": command, "command|count": count},
+        )
+        self.assertEqual(dispatcher.execute(self.ctx, [b"COMMAND"]), [b"every command"])
+        self.assertEqual(dispatcher.execute(self.ctx, [b"COMMAND", b"COUNT"]), 58)
+        self.assertEqual(dispatcher.execute(self.ctx, [b"COMMAND"]), [b"every command"])
+
     def test_crossProtocol(self) -> None:
         """
         An HTTP request sent to the Redis port closes it without an answer.
