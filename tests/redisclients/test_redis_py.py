@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.redisclients.nodes import RedisNode
 
@@ -201,9 +203,12 @@ def test_errorsKeepTheConnection(solo: RedisNode) -> None:
 def test_binaryAndLargeValues(solo: RedisNode) -> None:
     """
     Values are bytes: every byte value survives, a value of a few MiB
-    too; one over C{--max-value-size} (4 MiB by default) is refused.
+    too. One just over C{--max-value-size} (4 MiB by default) is refused
+    with an error and the connection goes on; one far over it is refused
+    from its length alone, by closing the connection before its bytes
+    arrive (Redis's answer to a bulk over its limit).
     """
-    r = solo.client()
+    r = solo.client(retry=Retry(NoBackoff(), 0), single_connection_client=True)
     try:
         every = bytes(range(256)) * 4
         assert r.set("py:bin", every) is True
@@ -212,9 +217,14 @@ def test_binaryAndLargeValues(solo: RedisNode) -> None:
         assert r.set("py:big", big) is True
         assert r.get("py:big") == big
         assert r.strlen("py:big") == len(big)
-        with pytest.raises(redis.ResponseError):
-            r.set("py:huge", b"x" * (5 * 1024 * 1024))
+        me = r.client_id()
+        with pytest.raises(redis.ResponseError, match="value is larger than"):
+            r.set("py:huge", b"x" * (4 * 1024 * 1024 + 1))
+        assert r.client_id() == me
+        with pytest.raises(redis.ConnectionError):
+            r.set("py:huge", b"x" * (64 * 1024 * 1024))
         assert r.ping() is True
+        assert r.client_id() != me
         assert r.exists("py:huge") == 0
     finally:
         r.close()
