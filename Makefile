@@ -11,7 +11,7 @@ HTTP_PORT ?= 8000
 REDIS_PORT ?= 6380
 BIND ?= 127.0.0.1
 
-.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster clean fuzz
+.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster bench-resp clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,7 @@ unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 # Benchmarks need wrk (Debian package) and taskset; see bench/README.md.
-bench: bench-http bench-memory bench-cluster
+bench: bench-http bench-memory bench-cluster bench-resp
 
 bench-http: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -79,6 +79,15 @@ bench-cluster: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/cluster-http
 	$(BIN)/python bench/cluster-repair
+
+# The Redis front end under redis-benchmark, next to a bare Twisted RESP
+# server and redis-server (Debian's redis-server and redis-tools, installed
+# when missing); see bench/README.md.
+bench-resp: $(VENV)/.installed-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq redis-server redis-tools)
+	$(BIN)/python bench/resp
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

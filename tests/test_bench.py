@@ -20,6 +20,8 @@ MODULES = (
     "bench._bench_gossip_cluster",
     "bench._bench_http",
     "bench._bench_memory",
+    "bench._bench_resp",
+    "bench._resp_load",
 )
 
 
@@ -80,3 +82,69 @@ class PairedRatioTests(SynchronousTestCase):
             if g.name.startswith("cluster GET hit (quorum) req/s")
         ]
         self.assertEqual((paired.measured, paired.ok), ("0.60x", True))
+
+
+class RespBenchTests(SynchronousTestCase):
+    """
+    bench/resp reads redis-benchmark's CSV, routes its open-loop load by
+    Redis Cluster slot, and pairs each repetition's runs for its ratios.
+    """
+
+    def test_csvRow(self) -> None:
+        from bench._bench_resp import parse_csv
+
+        output = (
+            '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'
+            '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
+            '"SET","42680.32","1.108","0.248","1.095","1.767","2.847","6.799"\n'
+            '"GET","46040.52","1.042","0.272","1.031","1.527","2.023","5.823"\n'
+        )
+        self.assertEqual(parse_csv(output, "get"), (46040.52, 1.031, 2.023))
+        self.assertEqual(parse_csv(output, "set"), (42680.32, 1.095, 2.847))
+
+    def test_keySlot(self) -> None:
+        from bench._resp_load import crc16, keySlot
+
+        # The check value of CRC16/XMODEM, and Redis Cluster's hash tags.
+        self.assertEqual(crc16(b"123456789"), 0x31C3)
+        self.assertEqual(keySlot(b"123456789"), 0x31C3 % 16384)
+        self.assertEqual(keySlot(b"{user1000}.following"), keySlot(b"user1000"))
+        # An empty tag: the whole key is hashed.
+        self.assertEqual(keySlot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384)
+        self.assertEqual(keySlot(b"foo{{bar}}zap"), keySlot(b"{bar"))
+
+    def test_weightedPercentiles(self) -> None:
+        from bench._resp_load import weightedPercentiles
+
+        samples = [(3.0, 1), (1.0, 98), (2.0, 1)]
+        self.assertEqual(
+            weightedPercentiles(samples, (50.0, 99.0, 100.0)), [1.0, 2.0, 3.0]
+        )
+        self.assertEqual(weightedPercentiles([], (50.0,)), [0.0])
+
+    def test_pairedGoals(self) -> None:
+        from bench._bench_resp import Run, evaluate
+
+        def run(server: str, pipeline: int, test: str, rep: int, rps: float) -> Run:
+            return Run(
+                server, pipeline, test, rep, rps, 1.0, 2.0, 1000, 1.0, 99.0, 10.0, 50.0
+            )
+
+        runs = [
+            run("disperse", 1, "get", 1, 35000.0),
+            run("twisted-resp", 1, "get", 1, 46000.0),
+            run("disperse", 1, "get", 2, 20000.0),
+            run("twisted-resp", 1, "get", 2, 25000.0),
+            run("disperse", 16, "set", 1, 100000.0),
+            run("cluster", 16, "set", 1, 30000.0),
+        ]
+        goals, _ = evaluate(runs, [10000.0, 8000.0])
+        byName = {g.name: g for g in goals}
+        p1 = byName["-P 1 GET vs bare Twisted RESP"]
+        # The median of 35/46 and 20/25.
+        self.assertEqual(p1.measured, "0.78x")
+        self.assertTrue(p1.ok)
+        cluster = byName["cluster -P 16 SET vs single node"]
+        self.assertEqual((cluster.measured, cluster.ok), ("0.30x", False))
+        http = byName["RESP GET -P 1 vs the node's HTTP GET"]
+        self.assertEqual((http.measured, http.ok), ("3.00x", True))

@@ -1,5 +1,5 @@
 """
-What the two reference servers share: the dictionary behind C{/cache/<key>},
+What the reference servers share: the dictionary behind C{/cache/<key>},
 the JSON PUT body parsing, and a start-up that matches Disperse's (same
 default reactor as C{twistd}, no per-request access log, C{gc.freeze()} once
 listening).
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IProtocolFactory
     from twisted.web.resource import IResource
 
 
@@ -72,9 +73,28 @@ class MemoryCache:
 
 def serve(name: str, resource: IResource, argv: Sequence[str] | None = None) -> None:
     """
-    Listen on 127.0.0.1 (C{--port}, 0 lets the OS choose), print the port,
-    freeze the start-up heap once running (as Disperse does) and run the
-    reactor until SIGTERM/SIGINT.
+    Serve C{resource} over HTTP with no access log (Disperse writes none
+    per request either), as L{listen} describes.
+    """
+    from twisted.web.http import Request
+    from twisted.web.server import Site
+
+    class QuietSite(Site):
+        noisy = False
+
+        def log(self, request: Request) -> None:
+            pass
+
+    listen(name, QuietSite(resource), argv)
+
+
+def listen(
+    name: str, factory: IProtocolFactory, argv: Sequence[str] | None = None
+) -> None:
+    """
+    Listen with C{factory} on 127.0.0.1 (C{--port}, 0 lets the OS choose),
+    print the port, freeze the start-up heap once running (as Disperse
+    does) and run the reactor until SIGTERM/SIGINT.
     """
     parser = argparse.ArgumentParser(description=f"{name} reference server")
     parser.add_argument("--port", type=int, default=0)
@@ -84,20 +104,7 @@ def serve(name: str, resource: IResource, argv: Sequence[str] | None = None) -> 
     from twisted.internet.endpoints import serverFromString
     from twisted.internet.interfaces import IListeningPort
     from twisted.python.failure import Failure
-    from twisted.web.http import Request
-    from twisted.web.server import Site
 
-    class QuietSite(Site):
-        """
-        No access log: Disperse writes none per request either.
-        """
-
-        noisy = False
-
-        def log(self, request: Request) -> None:
-            pass
-
-    site = QuietSite(resource)
     description = f"tcp:{args.port}:interface=127.0.0.1"
     endpoint = serverFromString(reactor, description)
 
@@ -109,7 +116,7 @@ def serve(name: str, resource: IResource, argv: Sequence[str] | None = None) -> 
         print(f"{name}: cannot listen: {failure.getErrorMessage()}")
         reactor.stop()
 
-    endpoint.listen(site).addCallbacks(listening, failed)
+    endpoint.listen(factory).addCallbacks(listening, failed)
     # As disperse.tap does: start-up objects leave the collector's reach.
     reactor.callWhenRunning(gc.freeze)
     reactor.run()
