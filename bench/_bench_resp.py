@@ -569,13 +569,14 @@ def evaluate(
             mine = ("disperse", pipeline, test)
             vs_twisted = paired(runs, mine, ("twisted-resp", pipeline, test))
             vs_redis = paired(runs, mine, ("redis", pipeline, test))
-            rows.append(
-                [
-                    f"disperse -P {pipeline} {test.upper()}",
-                    ratio_cell(vs_twisted),
-                    ratio_cell(vs_redis),
-                ]
-            )
+            if vs_twisted or vs_redis:
+                rows.append(
+                    [
+                        f"disperse -P {pipeline} {test.upper()}",
+                        ratio_cell(vs_twisted),
+                        ratio_cell(vs_redis),
+                    ]
+                )
             if vs_twisted:
                 goals.append(
                     ratio_goal(

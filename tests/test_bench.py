@@ -22,6 +22,7 @@ MODULES = (
     "bench._bench_memory",
     "bench._bench_resp",
     "bench._resp_load",
+    "bench._resp_profile",
 )
 
 
@@ -148,3 +149,33 @@ class RespBenchTests(SynchronousTestCase):
         self.assertEqual((cluster.measured, cluster.ok), ("0.30x", False))
         http = byName["RESP GET -P 1 vs the node's HTTP GET"]
         self.assertEqual((http.measured, http.ok), ("3.00x", True))
+
+    def test_referenceProtocol(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from bench._refs.resp_ref import makeProtocol
+        from bench._resp_load import encode
+
+        protocol = makeProtocol({})
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            encode(b"SET", b"k", b"v")
+            + encode(b"GET", b"k")
+            + encode(b"GET", b"nothing")
+            + encode(b"PING")
+        )
+        # One write for the batch.
+        self.assertEqual(transport.value(), b"+OK\r\n$1\r\nv\r\n$-1\r\n+PONG\r\n")
+
+    def test_profileRuns(self) -> None:
+        """
+        bench/resp-profile drives a node's real Redis port in process.
+        """
+        from bench._resp_profile import main
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = main(["--commands", "64", "--keyspace", "16", "--tests", "get"])
+        self.assertEqual(status, 0)
+        self.assertIn("GET  -P 16", out.getvalue())

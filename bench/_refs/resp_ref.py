@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import sys
 
+import hiredis
+from twisted.internet.protocol import Protocol
+
 from bench._refs._ref_common import install_reactor, listen
 
 NULL = b"$-1\r\n"
@@ -23,54 +26,72 @@ PONG = b"+PONG\r\n"
 EMPTY_ARRAY = b"*0\r\n"
 
 
+def makeProtocol(data: dict[bytes, bytes]) -> Protocol:
+    """
+    One connection, on C{data}.
+    """
+    return RESP(data)
+
+
+class RESP(Protocol):
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
+
+    def connectionMade(self) -> None:
+        self.reader = hiredis.Reader()
+        assert self.transport is not None
+        self.write = self.transport.write
+
+    def dataReceived(self, chunk: bytes) -> None:
+        reader = self.reader
+        data = self.data
+        reader.feed(chunk)
+        replies: list[bytes] = []
+        add = replies.append
+        try:
+            command = reader.gets()
+            while command is not False:
+                name = command[0].upper()
+                if name == b"GET" and len(command) == 2:
+                    value = data.get(command[1])
+                    if value is None:
+                        add(NULL)
+                    else:
+                        add(b"$%d\r\n%b\r\n" % (len(value), value))
+                elif name == b"SET" and len(command) >= 3:
+                    data[command[1]] = command[2]
+                    add(OK)
+                elif name == b"PING":
+                    add(PONG)
+                elif name == b"CONFIG":
+                    add(EMPTY_ARRAY)
+                else:
+                    add(b"-ERR unknown command\r\n")
+                command = reader.gets()
+        except hiredis.ProtocolError:
+            replies.append(b"-ERR Protocol error\r\n")
+            self.write(b"".join(replies))
+            assert self.transport is not None
+            self.transport.loseConnection()
+            return
+        if replies:
+            self.write(b"".join(replies))
+
+
 def main() -> None:
     install_reactor()
-    import hiredis
-    from twisted.internet.protocol import Factory, Protocol
+    from twisted.internet.interfaces import IAddress
+    from twisted.internet.protocol import Factory
 
     data: dict[bytes, bytes] = {}
 
-    class RESP(Protocol):
-        def connectionMade(self) -> None:
-            self.reader = hiredis.Reader()
-            assert self.transport is not None
-            self.write = self.transport.write
+    class RESPFactory(Factory):
+        noisy = False
 
-        def dataReceived(self, chunk: bytes) -> None:
-            reader = self.reader
-            reader.feed(chunk)
-            replies: list[bytes] = []
-            add = replies.append
-            try:
-                command = reader.gets()
-                while command is not False:
-                    name = command[0].upper()
-                    if name == b"GET" and len(command) == 2:
-                        value = data.get(command[1])
-                        if value is None:
-                            add(NULL)
-                        else:
-                            add(b"$%d\r\n%b\r\n" % (len(value), value))
-                    elif name == b"SET" and len(command) >= 3:
-                        data[command[1]] = command[2]
-                        add(OK)
-                    elif name == b"PING":
-                        add(PONG)
-                    elif name == b"CONFIG":
-                        add(EMPTY_ARRAY)
-                    else:
-                        add(b"-ERR unknown command\r\n")
-                    command = reader.gets()
-            except hiredis.ProtocolError:
-                replies.append(b"-ERR Protocol error\r\n")
-                self.write(b"".join(replies))
-                assert self.transport is not None
-                self.transport.loseConnection()
-                return
-            if replies:
-                self.write(b"".join(replies))
+        def buildProtocol(self, addr: IAddress | None) -> Protocol:
+            return makeProtocol(data)
 
-    listen("resp reference", Factory.forProtocol(RESP), sys.argv[1:])
+    listen("resp reference", RESPFactory(), sys.argv[1:])
 
 
 if __name__ == "__main__":
