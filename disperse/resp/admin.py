@@ -245,8 +245,8 @@ def commandGetKeys(ctx: Context, args: list[bytes]) -> Reply:
 
 def _globMatch(pattern: bytes, name: str) -> bool:
     # Command names are plain lower-case words: the shell's glob (*, ?,
-    # [set]) selects them as Redis's would.
-    return fnmatchcase(name, pattern.decode("latin-1"))
+    # [set]) selects them as Redis's does, in any case.
+    return fnmatchcase(name, pattern.decode("latin-1").lower())
 
 
 @handles("command|list")

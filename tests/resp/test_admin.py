@@ -431,6 +431,10 @@ class GetKeysAndListTests(AdminTestCase):
             ["ttl", "pttl"],
         )
         self.assertEqual(
+            self.run_(b"COMMAND", b"LIST", b"FILTERBY", b"PATTERN", b"CLIENT|*NAME"),
+            ["client|setname", "client|getname"],
+        )
+        self.assertEqual(
             self.run_(b"COMMAND", b"LIST", b"FILTERBY", b"MODULE", b"json"), []
         )
         self.assertEqual(
