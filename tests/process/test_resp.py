@@ -11,12 +11,51 @@ from pathlib import Path
 import hiredis
 import pytest
 
-from disperse.testing.cluster import getJSON, runningNode
+from disperse.testing.cluster import getJSON, httpRequest, runningNode
 from disperse.testing.resp import RespClient
 
 pytestmark = pytest.mark.integration
 
 REDIS = ("--redis-port", "tcp:0:interface=127.0.0.1")
+
+
+def test_setGetSharedWithHTTP() -> None:
+    """
+    SET then GET over the Redis port; a pipeline of 10,000 SETs and GETs,
+    sent in one write, answered in order; what was set is read over HTTP,
+    and what HTTP wrote is read over the Redis port.
+    """
+    with runningNode("--node-name", "gamma", *REDIS) as node:
+        with RespClient(node.waitRedis()) as client:
+            assert client.call(b"SET", b"k", b"v") == b"OK"
+            assert client.call(b"GET", b"k") == b"v"
+            count = 5_000
+            client.send(
+                *(
+                    line
+                    for index in range(count)
+                    for line in (
+                        [b"SET", b"p%d" % index, b"%d" % index],
+                        [b"GET", b"p%d" % index],
+                    )
+                )
+            )
+            replies = [client.read() for _ in range(2 * count)]
+            assert replies == [
+                reply for index in range(count) for reply in (b"OK", b"%d" % index)
+            ]
+        assert httpRequest(node.httpPort, "GET", "/cache/k") == (200, b"v")
+        assert httpRequest(node.httpPort, "GET", "/cache/p4999") == (200, b"4999")
+        status, _ = httpRequest(
+            node.httpPort,
+            "PUT",
+            "/cache/fromhttp",
+            body=b'{"value": "h"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 200
+        with RespClient(node.redisPort) as client:
+            assert client.call(b"GET", b"fromhttp") == b"h"
 
 
 def test_pipelineInlineAndErrors() -> None:
