@@ -111,12 +111,6 @@ def test_discoversTheTopology(cluster: list[RedisNode]) -> None:
         for key in ("a", "user:1000", "{tag}x", "{tag}y", "x{}y", "ÿ"):
             assert int(rc.cluster_keyslot(key)) == rc.keyslot(key)
         assert rc.keyslot("{tag}x") == rc.keyslot("{tag}y")
-        rc.flushall()
-        rc.mset_nonatomic({f"scan:{i}": "v" for i in range(100)})
-        assert sorted(rc.scan_iter(match="scan:*")) == sorted(
-            f"scan:{i}" for i in range(100)
-        )
-        assert rc.dbsize() == 100
         info = rc.cluster_info()
         assert info["cluster_state"] == "ok"
         assert int(info["cluster_slots_assigned"]) == SLOTS
@@ -181,6 +175,30 @@ def test_pipelinesAndMultiKeyCommands(cluster: list[RedisNode]) -> None:
         assert rc.exists("{user}name") == 0
         with pytest.raises(redis.RedisClusterException):
             rc.mget("a", "b")
+    finally:
+        rc.close()
+
+
+def test_keylessCommandsCountEachKeyOnce(cluster: list[RedisNode]) -> None:
+    """
+    FLUSHALL, SCAN and DBSIZE through the cluster client (which sends
+    them to every node it takes for a primary, and adds up DBSIZE's) and
+    through a plain client of any node: each key counted once.
+    """
+    rc = connect(cluster[0])
+    try:
+        assert rc.flushall() is True
+        names = [f"scan:{i}" for i in range(100)]
+        rc.mset_nonatomic(dict.fromkeys(names, "v"))
+        assert sorted(rc.scan_iter(match="scan:*")) == sorted(names)
+        for node in cluster:
+            plain = node.client(decode_responses=True)
+            try:
+                assert sorted(plain.scan_iter(match="scan:*")) == sorted(names)
+                assert plain.dbsize() == 100
+            finally:
+                plain.close()
+        assert rc.dbsize() == 100
     finally:
         rc.close()
 
