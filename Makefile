@@ -145,7 +145,8 @@ redis-clients: $(VENV)/.installed-redis-clients
 # The fault bed: the built-in scenarios on network namespaces of this
 # machine (needs root; iptables comes from apt), then the report. The
 # report is printed whatever the outcome; the status is the suite's. Ten
-# minutes at most: the suite takes about six.
+# minutes at most: the suite takes about seven, the counters across a
+# partition (tests/testbed/test_counters.py) half a minute more.
 .PHONY: testbed
 testbed: $(VENV)/.installed-testbed
 	@command -v iptables >/dev/null \
