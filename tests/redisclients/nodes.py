@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
@@ -58,6 +59,18 @@ def waitUntil(
         time.sleep(interval)
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """
+    A node's certificate and key (PEM), and the authority that signed it,
+    for a Redis port served over TLS.
+    """
+
+    certificate: Path
+    key: Path
+    authority: Path
+
+
 @dataclass
 class RedisNode:
     """
@@ -69,6 +82,7 @@ class RedisNode:
     redisPort: int
     # What it was started with, to start it again under the same name.
     args: tuple[str, ...] = ()
+    tls: TLSFiles | None = None
 
     @property
     def httpPort(self) -> int:
@@ -84,6 +98,9 @@ class RedisNode:
         as C{options}).
         """
         options.setdefault("socket_timeout", 10)
+        if self.tls is not None:
+            options.setdefault("ssl", True)
+            options.setdefault("ssl_ca_certs", str(self.tls.authority))
         return redis.Redis(host=LOOPBACK, port=self.redisPort, **options)
 
     def answers(self) -> bool:
@@ -107,18 +124,29 @@ class RedisNode:
         return getJSON(self.httpPort, "/stats")
 
 
-def redisArgs(port: int) -> list[str]:
-    return ["--redis-port", f"tcp:{port}:interface={LOOPBACK}"]
+def redisArgs(port: int, tls: TLSFiles | None = None) -> list[str]:
+    if tls is None:
+        return ["--redis-port", f"tcp:{port}:interface={LOOPBACK}"]
+    return [
+        "--redis-port",
+        f"ssl:{port}:interface={LOOPBACK}"
+        f":privateKey={tls.key}:certKey={tls.certificate}",
+    ]
 
 
-def startRedisNode(name: str, *args: str, redisPort: int | None = None) -> RedisNode:
+def startRedisNode(
+    name: str,
+    *args: str,
+    redisPort: int | None = None,
+    tls: TLSFiles | None = None,
+) -> RedisNode:
     """
-    A node called C{name} with flags C{args}, serving Redis on loopback,
-    once its Redis port answers.
+    A node called C{name} with flags C{args}, serving Redis on loopback
+    (over TLS with C{tls}), once its Redis port answers.
     """
     port = freePorts(1)[0] if redisPort is None else redisPort
-    process = startLoopbackNode("--node-name", name, *redisArgs(port), *args)
-    node = RedisNode(name, process, port, args)
+    process = startLoopbackNode("--node-name", name, *redisArgs(port, tls), *args)
+    node = RedisNode(name, process, port, args, tls)
     try:
 
         def answers() -> bool:
@@ -174,8 +202,10 @@ def redisCluster(count: int, *args: str) -> Iterator[list[RedisNode]]:
 
 
 @contextmanager
-def redisNode(name: str, *args: str) -> Iterator[RedisNode]:
-    node = startRedisNode(name, *args)
+def redisNode(
+    name: str, *args: str, tls: TLSFiles | None = None
+) -> Iterator[RedisNode]:
+    node = startRedisNode(name, *args, tls=tls)
     try:
         yield node
     finally:
@@ -199,6 +229,7 @@ __all__ = [
     "DEADLINE",
     "ClusterError",
     "RedisNode",
+    "TLSFiles",
     "alive",
     "firstOwners",
     "redisCluster",
