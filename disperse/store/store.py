@@ -239,6 +239,10 @@ class Store:
 
         self._bytes = 0
         self._tombstones = 0
+        # Tombstones by partition: a partition's live keys are its entries
+        # less these (L{partitionKeys}). Kept rather than a count of values
+        # so that writing a value, the common case, updates nothing more.
+        self._partTombstones = [0] * PARTITION_COUNT
         self.hits = 0
         self.misses = 0
         self.sets = 0
@@ -263,8 +267,10 @@ class Store:
 
     def __len__(self) -> int:
         """
-        The number of live keys (tombstones and expired keys not swept yet
-        are not counted as keys, though the latter still hold memory).
+        The number of keys: entries other than tombstones. A value that
+        expired counts until it is dropped, by a read of it or by the sweep
+        (within a second or so of its expiry second), as Redis counts the
+        keys its expiry cycle has not reached yet.
         """
         return self._count - self._tombstones
 
@@ -446,6 +452,16 @@ class Store:
             if not record.expiresAtMs or record.expiresAtMs > now:
                 out.append((key, record))
         return out
+
+    def partitionKeys(self, partition: int) -> int:
+        """
+        How many keys C{partition} holds, as C{len(store)} counts them over
+        the whole store: its entries less its tombstones, so expired values
+        count until they are dropped (by a read, or by the sweep within a
+        second or so of their expiry second). Constant time: what
+        C{DBSIZE} sums.
+        """
+        return len(self._parts[partition]) - self._partTombstones[partition]
 
     def partitionValues(self, partition: int) -> int:
         """
@@ -760,6 +776,7 @@ class Store:
             oldExpiry = _HEADER.unpack_from(old)[0]
             if old[_FLAGS_AT] & FLAG_TOMBSTONE:
                 self._tombstones -= 1
+                self._partTombstones[partition] -= 1
         part[key] = blob
         tree = self._trees[partition]
         if tree is None:
@@ -772,6 +789,7 @@ class Store:
         self._bytes += size
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones += 1
+            self._partTombstones[partition] += 1
         expiresAtMs = _HEADER.unpack_from(blob)[0]
         if expiresAtMs and expiresAtMs // 1000 != oldExpiry // 1000:
             self._schedule(key, expiresAtMs)
@@ -852,3 +870,4 @@ class Store:
         self._bytes -= self._size(key, blob)
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones -= 1
+            self._partTombstones[partition] -= 1

@@ -6,6 +6,7 @@ model, and examples of expiry, eviction, tombstones and merging.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from disperse.store.store import (
     DEFAULT_TOMBSTONE_TTL,
     ValueTooLarge,
 )
+from tests.store.test_counter import counters as counterRecords
 
 START = 1_700_000_000.0
 
@@ -212,6 +214,24 @@ class StoreModel(RuleBasedStateMachine):
             assert dict(listed) == {
                 k: r for k, r in unexpired.items() if partitionOf(k) == partition
             }
+
+    @invariant()
+    def partitionKeysMatch(self) -> None:
+        """
+        A partition's key count is its entries other than tombstones
+        (expired values not dropped yet included), and the counts of all
+        partitions add up to the store's.
+        """
+        values = Counter(
+            partitionOf(key)
+            for key, record in self.store.records(expired=True)
+            if not record.tombstone
+        )
+        for partition in PARTITIONS:
+            assert self.store.partitionKeys(partition) == values[partition]
+        assert sum(map(self.store.partitionKeys, range(PARTITION_COUNT))) == len(
+            self.store
+        )
 
     @invariant()
     def keyCount(self) -> None:
@@ -606,3 +626,146 @@ class HybridLogicalClockTests(SynchronousTestCase):
         remote = fromMs(int(START * 1000) + 5000) + 3
         hlc.observe(remote)
         self.assertGreater(hlc.now(), remote)
+
+
+# Keys in two partitions, for the key counts of partitions.
+COUNTED = ["{t}a", "{t}b", "{t}c", "{u}a", "{u}b"]
+_START_MS = int(START * 1000)
+merged = (
+    st.builds(
+        Record,
+        value=st.binary(max_size=8),
+        expiresAtMs=st.sampled_from(
+            [0, 0, _START_MS - 1, _START_MS + 500, _START_MS + 3000]
+        ),
+        timestamp=st.sampled_from([fromMs(_START_MS + ms) for ms in (-1000, 0, 2000)]),
+        nodeId=st.integers(min_value=1, max_value=3),
+        tombstone=st.booleans(),
+        binary=st.just(False),
+        counter=st.just(False),
+    )
+    | counterRecords
+)
+changes = st.one_of(
+    st.tuples(
+        st.just("put"), st.sampled_from(COUNTED), st.sampled_from([0, 0, 500, 2000])
+    ),
+    st.tuples(st.just("delete"), st.sampled_from(COUNTED)),
+    st.tuples(st.just("get"), st.sampled_from(COUNTED)),
+    st.tuples(st.just("merge"), st.sampled_from(COUNTED), merged),
+    st.tuples(st.just("advance"), st.sampled_from([0.3, 1.0, 4.0])),
+    st.tuples(st.just("sweep"), st.integers(min_value=1, max_value=4)),
+    st.tuples(st.just("drop"), st.sampled_from(COUNTED)),
+)
+
+
+class PartitionKeysTests(SynchronousTestCase):
+    """
+    L{Store.partitionKeys} counts a partition's keys as C{len(store)}
+    counts the store's, through every way an entry comes and goes.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.partition = partitionOf("{t}")
+
+    def keys(self, store: Store) -> int:
+        return store.partitionKeys(self.partition)
+
+    def test_writesDeletesAndExpiry(self) -> None:
+        store = Store(self.clock, nodeId=1, tombstoneTtl=5)
+        self.assertNotEqual(partitionOf("other"), self.partition)
+        store.put("other", b"v")
+        store.put("{t}a", b"v")
+        store.put("{t}b", b"v")
+        store.put("{t}a", b"w")
+        self.assertEqual(self.keys(store), 2)
+        store.delete("{t}a")
+        store.delete("{t}a")
+        store.delete("{t}never")
+        self.assertEqual(self.keys(store), 1)
+        store.put("{t}a", b"back")
+        store.put("{t}c", b"v", ttlMs=1000)
+        self.assertEqual(self.keys(store), 3)
+        # Expired, not dropped yet: counted, as len(store) counts it.
+        self.clock.advance(1.0)
+        self.assertEqual((self.keys(store), len(store)), (3, 4))
+        self.assertIsNone(store.get("{t}c"))
+        self.assertEqual(self.keys(store), 2)
+        # A value that replaced one leaves a tombstone when it expires.
+        store.put("{t}b", b"v2", ttlMs=500)
+        self.clock.advance(2.0)
+        store.sweep(100)
+        self.assertEqual(self.keys(store), 1)
+        self.assertEqual(store.partitionEntries(self.partition), 3)
+        # Tombstones run out: the count stays.
+        self.clock.advance(6.0)
+        store.sweep(100)
+        self.assertEqual(store.partitionEntries(self.partition), 1)
+        self.assertEqual((self.keys(store), len(store)), (1, 2))
+
+    def test_mergesEvictionAndDrop(self) -> None:
+        size = entrySize("{t}a", b"v")
+        store = Store(self.clock, nodeId=1, maxBytes=3 * size)
+        other = Store(self.clock, nodeId=2)
+        older = other.newRecord(b"old")
+        self.assertTrue(store.merge("{t}a", other.newRecord(b"v")))
+        self.assertFalse(store.merge("{t}a", older))
+        self.assertTrue(store.merge("{t}b", other.newRecord(b"v")))
+        self.assertEqual(self.keys(store), 2)
+        self.assertTrue(store.merge("{t}a", other.newRecord(b"", tombstone=True)))
+        self.assertEqual(self.keys(store), 1)
+        expired = other.newRecord(b"v", expiresAtMs=other.nowMs() - 1)
+        self.assertFalse(store.merge("{t}c", expired))
+        self.assertEqual(self.keys(store), 1)
+        # The third entry fits; a fourth evicts the least recently used.
+        store.put("{t}c", b"v")
+        store.put("{t}d", b"v")
+        self.assertEqual(store.stats().evictions, 1)
+        self.assertEqual(self.keys(store), len(store))
+        self.assertEqual(store.dropPartition(self.partition), 3)
+        self.assertEqual((self.keys(store), len(store)), (0, 0))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(changes, max_size=30))
+    def test_anyChanges(self, changes: list[tuple[object, ...]]) -> None:
+        """
+        After any changes (writes, deletes, reads of expired keys, merges
+        of values, tombstones, expired records and counters, sweeps,
+        evictions, dropped partitions), each partition counts its entries
+        that are not tombstones, and the counts add up to C{len(store)}.
+        """
+        clock = Clock()
+        clock.advance(START)
+        store = Store(
+            clock, nodeId=1, maxBytes=4 * (ENTRY_OVERHEAD + 40), tombstoneTtl=3
+        )
+        for change in changes:
+            match change:
+                case ("put", str(key), int(ttlMs)):
+                    store.put(key, b"value", ttlMs)
+                case ("delete", str(key)):
+                    store.delete(key)
+                case ("get", str(key)):
+                    store.get(key)
+                case ("merge", str(key), Record() as record):
+                    store.merge(key, record)
+                case ("advance", float(seconds)):
+                    clock.advance(seconds)
+                case ("sweep", int(budget)):
+                    store.sweep(budget)
+                case ("drop", str(key)):
+                    store.dropPartition(partitionOf(key))
+            values = Counter(
+                partitionOf(key)
+                for key, record in store.records(expired=True)
+                if not record.tombstone
+            )
+            for key in COUNTED:
+                self.assertEqual(
+                    store.partitionKeys(partitionOf(key)), values[partitionOf(key)]
+                )
+            self.assertEqual(
+                sum(map(store.partitionKeys, range(PARTITION_COUNT))), len(store)
+            )
