@@ -3,7 +3,9 @@ Coverage-guided fuzzing of the node-to-node message decoders (msgpack
 requests and responses under /internal/v1/) and of the signature header
 parser: bad input must raise L{ProtocolError} or L{SignatureError}.
 
-The first byte picks the message kind.
+The first byte picks the message kind (its low seven bits, an index in
+L{messages.KINDS}) and whether the request or the response is decoded
+(its high bit).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def testOneInput(data: bytes) -> None:
         return
     choice, body = data[0], data[1:]
     kinds = messages.KINDS
-    kind = kinds[choice % len(kinds)]
+    kind = kinds[(choice & 0x7F) % len(kinds)]
     try:
         if choice & 0x80:
             messages.decodeResponse(kind, body)

@@ -77,6 +77,9 @@ def peerMessages() -> list[bytes]:
         bytes((kinds.index("fetch") | 0x80,))
         + messages.FetchResponse((record, None)).encode(),
         bytes((kinds.index("roots"),)) + messages.RootsRequest((1, 2)).encode(),
+        bytes((kinds.index("counts"),)) + messages.CountsRequest((1, 2)).encode(),
+        bytes((kinds.index("counts") | 0x80,))
+        + messages.CountsResponse((0, None, 7)).encode(),
     ]
 
 

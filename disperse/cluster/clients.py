@@ -1,7 +1,8 @@
 """
 What the parts of a node ask of the node-to-node client: writing and
-reading the replicas of a key (L{PeerClient}: coordinators, hand-off) and
-comparing and repairing partitions (L{RepairClient}: anti-entropy).
+reading the replicas of a key (L{PeerClient}: coordinators, hand-off), and
+comparing, repairing, listing and counting partitions (L{RepairClient}:
+anti-entropy, and the operations over the whole keyspace).
 
 The client used in production speaks signed HTTP
 (L{disperse.cluster.peer.client}); tests use an in-memory network
@@ -40,7 +41,9 @@ class PeerClient(Protocol):
 
 class RepairClient(PeerClient, Protocol):
     """
-    A L{PeerClient} that also carries anti-entropy exchanges.
+    A L{PeerClient} that also carries anti-entropy exchanges, and the calls
+    of the operations over the whole keyspace (L{roots} and L{range} list
+    partitions, L{counts} counts their keys).
     """
 
     def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
@@ -62,6 +65,16 @@ class RepairClient(PeerClient, Protocol):
         """
         C{member}'s unexpired records (tombstones included) of C{leaves} of
         C{partition}'s tree.
+        """
+
+    def counts(
+        self, member: str, partitions: Sequence[int]
+    ) -> Deferred[list[int | None]]:
+        """
+        How many keys C{member}'s replica holds of each of C{partitions}
+        (expired ones not dropped yet included, as a store counts them), or
+        L{None} for one it is still catching up on. Fails on a member too
+        old to know the call.
         """
 
     def repair(

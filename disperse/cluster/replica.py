@@ -5,10 +5,10 @@ anti-entropy of other nodes.
 A replica merges the records coordinators send it (L{Replica.applyLocal}),
 answers their reads (L{Replica.fetchLocal}) and serves anti-entropy
 exchanges: a partition's Merkle roots and digests, and the records of some
-of its leaves. A partition it has just come to hold is not read from here
-until it caught up with the replicas that held it before
-(L{Replica.holdReads}): its reads answer L{NotCaughtUp}, and the asker
-reads another replica.
+of its leaves; and the key counts of partitions (L{Replica.countsLocal}).
+A partition it has just come to hold is not read from here until it caught
+up with the replicas that held it before (L{Replica.holdReads}): its reads
+answer L{NotCaughtUp}, and the asker reads another replica.
 
 Time comes from the injected clock.
 """
@@ -150,6 +150,24 @@ class Replica:
             _checkPartition(partition)
             roots.append(self.store.partitionRoot(partition))
         return roots
+
+    def countsLocal(self, partitions: Iterable[int]) -> list[int | None]:
+        """
+        How many keys this replica holds of each of C{partitions}
+        (L{Store.partitionKeys}), or L{None} for one whose reads are held
+        here: a copy still catching up would count short, so the asker
+        counts another owner's.
+
+        @raise ValueError: for a partition outside the table.
+        """
+        counts: list[int | None] = []
+        for partition in partitions:
+            _checkPartition(partition)
+            if self.held and self.holding(partition):
+                counts.append(None)
+            else:
+                counts.append(self.store.partitionKeys(partition))
+        return counts
 
     def digestsLocal(self, partition: int, level: int, nodes: Iterable[int]) -> Digests:
         """

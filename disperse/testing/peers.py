@@ -120,6 +120,14 @@ class MemoryPeerClient:
             self._source, member, lambda node: node.rootsLocal(wanted)
         )
 
+    def counts(
+        self, member: str, partitions: Sequence[int]
+    ) -> Deferred[list[int | None]]:
+        wanted = list(partitions)
+        return self._network.call(
+            self._source, member, lambda node: node.countsLocal(wanted)
+        )
+
     def digests(
         self, member: str, partition: int, level: int, nodes: Sequence[int]
     ) -> Deferred[Digests]:
@@ -167,6 +175,11 @@ class RefusingPeers:
         return fail(ConnectionRefusedError(member))
 
     def roots(self, member: str, partitions: Sequence[int]) -> Deferred[list[bytes]]:
+        return fail(ConnectionRefusedError(member))
+
+    def counts(
+        self, member: str, partitions: Sequence[int]
+    ) -> Deferred[list[int | None]]:
         return fail(ConnectionRefusedError(member))
 
     def digests(

@@ -80,3 +80,23 @@ class ReplicaTests(SynchronousTestCase):
             [Record.decode(blob).value if blob else None for blob in found], [b"v"]
         )
         self.assertEqual(node.heldPartitions(), frozenset())
+
+    def test_counts(self) -> None:
+        """
+        A replica counts the keys of each partition asked, except one it
+        is catching up on (its copy may be short): that one is left to
+        another owner.
+        """
+        clock = Clock()
+        store = Store(clock, 1)
+        node = Replica(store=store, clock=clock)
+        for key in ("{t}a", "{t}b", "other"):
+            store.put(key, b"v")
+        store.delete("{t}b")
+        store.delete("{t}gone")
+        tagged, other = partitionOf("{t}"), partitionOf("other")
+        self.assertEqual(node.countsLocal([tagged, other, 0]), [1, 1, 0])
+        node.holdReads([other])
+        self.assertEqual(node.countsLocal([other, tagged]), [None, 1])
+        self.assertRaises(ValueError, node.countsLocal, [PARTITION_COUNT])
+        self.assertRaises(ValueError, node.countsLocal, [-1])

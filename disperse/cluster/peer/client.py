@@ -56,6 +56,8 @@ from disperse.cluster.peer.messages import (
     REPAIR_QUERY,
     ApplyRequest,
     ApplyResponse,
+    CountsRequest,
+    CountsResponse,
     DigestRequest,
     DigestResponse,
     FetchRequest,
@@ -333,11 +335,19 @@ _FETCH = PATH_PREFIX + b"fetch"
 _ROOTS = PATH_PREFIX + b"roots"
 _DIGEST = PATH_PREFIX + b"digest"
 _RANGE = PATH_PREFIX + b"range"
+_COUNTS = PATH_PREFIX + b"counts"
 
 
 class PeerUnreachable(ConnectError):
     """
     No address is known for the member, or it answered with an error.
+    """
+
+
+class UnknownCall(PeerUnreachable):
+    """
+    The member answered 404: it does not serve this call, being of a
+    version older than the call.
     """
 
 
@@ -576,6 +586,14 @@ class HTTPPeerClient:
             ]
         )
 
+    def counts(
+        self, member: str, partitions: Sequence[int]
+    ) -> Deferred[list[int | None]]:
+        body = CountsRequest(tuple(partitions)).encode()
+        return self._post(member, _COUNTS, body).addCallback(
+            lambda data: list(CountsResponse.decode(data).counts)
+        )
+
     def repair(
         self, member: str, records: Sequence[tuple[str, Record]]
     ) -> Deferred[Any]:
@@ -688,6 +706,11 @@ class HTTPPeerClient:
     def _answer(self, response: Response, member: str) -> bytes:
         if response.code != 200:
             self.counters.failures += 1
+            if response.code == 404:
+                raise UnknownCall(
+                    f"{member} answered 404: it does not know the call"
+                    " (an older version?)"
+                )
             raise PeerUnreachable(f"{member} answered {response.code}")
         return response.body
 

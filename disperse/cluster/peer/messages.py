@@ -1,11 +1,13 @@
 """
-The messages nodes send each other: replica writes and reads, and the
-Merkle roots, digests and leaf ranges of anti-entropy.
+The messages nodes send each other: replica writes and reads, the
+Merkle roots, digests and leaf ranges of anti-entropy, and the key counts
+of partitions.
 
 This module owns:
 
   - the messages (L{ApplyRequest}, L{FetchRequest}, L{DigestRequest},
-    L{RangeRequest}, L{RootsRequest} and their responses), their msgpack
+    L{RangeRequest}, L{RootsRequest}, L{CountsRequest} and their
+    responses), their msgpack
     encoding, and a strict decoder that turns any malformed input into
     L{ProtocolError} and nothing else;
   - where each is sent: a POST of the request to L{PATH_PREFIX} followed by
@@ -15,7 +17,8 @@ Pure: no I/O, no reactor.
 
 Everything here is part of the wire contract between nodes of different
 versions: a change to an encoding or a limit needs a new version (a new
-path).
+path). A new kind is a new path of the same version: a node that does not
+know it answers 404, which the asker takes as a failed call.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ MAX_PARTITION = 2**32 - 1
 # tree's to check (MerkleTree.compare, MerkleTree.children).
 MAX_LEVEL = 24
 MAX_NODE = 2**24 - 1
+# A key count: msgpack's largest unsigned integer.
+MAX_COUNT = 2**64 - 1
 
 
 class ProtocolError(ValueError):
@@ -423,16 +428,79 @@ class RootsResponse(_Message):
         return cls(tuple(out))
 
 
+@dataclass(frozen=True, slots=True)
+class CountsRequest(_Message):
+    """
+    The key counts of these partitions: how a node counts the keys of the
+    whole cluster (C{DBSIZE}) in one request per member.
+    """
+
+    kind: ClassVar[str] = "counts"
+    partitions: tuple[int, ...]
+
+    def _toWire(self) -> tuple[object, ...]:
+        return (self.partitions,)
+
+    @classmethod
+    def _fromWire(cls, value: object) -> Self:
+        (partitions,) = _array(value, cls.kind, 1)
+        return cls(_indexes(partitions, "partitions"))
+
+
+@dataclass(frozen=True, slots=True)
+class CountsResponse(_Message):
+    """
+    @ivar counts: per partition of the request, how many keys the
+        responder's replica holds of it, or C{None} when it is not to be
+        counted there (it is still catching up on it): the asker counts
+        another owner's.
+    """
+
+    kind: ClassVar[str] = "counts"
+    counts: tuple[int | None, ...]
+
+    def _toWire(self) -> tuple[object, ...]:
+        return (self.counts,)
+
+    @classmethod
+    def _fromWire(cls, value: object) -> Self:
+        (counts,) = _array(value, cls.kind, 1)
+        return cls(
+            tuple(
+                None if count is None else _int(count, "count", MAX_COUNT)
+                for count in _array(counts, "counts")
+            )
+        )
+
+
 Request: TypeAlias = (
-    ApplyRequest | FetchRequest | DigestRequest | RangeRequest | RootsRequest
+    ApplyRequest
+    | FetchRequest
+    | DigestRequest
+    | RangeRequest
+    | RootsRequest
+    | CountsRequest
 )
 Response: TypeAlias = (
-    ApplyResponse | FetchResponse | DigestResponse | RangeResponse | RootsResponse
+    ApplyResponse
+    | FetchResponse
+    | DigestResponse
+    | RangeResponse
+    | RootsResponse
+    | CountsResponse
 )
 
+# New kinds go last: fuzz seeds name a kind by its index in KINDS.
 _REQUESTS: dict[str, type[Request]] = {
     cls.kind: cls
-    for cls in (ApplyRequest, FetchRequest, DigestRequest, RangeRequest, RootsRequest)
+    for cls in (
+        ApplyRequest,
+        FetchRequest,
+        DigestRequest,
+        RangeRequest,
+        RootsRequest,
+        CountsRequest,
+    )
 }
 _RESPONSES: dict[str, type[Response]] = {
     cls.kind: cls
@@ -442,6 +510,7 @@ _RESPONSES: dict[str, type[Response]] = {
         DigestResponse,
         RangeResponse,
         RootsResponse,
+        CountsResponse,
     )
 }
 

@@ -38,6 +38,8 @@ from disperse.cluster.peer.messages import (
     REPAIR_QUERY,
     ApplyRequest,
     ApplyResponse,
+    CountsRequest,
+    CountsResponse,
     DigestRequest,
     DigestResponse,
     FetchRequest,
@@ -98,6 +100,14 @@ class LocalReplica(Protocol):
         @raise ValueError: for a partition outside the table.
         """
 
+    def countsLocal(self, partitions: Sequence[int]) -> Sequence[int | None]:
+        """
+        How many keys this replica holds of each of C{partitions}, or
+        L{None} for one it is still catching up on.
+
+        @raise ValueError: for a partition outside the table.
+        """
+
     def digestsLocal(self, partition: int, level: int, nodes: Sequence[int]) -> Digests:
         """
         The digests of C{nodes} of C{level} of C{partition}'s Merkle tree.
@@ -137,6 +147,11 @@ def _roots(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
     return RootsResponse(tuple(replica.rootsLocal(partitions))).encode()
 
 
+def _counts(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+    partitions = CountsRequest.decode(body).partitions
+    return CountsResponse(tuple(replica.countsLocal(partitions))).encode()
+
+
 def _digest(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
     asked = DigestRequest.decode(body)
     digests = replica.digestsLocal(asked.partition, asked.level, asked.nodes)
@@ -157,6 +172,7 @@ HANDLERS: dict[str, Handler] = {
     "roots": _roots,
     "digest": _digest,
     "range": _range,
+    "counts": _counts,
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -17,18 +17,25 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from disperse.cluster.peer import server
 from disperse.cluster.peer.client import (
     MAX_IDLE,
     BadResponse,
     ConnectionPool,
     HTTPPeerClient,
     PeerConnection,
+    PeerUnreachable,
     Response,
+    UnknownCall,
     requestHead,
 )
-from disperse.cluster.peer.messages import FetchRequest, FetchResponse
-from disperse.cluster.peer.signatures import Signer
+from disperse.cluster.peer.messages import PATH_PREFIX, FetchRequest, FetchResponse
+from disperse.cluster.peer.server import PeerAPI
+from disperse.cluster.peer.signatures import SIGNATURE_HEADER, Signer, Verifier
+from disperse.config import NodeConfig
 from disperse.store import Record
+from disperse.store.partition import PARTITION_COUNT, partitionOf
+from disperse.testing.node import makeNode
 
 reactor: Any = _reactor
 HEAD = requestHead(b"POST", b"/internal/v1/apply", b"10.0.0.1:80", b"X-A: b\r\n")
@@ -334,3 +341,77 @@ class IdleConnectionTests(SynchronousTestCase):
         self.assertIn(b"POST /x ", self.transports[1].value())
         fresh.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         self.assertEqual(self.successResultOf(third).body, b"ok")
+
+
+class _ServedPool:
+    """
+    A connection pool that hands each request to a node-to-node server's
+    L{PeerAPI}, as its port would: the signed call, in and out.
+    """
+
+    def __init__(self, api: PeerAPI) -> None:
+        self._api = api
+
+    def request(self, address: str, head: bytes, body: bytes) -> Deferred[Response]:
+        lines = head.split(b"\r\n")
+        target = lines[0].split(b" ")[1]
+        path, _, query = target.partition(b"?")
+        signature = next(
+            line.partition(b":")[2].strip()
+            for line in lines
+            if line.lower().startswith(SIGNATURE_HEADER.lower() + b":")
+        )
+        code, _, answer = self._api.answer(
+            path[len(PATH_PREFIX) :].decode(), query, target, body, signature, "peer"
+        )
+        return succeed(Response(code, answer))
+
+    def close(self) -> None:
+        pass
+
+
+class CountsTests(SynchronousTestCase):
+    """
+    The counts call from the client to a node's server and back: each
+    partition's keys, nil for one the replica is catching up on, and a
+    clear failure from a node of an older version.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.node = makeNode(NodeConfig(nodeName="b"), self.clock)
+        secret = b"s" * 32
+        api = PeerAPI(self.node.replica, Verifier(secret, self.clock))
+        self.client = HTTPPeerClient(
+            self.clock, lambda name: "10.0.0.9:7000", Signer(secret)
+        )
+        self.client._pool = _ServedPool(api)  # type: ignore[assignment]
+        for key in ("{t}a", "{t}b", "{t}c", "other"):
+            self.node.store.put(key, b"v")
+        self.node.store.delete("{t}c")
+        self.partitions = [partitionOf("{t}"), partitionOf("other"), partitionOf("x")]
+
+    def test_counts(self) -> None:
+        asked = self.client.counts("b", self.partitions)
+        self.assertEqual(self.successResultOf(asked), [2, 1, 0])
+        self.node.replica.holdReads([partitionOf("other")])
+        asked = self.client.counts("b", self.partitions)
+        self.assertEqual(self.successResultOf(asked), [2, None, 0])
+
+    def test_partitionOutsideTheTable(self) -> None:
+        failure = self.failureResultOf(self.client.counts("b", [PARTITION_COUNT]))
+        self.assertIn("b answered 400", str(failure.value))
+
+    def test_olderPeer(self) -> None:
+        """
+        A node that does not know the call answers 404: the call fails
+        as one it does not know, rather than with a count.
+        """
+        older = {kind: h for kind, h in server.HANDLERS.items() if kind != "counts"}
+        self.patch(server, "HANDLERS", older)
+        failure = self.failureResultOf(self.client.counts("b", self.partitions))
+        failure.trap(UnknownCall)
+        self.assertIsInstance(failure.value, PeerUnreachable)
+        self.assertIn("b answered 404", str(failure.value))
+        self.assertEqual(self.client.counters.failures, 1)

@@ -18,6 +18,7 @@ from disperse.cluster.peer.messages import (
     KINDS,
     MAX_BATCH,
     MAX_BLOB_SIZE,
+    MAX_COUNT,
     MAX_KEY_SIZE,
     MAX_LEVEL,
     MAX_NODE,
@@ -25,6 +26,8 @@ from disperse.cluster.peer.messages import (
     MIN_BLOB_SIZE,
     ApplyRequest,
     ApplyResponse,
+    CountsRequest,
+    CountsResponse,
     DigestRequest,
     DigestResponse,
     FetchRequest,
@@ -34,6 +37,8 @@ from disperse.cluster.peer.messages import (
     RangeResponse,
     Request,
     Response,
+    RootsRequest,
+    RootsResponse,
     decodeRequest,
     decodeResponse,
     encodeRequest,
@@ -68,6 +73,8 @@ requests = st.one_of(
     st.builds(FetchRequest, st.lists(keys, max_size=20).map(tuple)),
     st.builds(DigestRequest, partitions, levels, indexes),
     st.builds(RangeRequest, partitions, indexes),
+    st.builds(RootsRequest, indexes),
+    st.builds(CountsRequest, indexes),
 )
 responses = st.one_of(
     st.builds(ApplyResponse, st.lists(st.booleans(), max_size=20).map(tuple)),
@@ -80,6 +87,11 @@ responses = st.one_of(
         ),
     ),
     st.builds(RangeResponse, pairs),
+    st.builds(RootsResponse, st.lists(digests, max_size=20).map(tuple)),
+    st.builds(
+        CountsResponse,
+        st.lists(st.none() | st.integers(0, MAX_COUNT), max_size=20).map(tuple),
+    ),
 )
 
 Message = Request | Response
@@ -88,12 +100,16 @@ REQUEST_TYPES: list[type[Message]] = [
     FetchRequest,
     DigestRequest,
     RangeRequest,
+    RootsRequest,
+    CountsRequest,
 ]
 RESPONSE_TYPES: list[type[Message]] = [
     ApplyResponse,
     FetchResponse,
     DigestResponse,
     RangeResponse,
+    RootsResponse,
+    CountsResponse,
 ]
 DECODERS: list[Callable[[bytes], object]] = [
     *(cls.decode for cls in REQUEST_TYPES + RESPONSE_TYPES),
@@ -279,6 +295,15 @@ def packed(*fields: object) -> bytes:
         (DigestResponse, packed(0, [[0, bytes(8)], [0, bytes(8)]]), "duplicate"),
         (RangeRequest, packed(0, [-1]), "outside"),
         (RangeResponse, packed([[None, blob]]), "expected a string"),
+        (CountsRequest, packed(), "expected 1 items"),
+        (CountsRequest, packed([-1]), "outside"),
+        (CountsRequest, packed([1, 1]), "duplicate"),
+        (CountsRequest, packed(["1"]), "expected an integer"),
+        (CountsResponse, packed([-1]), "outside"),
+        (CountsResponse, packed([1.0]), "expected an integer"),
+        (CountsResponse, packed([False]), "expected an integer"),
+        (CountsResponse, packed([None, "2"]), "expected an integer"),
+        (CountsResponse, packed(None), "expected an array"),
     ],
 )
 def test_invalidFields(cls: type[Message], data: bytes, reason: str) -> None:
@@ -297,6 +322,9 @@ def test_limits() -> None:
         FetchResponse((bytes(MIN_BLOB_SIZE), bytes(MAX_BLOB_SIZE))),
         FetchRequest(("k",) * MAX_BATCH),
         DigestRequest(MAX_PARTITION, MAX_LEVEL, (MAX_NODE,)),
+        CountsRequest(tuple(range(MAX_BATCH))),
+        CountsResponse((MAX_COUNT, 0, None)),
+        CountsResponse((None,) * MAX_BATCH),
     ]
     for message in ok:
         assert type(message).decode(message.encode()) == message
@@ -313,6 +341,12 @@ def test_limits() -> None:
         ApplyRequest((Record(b"", 0, 1, 1),)),  # type: ignore[arg-type]
         DigestRequest(MAX_PARTITION + 1, 0, ()),
         DigestResponse(0, ((0, bytes(9)),)),
+        CountsRequest(tuple(range(MAX_BATCH + 1))),
+        CountsRequest((MAX_NODE + 1,)),
+        CountsResponse((MAX_COUNT + 1,)),
+        CountsResponse((-1,)),
+        CountsResponse((True,)),
+        CountsResponse((0,) * (MAX_BATCH + 1)),
     ]
     for message in bad:
         with pytest.raises(ProtocolError):
@@ -349,3 +383,15 @@ def test_encodingIsTheContract() -> None:
     """
     data = ApplyRequest((("k", bytes(21)),)).encode()
     assert data == bytes.fromhex("919192a16bc415") + bytes(21)
+
+
+def test_countsOnTheWire() -> None:
+    """
+    A counts request is an array of partitions; its answer an array of
+    counts, nil for a partition not counted there.
+    """
+    assert CountsRequest((3, 1023)).encode() == bytes.fromhex("919203cd03ff")
+    answer = CountsResponse((0, None, 2**32))
+    assert answer.encode() == bytes.fromhex("919300c0cf0000000100000000")
+    assert decodeResponse("counts", answer.encode()) == answer
+    assert "counts" in KINDS

@@ -22,6 +22,8 @@ from disperse.cluster.peer.messages import (
     KINDS,
     ApplyRequest,
     ApplyResponse,
+    CountsRequest,
+    CountsResponse,
     DigestRequest,
     DigestResponse,
     FetchRequest,
@@ -360,6 +362,10 @@ class _Replica:
         self._called("roots", partitions)
         return [bytes(8)] * len(partitions)
 
+    def countsLocal(self, partitions: Sequence[int]) -> list[int | None]:
+        self._called("counts", partitions)
+        return [7, None][: len(partitions)]
+
     def digestsLocal(self, partition: int, level: int, nodes: Sequence[int]) -> Digests:
         self._called("digest", (partition, level, nodes))
         return Digests(level, {node: bytes(8) for node in nodes})
@@ -418,6 +424,8 @@ class LocalReplicaTests(SynchronousTestCase):
         code, body = self.call("range", RangeRequest(6, (0,)).encode())
         [(key, blob)] = RangeResponse.decode(body).records
         self.assertEqual((key, Record.decode(blob).value), ("k", b"v"))
+        code, body = self.call("counts", CountsRequest((8, 9)).encode())
+        self.assertEqual(CountsResponse.decode(body).counts, (7, None))
         self.assertEqual(
             self.replica.calls,
             [
@@ -426,9 +434,10 @@ class LocalReplicaTests(SynchronousTestCase):
                 ("roots", (3, 4)),
                 ("digest", (5, 2, (1, 7))),
                 ("range", (6, (0,))),
+                ("counts", (8, 9)),
             ],
         )
-        self.assertEqual((self.api.served, self.api.refused), (5, 0))
+        self.assertEqual((self.api.served, self.api.refused), (6, 0))
 
     def test_repairDoesNotEvict(self) -> None:
         record = Record(b"v", 0, 1, 2).encode()
