@@ -511,13 +511,20 @@ class Node(MultiService):
             self.keyspace.randomKey(level or self.readConsistency, accept)
         )
 
-    def primaryKeyCount(self) -> int:
+    def keyCount(self) -> Deferred[int]:
         """
-        The keys this node holds of the partitions it is the first owner
-        of: on a node alone, every key; summed over the members of a
-        cluster, every key once (see L{Keyspace.primaryKeys}).
+        The keys of the whole cluster, each partition counted on one of its
+        owners: this node's replica for those it holds, one call to each
+        other member for the rest (see L{Keyspace.keyCount}). On a node
+        alone, at once.
+
+        @raise NotJoined: before this node joined its cluster.
+        @raise ShortCount: (in the L{Deferred}) when no owner of some
+            partition answered.
         """
-        return self.keyspace.primaryKeys()
+        if not self.ready:
+            raise NotJoined()
+        return Deferred.fromCoroutine(self.keyspace.keyCount())
 
     def flush(self, level: Consistency | None = None) -> Deferred[FlushOutcome]:
         """

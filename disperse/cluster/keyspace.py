@@ -1,8 +1,8 @@
 """
 Operations over the whole keyspace rather than one key: walking the keys
 of the cluster partition by partition (what a cursor scan is made of),
-counting the keys of the partitions this node is the first owner of,
-picking a key at random, and flushing every key.
+counting the keys of the whole cluster, picking a key at random, and
+flushing every key.
 
 A partition's keys are listed a few leaves of its Merkle tree at a time
 (L{disperse.store.store.LEAF_COUNT} leaves a partition), so that a walk
@@ -24,6 +24,13 @@ the window, one call per owner: where the roots equal this node's, its
 replica alone is listed; where they all agree, one copy is; where they
 are empty, nothing is. Only partitions whose copies differ are read from
 each owner.
+
+A count adds up, for each partition, the key count of one owner
+(L{disperse.store.store.Store.partitionKeys}, kept by the store as it
+changes): this node's own for the partitions it holds, the others' asked in
+one call per member for all the partitions it is to count. Owners' copies
+may differ for a moment (a write on its way, a key one missed until a
+repair), so the count is one copy's, as Redis's is one node's.
 
 A flush is a sweep of tombstones: for every partition, every owner's
 records are read, and every live key gets a tombstone written to its
@@ -113,6 +120,18 @@ class KeyWalk:
     keys: list[str]
     partition: int
     leaf: int
+
+
+class ShortCount(Exception):
+    """
+    No owner of some partitions answered for their key counts.
+
+    @ivar partitions: how many partitions were not counted.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__(f"no owner of {partitions} partitions answered")
+        self.partitions = partitions
 
 
 class ShortRead(Exception):
@@ -215,21 +234,72 @@ class Keyspace:
 
     # Counting
 
-    def primaryKeys(self) -> int:
+    async def keyCount(self) -> int:
         """
-        The live keys this node's replica holds of the partitions it is
-        the first owner of. Summed over every member, each key counts
-        once; on a node that is the only member, every key.
+        The keys of the whole cluster, each partition counted on one owner
+        (L{Store.partitionKeys}: expired keys not dropped yet included):
+        this node's replica where it may answer for the partition (it is
+        an owner, not catching up on it), else the first other owner, in
+        table order, then the owners of earlier tables while the table
+        settles. The other owners are asked in rounds, one C{counts} call
+        per member each; an owner that fails passes all its partitions to
+        their next owners, one catching up on a partition (which answers
+        nil) passes that partition.
+
+        @raise ShortCount: when no owner of some partition answered; the
+            count would be short.
         """
-        me = self._view.nodeName
-        table = self._view.table
         store = self._store
-        count = 0
+        total = 0
+        # The partitions to count elsewhere, with the members left to ask.
+        left: dict[int, list[str]] = {}
         for partition in range(PARTITION_COUNT):
-            owners = table.owners(partition)
-            if (owners[0] if owners else me) == me:
-                count += store.partitionValues(partition)
-        return count
+            _, local, others = self._sources(partition)
+            if local:
+                total += store.partitionKeys(partition)
+            else:
+                left[partition] = others
+        failed: set[str] = set()
+        short = 0
+        while left:
+            asks: dict[str, list[int]] = {}
+            for partition, members in list(left.items()):
+                while members and members[0] in failed:
+                    del members[0]
+                if not members:
+                    short += 1
+                    del left[partition]
+                    continue
+                asks.setdefault(members.pop(0), []).append(partition)
+            answers = await gatherResults(
+                [self._tryCounts(member, asked) for member, asked in asks.items()]
+            )
+            for (member, asked), counts in zip(asks.items(), answers, strict=True):
+                if counts is None or len(counts) != len(asked):
+                    failed.add(member)
+                    continue
+                for partition, count in zip(asked, counts, strict=True):
+                    if count is not None:
+                        total += count
+                        del left[partition]
+        if short:
+            raise ShortCount(short)
+        return total
+
+    def _tryCounts(
+        self, member: str, partitions: Sequence[int]
+    ) -> Deferred[list[int | None] | None]:
+        def failed(failure: Failure) -> None:
+            self.log.debug(
+                "key counts from {member} failed: {error}",
+                member=member,
+                error=failure.getErrorMessage(),
+            )
+
+        asked: Deferred[list[int | None] | None] = self._peers.counts(
+            member, list(partitions)
+        ).addCallback(lambda counts: counts)
+        return asked.addErrback(failed)
 
     # Listing
 

@@ -495,6 +495,11 @@ def keyspaceFigures(ctx: Context) -> tuple[int, int, int]:
     to live in milliseconds. The last two are counted on the keys of the
     first partitions up to L{KEYSPACE_SAMPLE} keys (exact for a node that
     holds fewer), then scaled: keys spread over partitions by hash.
+
+    This node's replica alone, as Redis's C{INFO} reports one node, and
+    cheaply: with each key held by several owners, these keys add up over
+    the members to about the replication factor times C{DBSIZE}, which
+    counts the whole cluster (L{disperse.resp.keyspace}).
     """
     store = ctx.node.store
     keys = store.stats().keys

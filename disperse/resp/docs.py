@@ -381,7 +381,7 @@ DOCS: Final[Mapping[str, CommandDoc]] = {
         ),
     ),
     "dbsize": CommandDoc(
-        "Answers the number of keys.",
+        "Answers the number of keys in the whole cluster, from any node.",
         "1.0.0",
         "server",
         categories=_KEYSPACE,

@@ -48,14 +48,23 @@ L{disperse.cluster.keyspace}):
       holds with keys here first, and picks uniformly among the keys of
       the first that has any (under the connection's prefix); nil when the
       cluster holds none. Not uniform over the whole keyspace.
-    - C{DBSIZE} counts the keys this node's replica holds of the
-      partitions for which it is the I{first} owner in the partition
-      table (the master of their slots in C{CLUSTER SLOTS}). A node alone
-      counts every key; over a cluster, summing C{DBSIZE} over every
-      member (as cluster clients do over the primaries) counts each key
-      once. Expired keys do not count (Redis counts those its expiry cycle
-      has not dropped yet); a key this replica missed does not either. The
-      connection's prefix does not apply.
+    - C{DBSIZE} counts the keys of the whole cluster, whichever node it
+      is sent to (C{redis-cli dbsize} to any node; redis-py's
+      C{RedisCluster} sends it to one node, its default one): each
+      partition is counted on one owner, this node's replica for the
+      partitions it holds, the first other owner that answers for the
+      rest, asked in one call per member. Each replica keeps its count of
+      every partition as it changes, so this lists no keys: at once on a
+      node alone, a round trip to each other member otherwise. Each
+      partition's count is one copy's, as a read at level C{one} sees one
+      copy: a key that owner missed (until a repair) is not counted, a
+      write on its way may be or not. Expired keys count until the sweep
+      drops them (within a second or so), as Redis counts those its
+      expiry cycle has not reached yet. When no owner of some partition
+      answers, the answer is C{NOREPLICAS} rather than a count short of
+      it. The connection's read level and prefix do not apply. (C{INFO}'s
+      C{keyspace} section counts this node's replica alone, as Redis's
+      counts one node.)
     - C{FLUSHDB} and C{FLUSHALL} (the same: Disperse has one database)
       delete every key of the cluster: every owner of every partition is
       read, and every live key gets a tombstone, newer than every record
@@ -77,7 +86,13 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 
-from disperse.cluster.keyspace import WHOLE, FlushOutcome, KeyWalk, ShortRead
+from disperse.cluster.keyspace import (
+    WHOLE,
+    FlushOutcome,
+    KeyWalk,
+    ShortCount,
+    ShortRead,
+)
 from disperse.resp.arguments import SYNTAX_ERROR, parseScan
 from disperse.resp.commands import CommandError
 from disperse.resp.context import Context, handles
@@ -187,8 +202,19 @@ def randomkey(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
 
 
 @handles("dbsize")
-def dbsize(context: Context, arguments: list[bytes]) -> Reply:
-    return context.node.primaryKeyCount()
+def dbsize(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
+    counting = context.node.keyCount()
+
+    async def count() -> Reply:
+        try:
+            return await counting
+        except ShortCount as short:
+            raise CommandError(
+                "NOREPLICAS Not enough replicas answered the count (no owner of"
+                f" {short.partitions} partitions answered)"
+            ) from None
+
+    return run(count())
 
 
 @handles("flushdb", "flushall")

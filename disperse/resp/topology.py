@@ -60,11 +60,14 @@ Keyless commands cover the whole cluster on any node (C{SCAN}, C{KEYS},
 C{DBSIZE}, C{RANDOMKEY}, C{FLUSHALL}), whereas Redis Cluster clients send
 some of them to every master and add up or concatenate the answers.
 redis-py marks each node primary or replica by its first appearance in
-C{CLUSTER SLOTS}, and sends C{SCAN}, C{FLUSHALL} and C{FLUSHDB} to every
-primary: so the first range (slot 0's) lists every other node shown as one
-of its replicas, after the partition's real owners. redis-py then has one
+C{CLUSTER SLOTS}; it sends C{DBSIZE} and C{KEYS} to one node (its default
+node), and C{SCAN}, C{FLUSHALL} and C{FLUSHDB} to every primary: so the
+first range (slot 0's) lists every other node shown as one of its
+replicas, after the partition's real owners. redis-py then has one
 primary, slot 0's master, the same on every node's map, and a C{SCAN}
-through it sees each key once rather than once per node. Keys are routed
+through it sees each key once rather than once per node. C{DBSIZE} counts
+the whole cluster's keys wherever it is sent, as C{redis-cli dbsize}
+against any node expects. Keys are routed
 by each slot's master, not by that mark; a client reading from replicas
 (C{READONLY}) may read slot 0's keys through a node that is no owner,
 which coordinates the read like any other.

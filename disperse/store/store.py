@@ -463,20 +463,6 @@ class Store:
         """
         return len(self._parts[partition]) - self._partTombstones[partition]
 
-    def partitionValues(self, partition: int) -> int:
-        """
-        How many live values (not tombstones, not expired) C{partition}
-        holds.
-        """
-        now = self.nowMs()
-        unpack = _HEADER.unpack_from
-        count = 0
-        for blob in self._parts[partition].values():
-            expiresAtMs, _, _, flags = unpack(blob)
-            if not flags & FLAG_TOMBSTONE and not 0 < expiresAtMs <= now:
-                count += 1
-        return count
-
     def partitionKeysByLeaf(self, partition: int) -> list[list[str]]:
         """
         The keys with an entry in C{partition} (values, tombstones, expired

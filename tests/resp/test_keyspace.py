@@ -1,8 +1,8 @@
 """
 Tests for L{disperse.resp.keyspace} and L{disperse.cluster.keyspace}: SCAN,
 KEYS, RANDOMKEY, DBSIZE and FLUSHALL on a node alone and over clusters held
-in memory, where a node lists the partitions it does not hold from their
-owners; replies and errors as Redis 7 gives them.
+in memory, where a node lists (and counts) the partitions it does not hold
+from their owners; replies and errors as Redis 7 gives them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from disperse.cluster import keyspace, replica
 from disperse.cluster.coordinator import Consistency
 from disperse.cluster.keyspace import ROOTS_WINDOW
 from disperse.config import NodeConfig
+from disperse.node import NotJoined
 from disperse.resp.keyspace import CURSOR_END, cursorPosition
 from disperse.resp.replies import OK, Reply
 from disperse.security.tokens import READ, Grant
@@ -244,9 +245,28 @@ class DbSizeTests(CommandTestCase):
         self.call("DEL", "b")
         self.assertEqual(self.call("DBSIZE"), 2)
         self.call("SET", "d", "4", "PX", 10)
-        self.assertEqual(self.call("DBSIZE"), 3)
+        self.call("SET", "e", "5", "PX", 10)
+        self.assertEqual(self.call("DBSIZE"), 4)
+
+    def test_expiredKeysCountUntilDropped(self) -> None:
+        """
+        As in Redis, a key that expired counts until it is dropped, by the
+        sweep within a second or so.
+        """
+        self.call("SET", "a", "1")
+        self.call("SET", "d", "4", "PX", 10)
+        self.call("SET", "e", "5", "PX", 10)
         self.clock.advance(0.01)
-        self.assertEqual(self.call("DBSIZE"), 2)
+        self.assertIsNone(self.call("GET", "d"))
+        self.assertEqual(self.call("DBSIZE"), 3)
+        # What a running node's sweeper does once the second is over.
+        self.clock.advance(1.0)
+        self.node.store.sweep(100)
+        self.assertEqual(self.call("DBSIZE"), 1)
+
+    def test_notJoined(self) -> None:
+        self.node.ready = False
+        self.failureResultOf(started(self.context, "DBSIZE"), NotJoined)
 
 
 class FlushTests(CommandTestCase):
@@ -378,10 +398,9 @@ class SplitClusterTests(ClusterTestCase):
         self.call("DEL", *self.held)
         self.assertIn(self.call("RANDOMKEY"), set(self.names) - self.held)
 
-    def test_dbsizeSumsToTheTotal(self) -> None:
-        sizes = [self.callOn(name, "DBSIZE") for name in "abc"]
-        self.assertEqual(sizes[0], len(self.held))
-        self.assertEqual(sum(sizes), len(self.names))
+    def test_dbsizeCountsTheCluster(self) -> None:
+        for name in "abc":
+            self.assertEqual(self.callOn(name, "DBSIZE"), len(self.names), name)
 
     def test_unreachableOwner(self) -> None:
         """
@@ -393,6 +412,13 @@ class SplitClusterTests(ClusterTestCase):
         self.assertEqual(
             failure.value.message,
             "NOREPLICAS Not enough replicas answered the read (0 of 1 required)",
+        )
+        # Nor does DBSIZE count without them.
+        failure = self.failureResultOf(self.waited(started(self.context, "DBSIZE")))
+        self.assertEqual(
+            failure.value.message,
+            "NOREPLICAS Not enough replicas answered the count (no owner of"
+            f" {len(self.node.view.table.partitionsOf('b'))} partitions answered)",
         )
 
     def test_flushEverywhere(self) -> None:
@@ -483,9 +509,9 @@ class QuorumClusterTests(ClusterTestCase):
             "NOREPLICAS Not enough replicas answered the read (1 of 2 required)",
         )
 
-    def test_dbsizeSumsToTheTotal(self) -> None:
-        sizes = [self.callOn(name, "DBSIZE") for name in "abc"]
-        self.assertEqual(sum(sizes), len(self.names))
+    def test_dbsizeCountsTheCluster(self) -> None:
+        for name in "abc":
+            self.assertEqual(self.callOn(name, "DBSIZE"), len(self.names), name)
 
     def test_flushTombstonesEveryReplica(self) -> None:
         self.assertEqual(self.call("FLUSHALL"), OK)
@@ -501,3 +527,86 @@ class QuorumClusterTests(ClusterTestCase):
     def waited(self, deferred: Deferred[Reply]) -> Deferred[Reply]:
         self.cluster.settle(3.0)
         return deferred
+
+
+class ClusterDbSizeTests(ClusterTestCase):
+    """
+    DBSIZE on node C{a} of three, each partition on two: the partitions a
+    holds counted here, the others on their first owner that answers, in
+    one call per member a round.
+    """
+
+    replicas = 2
+    level = "quorum"
+
+    def setUp(self) -> None:
+        super().setUp()
+        names = [f"k{n}".encode() for n in range(300)]
+        self.call("MSET", *[word for name in names for word in (name, b"v")])
+        self.call("DEL", *names[:20])
+        self.call("INCR", "counter")
+        self.total = len(names) - 20 + 1
+        table = self.node.view.table
+        self.elsewhere = [
+            p for p in range(PARTITION_COUNT) if "a" not in table.owners(p)
+        ]
+        # Some partitions are counted on each of the other two.
+        self.assertEqual({table.owners(p)[0] for p in self.elsewhere}, {"b", "c"})
+        self.assertLess(len(self.node.store), self.total)
+        self.cluster.network.calls.clear()
+
+    def dbsize(self) -> Deferred[Reply]:
+        deferred = started(self.context, "DBSIZE")
+        self.cluster.settle(3.0)
+        return deferred
+
+    def test_oneCallPerMember(self) -> None:
+        self.assertEqual(self.call("DBSIZE"), self.total)
+        self.assertEqual(self.cluster.network.calls, {("a", "b"): 1, ("a", "c"): 1})
+        for name in "bc":
+            self.assertEqual(self.callOn(name, "DBSIZE"), self.total, name)
+
+    def test_failingOwner(self) -> None:
+        """
+        The partitions of an owner that does not answer are counted on
+        their next owners, in a second round.
+        """
+        self.cluster.network.down.add("b")
+        self.assertEqual(self.successResultOf(self.dbsize()), self.total)
+        self.assertEqual(self.cluster.network.calls, {("a", "b"): 1, ("a", "c"): 2})
+
+    def test_silentOwner(self) -> None:
+        self.cluster.network.silent.add("c")
+        self.assertEqual(self.successResultOf(self.dbsize()), self.total)
+        self.assertEqual(self.cluster.network.calls, {("a", "b"): 2, ("a", "c"): 1})
+
+    def test_ownerCatchingUp(self) -> None:
+        """
+        An owner catching up on a partition leaves it to the next owner,
+        and counts the others.
+        """
+        table = self.node.view.table
+        onB = [p for p in self.elsewhere if table.owners(p)[0] == "b"]
+        self.cluster["b"].replica.holdReads(onB[:5])
+        self.assertEqual(self.successResultOf(self.dbsize()), self.total)
+        self.assertEqual(self.cluster.network.calls, {("a", "b"): 1, ("a", "c"): 2})
+
+    def test_noOwnerAnswers(self) -> None:
+        self.cluster.network.down.update({"b", "c"})
+        failure = self.failureResultOf(self.dbsize())
+        self.assertEqual(
+            failure.value.message,
+            "NOREPLICAS Not enough replicas answered the count (no owner of"
+            f" {len(self.elsewhere)} partitions answered)",
+        )
+
+    def test_aloneCountsAtOnce(self) -> None:
+        """
+        A node that holds every partition (a cluster of one) counts
+        without a call, in the same reactor turn.
+        """
+        alone = MemoryNodes(["solo"], clock=self.clock)["solo"]
+        context = handlerContext(alone)
+        self.assertEqual(self.successResultOf(started(context, "DBSIZE")), 0)
+        alone.store.put("x", b"1")
+        self.assertEqual(self.successResultOf(started(context, "DBSIZE")), 1)
