@@ -385,7 +385,9 @@ DOCS: Final[Mapping[str, CommandDoc]] = {
         "1.0.0",
         "server",
         categories=_KEYSPACE,
-        tips=("request_policy:all_shards", "response_policy:agg_sum"),
+        # Not Redis's all_shards and agg_sum: a client following them
+        # would add up the whole cluster's count once per node.
+        tips=(),
     ),
     "time": CommandDoc(
         "Answers the node's time: seconds and microseconds since the epoch.",
@@ -704,7 +706,8 @@ DOCS: Final[Mapping[str, CommandDoc]] = {
         complexity="O(N), N the number of keys",
         arguments=(Argument("pattern", "pattern"),),
         categories=("keyspace", "dangerous"),
-        tips=("request_policy:all_shards", "nondeterministic_output_order"),
+        # No all_shards: any node lists the whole cluster's keys.
+        tips=("nondeterministic_output_order",),
     ),
     "randomkey": CommandDoc(
         "Answers a key chosen at random.",

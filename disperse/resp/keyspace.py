@@ -37,8 +37,9 @@ L{disperse.cluster.keyspace}):
     - Every key is a string: C{TYPE string} filters nothing, any other
       type returns nothing (and ends the iteration at once).
     - A cluster client that sends C{SCAN} to every primary (as redis-py's
-      C{scan_iter} on a C{RedisCluster} does) gets every key from each of
-      them: duplicates, which Redis's contract allows.
+      C{scan_iter} on a C{RedisCluster} does) would get every key from each
+      of them; C{CLUSTER SLOTS} shows redis-py a single primary so that it
+      does not (L{disperse.resp.topology}).
     - C{KEYS} is a whole C{SCAN} in one call, the partitions of each window
       listed at once: as slow as the keyspace is large.
     - C{MATCH} and C{KEYS} patterns follow Redis's glob rules exactly
