@@ -452,15 +452,23 @@ def medians(runs: Sequence[Run]) -> dict[Key, dict[str, float]]:
     return out
 
 
-def paired(runs: Sequence[Run], mine: Key, theirs: Key) -> list[float]:
+def paired(
+    runs: Sequence[Run], mine: Key, theirs: Key, by_cpu: bool = False
+) -> list[float]:
     """
     C{mine} req/s / C{theirs} req/s in each repetition that has both,
     in repetition order: runs seconds apart, so that the machine's drift
-    moves both sides of each ratio.
+    moves both sides of each ratio. C{by_cpu}: the inverse ratio of their
+    CPU per request instead, the req/s ratio each would reach with a core
+    to itself (on a shared machine a server gets whatever share of its
+    core the other processes leave it, while its CPU per request moves
+    much less).
     """
     byRep: dict[int, dict[Key, float]] = {}
     for r in runs:
-        byRep.setdefault(r.rep, {})[(r.server, r.pipeline, r.test)] = r.requests_per_sec
+        figure = 1.0 / r.cpu_us_per_request if by_cpu else r.requests_per_sec
+        if r.cpu_us_per_request or not by_cpu:
+            byRep.setdefault(r.rep, {})[(r.server, r.pipeline, r.test)] = figure
     return [
         cells[mine] / cells[theirs]
         for _, cells in sorted(byRep.items())
@@ -556,8 +564,24 @@ def latency_table(latencies: Sequence[Latency]) -> str:
     return format_table(headers, rows, left=3)
 
 
+@dataclass
+class HttpRun:
+    """
+    One wrk run of the node's HTTP GET.
+    """
+
+    rep: int
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    cpu_us_per_request: float
+    output: str = ""
+
+
 def evaluate(
-    runs: Sequence[Run], http: Sequence[float]
+    runs: Sequence[Run], http: Sequence[HttpRun]
 ) -> tuple[list[Goal], list[list[str]]]:
     """
     The goals and the rows of the ratios table.
@@ -569,14 +593,17 @@ def evaluate(
             mine = ("disperse", pipeline, test)
             vs_twisted = paired(runs, mine, ("twisted-resp", pipeline, test))
             vs_redis = paired(runs, mine, ("redis", pipeline, test))
-            if vs_twisted or vs_redis:
-                rows.append(
-                    [
-                        f"disperse -P {pipeline} {test.upper()}",
-                        ratio_cell(vs_twisted),
-                        ratio_cell(vs_redis),
-                    ]
-                )
+            for ref, vs in (("twisted-resp", vs_twisted), ("redis", vs_redis)):
+                if vs:
+                    theirs = (ref, pipeline, test)
+                    rows.append(
+                        [
+                            f"disperse -P {pipeline} {test.upper()}"
+                            f" ÷ {SERVER_TITLES[ref]}",
+                            ratio_cell(vs),
+                            ratio_cell(paired(runs, mine, theirs, True)),
+                        ]
+                    )
             if vs_twisted:
                 goals.append(
                     ratio_goal(
@@ -590,11 +617,17 @@ def evaluate(
             runs, ("cluster", CLUSTER_PIPELINE, test), ("disperse", 16, test)
         )
         if ratios:
+            by_cpu = paired(
+                runs,
+                ("cluster", CLUSTER_PIPELINE, test),
+                ("disperse", 16, test),
+                True,
+            )
             rows.append(
                 [
-                    f"cluster -P 16 {test.upper()} / single node -P 16",
+                    f"cluster -P 16 {test.upper()} ÷ single node -P 16",
                     ratio_cell(ratios),
-                    "-",
+                    ratio_cell(by_cpu),
                 ]
             )
             goals.append(
@@ -605,15 +638,28 @@ def evaluate(
                 )
             )
     gets = {
-        r.rep: r.requests_per_sec
+        r.rep: r
         for r in runs
         if r.server == "disperse" and r.pipeline == 1 and r.test == "get"
     }
     by_http = [
-        gets[rep] / rps for rep, rps in enumerate(http, 1) if rep in gets and rps
+        gets[h.rep].requests_per_sec / h.requests_per_sec
+        for h in http
+        if h.rep in gets and h.requests_per_sec
+    ]
+    http_cpu = [
+        h.cpu_us_per_request / gets[h.rep].cpu_us_per_request
+        for h in http
+        if h.rep in gets and gets[h.rep].cpu_us_per_request
     ]
     if by_http:
-        rows.append(["disperse RESP GET -P 1 / its HTTP GET", ratio_cell(by_http), "-"])
+        rows.append(
+            [
+                "disperse RESP GET -P 1 ÷ its HTTP GET",
+                ratio_cell(by_http),
+                ratio_cell(http_cpu),
+            ]
+        )
         goals.append(
             ratio_goal(
                 "RESP GET -P 1 vs the node's HTTP GET",
@@ -786,8 +832,7 @@ def main(argv: Sequence[str]) -> int:
     )
     print(bench.describe_start())
     runs: list[Run] = []
-    http: list[float] = []
-    http_runs: list[dict[str, Any]] = []
+    http: list[HttpRun] = []
     latencies: list[Latency] = []
     nodes: list[Node] = []
     single: Node | None = None
@@ -904,11 +949,23 @@ def main(argv: Sequence[str]) -> int:
                             procs.check()
                 if single is not None and use_http:
                     place("disperse")
+                    before = cpuSeconds(single.pid)
                     result, raw = run_wrk(
                         wrk_plan, single.http_port, "get-hit", args.duration
                     )
-                    http.append(result.requests_per_sec)
-                    http_runs.append({"rep": rep, **asdict(result), "output": raw})
+                    cpu = cpuSeconds(single.pid) - before
+                    http.append(
+                        HttpRun(
+                            rep,
+                            result.requests_per_sec,
+                            result.p50_ms,
+                            result.p99_ms,
+                            result.requests,
+                            result.non_2xx,
+                            cpu / max(result.requests, 1) * 1e6,
+                            raw,
+                        )
+                    )
                     print(
                         f"rep {rep}/{args.reps} HTTP GET (wrk)   disperse          "
                         f"{result.requests_per_sec:9.0f} req/s  p50 "
@@ -977,7 +1034,7 @@ def main(argv: Sequence[str]) -> int:
     goals, ratio_rows = evaluate(runs, http)
     results["runs"] = [asdict(r) for r in runs]
     results["medians"] = {f"{s} -P {p} {t}": c for (s, p, t), c in cells.items()}
-    results["http_get"] = http_runs
+    results["http_get"] = [asdict(h) for h in http]
     results["latency"] = [asdict(x) for x in latencies]
     results["goals"] = [asdict(g) for g in goals]
     log_problems = scan_logs([log_dir / f"{n.name}.log" for n in nodes], log_dir)
@@ -994,17 +1051,22 @@ def main(argv: Sequence[str]) -> int:
         print()
         print(saturated_table(cells))
     if http:
+        rps = [h.requests_per_sec for h in http]
         print(
             f"\nThe node's HTTP GET (wrk -c{args.connections}, bench/http's get-hit):"
-            f" median {statistics.median(http):.0f} req/s, "
-            f"{kilo(min(http))}-{kilo(max(http))}."
+            f" median {statistics.median(rps):.0f} req/s, "
+            f"{kilo(min(rps))}-{kilo(max(rps))}, p99 "
+            f"{statistics.median(h.p99_ms for h in http):.2f} ms, "
+            f"{statistics.median(h.cpu_us_per_request for h in http):.1f} CPU us/req."
         )
     if ratio_rows:
         print(
-            "\nRatios (req/s; the median of each repetition's ratio, then each"
-            " repetition's):\n"
+            "\nRatios (the median of each repetition's ratio, then each"
+            " repetition's; 'by CPU/req': the inverse ratio of CPU per request,"
+            " what the req/s ratio would be with a core each; the goals use"
+            " req/s):\n"
         )
-        print(format_table(["", "÷ bare Twisted RESP", "÷ redis-server"], ratio_rows))
+        print(format_table(["", "req/s", "by CPU/req"], ratio_rows))
     if latencies:
         print(
             f"\nLatency at {LATENCY_FRACTION:.0%} of each one's saturated req/s"

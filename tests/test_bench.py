@@ -124,7 +124,7 @@ class RespBenchTests(SynchronousTestCase):
         self.assertEqual(weightedPercentiles([], (50.0,)), [0.0])
 
     def test_pairedGoals(self) -> None:
-        from bench._bench_resp import Run, evaluate
+        from bench._bench_resp import HttpRun, Run, evaluate
 
         def run(server: str, pipeline: int, test: str, rep: int, rps: float) -> Run:
             return Run(
@@ -139,7 +139,11 @@ class RespBenchTests(SynchronousTestCase):
             run("disperse", 16, "set", 1, 100000.0),
             run("cluster", 16, "set", 1, 30000.0),
         ]
-        goals, _ = evaluate(runs, [10000.0, 8000.0])
+        http = [
+            HttpRun(1, 10000.0, 1.0, 2.0, 1000, 0, 100.0),
+            HttpRun(2, 8000.0, 1.0, 2.0, 1000, 0, 100.0),
+        ]
+        goals, rows = evaluate(runs, http)
         byName = {g.name: g for g in goals}
         p1 = byName["-P 1 GET vs bare Twisted RESP"]
         # The median of 35/46 and 20/25.
@@ -147,8 +151,11 @@ class RespBenchTests(SynchronousTestCase):
         self.assertTrue(p1.ok)
         cluster = byName["cluster -P 16 SET vs single node"]
         self.assertEqual((cluster.measured, cluster.ok), ("0.30x", False))
-        http = byName["RESP GET -P 1 vs the node's HTTP GET"]
-        self.assertEqual((http.measured, http.ok), ("3.00x", True))
+        overHttp = byName["RESP GET -P 1 vs the node's HTTP GET"]
+        self.assertEqual((overHttp.measured, overHttp.ok), ("3.00x", True))
+        # By CPU per request: 10 us for every RESP run, 100 for HTTP.
+        [row] = [r for r in rows if r[0].endswith("÷ its HTTP GET")]
+        self.assertEqual(row[2], "10.00 (10.00 10.00)")
 
     def test_referenceProtocol(self) -> None:
         from twisted.internet.testing import StringTransport
