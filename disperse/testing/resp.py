@@ -8,6 +8,7 @@ a real node's Redis port.
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,8 +87,21 @@ class RespClient:
     L{hiredis.ReplyError} values, simple strings as bytes).
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0):
-        self.socket = socket.create_connection((host, port), timeout)
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+    ):
+        """
+        @param tls: speak TLS with this context (the node's C{--redis-port}
+            is an C{ssl:} endpoint).
+        """
+        connection = socket.create_connection((host, port), timeout)
+        if tls is not None:
+            connection = tls.wrap_socket(connection, server_hostname=host)
+        self.socket = connection
         self._reader = hiredis.Reader()
 
     def __enter__(self) -> RespClient:

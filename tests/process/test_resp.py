@@ -6,6 +6,7 @@ client suites test those).
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import hiredis
@@ -13,6 +14,7 @@ import pytest
 
 from disperse.testing.cluster import getJSON, httpRequest, runningNode
 from disperse.testing.resp import RespClient
+from tests.security.certs import makeAuthority, makeNode
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +118,31 @@ def test_tokens(tmp_path: Path) -> None:
         assert str(error).startswith("WRONGPASS")
         assert client.call(b"AUTH", b"default", token.encode()) == b"OK"
         assert client.call(b"PING") == b"PONG"
+
+
+def test_tlsLikeHTTP(tmp_path: Path) -> None:
+    """
+    When the HTTP API is served over TLS, a --redis-port given as a number
+    is too, with the same certificate; a client that does not speak TLS
+    gets nothing.
+    """
+    authority = makeAuthority(tmp_path, "public-ca")
+    cert, key = makeNode(tmp_path, authority, "public")
+    with runningNode(
+        "--node-name",
+        "delta",
+        "--http-port",
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "--redis-port",
+        "0",
+    ) as node:
+        port = node.waitRedis()
+        context = ssl.create_default_context(cafile=str(authority.path))
+        with RespClient(port, tls=context) as client:
+            assert client.call(b"SET", b"k", b"v") == b"OK"
+            assert client.call(b"GET", b"k") == b"v"
+        with RespClient(port, timeout=5) as plain:
+            plain.send([b"PING"])
+            # A closed connection, or a TLS alert that is no reply.
+            with pytest.raises((OSError, hiredis.ProtocolError)):
+                plain.read()
