@@ -124,6 +124,17 @@ class RedisNode:
         return getJSON(self.httpPort, "/stats")
 
 
+def emptied(client: redis.Redis) -> None:
+    """
+    FLUSHALL, then wait until DBSIZE says 0: keys that expired before the
+    flush are not flushed but dropped by the node's sweep a moment later,
+    and DBSIZE counts them until then (see L{disperse.store.Store.
+    partitionKeys}). Tests that count keys start from here.
+    """
+    client.flushall()
+    waitUntil(lambda: client.dbsize() == 0, "DBSIZE to reach 0 after FLUSHALL", 10)
+
+
 def redisArgs(port: int, tls: TLSFiles | None = None) -> list[str]:
     if tls is None:
         return ["--redis-port", f"tcp:{port}:interface={LOOPBACK}"]
@@ -231,6 +242,7 @@ __all__ = [
     "RedisNode",
     "TLSFiles",
     "alive",
+    "emptied",
     "firstOwners",
     "redisCluster",
     "redisNode",

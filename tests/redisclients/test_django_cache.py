@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.redisclients.nodes import RedisNode
+from tests.redisclients.nodes import RedisNode, emptied
 
 pytestmark = pytest.mark.redisclients
 
@@ -140,6 +140,7 @@ def test_versionsAndPrefix(cache: Any) -> None:
 
 
 def test_clear(cache: Any) -> None:
+    emptied(cache._cache.get_client())
     cache.set_many({"c1": 1, "c2": 2})
     assert cache.clear() is True
     assert cache.get_many(["c1", "c2"]) == {}

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from disperse.testing.cluster import LOOPBACK
-from tests.redisclients.nodes import RedisNode, redisNode
+from tests.redisclients.nodes import RedisNode, emptied, redisNode
 
 pytestmark = pytest.mark.redisclients
 
@@ -245,6 +245,7 @@ def test_server(solo: RedisNode) -> None:
     """
     COMMAND and its subcommands, INFO, DBSIZE, TIME, FLUSHDB, FLUSHALL.
     """
+    emptied(solo.client())
     converse(
         solo.redisPort,
         [
@@ -552,7 +553,7 @@ def test_keys(solo: RedisNode) -> None:
     KEYS, RANDOMKEY.
     """
     port = solo.redisPort
-    cli(port, "flushall")
+    emptied(solo.client())
     assert cli(port, "--no-raw", "randomkey") == "(nil)\n"
     assert cli(port, "--no-raw", "keys", "*") == "(empty array)\n"
     names = [f"k:{i}" for i in range(60)] + ["other:1", "other:2"]

@@ -188,6 +188,7 @@ def test_keylessCommandsCountEachKeyOnce(cluster: list[RedisNode]) -> None:
     rc = connect(cluster[0])
     try:
         assert rc.flushall() is True
+        assert rc.dbsize() == 0
         names = [f"scan:{i}" for i in range(100)]
         rc.mset_nonatomic(dict.fromkeys(names, "v"))
         assert sorted(rc.scan_iter(match="scan:*")) == sorted(names)

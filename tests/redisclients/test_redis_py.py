@@ -16,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.redisclients.nodes import RedisNode
+from tests.redisclients.nodes import RedisNode, emptied
 
 pytestmark = pytest.mark.redisclients
 
@@ -125,8 +125,7 @@ def test_keysAndServer(client: redis.Redis) -> None:
     r = client
     assert r.ping() is True
     assert r.echo("hi") == "hi"
-    assert r.flushall() is True
-    assert r.dbsize() == 0
+    emptied(r)
     assert r.randomkey() is None
     r.mset({f"py:k{i}": str(i) for i in range(40)})
     assert r.dbsize() == 40
