@@ -130,7 +130,7 @@ screenshot: $(VENV)/.installed-browser
 # Real, unmodified Redis clients against real nodes: redis-cli (Debian's
 # redis-tools, installed with apt when missing), redis-py with hiredis,
 # RedisCluster and Django's RedisCache (the redis-clients extra). Five
-# minutes at most.
+# minutes at most: the suites take about a minute.
 $(VENV)/.installed-redis-clients: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,redis-clients]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed
