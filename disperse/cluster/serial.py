@@ -64,6 +64,51 @@ class KeySerializer:
                 maybeDeferred(operation).chainDeferred(result)
 
             tail.addCallback(start)
+        return self._hold(key, result)
+
+    def idle(self, key: str) -> bool:
+        """
+        Whether no operation on C{key} is running or queued: one run now
+        would start at once.
+        """
+        return key not in self._tails
+
+    @overload
+    def runNow(
+        self, key: str, operation: Callable[[], Deferred[_T]]
+    ) -> Deferred[_T]: ...
+
+    @overload
+    def runNow(
+        self, key: str, operation: Callable[[], _T | Deferred[_T]]
+    ) -> _T | Deferred[_T]: ...
+
+    def runNow(self, key: str, operation: Callable[[], Any]) -> Any:
+        """
+        L{run}, but on an idle key C{operation} is called directly and its
+        own result (or exception) is the answer: no L{Deferred} is made for
+        an operation that finishes at once, the common case of a node
+        answering from its own replica. The order is L{run}'s exactly: on a
+        busy key C{operation} waits in the same queue.
+
+        @return: what C{operation} returned, when it was not a L{Deferred};
+            else a L{Deferred} of its result.
+        @raise Exception: what C{operation} raised, when the key was idle.
+        """
+        if key in self._tails:
+            return self.run(key, operation)
+        result = operation()
+        kind = type(result)
+        if kind is not Deferred and Deferred not in kind.__mro__:
+            return result
+        if result.called:
+            return result
+        return self._hold(key, result)
+
+    def _hold(self, key: str, result: Deferred[Any]) -> Deferred[Any]:
+        """
+        Mark C{key} busy until C{result} fires, and pass its outcome on.
+        """
         done: Deferred[None] = Deferred()
         self._tails[key] = done
 

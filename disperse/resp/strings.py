@@ -53,11 +53,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet.defer import (
     Deferred,
     FirstError,
+    fail,
     gatherResults,
     maybeDeferred,
     succeed,
@@ -112,11 +113,23 @@ def isBinary(value: bytes) -> bool:
     return False
 
 
+def isDeferred(result: object) -> bool:
+    """
+    Whether C{result} is a L{Deferred}: as C{isinstance}, without its cost
+    (L{Deferred} is generic, which makes C{isinstance} slow), on the path
+    of every command.
+    """
+    kind = type(result)
+    return kind is Deferred or Deferred in kind.__mro__
+
+
 def settled(result: _T | Deferred[_T]) -> Deferred[_T]:
     """
     C{result}, which the node gave at once or later, as a L{Deferred}.
     """
-    return result if isinstance(result, Deferred) else succeed(result)
+    if isDeferred(result):
+        return cast(Deferred[_T], result)
+    return succeed(cast(_T, result))
 
 
 def run(coroutine: Coroutine[Any, Any, _T]) -> Deferred[_T]:
@@ -145,6 +158,17 @@ def seriallyAll(
         return maybeDeferred(operation)
     rest = keys[1:]
     return serially(context, keys[0], lambda: seriallyAll(context, rest, operation))
+
+
+def seriallyNow(
+    context: Context, key: str, operation: Callable[[], _T | Deferred[_T]]
+) -> _T | Deferred[_T]:
+    """
+    L{serially}, answering at once (no L{Deferred}) when C{key} is idle
+    and C{operation} finishes at once
+    (L{disperse.cluster.serial.KeySerializer.runNow}).
+    """
+    return context.node.serial.runNow(key, operation)
 
 
 def gathered(deferreds: Sequence[Deferred[_T]]) -> Deferred[list[_T]]:
@@ -197,6 +221,23 @@ def write(
         )
     )
     return outcome.addCallback(requireWrite)
+
+
+def writeNow(
+    context: Context, key: str, value: bytes, expiresAtMs: int = 0
+) -> WriteOutcome | Deferred[WriteOutcome]:
+    """
+    L{write}, answering at once when the node does.
+
+    @raise CommandError: C{NOREPLICAS} (at once, or in the L{Deferred})
+        when too few replicas acknowledged.
+    """
+    outcome = context.node.putUntil(
+        key, value, expiresAtMs, isBinary(value), context.writeLevel
+    )
+    if type(outcome) is WriteOutcome:
+        return requireWrite(outcome)
+    return settled(outcome).addCallback(requireWrite)
 
 
 def restamp(
@@ -261,19 +302,22 @@ def _keys(context: Context, arguments: list[bytes]) -> list[str]:
 def get(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
     key = context.key(arguments[1])
     outcome = context.node.get(key, context.readLevel)
-    if isinstance(outcome, Deferred):
-        return outcome.addCallback(_valueOf)
-    return _valueOf(outcome)
+    if type(outcome) is ReadOutcome:
+        return _valueOf(outcome)
+    return settled(outcome).addCallback(_valueOf)
 
 
 @handles("mget")
-def mget(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
+def mget(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
     keys = _keys(context, arguments)
     level = context.readLevel
-    reads = [read(context, key, level) for key in keys]
-    return gathered(reads).addCallback(
-        lambda records: [None if r is None else stringOf(r) for r in records]
-    )
+    get = context.node.get
+    outcomes = [get(key, level) for key in keys]
+    if all(type(outcome) is ReadOutcome for outcome in outcomes):
+        # Every replica read answered at once: so does MGET.
+        return [_valueOf(outcome) for outcome in outcomes]  # type: ignore[arg-type]
+    reads = [settled(outcome).addCallback(_valueOf) for outcome in outcomes]
+    return cast(Deferred[Reply], gathered(reads))
 
 
 @handles("strlen")
@@ -314,7 +358,15 @@ def exists(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
 
 
 @handles("set")
-def set_(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
+def set_(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
+    if len(arguments) == 3:
+        # A plain SET, the most common write: no options to parse, and no
+        # Deferred at all when the key is idle and the write is local.
+        key = context.key(arguments[1])
+        value = context.value(arguments[2])
+        return _okWhenDone(
+            seriallyNow(context, key, partial(writeNow, context, key, value))
+        )
     options = parseSet(arguments, context.nowMs())
     key = context.key(options.key)
     value = context.value(options.value)
@@ -324,6 +376,19 @@ def set_(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
     return serially(
         context, key, lambda: write(context, key, value, expiresAtMs)
     ).addCallback(lambda _: OK)
+
+
+def _okWhenDone(result: object) -> Reply | Deferred[Reply]:
+    """
+    C{OK} once C{result}, a write's outcome now or later, is in.
+    """
+    if isDeferred(result):
+        return cast(Deferred[object], result).addCallback(_ok)
+    return OK
+
+
+def _ok(_: object) -> Reply:
+    return OK
 
 
 async def _setIf(
@@ -451,13 +516,23 @@ def append(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
 
 
 @handles("mset")
-def mset(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
+def mset(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
     pairs = _pairs(context, arguments)
-    writes = [
-        serially(context, key, partial(write, context, key, value))
-        for key, value in pairs.items()
-    ]
-    return gathered(writes).addCallback(lambda _: OK)
+    # Each key is written whatever happens to the others, as a write of
+    # its own; a write that fails at once fails MSET once all are in.
+    writes: list[object] = []
+    waiting = False
+    for key, value in pairs.items():
+        try:
+            result = seriallyNow(context, key, partial(writeNow, context, key, value))
+        except Exception:
+            result = fail()
+        if isDeferred(result):
+            waiting = True
+        writes.append(result)
+    if not waiting:
+        return OK
+    return gathered([settled(result) for result in writes]).addCallback(_ok)
 
 
 @handles("msetnx")

@@ -72,3 +72,76 @@ class KeySerializerTests(SynchronousTestCase):
             serial.run("k", partial(ran.append, index))
         gate.callback(None)
         self.assertEqual(ran, [0, 1, 2, 3, 4])
+
+
+class RunNowTests(SynchronousTestCase):
+    def test_idleKeyAnswersPlainly(self) -> None:
+        """
+        On an idle key, an operation that finishes at once gives its own
+        result, not a Deferred, and leaves the key idle.
+        """
+        serial = KeySerializer()
+        self.assertTrue(serial.idle("k"))
+        self.assertEqual(serial.runNow("k", lambda: 7), 7)
+        self.assertTrue(serial.idle("k"))
+        self.assertEqual(len(serial), 0)
+
+    def test_idleKeyRaisesPlainly(self) -> None:
+        """
+        On an idle key, what the operation raises is raised, and the key
+        stays idle.
+        """
+        serial = KeySerializer()
+
+        def refuse() -> int:
+            raise ValueError("no")
+
+        self.assertRaises(ValueError, serial.runNow, "k", refuse)
+        self.assertTrue(serial.idle("k"))
+
+    def test_pendingOperationHoldsKey(self) -> None:
+        """
+        An operation whose Deferred has not fired holds the key: a later
+        run or runNow on it waits, in order, and the key is idle again
+        when all are done.
+        """
+        serial = KeySerializer()
+        first: Deferred[int] = Deferred()
+        started: list[int] = []
+
+        def firstOperation() -> Deferred[int]:
+            return first
+
+        def start(index: int) -> int:
+            started.append(index)
+            return index
+
+        one = serial.runNow("k", firstOperation)
+        self.assertIs(one, first)
+        self.assertFalse(serial.idle("k"))
+        two = serial.runNow("k", partial(start, 2))
+        three = serial.run("k", partial(start, 3))
+        assert isinstance(two, Deferred)
+        self.assertEqual(started, [])
+        first.callback(1)
+        self.assertEqual(started, [2, 3])
+        self.assertEqual(self.successResultOf(two), 2)
+        self.assertEqual(self.successResultOf(three), 3)
+        self.assertTrue(serial.idle("k"))
+
+    def test_firedDeferredLeavesKeyIdle(self) -> None:
+        """
+        An operation returning a Deferred that has fired already does not
+        hold the key.
+        """
+        serial = KeySerializer()
+        done: Deferred[int] = Deferred()
+        done.callback(5)
+
+        def operation() -> Deferred[int]:
+            return done
+
+        result = serial.runNow("k", operation)
+        assert isinstance(result, Deferred)
+        self.assertEqual(self.successResultOf(result), 5)
+        self.assertTrue(serial.idle("k"))

@@ -12,11 +12,12 @@ from twisted.internet.defer import Deferred
 
 from disperse.cluster.coordinator import Consistency
 from disperse.config import NodeConfig
+from disperse.resp.commands import CommandError
 from disperse.resp.context import Session
 from disperse.resp.replies import OK, Reply, Simple
 from disperse.store import Record
 from disperse.testing.nodes import MemoryNodes
-from disperse.testing.resp import handlerContext
+from disperse.testing.resp import handlerContext, runCommand
 from tests.resp.commandcase import CommandTestCase, started
 
 INVALID_SET_EXPIRE = "ERR invalid expire time in 'set' command"
@@ -345,6 +346,69 @@ class MultiKeyTests(CommandTestCase):
             [OK, 2, 2, "string", "none"],
         )
         self.assertIs(type(self.call("TYPE", "a")), Simple)
+
+
+class SynchronousReplyTests(CommandTestCase):
+    """
+    On a cluster of one, the common commands on idle keys answer at once,
+    without a Deferred; on a key busy with a read-modify-write, they wait
+    for it, in order.
+    """
+
+    def test_plainCommandsAnswerAtOnce(self) -> None:
+        context = self.context
+        self.assertEqual(runCommand(context, b"SET", b"k", b"v"), OK)
+        self.assertEqual(runCommand(context, b"GET", b"k"), b"v")
+        self.assertEqual(runCommand(context, b"MSET", b"a", b"1", b"b", b"2"), OK)
+        self.assertEqual(
+            runCommand(context, b"MGET", b"a", b"b", b"none"), [b"1", b"2", None]
+        )
+        self.assertEqual(len(self.node.serial), 0)
+
+    def test_plainSetRefusesAtOnce(self) -> None:
+        """
+        A value over the limit is refused by raising, as before the write.
+        """
+        self.assertRaises(
+            CommandError, runCommand, self.context, b"SET", b"k", b"v" * 65
+        )
+
+    def test_waitsForBusyKey(self) -> None:
+        """
+        A plain SET (and an MSET) of a key a read-modify-write holds
+        writes after it, in order.
+        """
+        gate: Deferred[None] = Deferred()
+        self.node.serial.run("k", lambda: gate)
+        setReply = runCommand(self.context, b"SET", b"k", b"late")
+        msetReply = runCommand(self.context, b"MSET", b"j", b"1", b"k", b"later")
+        self.assertIsInstance(setReply, Deferred)
+        self.assertIsInstance(msetReply, Deferred)
+        self.assertIsNone(self.call("GET", "k"))
+        self.assertEqual(self.call("GET", "j"), b"1")
+        gate.callback(None)
+        self.assertEqual(self.successResultOf(setReply), OK)  # type: ignore[arg-type]
+        self.assertEqual(self.successResultOf(msetReply), OK)  # type: ignore[arg-type]
+        self.assertEqual(self.call("GET", "k"), b"later")
+        self.assertEqual(len(self.node.serial), 0)
+
+    def test_msetWritesEveryKeyWhenOneFails(self) -> None:
+        """
+        A write refused at once still lets MSET write the other keys, then
+        fails it.
+        """
+        node = self.node
+        realPut = node.putUntil
+
+        def putUntil(key: str, *rest: object, **kw: object) -> object:
+            if key == "bad":
+                raise ValueError("refused")
+            return realPut(key, *rest, **kw)  # type: ignore[arg-type]
+
+        node.putUntil = putUntil  # type: ignore[method-assign, assignment]
+        reply = started(self.context, "MSET", "a", "1", "bad", "2", "c", "3")
+        self.failureResultOf(reply, ValueError)
+        self.assertEqual(self.call("MGET", "a", "c"), [b"1", b"3"])
 
 
 class ClusterTests(CommandTestCase):
