@@ -406,7 +406,9 @@ class Coordinator:
         """
         self._checkMajority(level)
         self.counters.writes += 1
-        owners = self.owners(key)
+        # Computed once, for the owners and for the local store.
+        partition = partitionOf(key)
+        owners = self._table.owners(partition) or (self.nodeName,)
         required = level.required(len(owners))
         acks = 0
         remote = []
@@ -414,16 +416,16 @@ class Coordinator:
             if owner == self.nodeName:
                 # A replica that already holds something newer has the
                 # write's effect too: that counts as an acknowledgement.
-                self._store.merge(key, record)
+                self._store.merge(key, record, partition=partition)
                 acks += 1
             else:
                 remote.append(owner)
         outcome = WriteOutcome(acks, required, len(owners))
         settling = self._settling()
-        extras = self._view.earlierOwners(partitionOf(key), owners) if settling else []
+        extras = self._view.earlierOwners(partition, owners) if settling else []
         if self.nodeName in extras:
             extras.remove(self.nodeName)
-            self._store.merge(key, record)
+            self._store.merge(key, record, partition=partition)
         if not remote and not extras:
             if not outcome.ok:
                 self.counters.writesUnderReplicated += 1
@@ -499,7 +501,7 @@ class Coordinator:
         settling = self._settling()
         if local and required <= 1 and not settling:
             return ReadOutcome(
-                self._store.record(key, touch=True, expired=expired),
+                self._store.record(key, True, expired, partition),
                 1,
                 required,
                 len(owners),
@@ -510,11 +512,13 @@ class Coordinator:
         run.keepExpired = expired
         if local:
             run.answers[self.nodeName] = self._store.record(
-                key, touch=True, expired=True
+                key, touch=True, expired=True, partition=partition
             )
         if self.nodeName in extras:
             run.candidates.remove(self.nodeName)
-            run.answers[self.nodeName] = self._store.record(key, expired=True)
+            run.answers[self.nodeName] = self._store.record(
+                key, expired=True, partition=partition
+            )
         run.ask(len(run.candidates) if settling else required - len(run.answers))
         if not run.waiting:
             run.finish()

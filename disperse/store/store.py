@@ -95,6 +95,11 @@ DEFAULT_EXPIRY_TOMBSTONE_TTL = 600.0
 
 _WHEEL_SLACK = 65536
 
+# A Record from a tuple of its fields, without the generated constructor's
+# argument handling: a third of the cost of Record(...) where every read
+# makes one.
+_newRecord = tuple.__new__
+
 # partitionOf inlined on the lookup path, where a function call would cost
 # as much as the hash: the partition of a key without a brace (so without a
 # hash tag) is bits 4 to 13 of its CRC16 (its slot over 16); one with a
@@ -320,7 +325,11 @@ class Store:
         return None
 
     def record(
-        self, key: str, touch: bool = False, expired: bool = False
+        self,
+        key: str,
+        touch: bool = False,
+        expired: bool = False,
+        partition: int | None = None,
     ) -> Record | None:
         """
         The current record of C{key}, tombstones included, without counting
@@ -329,16 +338,38 @@ class Store:
         @param touch: mark the key recently used (a client read it).
         @param expired: return an expired record not dropped yet, rather
             than C{None}: its version still outranks older copies elsewhere.
+        @param partition: the partition of C{key}
+            (L{disperse.store.partition.partitionOf}), when the caller has
+            it already: a coordinator's read computed it to find the owners.
         """
-        blob = self._part(key).get(key)
+        if partition is None:
+            partition = (
+                _crc(key.encode(), 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+                if "{" not in key
+                else partitionOf(key)
+            )
+        blob = self._parts[partition].get(key)
         if blob is None:
             return None
-        record = Record.decode(blob)
-        if not expired and record.expiresAtMs and record.expiresAtMs <= self.nowMs():
+        # Record.decode inlined, and only once the expiry is known to let
+        # the record through: this runs on every read.
+        expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
+        if not expired and expiresAtMs and expiresAtMs <= self.nowMs():
             return None
         if touch:
             self._referenced.add(key)
-        return record
+        return _newRecord(
+            Record,
+            (
+                blob[HEADER_SIZE:],
+                expiresAtMs,
+                timestamp,
+                nodeId,
+                bool(flags & FLAG_TOMBSTONE),
+                bool(flags & FLAG_BINARY),
+                bool(flags & FLAG_COUNTER),
+            ),
+        )
 
     def countLookup(self, found: bool) -> None:
         """
@@ -573,7 +604,13 @@ class Store:
         self.deletes += 1
         return existed
 
-    def merge(self, key: str, record: Record, evict: bool = True) -> bool:
+    def merge(
+        self,
+        key: str,
+        record: Record,
+        evict: bool = True,
+        partition: int | None = None,
+    ) -> bool:
         """
         Apply a record made elsewhere (a replica write, a hint, a repair) if
         it is newer than what is stored: last writer wins by
@@ -587,11 +624,19 @@ class Store:
             because it evicted them, and taking them back would only evict
             others, which the next repair would bring back in turn. A newer
             version of a key held here is always taken.
+        @param partition: the partition of C{key}, when the caller has it
+            already (see L{record}).
         @return: whether the record was applied.
         """
-        return self.mergeEncoded(key, record.encode(), evict)
+        return self.mergeEncoded(key, record.encode(), evict, partition)
 
-    def mergeEncoded(self, key: str, blob: bytes, evict: bool = True) -> bool:
+    def mergeEncoded(
+        self,
+        key: str,
+        blob: bytes,
+        evict: bool = True,
+        partition: int | None = None,
+    ) -> bool:
         """
         L{merge} a record in its encoded form (L{Record.encode}), as peers
         send it: stored as it came, without decoding it into a L{Record}.
@@ -601,7 +646,7 @@ class Store:
         """
         if len(blob) < HEADER_SIZE:
             raise ValueError(f"a record needs {HEADER_SIZE} bytes, got {len(blob)}")
-        expiresAtMs, timestamp, _, flags = _HEADER.unpack_from(blob)
+        expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
         if flags & ~_KNOWN_FLAGS:
             # Replicas must hold identical bytes (their Merkle trees hash
             # them): keep only the flags a record has.
@@ -614,7 +659,14 @@ class Store:
         # Compared with what is stored even if it expired: an expired write
         # still supersedes every older version of the key, which must not
         # come back because the newer one ran out.
-        current = self._part(key).get(key)
+        if partition is None:
+            partition = (
+                _crc(key.encode(), 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+                if "{" not in key
+                else partitionOf(key)
+            )
+        part = self._parts[partition]
+        current = part.get(key)
         shared = blob
         if current is not None:
             if (flags | current[_FLAGS_AT]) & FLAG_COUNTER:
@@ -625,8 +677,14 @@ class Store:
                 if blob == held:
                     return False
                 expiresAtMs, _, _, flags = _HEADER.unpack_from(blob)
-            elif not _newer(blob, current):
-                return False
+            else:
+                # _newer inlined for the common case, versions that differ.
+                _, heldTimestamp, heldNodeId, _ = _HEADER.unpack_from(current)
+                if timestamp != heldTimestamp or nodeId != heldNodeId:
+                    if (timestamp, nodeId) < (heldTimestamp, heldNodeId):
+                        return False
+                elif not _newer(blob, current):
+                    return False
             if expiresAtMs and not flags & FLAG_TOMBSTONE:
                 blob = _replacing(blob)
         if expiresAtMs and expiresAtMs <= self.nowMs():
@@ -637,7 +695,7 @@ class Store:
             return True
         if not evict and current is None and not self._hasRoom(key, blob):
             return False
-        self._store(key, blob, shared)
+        self._storeIn(partition, part, key, blob, current, shared, expiresAtMs)
         if flags & FLAG_TOMBSTONE:
             self.deletes += 1
         else:
@@ -741,48 +799,76 @@ class Store:
         Store C{blob} under C{key}; C{shared} is its L{_shared} form, if the
         caller has it.
         """
-        size = self._size(key, blob)
-        if self.maxBytes is not None and size > self.maxBytes:
-            raise ValueTooLarge(key)
-        encoded = key.encode()
         partition = (
-            _crc(encoded, 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+            _crc(key.encode(), 0) >> _PARTITION_SHIFT & _PARTITION_MASK
             if "{" not in key
             else partitionOf(key)
         )
         part = self._parts[partition]
-        old = part.get(key)
+        self._storeIn(
+            partition,
+            part,
+            key,
+            blob,
+            part.get(key),
+            _shared(blob) if shared is None else shared,
+            _HEADER.unpack_from(blob)[0],
+        )
+
+    def _storeIn(
+        self,
+        partition: int,
+        part: dict[str, bytes],
+        key: str,
+        blob: bytes,
+        old: bytes | None,
+        shared: bytes,
+        expiresAtMs: int,
+    ) -> None:
+        """
+        L{_store} for a caller that looked C{key} up already: C{part} is
+        the entries of its C{partition}, C{old} what it holds for C{key},
+        C{shared} the L{_shared} form of C{blob} and C{expiresAtMs} its
+        expiry.
+        """
+        # _size and _shared inlined: this runs on every write.
+        size = len(key) + len(blob) - HEADER_SIZE + ENTRY_OVERHEAD
+        maxBytes = self.maxBytes
+        if maxBytes is not None and size > maxBytes:
+            raise ValueTooLarge(key)
         oldExpiry = 0
+        oldShared = None
         if old is None:
             self._ring.append(key)
             self._count += 1
         else:
-            self._bytes -= self._size(key, old)
+            self._bytes -= len(key) + len(old) - HEADER_SIZE + ENTRY_OVERHEAD
             self._referenced.add(key)
             oldExpiry = _HEADER.unpack_from(old)[0]
-            if old[_FLAGS_AT] & FLAG_TOMBSTONE:
+            oldFlags = old[_FLAGS_AT]
+            if oldFlags & FLAG_TOMBSTONE:
                 self._tombstones -= 1
                 self._partTombstones[partition] -= 1
+            oldShared = (
+                _withFlags(old, oldFlags & _KNOWN_FLAGS)
+                if oldFlags & _FLAG_REPLACED
+                else old
+            )
         part[key] = blob
         tree = self._trees[partition]
         if tree is None:
             tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
-        tree.updateEncoded(
-            encoded,
-            None if old is None else _shared(old),
-            _shared(blob) if shared is None else shared,
-        )
+        tree.updateEncoded(key.encode(), oldShared, shared)
         self._bytes += size
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones += 1
             self._partTombstones[partition] += 1
-        expiresAtMs = _HEADER.unpack_from(blob)[0]
         if expiresAtMs and expiresAtMs // 1000 != oldExpiry // 1000:
             self._schedule(key, expiresAtMs)
         if len(self._ring) > 2 * self._count + _WHEEL_SLACK:
             self._compactRing()
-        if self.maxBytes is not None:
-            while self._bytes > self.maxBytes:
+        if maxBytes is not None:
+            while self._bytes > maxBytes:
                 self._evictOne(protect=key)
 
     def _schedule(self, key: str, expiresAtMs: int) -> None:
