@@ -372,10 +372,13 @@ def set_(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
     value = context.value(options.value)
     if options.onlyIfAbsent or options.onlyIfPresent or options.get or options.keepTtl:
         return serially(context, key, lambda: run(_setIf(context, key, value, options)))
-    expiresAtMs = options.expireAtMs or 0
-    return serially(
-        context, key, lambda: write(context, key, value, expiresAtMs)
-    ).addCallback(lambda _: OK)
+    return _okWhenDone(
+        seriallyNow(
+            context,
+            key,
+            partial(writeNow, context, key, value, options.expireAtMs or 0),
+        )
+    )
 
 
 def _okWhenDone(result: object) -> Reply | Deferred[Reply]:
@@ -408,14 +411,17 @@ async def _setIf(
 
 
 @handles("setex", "psetex")
-def setex(context: Context, arguments: list[bytes]) -> Deferred[Reply]:
+def setex(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
     options = parseSetEx(arguments, context.nowMs())
     key = context.key(options.key)
     value = context.value(options.value)
-    expiresAtMs = options.expireAtMs or 0
-    return serially(
-        context, key, lambda: write(context, key, value, expiresAtMs)
-    ).addCallback(lambda _: OK)
+    return _okWhenDone(
+        seriallyNow(
+            context,
+            key,
+            partial(writeNow, context, key, value, options.expireAtMs or 0),
+        )
+    )
 
 
 @handles("setnx")

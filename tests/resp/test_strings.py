@@ -365,6 +365,19 @@ class SynchronousReplyTests(CommandTestCase):
         )
         self.assertEqual(len(self.node.serial), 0)
 
+    def test_blindWritesWithExpiryAnswerAtOnce(self) -> None:
+        """
+        SET with an expiry only, SETEX and PSETEX are blind writes too.
+        """
+        context = self.context
+        self.assertEqual(runCommand(context, b"SET", b"k", b"v", b"EX", b"10"), OK)
+        self.assertEqual(runCommand(context, b"SETEX", b"j", b"10", b"w"), OK)
+        self.assertEqual(runCommand(context, b"PSETEX", b"i", b"10000", b"x"), OK)
+        self.assertEqual(self.call("MGET", "k", "j", "i"), [b"v", b"w", b"x"])
+        self.assertEqual(self.call("PTTL", "i"), 10000)
+        self.clock.advance(10)
+        self.assertEqual(self.call("MGET", "k", "j", "i"), [None, None, None])
+
     def test_plainSetRefusesAtOnce(self) -> None:
         """
         A value over the limit is refused by raising, as before the write.
