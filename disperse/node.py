@@ -342,7 +342,9 @@ class Node(MultiService):
         outcome = self.coordinator.read(key, level or self.readConsistency)
         if isinstance(outcome, Deferred):
             return outcome.addCallback(self._countRead)
-        return self._countRead(outcome)
+        # _countRead inlined for the read answered at once.
+        self.store.countLookup(outcome.value is not None)
+        return outcome
 
     def _countRead(self, outcome: ReadOutcome) -> ReadOutcome:
         self.store.countLookup(outcome.value is not None)

@@ -38,7 +38,7 @@ from disperse.cluster.view import ClusterView, NoMajority
 from disperse.logs import logger
 from disperse.store import Record
 from disperse.store.counter import decodeState, joinRecords
-from disperse.store.partition import partitionOf
+from disperse.store.partition import PARTITION_COUNT, partitionOf
 
 # How often hints are offered to replicas that are back, and how many at once.
 HINT_INTERVAL = 1.0
@@ -331,11 +331,12 @@ class Coordinator:
         self.hints = hints if hints is not None else HintStore(64 * 1024 * 1024)
         self.counters = ReplicationCounters()
         # Read on every request, so held here rather than looked up through
-        # the view and the replica each time: the view's current table and
-        # settle window (kept current by _tableChanged), the members it
-        # counts as departed and the replica's read holds (both changed in
-        # place by their owners), and the replica's store.
-        self._table = view.table
+        # the view and the replica each time: each partition's owners in the
+        # view's current table and its settle window (kept current by
+        # _tableChanged), the members it counts as departed and the
+        # replica's read holds (both changed in place by their owners), and
+        # the replica's store.
+        self._owners = self._ownersByPartition(view.table)
         self._settledAt = view.settledAt
         self._departed = view.departed
         self._store = replica.store
@@ -359,6 +360,7 @@ class Coordinator:
             clock, readRetryAfter, self._retryRead
         )
         self._slow: dict[str, float] = {}
+        self._writeOutcomes: dict[tuple[int, int, int], WriteOutcome] = {}
         self._retryTokens = RETRY_BURST
         view.addTableListener(self._tableChanged)
 
@@ -375,7 +377,7 @@ class Coordinator:
         self._hintCall = None
 
     def _tableChanged(self, old: PartitionTable, new: PartitionTable) -> None:
-        self._table = new
+        self._owners = self._ownersByPartition(new)
         self._settledAt = self._view.settledAt
         self._readOrder = {}
         # A member gone from the table is never read from again, nor asked
@@ -394,8 +396,19 @@ class Coordinator:
             self.counters.noMajority += 1
             raise
 
+    def _ownersByPartition(self, table: PartitionTable) -> list[tuple[str, ...]]:
+        """
+        The owners of each partition as reads and writes use them, this
+        node alone where the table has none (no members yet): listed once
+        a table, rather than looked up through it on every request.
+        """
+        return [
+            table.owners(partition) or (self.nodeName,)
+            for partition in range(PARTITION_COUNT)
+        ]
+
     def owners(self, key: str) -> tuple[str, ...]:
-        return self._table.ownersOf(key) or (self.nodeName,)
+        return self._owners[partitionOf(key)]
 
     # Writes
 
@@ -416,8 +429,9 @@ class Coordinator:
         self.counters.writes += 1
         # Computed once, for the owners and for the local store.
         partition = partitionOf(key)
-        owners = self._table.owners(partition) or (self.nodeName,)
-        required = level.required(len(owners))
+        owners = self._owners[partition]
+        replicas = len(owners)
+        required = level.required(replicas)
         acks = 0
         remote = []
         for owner in owners:
@@ -428,7 +442,11 @@ class Coordinator:
                 acks += 1
             else:
                 remote.append(owner)
-        outcome = WriteOutcome(acks, required, len(owners))
+        # Outcomes are immutable and take few values: each is made once.
+        shape = (acks, required, replicas)
+        outcome = self._writeOutcomes.get(shape)
+        if outcome is None:
+            outcome = self._writeOutcomes[shape] = WriteOutcome(*shape)
         # _settling inlined, as in read.
         settling = self._clock.seconds() < self._settledAt
         extras = self._view.earlierOwners(partition, owners) if settling else []
@@ -495,14 +513,15 @@ class Coordinator:
             self._checkMajority(level)
         self.counters.reads += 1
         partition = partitionOf(key)
-        owners = self._table.owners(partition) or (self.nodeName,)
+        owners = self._owners[partition]
         required = level.required(len(owners))
         order = self._readOrder.get(partition)
         if order is None:
             order = self._readOrder[partition] = self._preferred(owners)
-        others = list(order)
+        # Copied into a list only for a read that asks other replicas.
+        others: Sequence[str] = order
         if self._slow:
-            others = self._slowLast(others)
+            others = self._slowLast(list(order))
         local = len(others) < len(owners)
         if local and self._held and self._holding(partition):
             # Not a replica to read from until it caught up: the others
@@ -518,7 +537,7 @@ class Coordinator:
                 len(owners),
             )
         extras = self._view.earlierOwners(partition, owners) if settling else []
-        run = _ReadRun(self, key, required, len(owners), others + extras, extras)
+        run = _ReadRun(self, key, required, len(owners), [*others, *extras], extras)
         run.waitAll = settling
         run.keepExpired = expired
         if local:
