@@ -33,7 +33,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -95,6 +100,7 @@ class RespProtocol(Protocol):
     _closing = False
     _pipeline: Pipeline | None = None
     _transport: Any = None
+    _flushCall: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -123,7 +129,7 @@ class RespProtocol(Protocol):
             factory.dispatcher,
             self._context,
             self._encoder,
-            self._flush,
+            self._replyReady,
             factory.maxRunning,
         )
         self._maxBacklog = factory.maxBacklog
@@ -132,6 +138,9 @@ class RespProtocol(Protocol):
         factory.opened(self)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
         if self._pipeline is not None:
             self._pipeline.close()
             self._pipeline = None
@@ -148,6 +157,24 @@ class RespProtocol(Protocol):
             self.factory.stats.protocolErrors += 1
             self._closing = True
             pipeline.finish(ErrorReply(requests.error.message))
+        self._flush()
+
+    def _replyReady(self) -> None:
+        """
+        Replies became ready outside L{dataReceived} (commands that waited
+        on replicas): send them at the end of this reactor turn.
+
+        Such replies come in bursts: one peer's answer completes every
+        command of a pipeline it carried, one after the other in the same
+        turn. Sending each at once cost one C{send} (and one wake-up of
+        the client) per command, the largest single cost of a quorum read
+        on a cluster; one write per turn carries them all.
+        """
+        if self._flushCall is None:
+            self._flushCall = self.factory.clock.callLater(0, self._flushLater)
+
+    def _flushLater(self) -> None:
+        self._flushCall = None
         self._flush()
 
     def _flush(self) -> None:

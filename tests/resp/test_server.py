@@ -129,10 +129,44 @@ class BatchTests(ServerCase):
         self.assertEqual(self.exchange(protocol, transport, data), b"")
         transport.clear()
         self.keys.fire(1, b"C")
+        self.clock.advance(0)
         self.assertEqual(transport.value(), b"")
         self.keys.fire(0, b"A")
+        self.clock.advance(0)
         self.assertEqual(transport.value(), b"$1\r\nA\r\n$1\r\nB\r\n$1\r\nC\r\n")
         self.assertEqual(transport.writes, 1)
+
+    def test_readyTogetherOneWrite(self) -> None:
+        """
+        Replies that become ready in the same reactor turn (a peer's answer
+        completing every command it carried) go out in one write at the end
+        of the turn, not one write each.
+        """
+        protocol, transport = self.connect()
+        self.keys.slow.update((b"a", b"b", b"c"))
+        data = command(b"GET", b"a") + command(b"GET", b"b") + command(b"GET", b"c")
+        self.assertEqual(self.exchange(protocol, transport, data), b"")
+        transport.clear()
+        transport.writes = 0
+        self.keys.fire(0, b"A")
+        self.keys.fire(0, b"B")
+        self.keys.fire(0, b"C")
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"$1\r\nA\r\n$1\r\nB\r\n$1\r\nC\r\n")
+        self.assertEqual(transport.writes, 1)
+
+    def test_readyAfterCloseSendsNothing(self) -> None:
+        """
+        A connection lost before the end of the turn its replies became
+        ready in leaves nothing scheduled to write to it.
+        """
+        protocol, transport = self.connect()
+        self.keys.slow.add(b"a")
+        self.exchange(protocol, transport, command(b"GET", b"a"))
+        self.keys.fire(0, b"A")
+        protocol.connectionLost()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_inline(self) -> None:
         """
@@ -188,6 +222,7 @@ class CloseTests(ServerCase):
         self.exchange(protocol, transport, command(b"GET", b"a") + b"*x\r\n")
         self.assertFalse(transport.disconnecting)
         self.keys.fire(0, b"A")
+        self.clock.advance(0)
         self.assertEqual(
             transport.value(),
             b"$1\r\nA\r\n-ERR Protocol error: invalid multibulk length\r\n",
@@ -297,6 +332,7 @@ class BackpressureTests(ServerCase):
         self.assertEqual(out, b"")
         self.assertEqual(self.keys.calls, [])
         protocol.resumeProducing()
+        self.clock.advance(0)
         self.assertEqual(transport.value(), b"+OK\r\n")
         self.assertEqual(transport.producerState, "producing")
 
@@ -314,12 +350,15 @@ class BackpressureTests(ServerCase):
         self.assertEqual(len(self.keys.calls), 4)
         for _ in range(4):
             self.keys.fire(0, b"x")
+        self.clock.advance(0)
         self.assertEqual(transport.producerState, "paused")
         for _ in range(4):
             self.keys.fire(0, b"x")
+        self.clock.advance(0)
         self.assertEqual(transport.producerState, "producing")
         while self.keys.pending:
             self.keys.fire(0, b"x")
+        self.clock.advance(0)
         self.assertEqual(transport.value().count(b"$1\r\nx\r\n"), 12)
 
 
@@ -392,6 +431,7 @@ class StateTests(ServerCase):
         drained = self.factory.whenDrained()
         self.assertNoResult(drained)
         self.keys.fire(0, None)
+        self.clock.advance(0)
         self.successResultOf(drained)
 
     def test_formatAddress(self) -> None:
