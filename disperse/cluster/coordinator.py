@@ -454,7 +454,7 @@ class Coordinator:
             extras.remove(self.nodeName)
             self._store.merge(key, record, partition=partition)
         if not remote and not extras:
-            if not outcome.ok:
+            if acks < required:
                 self.counters.writesUnderReplicated += 1
             return outcome
         run = _WriteRun(self, outcome, len(remote) + len(extras))

@@ -571,8 +571,9 @@ class Store:
             expiresAtMs = self.nowMs() + ttl if ttl else 0
         elif expiresAtMs is None:
             expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
-        return Record(
-            value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary
+        return _newRecord(
+            Record,
+            (value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary, False),
         )
 
     def put(
