@@ -629,7 +629,29 @@ class Store:
             already (see L{record}).
         @return: whether the record was applied.
         """
-        return self.mergeEncoded(key, record.encode(), evict, partition)
+        value, expiresAtMs, timestamp, nodeId, tombstone, binary, counter = record
+        if counter:
+            # A counter's state is made canonical on the way in: that is
+            # mergeEncoded's.
+            return self.mergeEncoded(key, record.encode(), evict, partition)
+        # Record.encode inlined, and no header to read back or flags to
+        # clean: a record's flags are all known ones.
+        flags = (FLAG_TOMBSTONE if tombstone else 0) | (FLAG_BINARY if binary else 0)
+        hlc = self.hlc
+        if timestamp > hlc.last:
+            # Skipped for what this node just stamped (most merges: every
+            # local write), which the clock has seen.
+            hlc.observe(timestamp)
+        return self._mergeBlob(
+            key,
+            _HEADER.pack(expiresAtMs, timestamp, nodeId, flags) + value,
+            expiresAtMs,
+            timestamp,
+            nodeId,
+            flags,
+            evict,
+            partition,
+        )
 
     def mergeEncoded(
         self,
@@ -657,6 +679,25 @@ class Store:
             blob = _canonicalCounter(blob)
             flags = blob[_FLAGS_AT]
         self.hlc.observe(timestamp)
+        return self._mergeBlob(
+            key, blob, expiresAtMs, timestamp, nodeId, flags, evict, partition
+        )
+
+    def _mergeBlob(
+        self,
+        key: str,
+        blob: bytes,
+        expiresAtMs: int,
+        timestamp: int,
+        nodeId: int,
+        flags: int,
+        evict: bool,
+        partition: int | None,
+    ) -> bool:
+        """
+        L{mergeEncoded} once C{blob} is a record's canonical encoding, its
+        header read into the other arguments and its timestamp observed.
+        """
         # Compared with what is stored even if it expired: an expired write
         # still supersedes every older version of the key, which must not
         # come back because the newer one ran out.

@@ -584,6 +584,33 @@ class MergeTests(SynchronousTestCase):
         winner = second if applied else first
         self.assertEqual(store.encoded("k"), winner.encode())
 
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from("ab"), records), max_size=6))
+    def test_mergeIsMergeEncoded(self, writes: list[tuple[str, Record]]) -> None:
+        """
+        Merging records leaves a store exactly as merging their encodings
+        does: the same answers, bytes, Merkle roots, clock and counts (merge
+        encodes a record itself, and observes only a timestamp its clock
+        has not passed).
+        """
+        byRecord = Store(Clock(), nodeId=9)
+        byBlob = Store(Clock(), nodeId=9)
+        # A write stamped here first, as a local write is.
+        local = byRecord.newRecord(b"mine")
+        self.assertEqual(byBlob.newRecord(b"mine"), local)
+        for key, record in [("a", local), *writes]:
+            self.assertEqual(
+                byRecord.merge(key, record), byBlob.mergeEncoded(key, record.encode())
+            )
+        self.assertEqual(byRecord.hlc.last, byBlob.hlc.last)
+        self.assertEqual(byRecord.stats(), byBlob.stats())
+        for key in "ab":
+            self.assertEqual(byRecord.encoded(key), byBlob.encoded(key))
+            partition = partitionOf(key)
+            self.assertEqual(
+                byRecord.partitionRoot(partition), byBlob.partitionRoot(partition)
+            )
+
     def test_encodedMergeDropsUnknownFlags(self) -> None:
         """
         Flag bits a record does not have are not stored: replicas hash what
