@@ -449,6 +449,12 @@ class Coordinator:
             outcome = self._writeOutcomes[shape] = WriteOutcome(*shape)
         # _settling inlined, as in read.
         settling = self._clock.seconds() < self._settledAt
+        if not remote and not settling:
+            # Answered by this node alone, the common case of a single node
+            # or a local replica at level one: no list of earlier owners.
+            if acks < required:
+                self.counters.writesUnderReplicated += 1
+            return outcome
         extras = self._view.earlierOwners(partition, owners) if settling else []
         if self.nodeName in extras:
             extras.remove(self.nodeName)

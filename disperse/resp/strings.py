@@ -364,9 +364,12 @@ def set_(context: Context, arguments: list[bytes]) -> Reply | Deferred[Reply]:
         # Deferred at all when the key is idle and the write is local.
         key = context.key(arguments[1])
         value = context.value(arguments[2])
-        return _okWhenDone(
-            seriallyNow(context, key, partial(writeNow, context, key, value))
-        )
+        # seriallyNow and _okWhenDone inlined: two calls are a tenth of a
+        # local SET's own work.
+        done = context.node.serial.runNow(key, partial(writeNow, context, key, value))
+        if type(done) is WriteOutcome:
+            return OK
+        return _okWhenDone(done)
     options = parseSet(arguments, context.nowMs())
     key = context.key(options.key)
     value = context.value(options.value)

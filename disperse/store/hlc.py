@@ -42,7 +42,8 @@ class HybridLogicalClock:
         """
         A new timestamp, greater than any issued or observed before.
         """
-        physical = fromMs(int(self._clock.seconds() * 1000))
+        # fromMs inlined: this runs on every write.
+        physical = int(self._clock.seconds() * 1000) << LOGICAL_BITS
         # When the wall clock has not moved past the last timestamp (same
         # millisecond, or the clock stepped back), the logical part counts on.
         self.last = physical if physical > self.last else self.last + 1
