@@ -387,13 +387,11 @@ class RangeResponse(_Message):
 
 
 @dataclass(frozen=True, slots=True)
-class RootsRequest(_Message):
+class _PartitionsRequest(_Message):
     """
-    The Merkle roots of these partitions: how a round of anti-entropy finds,
-    in one request per peer, the few partitions worth an exchange.
+    A question about each of a list of partitions, answered in their order.
     """
 
-    kind: ClassVar[str] = "roots"
     partitions: tuple[int, ...]
 
     def _toWire(self) -> tuple[object, ...]:
@@ -403,6 +401,16 @@ class RootsRequest(_Message):
     def _fromWire(cls, value: object) -> Self:
         (partitions,) = _array(value, cls.kind, 1)
         return cls(_indexes(partitions, "partitions"))
+
+
+@dataclass(frozen=True, slots=True)
+class RootsRequest(_PartitionsRequest):
+    """
+    The Merkle roots of these partitions: how a round of anti-entropy finds,
+    in one request per peer, the few partitions worth an exchange.
+    """
+
+    kind: ClassVar[str] = "roots"
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,22 +437,13 @@ class RootsResponse(_Message):
 
 
 @dataclass(frozen=True, slots=True)
-class CountsRequest(_Message):
+class CountsRequest(_PartitionsRequest):
     """
     The key counts of these partitions: how a node counts the keys of the
     whole cluster (C{DBSIZE}) in one request per member.
     """
 
     kind: ClassVar[str] = "counts"
-    partitions: tuple[int, ...]
-
-    def _toWire(self) -> tuple[object, ...]:
-        return (self.partitions,)
-
-    @classmethod
-    def _fromWire(cls, value: object) -> Self:
-        (partitions,) = _array(value, cls.kind, 1)
-        return cls(_indexes(partitions, "partitions"))
 
 
 @dataclass(frozen=True, slots=True)
