@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from twisted.logger import FileLogObserver, textFileLogObserver
 
@@ -402,6 +402,33 @@ class KeepAlive:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+_T = TypeVar("_T")
+
+
+def waitUntil(
+    check: Callable[[], _T | bool | None],
+    what: str,
+    deadline: float = DEADLINE,
+    interval: float = 0.05,
+) -> _T:
+    """
+    Call C{check} every C{interval} seconds until it returns something
+    other than C{None} or C{False}, for at most C{deadline} seconds; what it
+    returned.
+
+    @param what: what was awaited, for the error should time run out.
+    @raise AssertionError: when C{deadline} passes first.
+    """
+    end = _monotonic() + deadline
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result  # type: ignore[return-value]
+        if _monotonic() >= end:
+            raise AssertionError(f"gave up after {deadline:g} s waiting for {what}")
+        _sleep(interval)
 
 
 def clusterView(port: int, host: str = LOOPBACK) -> tuple[set[str], int]:

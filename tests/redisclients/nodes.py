@@ -12,12 +12,11 @@ Every wait polls with a deadline.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
@@ -28,35 +27,12 @@ from disperse.testing.cluster import (
     freePorts,
     getJSON,
     startLoopbackNode,
+    waitUntil,
 )
 
 # Start-up, joins and (with --profile local) failure detection take seconds
 # each on a busy two-core machine; these are ceilings, not waits.
 DEADLINE = 30.0
-POLL = 0.05
-
-T = TypeVar("T")
-
-
-def waitUntil(
-    check: Callable[[], T | bool | None],
-    what: str,
-    deadline: float = DEADLINE,
-    interval: float = POLL,
-) -> T:
-    """
-    Call C{check} until it returns something other than C{None} or
-    C{False}, every C{interval} seconds for at most C{deadline} seconds;
-    what it returned. C{what} says what was awaited, should time run out.
-    """
-    end = time.monotonic() + deadline
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result  # type: ignore[return-value]
-        if time.monotonic() >= end:
-            raise AssertionError(f"gave up after {deadline:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)
