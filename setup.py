@@ -33,6 +33,9 @@ setup(
         "prometheus_client>=0.20",
         # The Redis front end's request parser.
         "hiredis>=3.0",
+        # The append-only log's and snapshots' record checksums (CRC32C, in
+        # hardware where the CPU has it).
+        "crc32c>=2.4",
     ],
     entry_points={"console_scripts": ["disperse = disperse.cli.main:run"]},
     extras_require={

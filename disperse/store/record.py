@@ -108,3 +108,11 @@ class Record(NamedTuple):
             bool(flags & FLAG_BINARY),
             bool(flags & FLAG_COUNTER),
         )
+
+
+def intact(blob: bytes) -> bool:
+    """
+    Whether encoded record C{blob} is whole: what every copy read back
+    from a disk or a peer is checked with before it is used.
+    """
+    return len(blob) >= HEADER_SIZE
