@@ -9,6 +9,8 @@ stays readable unless an operator asks for more.
 
 from __future__ import annotations
 
+import hashlib
+
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -36,3 +38,11 @@ def setLevel(name: str) -> None:
     Log events at level C{name} (one of L{LEVELS}) and above.
     """
     _levels.setLogLevelForNamespace("", LogLevel.levelWithName(name))
+
+
+def fingerprint(secret: bytes) -> str:
+    """
+    A short name for C{secret} (a key of the cache or of the keyring) that
+    a log line or an answer can carry without revealing it.
+    """
+    return hashlib.sha256(secret).hexdigest()[:16]

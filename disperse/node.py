@@ -10,7 +10,6 @@ other or into the store directly.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from disperse.gossip.events import MembershipEvents
 from disperse.gossip.messages import NodeState
 from disperse.gossip.service import KeyringError, Membership
 from disperse.gossip.swim import Member
-from disperse.logs import logger
+from disperse.logs import fingerprint, logger
 from disperse.store import Record, Store, ValueTooLarge
 from disperse.store.sweeper import ExpirySweeper
 
@@ -85,13 +84,6 @@ class FrontEndStats(Protocol):
         """
         The counters as a JSON object.
         """
-
-
-def keyFingerprint(key: bytes) -> str:
-    """
-    A short name for a key that does not reveal it.
-    """
-    return hashlib.sha256(key).hexdigest()[:16]
 
 
 class NotJoined(Exception):
@@ -590,8 +582,8 @@ class Node(MultiService):
             return {"encryption": False, "keys": []}
         return {
             "encryption": True,
-            "primary": keyFingerprint(keyring.primaryKey),
-            "keys": [keyFingerprint(key) for key in keyring.keys],
+            "primary": fingerprint(keyring.primaryKey),
+            "keys": [fingerprint(key) for key in keyring.keys],
         }
 
     def changeGossipKeys(self, operation: str, key: bytes) -> None:

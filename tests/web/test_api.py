@@ -20,7 +20,7 @@ from disperse.config import NodeConfig
 from disperse.gossip.config import GossipSettings
 from disperse.gossip.crypto import Keyring
 from disperse.gossip.service import Membership
-from disperse.node import keyFingerprint
+from disperse.logs import fingerprint as keyFingerprint
 from disperse.testing import MemoryReactorWithUDP
 from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
