@@ -247,6 +247,17 @@ class MerkleTree:
         leaves[leaf] = (leaves[leaf] + delta) & _MASK
         self._dirty.add(leaf >> self._bits)
 
+    def setLeaf(self, leaf: int, digest: int) -> None:
+        """
+        Make C{digest} the digest of C{leaf}: for a caller that summed the
+        digests of the leaf's entries again, because one of them changed in
+        a way it could not subtract (an entry damaged in memory, whose
+        digest when it was added is unknown). The count of entries is the
+        caller's to keep.
+        """
+        self._leaves[leaf] = digest & _MASK
+        self._dirty.add(leaf >> self._bits)
+
     def updateBlobs(self, key: str, old: bytes | None, new: bytes | None) -> None:
         """
         L{update} from encoded records, the form the store keeps. Hashes the

@@ -4,7 +4,7 @@ and a byte budget. Pure: no I/O, time only through an injected L{TimeSource}.
 
 Memory is the product here, so each entry is kept as a single immutable
 C{bytes} object, its L{Record} encoded (L{disperse.store.record}): a fixed
-header (expiry, version, writer, flags) followed by the value.
+header (expiry, version, writer, content hash, flags) followed by the value.
 
 Copies of a key merge by last writer wins (L{Record.precedence}), except
 convergent counters (C{INCR}), whose copies merge into one that counts
@@ -26,16 +26,17 @@ empties buckets whose second has passed, a bounded number of keys per call.
 
 Entries are kept in one dictionary per partition
 (L{disperse.store.partition.partitionOf}) rather than one for the whole
-store, and each partition has a Merkle tree (L{disperse.store.merkle})
-that every change of an entry updates: write, merge, delete, expiry,
-eviction, tombstone purge all go through L{Store._store} or
-L{Store._remove}. Anti-entropy compares the trees and then needs the
-records of a few leaves of one partition; sharding the dictionary lets it
-list them by walking one partition instead of the whole store, at no memory
-cost per entry (a separate index of keys per partition would cost 30 to 100
-bytes a key), for one extra key hash on every lookup. A tree counts an
-entry until it is removed, expired or not: readers of the tree treat
-expired records as absent and the sweep removes them within seconds.
+store, and each partition has a Merkle tree (L{disperse.store.merkle}) that
+every change of an entry updates: write, merge, delete, expiry, eviction,
+tombstone purge all go through L{Store._store} or L{Store._remove} (an
+entry found damaged, L{Store._removeDamaged}). Anti-entropy compares the
+trees and then needs the records of a few leaves of one partition; sharding
+the dictionary lets it list them by walking one partition instead of the
+whole store, at no memory cost per entry (a separate index of keys per
+partition would cost 30 to 100 bytes a key), for one extra key hash on
+every lookup. A tree counts an entry until it is removed, expired or not:
+readers of the tree treat expired records as absent and the sweep removes
+them within seconds.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ from dataclasses import dataclass
 
 from disperse.store.counter import canonicalValue, joinRecords
 from disperse.store.hlc import HybridLogicalClock
-from disperse.store.merkle import MerkleTree, leafHash
+from disperse.store.integrity import IntegrityCounters
+from disperse.store.merkle import MerkleTree, blobDigest, leafHash
 from disperse.store.partition import PARTITION_COUNT, SLOTS_PER_PARTITION, partitionOf
 from disperse.store.record import (
+    EMPTY_HASH,
     FLAG_BINARY,
     FLAG_COUNTER,
     FLAG_TOMBSTONE,
@@ -59,11 +62,14 @@ from disperse.store.record import (
     HEADER_SIZE,
     KNOWN_FLAGS,
     Record,
+    contentHashOf,
+    intact,
 )
 from disperse.timesource import OffsetTime, TimeSource
 
 _HEADER = HEADER
 _KNOWN_FLAGS = KNOWN_FLAGS
+_contentHashOf = contentHashOf
 # Replica-local, never sent nor hashed: this value, which expires, replaced
 # an older entry here. When it expires it leaves a tombstone of its own
 # version rather than nothing, so that the older value, still held by a
@@ -78,7 +84,10 @@ _FLAG_BYTES = [bytes((flags,)) for flags in range(256)]
 # What one entry costs beyond its key and value bytes: the header above, the
 # bytes and str object headers, its dict slot, its ring slot and its wheel
 # slot, rounded up from measurement (bench/memory) on 64-bit CPython 3.11.
-ENTRY_OVERHEAD = 168
+# The header's content hash made it 8 bytes more: the allocator rounds a
+# blob up to 16 bytes, so the hash's 8 cost 0 or 16 by the value's length
+# (measured with bench/memory's in-process run at several value sizes).
+ENTRY_OVERHEAD = 176
 
 # How long a delete is remembered, so that an older write arriving late (from
 # a replica, a hint, a repair) cannot bring the value back.
@@ -152,8 +161,8 @@ def _newer(blob: bytes, than: bytes) -> bool:
     L{Record.precedence} order, decoding no more than it needs: versions
     nearly always differ.
     """
-    _, timestamp, nodeId, _ = _HEADER.unpack_from(blob)
-    _, otherTimestamp, otherNodeId, _ = _HEADER.unpack_from(than)
+    _, timestamp, nodeId, _, _ = _HEADER.unpack_from(blob)
+    _, otherTimestamp, otherNodeId, _, _ = _HEADER.unpack_from(than)
     if (timestamp, nodeId) != (otherTimestamp, otherNodeId):
         return (timestamp, nodeId) > (otherTimestamp, otherNodeId)
     return Record.decode(blob).precedence > Record.decode(than).precedence
@@ -169,10 +178,17 @@ def _canonicalCounter(blob: bytes) -> bytes:
     """
     value = blob[HEADER_SIZE:]
     canonical = canonicalValue(value)
-    flags = blob[_FLAGS_AT]
+    expiresAtMs, timestamp, nodeId, contentHash, flags = _HEADER.unpack_from(blob)
     if canonical == value and not flags & FLAG_BINARY:
         return blob
-    return blob[:_FLAGS_AT] + _FLAG_BYTES[flags & ~FLAG_BINARY] + canonical
+    if canonical != value:
+        # The same state in other bytes: its own hash. (The copy it came
+        # from was checked against its hash on the way in.)
+        contentHash = contentHashOf(canonical)
+    return (
+        _HEADER.pack(expiresAtMs, timestamp, nodeId, contentHash, flags & ~FLAG_BINARY)
+        + canonical
+    )
 
 
 def _joined(blob: bytes, other: bytes) -> bytes:
@@ -254,6 +270,9 @@ class Store:
         self.deletes = 0
         self.evictions = 0
         self.expirations = 0
+        # Damaged records found on this node, wherever (the scrub, peers'
+        # copies, the disk).
+        self.integrity = IntegrityCounters()
 
     def setClockOffset(self, seconds: float) -> None:
         """
@@ -304,7 +323,9 @@ class Store:
             else partitionOf(key)
         ].get(key)
         if blob is not None:
-            expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
+            expiresAtMs, timestamp, nodeId, contentHash, flags = _HEADER.unpack_from(
+                blob
+            )
             if expiresAtMs and expiresAtMs <= self.nowMs():
                 self._lapse(key, blob, blob)
                 if not flags & FLAG_TOMBSTONE:
@@ -312,14 +333,18 @@ class Store:
             elif not flags & FLAG_TOMBSTONE:
                 self.hits += 1
                 self._referenced.add(key)
-                return Record(
-                    blob[HEADER_SIZE:],
-                    expiresAtMs,
-                    timestamp,
-                    nodeId,
-                    False,
-                    bool(flags & FLAG_BINARY),
-                    bool(flags & FLAG_COUNTER),
+                return _newRecord(
+                    Record,
+                    (
+                        blob[HEADER_SIZE:],
+                        expiresAtMs,
+                        timestamp,
+                        nodeId,
+                        False,
+                        bool(flags & FLAG_BINARY),
+                        bool(flags & FLAG_COUNTER),
+                        contentHash,
+                    ),
                 )
         self.misses += 1
         return None
@@ -353,7 +378,7 @@ class Store:
             return None
         # Record.decode inlined, and only once the expiry is known to let
         # the record through: this runs on every read.
-        expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
+        expiresAtMs, timestamp, nodeId, contentHash, flags = _HEADER.unpack_from(blob)
         if not expired and expiresAtMs and expiresAtMs <= self.nowMs():
             return None
         if touch:
@@ -368,6 +393,7 @@ class Store:
                 bool(flags & FLAG_TOMBSTONE),
                 bool(flags & FLAG_BINARY),
                 bool(flags & FLAG_COUNTER),
+                contentHash,
             ),
         )
 
@@ -571,9 +597,20 @@ class Store:
             expiresAtMs = self.nowMs() + ttl if ttl else 0
         elif expiresAtMs is None:
             expiresAtMs = self.nowMs() + ttlMs if ttlMs else 0
+        # The content hash is computed here, once, where the value is
+        # accepted: it travels with the record from now on.
         return _newRecord(
             Record,
-            (value, expiresAtMs, self.hlc.now(), self.nodeId, tombstone, binary, False),
+            (
+                value,
+                expiresAtMs,
+                self.hlc.now(),
+                self.nodeId,
+                tombstone,
+                binary,
+                False,
+                _contentHashOf(value) if value else EMPTY_HASH,
+            ),
         )
 
     def put(
@@ -629,7 +666,16 @@ class Store:
             already (see L{record}).
         @return: whether the record was applied.
         """
-        value, expiresAtMs, timestamp, nodeId, tombstone, binary, counter = record
+        (
+            value,
+            expiresAtMs,
+            timestamp,
+            nodeId,
+            tombstone,
+            binary,
+            counter,
+            contentHash,
+        ) = record
         if counter:
             # A counter's state is made canonical on the way in: that is
             # mergeEncoded's.
@@ -644,7 +690,7 @@ class Store:
             hlc.observe(timestamp)
         return self._mergeBlob(
             key,
-            _HEADER.pack(expiresAtMs, timestamp, nodeId, flags) + value,
+            _HEADER.pack(expiresAtMs, timestamp, nodeId, contentHash, flags) + value,
             expiresAtMs,
             timestamp,
             nodeId,
@@ -669,7 +715,7 @@ class Store:
         """
         if len(blob) < HEADER_SIZE:
             raise ValueError(f"a record needs {HEADER_SIZE} bytes, got {len(blob)}")
-        expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(blob)
+        expiresAtMs, timestamp, nodeId, _, flags = _HEADER.unpack_from(blob)
         if flags & ~_KNOWN_FLAGS:
             # Replicas must hold identical bytes (their Merkle trees hash
             # them): keep only the flags a record has.
@@ -710,6 +756,15 @@ class Store:
         part = self._parts[partition]
         current = part.get(key)
         shared = blob
+        if (
+            current is not None
+            and (flags | current[_FLAGS_AT]) & FLAG_COUNTER
+            and not intact(current)
+        ):
+            # A damaged counter cannot be joined with: the intact copy
+            # takes its place.
+            self._replaceDamaged(partition, key, current)
+            current = None
         if current is not None:
             if (flags | current[_FLAGS_AT]) & FLAG_COUNTER:
                 # Counters merge: what is stored becomes the join of both
@@ -718,15 +773,24 @@ class Store:
                 blob = shared = _joined(blob, held)
                 if blob == held:
                     return False
-                expiresAtMs, _, _, flags = _HEADER.unpack_from(blob)
+                expiresAtMs, _, _, _, flags = _HEADER.unpack_from(blob)
             else:
                 # _newer inlined for the common case, versions that differ.
-                _, heldTimestamp, heldNodeId, _ = _HEADER.unpack_from(current)
+                _, heldTimestamp, heldNodeId, _, _ = _HEADER.unpack_from(current)
                 if timestamp != heldTimestamp or nodeId != heldNodeId:
-                    if (timestamp, nodeId) < (heldTimestamp, heldNodeId):
+                    stale = (timestamp, nodeId) < (heldTimestamp, heldNodeId)
+                else:
+                    stale = not _newer(blob, current)
+                # Checked only for a copy that would be refused, a rare
+                # case (a late hint, a repair of this very entry): a
+                # damaged entry is worth nothing, whatever its version, so
+                # an intact copy takes its place. That is how a read that
+                # found it damaged repairs it.
+                if stale:
+                    if blob == current or intact(current):
                         return False
-                elif not _newer(blob, current):
-                    return False
+                    self._replaceDamaged(partition, key, current)
+                    current = None
             if expiresAtMs and not flags & FLAG_TOMBSTONE:
                 blob = _replacing(blob)
         if expiresAtMs and expiresAtMs <= self.nowMs():
@@ -743,6 +807,14 @@ class Store:
         else:
             self.sets += 1
         return True
+
+    def _replaceDamaged(self, partition: int, key: str, blob: bytes) -> None:
+        """
+        Remove C{blob}, the damaged entry of C{key}, for an intact copy to
+        take its place; counted as replaced.
+        """
+        self._removeDamaged(partition, key, blob)
+        self.integrity.replaced += 1
 
     def encoded(self, key: str) -> bytes | None:
         """
@@ -805,6 +877,59 @@ class Store:
                 del self._buckets[second]
         return looked
 
+    # Integrity
+
+    def partitionKeyList(self, partition: int) -> list[str]:
+        """
+        The keys with an entry in C{partition} now: what the scrub walks.
+        """
+        return list(self._parts[partition])
+
+    def dropDamaged(self, partition: int, keys: Iterable[str]) -> list[str]:
+        """
+        Check the entries of C{keys} of C{partition} against their content
+        hashes, and remove those that are damaged (not counted: the caller
+        reports them). A key without an entry is skipped.
+
+        @return: the keys whose entries were removed.
+        """
+        part = self._parts[partition]
+        damaged = []
+        for key in keys:
+            blob = part.get(key)
+            if blob is not None and not intact(blob):
+                self._removeDamaged(partition, key, blob)
+                damaged.append(key)
+        return damaged
+
+    def _removeDamaged(self, partition: int, key: str, blob: bytes) -> None:
+        """
+        Remove C{blob}, the entry of C{key} in C{partition}, found damaged.
+        Its digest in the partition's tree is that of the bytes it was
+        stored with, which are gone: the tree cannot subtract it, so its
+        leaf is summed again from the entries left in it (one pass over
+        the partition, for an event that should never happen).
+        """
+        part = self._parts[partition]
+        del part[key]
+        self._count -= 1
+        self._referenced.discard(key)
+        self._bytes -= self._size(key, blob)
+        if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
+            self._tombstones -= 1
+            self._partTombstones[partition] -= 1
+        tree = self.partitionTree(partition)
+        leaf = leafHash(key) >> _LEAF_SHIFT
+        tree.entries -= 1
+        tree.setLeaf(
+            leaf,
+            sum(
+                blobDigest(other, _shared(held))
+                for other, held in part.items()
+                if leafHash(other) >> _LEAF_SHIFT == leaf
+            ),
+        )
+
     # Internals
 
     def _lapse(self, key: str, expired: bytes, stored: bytes) -> None:
@@ -818,16 +943,25 @@ class Store:
         agree.
         """
         if expired[_FLAGS_AT] & _FLAG_REPLACED:
-            expiresAtMs, timestamp, nodeId, flags = _HEADER.unpack_from(expired)
+            expiresAtMs, timestamp, nodeId, contentHash, flags = _HEADER.unpack_from(
+                expired
+            )
             forgetAtMs = expiresAtMs + self._expiryTombstoneTtlMs
             if forgetAtMs > self.nowMs():
                 flags = FLAG_TOMBSTONE | (flags & FLAG_COUNTER)
-                tombstone = _HEADER.pack(forgetAtMs, timestamp, nodeId, flags)
                 if flags & FLAG_COUNTER:
-                    # A counter's tombstone keeps its state: copies of the
-                    # same counter merge with it, and one whose expiry was
-                    # changed later (a newer version) outlives it.
-                    tombstone += expired[HEADER_SIZE:]
+                    # A counter's tombstone keeps its state (and its hash):
+                    # copies of the same counter merge with it, and one
+                    # whose expiry was changed later (a newer version)
+                    # outlives it.
+                    tombstone = (
+                        _HEADER.pack(forgetAtMs, timestamp, nodeId, contentHash, flags)
+                        + expired[HEADER_SIZE:]
+                    )
+                else:
+                    tombstone = _HEADER.pack(
+                        forgetAtMs, timestamp, nodeId, EMPTY_HASH, flags
+                    )
                 self._store(key, tombstone)
                 return
         self._remove(key, stored)

@@ -11,7 +11,7 @@ from disperse.testing.peerserver import peerConnection, peerServer
 from disperse.testing.site import inMemorySite
 
 
-@pytest.mark.parametrize("blob", [b"", b"\n", bytes(20)])
+@pytest.mark.parametrize("blob", [b"", b"\n", bytes(20), bytes(28)])
 def test_shortRecordBlob(blob: bytes) -> None:
     """
     A record blob shorter than its header (a peer's apply, fetch or range

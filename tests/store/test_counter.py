@@ -37,7 +37,7 @@ from disperse.store.counter import (
     value,
 )
 from disperse.store.partition import PARTITION_COUNT
-from disperse.store.record import FLAG_BINARY, FLAG_COUNTER, HEADER
+from disperse.store.record import FLAG_BINARY, FLAG_COUNTER, HEADER, contentHashOf
 
 START = 1_700_000_000.0
 NOW_MS = 1_700_000_000_000
@@ -477,7 +477,10 @@ class StoreTests(SynchronousTestCase):
 
     def test_malformedCounterRefused(self) -> None:
         store = self.store()
-        blob = HEADER.pack(0, 10, 1, FLAG_COUNTER) + b"\x07junk"
+        blob = (
+            HEADER.pack(0, 10, 1, contentHashOf(b"\x07junk"), FLAG_COUNTER)
+            + b"\x07junk"
+        )
         self.assertRaises(ValueError, store.mergeEncoded, "k", blob)
         self.assertIsNone(store.record("k"))
 
@@ -489,7 +492,10 @@ class StoreTests(SynchronousTestCase):
         store = self.store()
         record = counterRecord(increment(None, 1, 1, NOW_MS).state, 0, 10, 1)
         blob = record.encode()
-        flagged = HEADER.pack(0, 10, 1, FLAG_COUNTER | FLAG_BINARY) + record.value
+        flagged = (
+            HEADER.pack(0, 10, 1, record.contentHash, FLAG_COUNTER | FLAG_BINARY)
+            + record.value
+        )
         store.mergeEncoded("k", flagged)
         self.assertEqual(store.encoded("k"), blob)
 

@@ -54,6 +54,7 @@ blobs = st.binary(min_size=MIN_BLOB_SIZE, max_size=64) | st.builds(
     Record.encode,
     st.builds(
         Record,
+        contentHash=st.none(),
         value=st.binary(max_size=32),
         expiresAtMs=st.integers(0, 2**62),
         timestamp=st.integers(0, 2**64 - 1),
@@ -156,7 +157,7 @@ def test_decodedTypesAreExact() -> None:
     Decoded messages hold tuples, str and bytes, as built locally, so they
     compare, hash and pattern-match the same.
     """
-    message = ApplyRequest.decode(ApplyRequest((("k", bytes(21)),)).encode())
+    message = ApplyRequest.decode(ApplyRequest((("k", bytes(29)),)).encode())
     assert type(message.records) is tuple
     assert type(message.records[0]) is tuple
     hash(message)
@@ -277,7 +278,7 @@ def packed(*fields: object) -> bytes:
         (ApplyRequest, packed([["k", "not bytes" * 5]]), "expected bytes"),
         (ApplyRequest, packed([[b"k", blob]]), "expected a string"),
         (ApplyRequest, packed([["k", blob, 1]]), "expected 2 items"),
-        (ApplyRequest, packed([["k", bytes(20)]]), "outside 21"),
+        (ApplyRequest, packed([["k", bytes(28)]]), "outside 29"),
         (ApplyRequest, packed(["k"]), "expected an array"),
         (ApplyResponse, packed([1, 0]), "expected a boolean"),
         (ApplyResponse, packed([None]), "expected a boolean"),
@@ -381,8 +382,8 @@ def test_encodingIsTheContract() -> None:
     """
     A message is a msgpack array of its fields; keys are str, records bin.
     """
-    data = ApplyRequest((("k", bytes(21)),)).encode()
-    assert data == bytes.fromhex("919192a16bc415") + bytes(21)
+    data = ApplyRequest((("k", bytes(29)),)).encode()
+    assert data == bytes.fromhex("919192a16bc41d") + bytes(29)
 
 
 def test_countsOnTheWire() -> None:
