@@ -64,6 +64,10 @@ class NodeConfig:
     # How long a stopping node may spend handing its partitions to their
     # next owners; 0 leaves at once.
     handoffTimeout: float = 30.0
+    # Where the store is kept on disk (--data-dir); None keeps it in memory
+    # only. When the log is synced: always, everysec or no (--fsync).
+    dataDir: str | None = None
+    fsync: str = "everysec"
 
     @property
     def httpsAPI(self) -> bool:

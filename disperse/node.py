@@ -45,6 +45,7 @@ from disperse.gossip.messages import NodeState
 from disperse.gossip.service import KeyringError, Membership
 from disperse.gossip.swim import Member
 from disperse.logs import fingerprint, logger
+from disperse.persist.service import Persistence
 from disperse.store import Record, Store, ValueTooLarge
 from disperse.store.sweeper import ExpirySweeper
 
@@ -221,16 +222,41 @@ class Node(MultiService):
         self.readConsistency = Consistency(config.readConsistency)
         self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = ExpirySweeper(self.store, clock)
+        # The data directory, when the node has one (--data-dir).
+        self.persistence: Persistence | None = None
         view.addTableListener(self._tableChanged)
         directory.watch(self)
 
     # Service lifecycle
 
+    def persist(self, persistence: Persistence) -> None:
+        """
+        Keep this node's store in a data directory: loaded back at start
+        (the replica serves no reads until that ends), every change logged.
+        Called before any other child service is added, so that the log is
+        open before the ports are.
+        """
+        self.persistence = persistence
+        self.replica.beginLoading()
+        self.replica.whenSynced = persistence.whenSynced
+        self.replica.checkWritable = persistence.checkWritable
+        persistence.setServiceParent(self)
+
+    @property
+    def loading(self) -> bool:
+        """
+        Whether this node's data directory is still being loaded.
+        """
+        return self.persistence is not None and self.persistence.loading
+
     def startService(self) -> None:
         super().startService()
         self._sweeper.start()
         self.coordinator.start()
-        self.antiEntropy.start()
+        if self.persistence is None:
+            self.antiEntropy.start()
+        else:
+            self.persistence.loaded.addBoth(self._loaded)
         self.log.info(
             "node {name} started (max memory {maxMemory} bytes, max value size"
             " {maxValueSize} bytes)",
@@ -238,6 +264,13 @@ class Node(MultiService):
             maxMemory=self.config.maxMemory,
             maxValueSize=self.config.maxValueSize,
         )
+
+    def _loaded(self, result: object) -> None:
+        # Anti-entropy waits for the end: comparing trees of a store half
+        # loaded would only fetch what the disk is about to give back.
+        self.replica.endLoading()
+        if self.running:
+            self.antiEntropy.start()
 
     def stopService(self) -> Any:
         # Requests keep being served, and gossip keeps this node a member,
@@ -355,9 +388,13 @@ class Node(MultiService):
 
         @raise ValueTooLarge: if the entry cannot fit this node's budget.
         @raise NotJoined: before this node joined its cluster.
+        @raise disperse.persist.log.DiskUnavailable: while this node cannot
+            write to its data directory (as every write does).
         """
         if not self.ready:
             raise NotJoined()
+        if self.persistence is not None:
+            self.persistence.checkWritable()
         if not self.store.fits(key, value):
             raise ValueTooLarge(key)
         record = self.store.newRecord(value, ttlMs, binary)
@@ -383,6 +420,8 @@ class Node(MultiService):
         """
         if not self.ready:
             raise NotJoined()
+        if self.persistence is not None:
+            self.persistence.checkWritable()
         if expiresAtMs and expiresAtMs <= self.store.nowMs():
             return self.delete(key, level)
         if not self.store.fits(key, value):
@@ -395,6 +434,8 @@ class Node(MultiService):
     ) -> WriteOutcome | Deferred[WriteOutcome]:
         if not self.ready:
             raise NotJoined()
+        if self.persistence is not None:
+            self.persistence.checkWritable()
         record = self.store.newRecord(b"", tombstone=True)
         return self.coordinator.write(key, record, level or self.writeConsistency)
 
@@ -418,6 +459,8 @@ class Node(MultiService):
         """
         if not self.ready:
             raise NotJoined()
+        if self.persistence is not None:
+            self.persistence.checkWritable()
         if expiresAtMs and expiresAtMs <= self.store.nowMs():
             return self.delete(key, level)
         record = current._replace(
@@ -449,6 +492,8 @@ class Node(MultiService):
         """
         if not self.ready:
             raise NotJoined()
+        if self.persistence is not None:
+            self.persistence.checkWritable()
         if isinstance(delta, float):
             delta = Decimal(repr(delta))
         return self.increments.increment(key, delta, level or self.writeConsistency)
@@ -532,6 +577,8 @@ class Node(MultiService):
         """
         if not self.ready:
             raise NotJoined()
+        if self.persistence is not None:
+            self.persistence.checkWritable()
         return Deferred.fromCoroutine(
             self.keyspace.flush(level or self.writeConsistency)
         )
@@ -672,4 +719,6 @@ class Node(MultiService):
         stats["antiEntropy"] = self.antiEntropy.stats()
         if self.respStats is not None:
             stats["redis"] = self.respStats.summary()
+        if self.persistence is not None:
+            stats["persistence"] = self.persistence.stats()
         return stats

@@ -46,6 +46,9 @@ from disperse.gossip.service import Membership
 from disperse.logs import LEVELS, setLevel
 from disperse.metrics import NodeMetrics
 from disperse.node import Node
+from disperse.persist.datadir import DataDir, DataDirError
+from disperse.persist.log import FSYNC_MODES
+from disperse.persist.service import Persistence, ThreadSyncer
 from disperse.resp.dispatch import Dispatcher
 from disperse.resp.server import RespFactory, wireLimits
 from disperse.resp.stats import RespStats
@@ -244,6 +247,20 @@ class Options(usage.Options):
             None,
             DEFAULT_MAX_VALUE_SIZE,
             "Largest value accepted; larger PUTs get 413.",
+        ],
+        [
+            "data-dir",
+            None,
+            None,
+            "Keep the store on disk in this directory (an append-only log and"
+            " snapshots), loaded back at start; off unless given.",
+        ],
+        [
+            "fsync",
+            None,
+            "everysec",
+            "When the log is synced to disk: always (before each write is"
+            " acknowledged), everysec, or no (when the kernel likes).",
         ],
         ["access-log", None, None, "Write an HTTP access log to this file."],
         ["zone", None, "", "Zone (rack, data centre) label of this node."],
@@ -451,6 +468,10 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"{CLOCK_OFFSET_VARIABLE}: {offset!r} is not a number of seconds"
             ) from None
+        if self["fsync"] not in FSYNC_MODES:
+            raise usage.UsageError(
+                f"--fsync: {self['fsync']!r} is not one of {', '.join(FSYNC_MODES)}"
+            )
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(
                 f"--log-level: {self['log-level']!r} is not one of {', '.join(LEVELS)}"
@@ -603,6 +624,8 @@ class Options(usage.Options):
             antiEntropyInterval=self["anti-entropy-interval"],
             forgetDeparted=self["forget-departed"],
             handoffTimeout=self["handoff-timeout"],
+            dataDir=self["data-dir"],
+            fsync=self["fsync"],
         )
 
 
@@ -739,6 +762,14 @@ def _buildService(options: Options, reactor: Any) -> IService:
     )
     if options.get("clock-offset"):
         node.store.setClockOffset(options["clock-offset"])
+    if config.dataDir is not None:
+        try:
+            dataDir = DataDir.open(config.dataDir, config.nodeName)
+        except DataDirError as e:
+            raise usage.UsageError(f"--data-dir: {e}") from None
+        node.persist(
+            Persistence(dataDir, node.store, clock, ThreadSyncer(reactor), config.fsync)
+        )
 
     # Front ends.
     peerAPI = PeerAPI(node.replica, Verifier(secret, clock))

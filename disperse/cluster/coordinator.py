@@ -342,6 +342,7 @@ class Coordinator:
         self._store = replica.store
         self._held = replica.held
         self._holding = replica.holding
+        self._replica = replica
         # Hint delivery runs while hints wait, and sleeps otherwise.
         self._hintCall: IDelayedCall | None = None
         self._running = False
@@ -442,6 +443,10 @@ class Coordinator:
                 acks += 1
             else:
                 remote.append(owner)
+        # With --fsync always the local copy counts once it is on disk.
+        synced = self._replica.whenSynced() if acks else None
+        if synced is not None:
+            acks -= 1
         # Outcomes are immutable and take few values: each is made once.
         shape = (acks, required, replicas)
         outcome = self._writeOutcomes.get(shape)
@@ -449,7 +454,7 @@ class Coordinator:
             outcome = self._writeOutcomes[shape] = WriteOutcome(*shape)
         # _settling inlined, as in read.
         settling = self._clock.seconds() < self._settledAt
-        if not remote and not settling:
+        if not remote and not settling and synced is None:
             # Answered by this node alone, the common case of a single node
             # or a local replica at level one: no list of earlier owners.
             if acks < required:
@@ -459,12 +464,16 @@ class Coordinator:
         if self.nodeName in extras:
             extras.remove(self.nodeName)
             self._store.merge(key, record, partition=partition)
-        if not remote and not extras:
+        if not remote and not extras and synced is None:
             if acks < required:
                 self.counters.writesUnderReplicated += 1
             return outcome
-        run = _WriteRun(self, outcome, len(remote) + len(extras))
+        run = _WriteRun(self, outcome, len(remote) + len(extras) + (synced is not None))
         run.waitAll = settling
+        if synced is not None:
+            synced.addCallbacks(
+                lambda _: run.answered(True), lambda _: run.answered(False)
+            )
         for owner in remote:
             self.peers.apply(owner, [(key, record)]).addCallbacks(
                 lambda _: run.answered(True),

@@ -15,9 +15,11 @@ Time comes from the injected clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from disperse.cluster.peer.server import NotCaughtUp
@@ -62,6 +64,15 @@ class Replica:
         self._clock = clock
         self.counters = ReplicaCounters()
         self.held: dict[int, float] = {}
+        # Whether this node's data directory is still loading: every
+        # partition is held until it ends.
+        self.loading = False
+        # With --fsync always, what to wait on before a write applied here
+        # is acknowledged (disperse.persist.log.Log.whenSynced).
+        self.whenSynced: Callable[[], Deferred[None] | None] = _nothingToWait
+        # Raises while this node cannot write to its data directory
+        # (disperse.persist.log.DiskUnavailable): records are refused.
+        self.checkWritable: Callable[[], None] = _nothingToWait
 
     # Serving coordinators
 
@@ -76,6 +87,7 @@ class Replica:
             taken only if that evicts nothing (L{Store.merge}).
         @raise ValueError: for a blob too short to be a record.
         """
+        self.checkWritable()
         merge = self.store.mergeEncoded
         applied = [merge(key, blob, evict) for key, blob in records]
         self.counters.applied += sum(applied)
@@ -111,7 +123,23 @@ class Replica:
 
     def releaseReads(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
-            self.held.pop(partition, None)
+            if self.held.get(partition) != math.inf:
+                self.held.pop(partition, None)
+
+    def beginLoading(self) -> None:
+        """
+        Serve no reads from this replica until L{endLoading}: its data
+        directory is loading, and what it holds is not all it has.
+        """
+        self.loading = True
+        for partition in range(PARTITION_COUNT):
+            self.held[partition] = math.inf
+
+    def endLoading(self) -> None:
+        self.loading = False
+        for partition, until in list(self.held.items()):
+            if until == math.inf:
+                del self.held[partition]
 
     def heldPartitions(self) -> frozenset[int]:
         """
@@ -197,6 +225,10 @@ class Replica:
             if count >= RANGE_MAX_RECORDS or size > RANGE_MAX_BYTES:
                 return records[: max(count, 1)]
         return records
+
+
+def _nothingToWait() -> None:
+    return None
 
 
 def _checkPartition(partition: int) -> None:

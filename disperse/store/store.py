@@ -46,6 +46,7 @@ from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from disperse.store.counter import canonicalValue, joinRecords
 from disperse.store.hlc import HybridLogicalClock
@@ -103,6 +104,7 @@ DEFAULT_TOMBSTONE_TTL = 3600.0
 DEFAULT_EXPIRY_TOMBSTONE_TTL = 600.0
 
 _WHEEL_SLACK = 65536
+_NO_EXPIRY = bytes(8)
 
 # A Record from a tuple of its fields, without the generated constructor's
 # argument handling: a third of the cost of Record(...) where every read
@@ -218,6 +220,26 @@ class StoreStats:
     expirations: int
 
 
+class Journal(Protocol):
+    """
+    What hears of every entry the store keeps, and of every partition it
+    drops: a log on disk (L{disperse.persist.log.Log}). Expiry, eviction
+    and purges are not told: an entry that comes back from a log after
+    one of those has a valid version, expires by its own absolute time,
+    and is evicted again if the budget says so.
+    """
+
+    def stored(self, partition: int, key: str, blob: bytes) -> None:
+        """
+        C{key} of C{partition} now holds C{blob}, as the store keeps it.
+        """
+
+    def dropped(self, partition: int) -> None:
+        """
+        Every entry of C{partition} was forgotten (L{Store.dropPartition}).
+        """
+
+
 class ValueTooLarge(ValueError):
     """
     A single entry would not fit in the store's whole byte budget.
@@ -257,6 +279,8 @@ class Store:
         self._bucketHeap: list[int] = []
         self._wheelRefs = 0
         self._expiryObservers: list[Callable[[], object]] = []
+        # What hears of each change, when the node keeps a log.
+        self.journal: Journal | None = None
 
         self._bytes = 0
         self._tombstones = 0
@@ -466,7 +490,7 @@ class Store:
         """
         tree = self._trees[partition]
         if tree is None:
-            tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
+            tree = self._buildTree(partition)
         return tree
 
     def partitionRoot(self, partition: int) -> bytes:
@@ -475,7 +499,11 @@ class Store:
         hold the same entries.
         """
         tree = self._trees[partition]
-        return EMPTY_ROOT if tree is None else tree.root()
+        if tree is None:
+            if not self._parts[partition]:
+                return EMPTY_ROOT
+            tree = self._buildTree(partition)
+        return tree.root()
 
     def partitionEntries(self, partition: int) -> int:
         """
@@ -559,6 +587,8 @@ class Store:
         entries = list(part.items())
         for key, blob in entries:
             self._remove(key, blob)
+        if self.journal is not None:
+            self.journal.dropped(partition)
         return len(entries)
 
     @property
@@ -911,6 +941,8 @@ class Store:
         the partition, for an event that should never happen).
         """
         part = self._parts[partition]
+        # Before the entry goes: a tree not built yet is built with it.
+        tree = self.partitionTree(partition)
         del part[key]
         self._count -= 1
         self._referenced.discard(key)
@@ -918,7 +950,6 @@ class Store:
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones -= 1
             self._partTombstones[partition] -= 1
-        tree = self.partitionTree(partition)
         leaf = leafHash(key) >> _LEAF_SHIFT
         tree.entries -= 1
         tree.setLeaf(
@@ -929,6 +960,81 @@ class Store:
                 if leafHash(other) >> _LEAF_SHIFT == leaf
             ),
         )
+
+    # Persistence
+
+    def partitionItems(self, partition: int) -> list[tuple[str, bytes]]:
+        """
+        Every entry of C{partition} as the store keeps it (its encoded
+        record with this replica's own flags), expired ones not dropped yet
+        included: a copy, so a snapshot may write it out over many reactor
+        turns while the partition changes.
+        """
+        return list(self._parts[partition].items())
+
+    def install(self, partition: int, entries: dict[str, bytes]) -> int:
+        """
+        Take C{entries}, keys of C{partition} to entries as the store keeps
+        them (L{partitionItems}), read back from disk: the dictionary itself
+        becomes the partition when the partition is empty (a node starting
+        up), else each entry is merged as a peer's would be. Nothing is
+        journaled for the first case: the entries are on disk already.
+        The partition's Merkle tree is built when first needed
+        (L{buildTrees} builds them ahead).
+
+        @return: how many entries were taken.
+        """
+        part = self._parts[partition]
+        if part:
+            merged = 0
+            for key, blob in entries.items():
+                merged += self.mergeEncoded(key, blob, partition=partition)
+            return merged
+        if not entries:
+            return 0
+        self._parts[partition] = entries
+        self._trees[partition] = None
+        count = len(entries)
+        self._count += count
+        self._ring.extend(entries)
+        size = count * (ENTRY_OVERHEAD - HEADER_SIZE)
+        tombstones = 0
+        noExpiry = _NO_EXPIRY
+        for key, blob in entries.items():
+            size += len(key) + len(blob)
+            if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
+                tombstones += 1
+            if not blob.startswith(noExpiry):
+                self._schedule(key, _HEADER.unpack_from(blob)[0])
+        self._bytes += size
+        self._tombstones += tombstones
+        self._partTombstones[partition] += tombstones
+        maxBytes = self.maxBytes
+        if maxBytes is not None:
+            while self._bytes > maxBytes:
+                self._evictOne(protect="")
+        return count
+
+    def unbuiltTrees(self) -> list[int]:
+        """
+        The partitions with entries whose Merkle tree is not built yet.
+        """
+        trees = self._trees
+        return [p for p, part in enumerate(self._parts) if part and trees[p] is None]
+
+    def _buildTree(self, partition: int) -> MerkleTree:
+        tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
+        update = tree.updateEncoded
+        for key, blob in self._parts[partition].items():
+            update(key.encode(), None, _shared(blob))
+        return tree
+
+    def buildTree(self, partition: int) -> None:
+        """
+        Build C{partition}'s Merkle tree now if it is not built yet.
+        """
+        if self._trees[partition] is None and self._parts[partition]:
+            self._buildTree(partition)
 
     # Internals
 
@@ -1030,11 +1136,14 @@ class Store:
                 if oldFlags & _FLAG_REPLACED
                 else old
             )
-        part[key] = blob
         tree = self._trees[partition]
         if tree is None:
-            tree = self._trees[partition] = MerkleTree(TREE_DEPTH, TREE_FANOUT)
+            # Before the change: the tree is of the entries as they were.
+            tree = self._buildTree(partition)
+        part[key] = blob
         tree.updateEncoded(key.encode(), oldShared, shared)
+        if self.journal is not None:
+            self.journal.stored(partition, key, blob)
         self._bytes += size
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones += 1
@@ -1109,9 +1218,10 @@ class Store:
             if "{" not in key
             else partitionOf(key)
         )
-        del self._parts[partition][key]
         tree = self._trees[partition]
-        assert tree is not None, "an entry without its partition's tree"
+        if tree is None:
+            tree = self._buildTree(partition)
+        del self._parts[partition][key]
         tree.updateEncoded(encoded, _shared(blob), None)
         self._count -= 1
         self._referenced.discard(key)

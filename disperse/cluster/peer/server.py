@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 
 from disperse.cluster.peer.messages import (
@@ -51,6 +52,7 @@ from disperse.cluster.peer.messages import (
 )
 from disperse.cluster.peer.signatures import SIGNATURE_HEADER, SignatureError, Verifier
 from disperse.logs import logger
+from disperse.persist.log import DiskUnavailable
 from disperse.security.limits import REASONS
 from disperse.send import sendNow
 from disperse.store import Record
@@ -83,6 +85,12 @@ class LocalReplica(Protocol):
         @param evict: C{False} for a repair: a key with no entry here is
             taken only if that evicts nothing.
         @raise ValueError: for a record that is not one.
+        """
+
+    def whenSynced(self) -> Deferred[None] | None:
+        """
+        What to wait on before acknowledging records applied (the node
+        syncs its log before every acknowledgement), or L{None}.
         """
 
     def fetchLocal(self, keys: Sequence[str]) -> Sequence[bytes | None]:
@@ -130,11 +138,15 @@ class LocalReplica(Protocol):
 # a request that is not valid.
 
 
-def _apply(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+def _apply(replica: LocalReplica, body: bytes, query: bytes) -> bytes | Deferred[bytes]:
     records = ApplyRequest.decode(body).records
     # A repair (anti-entropy) must not evict to take a key.
     applied = replica.applyLocal(records, evict=query != REPAIR_QUERY)
-    return ApplyResponse(tuple(applied)).encode()
+    answer = ApplyResponse(tuple(applied)).encode()
+    synced = replica.whenSynced()
+    if synced is None:
+        return answer
+    return synced.addCallback(lambda _: answer)
 
 
 def _fetch(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
@@ -164,7 +176,7 @@ def _range(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
     return RangeResponse(tuple((key, r.encode()) for key, r in inRange)).encode()
 
 
-Handler = Callable[[LocalReplica, bytes, bytes], bytes]
+Handler = Callable[[LocalReplica, bytes, bytes], bytes | Deferred[bytes]]
 
 HANDLERS: dict[str, Handler] = {
     "apply": _apply,
@@ -200,10 +212,10 @@ class PeerAPI:
         body: bytes,
         signature: bytes | None,
         client: str,
-    ) -> tuple[int, bytes, bytes]:
+    ) -> tuple[int, bytes, bytes] | Deferred[tuple[int, bytes, bytes]]:
         """
         Serve one call, whichever server carried it: its status, content
-        type and body.
+        type and body, at once or (a write the node must sync first) later.
 
         @param kind: the call, the path's last segment (C{apply}, ...).
         @param target: the request target as sent (path and query), which
@@ -220,17 +232,27 @@ class PeerAPI:
             return self.refusal(client, 404, "no such call")
         try:
             answer = handler(self._replica, body, query)
-        except NotCaughtUp:
+        except Exception as e:
+            return self._failed(e, client)
+        if isinstance(answer, Deferred):
+            return answer.addCallbacks(
+                lambda body: (200, MSGPACK, body),
+                lambda failure: self._failed(failure.value, client),
+            )
+        return 200, MSGPACK, answer
+
+    def _failed(self, error: BaseException, client: str) -> tuple[int, bytes, bytes]:
+        if isinstance(error, NotCaughtUp):
             # Not an error of the asker's: it reads another replica.
             return 503, TEXT, b"catching up"
-        except ValueError as e:
+        if isinstance(error, DiskUnavailable):
+            return 507, TEXT, str(error).encode("utf-8")
+        if isinstance(error, ValueError):
             # ProtocolError, and a partition, level or node outside the
             # tree.
-            return self.refusal(client, 400, str(e))
-        except Exception:
-            self.log.failure("internal error serving a peer request")
-            return 500, TEXT, b"internal error"
-        return 200, MSGPACK, answer
+            return self.refusal(client, 400, str(error))
+        self.log.failure("internal error serving a peer request", Failure(error))
+        return 500, TEXT, b"internal error"
 
     def refusal(self, client: str, code: int, reason: str) -> tuple[int, bytes, bytes]:
         self.refused += 1
@@ -322,6 +344,8 @@ class PeerServerProtocol(TwistedProtocol):
         self._state = _IDLE
         self._since = factory.clock.seconds()
         self._closing = False
+        # An answer is awaited (see _step): requests wait in the buffer.
+        self._waiting = False
 
     def connectionMade(self) -> None:
         self._factory.connections.add(self)
@@ -343,6 +367,8 @@ class PeerServerProtocol(TwistedProtocol):
             data = b"".join(self._parts)
             self._parts = []
         self._buffer += data
+        if self._waiting:
+            return
         try:
             while not self._closing and self._step():
                 pass
@@ -380,7 +406,7 @@ class PeerServerProtocol(TwistedProtocol):
         self._buffer = buffer[self._length :]
         self._state = _HEAD if self._buffer else _IDLE
         self._since = self._factory.clock.seconds()
-        code, contentType, answer = self._factory.api.answer(
+        answered = self._factory.api.answer(
             self._kind,
             self._target.partition(b"?")[2],
             self._target,
@@ -388,6 +414,16 @@ class PeerServerProtocol(TwistedProtocol):
             self._signature,
             self._client,
         )
+        if isinstance(answered, Deferred):
+            # Answers go out in order: nothing more is read until this one
+            # is sent.
+            self._waiting = True
+            answered.addCallback(self._answeredLater)
+            return False
+        return self._send(answered)
+
+    def _send(self, answered: tuple[int, bytes, bytes]) -> bool:
+        code, contentType, answer = answered
         transport = self.transport
         assert transport is not None
         sendNow(transport, _response(code, contentType, answer, self._closeAfter))
@@ -395,6 +431,17 @@ class PeerServerProtocol(TwistedProtocol):
             self._close()
             return False
         return True
+
+    def _answeredLater(self, answered: tuple[int, bytes, bytes]) -> None:
+        self._waiting = False
+        if self._closing or self.transport is None:
+            return
+        try:
+            if self._send(answered):
+                while not self._closing and not self._waiting and self._step():
+                    pass
+        except _BadRequest as e:
+            self._refuse(e.code, e.reason)
 
     def _parseHead(self, head: bytes) -> None:
         lines = head.split(b"\r\n")

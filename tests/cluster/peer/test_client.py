@@ -361,10 +361,12 @@ class _ServedPool:
             for line in lines
             if line.lower().startswith(SIGNATURE_HEADER.lower() + b":")
         )
-        code, _, answer = self._api.answer(
+        answered = self._api.answer(
             path[len(PATH_PREFIX) :].decode(), query, target, body, signature, "peer"
         )
-        return succeed(Response(code, answer))
+        if not isinstance(answered, Deferred):
+            answered = succeed(answered)
+        return answered.addCallback(lambda answer: Response(answer[0], answer[2]))
 
     def close(self) -> None:
         pass

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -342,6 +343,11 @@ class _Replica:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
         self.error: Exception | None = None
+        # What applies wait on before they are answered (--fsync always).
+        self.synced: Deferred[None] | None = None
+
+    def whenSynced(self) -> Deferred[None] | None:
+        return self.synced
 
     def _called(self, name: str, args: object) -> None:
         self.calls.append((name, args))
@@ -400,9 +406,9 @@ class LocalReplicaTests(SynchronousTestCase):
             int(self.clock.seconds() * 1000),
             os.urandom(NONCE_SIZE),
         )
-        code, _, answer = self.api.answer(
-            kind, query, target, body, signature, "10.0.0.2"
-        )
+        answered = self.api.answer(kind, query, target, body, signature, "10.0.0.2")
+        assert not isinstance(answered, Deferred), "answered later"
+        code, _, answer = answered
         return code, answer
 
     def test_everyKindHasAHandler(self) -> None:

@@ -1,0 +1,295 @@
+"""
+The bytes of a data directory: log segments and snapshots, their headers and
+their framed records. Pure: encoding and scanning only, no I/O.
+
+Both kinds of file are a header followed by frames:
+
+    crc        uint32  CRC32C of every byte of the frame after this field
+    length     uint32  bytes after this field
+    kind       uint8   what the frame holds (L{Kind})
+    partition  uint16  the partition of the key (no hashing at load time)
+    keyLength  uint16
+    key        keyLength bytes, UTF-8
+    payload    the rest: an entry as the store keeps it (its encoded record,
+               local flags included), or a kind's own fields
+
+A reader trusts a frame only once its checksum matched, and stops at the
+first frame that is cut short or does not match: what comes after a damaged
+frame is not read, so what is loaded is always a prefix of what was written
+(L{scanFrames}).
+
+The file header names the format, the file's kind and its sequence number,
+and is checked the same way; a file whose header does not match is not read
+at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from crc32c import crc32c
+
+from disperse.store.partition import PARTITION_COUNT
+from disperse.store.record import FLAG_COUNTER, FLAG_TOMBSTONE, FLAGS_AT, HEADER_SIZE
+
+# Bumped whenever a reader of the previous version would misread a file;
+# a data directory of another version is refused, not guessed at.
+FORMAT_VERSION = 1
+
+LOG_MAGIC = b"DSPLOG\r\n"
+SNAPSHOT_MAGIC = b"DSPSNP\r\n"
+
+# magic, version, sequence, logFrom (snapshots: the first log segment
+# to replay after it; logs: 0), then the CRC32C of those fields.
+FILE_HEADER = struct.Struct(">8sHQQ")
+FILE_HEADER_SIZE = FILE_HEADER.size + 4
+_CRC = struct.Struct(">I")
+
+FRAME_HEAD = struct.Struct(">IIBHH")
+FRAME_HEAD_SIZE = FRAME_HEAD.size
+# The bytes of a frame the length field counts before the key.
+_COUNTED = FRAME_HEAD_SIZE - 8
+# No frame is larger: a length field beyond it is damage, not a record
+# to wait for (values are bounded far below by --max-value-size).
+MAX_FRAME = 1 << 31
+
+_SECTION = struct.Struct(">QI")
+_END = struct.Struct(">QQI")
+
+
+class Kind(enum.IntEnum):
+    """
+    What a frame holds. The first four carry an entry, told apart by its
+    flags (a reader checks that they agree); the rest are bookkeeping.
+    """
+
+    # A value.
+    PUT = 1
+    # A tombstone: a delete, or what an expired value leaves.
+    DELETE = 2
+    # A value with an expiry.
+    EXPIRY = 3
+    # A convergent counter's state.
+    COUNTER = 4
+    # Forget every entry of the frame's partition (no longer held here).
+    DROP = 5
+    # Snapshots: the entries of one partition follow (payload: the
+    # store's clock when they were taken, and how many there are).
+    SECTION = 6
+    # Snapshots: the last frame (payload: the clock, entries, sections).
+    END = 7
+
+
+ENTRY_KINDS = frozenset({Kind.PUT, Kind.DELETE, Kind.EXPIRY, Kind.COUNTER})
+_ENTRY_KIND_VALUES = frozenset(int(kind) for kind in ENTRY_KINDS)
+_KIND_VALUES = frozenset(int(kind) for kind in Kind)
+
+
+def entryKind(blob: bytes) -> Kind:
+    """
+    The kind of frame that carries C{blob}, an entry as the store keeps it.
+    """
+    flags = blob[FLAGS_AT]
+    if flags & FLAG_TOMBSTONE:
+        return Kind.DELETE
+    if flags & FLAG_COUNTER:
+        return Kind.COUNTER
+    if blob[:8] != _NO_EXPIRY:
+        return Kind.EXPIRY
+    return Kind.PUT
+
+
+_NO_EXPIRY = bytes(8)
+
+
+class FormatError(ValueError):
+    """
+    A file's header is not one this version writes.
+    """
+
+
+def fileHeader(magic: bytes, sequence: int, logFrom: int = 0) -> bytes:
+    head = FILE_HEADER.pack(magic, FORMAT_VERSION, sequence, logFrom)
+    return head + _CRC.pack(crc32c(head))
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    magic: bytes
+    version: int
+    sequence: int
+    logFrom: int
+
+
+def readFileHeader(data: bytes, magic: bytes) -> FileHeader:
+    """
+    The header at the start of C{data}, a file that should start with
+    C{magic}.
+
+    @raise FormatError: if it is cut short, damaged, of another kind or of
+        another format version.
+    """
+    if len(data) < FILE_HEADER_SIZE:
+        raise FormatError(f"a header needs {FILE_HEADER_SIZE} bytes, got {len(data)}")
+    (crc,) = _CRC.unpack_from(data, FILE_HEADER.size)
+    if crc32c(data[: FILE_HEADER.size]) != crc:
+        raise FormatError("the header's checksum does not match")
+    found, version, sequence, logFrom = FILE_HEADER.unpack_from(data)
+    if found != magic:
+        raise FormatError(f"not a {magic[:6].decode()} file")
+    if version != FORMAT_VERSION:
+        raise FormatError(
+            f"format version {version}; this version of Disperse reads {FORMAT_VERSION}"
+        )
+    return FileHeader(found, version, sequence, logFrom)
+
+
+def frame(kind: int, partition: int, key: bytes, payload: bytes) -> bytes:
+    """
+    One framed record.
+    """
+    head = FRAME_HEAD.pack(
+        0, _COUNTED + len(key) + len(payload), kind, partition, len(key)
+    )[4:]
+    crc = crc32c(payload, crc32c(key, crc32c(head)))
+    return _CRC.pack(crc) + head + key + payload
+
+
+def entryFrame(partition: int, key: bytes, blob: bytes) -> bytes:
+    return frame(entryKind(blob), partition, key, blob)
+
+
+def dropFrame(partition: int) -> bytes:
+    return frame(Kind.DROP, partition, b"", b"")
+
+
+def sectionFrame(partition: int, clock: int, entries: int) -> bytes:
+    return frame(Kind.SECTION, partition, b"", _SECTION.pack(clock, entries))
+
+
+def endFrame(clock: int, entries: int, sections: int) -> bytes:
+    return frame(Kind.END, 0, b"", _END.pack(clock, entries, sections))
+
+
+def sectionFields(payload: bytes) -> tuple[int, int]:
+    """
+    The clock and entry count of a L{Kind.SECTION} frame's payload.
+    """
+    clock, entries = _SECTION.unpack(payload)
+    return clock, entries
+
+
+def endFields(payload: bytes) -> tuple[int, int, int]:
+    """
+    The clock, entries and sections of a L{Kind.END} frame's payload.
+    """
+    clock, entries, sections = _END.unpack(payload)
+    return clock, entries, sections
+
+
+class Frame(NamedTuple):
+    """
+    One frame read back: its kind, partition, key bytes, payload, and where
+    it ends in the data scanned.
+    """
+
+    kind: int
+    partition: int
+    key: bytes
+    payload: bytes
+    end: int
+
+
+@dataclass
+class Damage:
+    """
+    Where and why a scan stopped before the end of its data.
+
+    @ivar offset: where the first frame not read starts.
+    @ivar reason: why it was not read.
+    @ivar torn: the data ends inside the frame (a write cut short), rather
+        than a frame whose bytes do not check.
+    """
+
+    offset: int
+    reason: str
+    torn: bool
+
+
+def checkFrame(kind: int, partition: int, payload: bytes) -> str | None:
+    """
+    What is wrong with a frame whose checksum matched, or L{None}: what a
+    writer of this version cannot have written.
+    """
+    if kind not in _KIND_VALUES:
+        return f"unknown kind {kind}"
+    if partition >= PARTITION_COUNT:
+        return f"partition {partition} outside the table"
+    if kind in _ENTRY_KIND_VALUES:
+        if len(payload) < HEADER_SIZE or entryKind(payload) != kind:
+            return "an entry whose kind does not match its record"
+    elif kind == Kind.SECTION and len(payload) != _SECTION.size:
+        return "a section header of the wrong size"
+    elif kind == Kind.END and len(payload) != _END.size:
+        return "an end frame of the wrong size"
+    return None
+
+
+def scanFrames(
+    data: bytes, offset: int = 0, final: bool = True
+) -> tuple[list[Frame], int, Damage | None]:
+    """
+    The frames of C{data} from C{offset}, up to the first that is cut short
+    or damaged.
+
+    @param final: C{data} is all there is: a frame cut short at its end is
+        damage (a torn write). Otherwise the caller has more to read, and a
+        frame cut short is where the next scan starts.
+    @return: the frames, where reading stopped, and the damage found there
+        (L{None} when it stopped at the end, or before a frame the next
+        chunk completes).
+    """
+    size = len(data)
+    frames: list[Frame] = []
+    append = frames.append
+    unpack = FRAME_HEAD.unpack_from
+    view = memoryview(data)
+    newFrame = tuple.__new__
+    while offset < size:
+        if size - offset < FRAME_HEAD_SIZE:
+            if not final:
+                break
+            return frames, offset, Damage(offset, "a frame cut short", True)
+        crc, length, kind, partition, keyLength = unpack(data, offset)
+        end = offset + 8 + length
+        if length < _COUNTED + keyLength or length > MAX_FRAME:
+            return frames, offset, Damage(offset, "a frame of impossible length", False)
+        if end > size:
+            if not final:
+                break
+            return frames, offset, Damage(offset, "a frame cut short", True)
+        if crc32c(view[offset + 4 : end]) != crc:
+            return frames, offset, Damage(offset, "a checksum mismatch", False)
+        keyAt = offset + FRAME_HEAD_SIZE
+        payload = data[keyAt + keyLength : end]
+        # An entry needs no more than a record's header and a partition in
+        # the table (its kind and flags were written together); the other
+        # kinds, rare, are checked in full.
+        if (
+            kind not in _ENTRY_KIND_VALUES
+            or len(payload) < HEADER_SIZE
+            or partition >= PARTITION_COUNT
+        ):
+            wrong = checkFrame(kind, partition, payload)
+            if wrong is not None:
+                return frames, offset, Damage(offset, wrong, False)
+        append(
+            newFrame(
+                Frame, (kind, partition, data[keyAt : keyAt + keyLength], payload, end)
+            )
+        )
+        offset = end
+    return frames, offset, None

@@ -1,0 +1,334 @@
+"""
+Loading a data directory back: the newest snapshot, then the log segments
+written since it, into the store, in bounded slices on the reactor.
+
+What is read goes first into staging dictionaries, one per partition, in
+the order it was written: a later frame of a key replaces an earlier one,
+a partition drop empties its dictionary. Only once everything is read are
+they handed to the store (L{disperse.store.store.Store.install}), a
+partition at a time: an empty partition takes its dictionary as it is, and
+one written to meanwhile (the node serves while it loads) merges it entry
+by entry, by version, with what it holds.
+
+Reading stops at the first frame that is cut short or damaged: what is
+loaded is a prefix of what was written. A log segment cut at its end (a
+write interrupted by a crash or a power cut) is cut back to its last whole
+frame; damage anywhere else moves the rest of that segment and every later
+one into the quarantine directory, so that the segments appended after this
+start follow whole frames. Either way the node says what it dropped, and
+its replicas give it back (anti-entropy). An entry whose frame is whole but
+whose content hash does not match (L{disperse.store.record.intact}) is
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from disperse.logs import logger
+from disperse.persist.datadir import DataDir
+from disperse.persist.format import (
+    ENTRY_KINDS,
+    FILE_HEADER_SIZE,
+    LOG_MAGIC,
+    SNAPSHOT_MAGIC,
+    Damage,
+    FormatError,
+    Kind,
+    readFileHeader,
+    scanFrames,
+)
+from disperse.store.partition import PARTITION_COUNT
+from disperse.store.record import intact
+from disperse.store.store import Store
+
+# Bytes read from a file at a time.
+CHUNK = 4 * 1024 * 1024
+# A slice of loading ends once it has run this long, so that the reactor
+# goes on serving while a large directory loads.
+SLICE_SECONDS = 0.01
+
+_TIMESTAMP = struct.Struct(">Q")
+_ENTRY_KINDS = frozenset(int(kind) for kind in ENTRY_KINDS)
+
+
+@dataclass
+class LoadReport:
+    """
+    What loading found.
+
+    @ivar snapshot: the sequence number of the snapshot loaded, if any.
+    @ivar segments: log segments read (whole or in part).
+    @ivar records: frames read, of entries and drops.
+    @ivar entries: entries the store holds from disk once loading ended.
+    @ivar damaged: what was dropped and why, one line each.
+    @ivar corrupt: entries skipped because their content hash did not match.
+    @ivar droppedBytes: bytes of files not read because of damage.
+    @ivar seconds: from the start of loading to its end.
+    """
+
+    snapshot: int | None = None
+    segments: int = 0
+    records: int = 0
+    entries: int = 0
+    damaged: list[str] = field(default_factory=list)
+    corrupt: int = 0
+    droppedBytes: int = 0
+    seconds: float = 0.0
+    lastSegment: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+class Loader:
+    """
+    Loads one data directory into a store.
+    """
+
+    log = logger()
+
+    def __init__(
+        self,
+        dataDir: DataDir,
+        store: Store,
+        clock: IReactorTime,
+        timer: Callable[[], float],
+        sliceSeconds: float = SLICE_SECONDS,
+        repair: bool = True,
+        before: int | None = None,
+    ) -> None:
+        """
+        @param timer: a monotonic clock in seconds, for the slices' length.
+        @param repair: cut back and quarantine damaged files (a starting
+            node); L{False} only reads (the offline checker).
+        @param before: read no log segment numbered this or higher: the
+            starting node appends to those already.
+        """
+        self._dir = dataDir
+        self._store = store
+        self._clock = clock
+        self._timer = timer
+        self._slice = sliceSeconds
+        self._repair = repair
+        self._before = before
+        self.report = LoadReport()
+        self._staging: list[dict[str, bytes]] = [{} for _ in range(PARTITION_COUNT)]
+        self._maxTimestamp = 0
+
+    def run(self) -> Deferred[LoadReport]:
+        """
+        Load everything, a slice per reactor turn.
+        """
+        return Deferred.fromCoroutine(self._run())
+
+    def runNow(self) -> LoadReport:
+        """
+        Load everything at once, without yielding to the reactor.
+        """
+        started = self._timer()
+        for _ in self._steps():
+            pass
+        self.report.seconds = self._timer() - started
+        return self.report
+
+    async def _run(self) -> LoadReport:
+        started = self._timer()
+        sliceEnd = started + self._slice
+        for _ in self._steps():
+            if self._timer() >= sliceEnd:
+                await self._nextTurn()
+                sliceEnd = self._timer() + self._slice
+        self.report.seconds = self._timer() - started
+        return self.report
+
+    def _nextTurn(self) -> Deferred[None]:
+        turn: Deferred[None] = Deferred()
+        self._clock.callLater(0, turn.callback, None)
+        return turn
+
+    # The work, as steps small enough to yield between
+
+    def _steps(self) -> Iterator[None]:
+        report = self.report
+        if self._repair:
+            for path in self._dir.removePartial():
+                self.log.info("removed an unfinished snapshot: {path}", path=str(path))
+        logFrom = 0
+        snapshots = self._dir.snapshots()
+        if snapshots:
+            sequence, path = snapshots[-1]
+            try:
+                logFrom = yield from self._readSnapshot(path)
+                report.snapshot = sequence
+            except FormatError as e:
+                self._damaged(f"snapshot {path.name} not read: {e}")
+                report.droppedBytes += path.stat().st_size
+        segments = self._dir.segments()
+        if self._before is not None:
+            segments = [(n, p) for n, p in segments if n < self._before]
+        if segments:
+            report.lastSegment = segments[-1][0]
+        segments = [(n, p) for n, p in segments if n >= logFrom]
+        for index, (sequence, path) in enumerate(segments):
+            report.segments += 1
+            damage = yield from self._readSegment(sequence, path)
+            if damage is not None:
+                self._segmentDamaged(path, damage, segments[index + 1 :])
+                break
+        if self._maxTimestamp:
+            self._store.hlc.observe(self._maxTimestamp)
+        store = self._store
+        for partition, entries in enumerate(self._staging):
+            if entries:
+                store.install(partition, entries)
+                self._staging[partition] = {}
+                yield None
+        report.entries = store.stats().keys + store.stats().tombstones
+
+    def _readSnapshot(self, path: Path) -> Generator[None, None, int]:
+        """
+        Stage the entries of the snapshot at C{path}.
+
+        @return: (as the generator's value) the first log segment to read
+            after it.
+        @raise FormatError: if its header is not one this version writes.
+        """
+        with open(path, "rb") as f:
+            header = readFileHeader(f.read(FILE_HEADER_SIZE), SNAPSHOT_MAGIC)
+            ended = False
+            offset = FILE_HEADER_SIZE
+            buffer = b""
+            while True:
+                chunk = f.read(CHUNK)
+                data = buffer + chunk if buffer else chunk
+                frames, used, damage = scanFrames(data, 0, final=not chunk)
+                for frame in frames:
+                    if frame.kind == Kind.END:
+                        ended = True
+                self._stage(frames)
+                self.report.records += len(frames)
+                yield None
+                if damage is not None:
+                    self._damaged(
+                        f"snapshot {path.name} damaged at byte"
+                        f" {offset + damage.offset} ({damage.reason}): the rest"
+                        " of it is not loaded"
+                    )
+                    self.report.droppedBytes += path.stat().st_size - offset - used
+                    break
+                offset += used
+                buffer = data[used:]
+                if not chunk:
+                    break
+            if not ended and damage is None:
+                self._damaged(f"snapshot {path.name} has no end: it may be cut short")
+        return header.logFrom
+
+    def _readSegment(
+        self, sequence: int, path: Path
+    ) -> Generator[None, None, Damage | None]:
+        """
+        Stage the frames of the log segment at C{path}.
+
+        @return: (as the generator's value) the damage that stopped
+            reading, if any.
+        """
+        with open(path, "rb") as f:
+            head = f.read(FILE_HEADER_SIZE)
+            try:
+                header = readFileHeader(head, LOG_MAGIC)
+                if header.sequence != sequence:
+                    raise FormatError(f"numbered {header.sequence}, named {sequence}")
+            except FormatError as e:
+                return Damage(0, f"header: {e}", len(head) < FILE_HEADER_SIZE)
+            offset = FILE_HEADER_SIZE
+            buffer = b""
+            while True:
+                chunk = f.read(CHUNK)
+                data = buffer + chunk if buffer else chunk
+                frames, used, damage = scanFrames(data, 0, final=not chunk)
+                self._stage(frames)
+                self.report.records += len(frames)
+                yield None
+                if damage is not None:
+                    damage.offset += offset
+                    return damage
+                offset += used
+                buffer = data[used:]
+                if not chunk:
+                    return None
+
+    def _stage(self, frames: Sequence[tuple[int, int, bytes, bytes, int]]) -> None:
+        staging = self._staging
+        entryKinds = _ENTRY_KINDS
+        unpack = _TIMESTAMP.unpack_from
+        newest = self._maxTimestamp
+        corrupt = 0
+        for kind, partition, key, payload, _ in frames:
+            if kind in entryKinds:
+                if not intact(payload):
+                    corrupt += 1
+                    continue
+                staging[partition][key.decode()] = payload
+                timestamp = unpack(payload, 8)[0]
+                newest = max(newest, timestamp)
+            elif kind == Kind.DROP:
+                staging[partition] = {}
+        self._maxTimestamp = newest
+        if corrupt:
+            self.report.corrupt += corrupt
+            self.log.warn(
+                "{count} entries read from disk failed their content check and"
+                " were skipped; their replicas will give them back",
+                count=corrupt,
+            )
+
+    # Damage
+
+    def _damaged(self, what: str) -> None:
+        self.report.damaged.append(what)
+        self.log.warn("{what}", what=what)
+
+    def _segmentDamaged(
+        self, path: Path, damage: Damage, later: list[tuple[int, Path]]
+    ) -> None:
+        size = path.stat().st_size
+        dropped = size - damage.offset + sum(p.stat().st_size for _, p in later)
+        self.report.droppedBytes += dropped
+        if damage.offset < FILE_HEADER_SIZE:
+            what = (
+                f"log segment {path.name} has no valid header ({damage.reason}):"
+                f" {dropped} bytes in {1 + len(later)} segment(s) not loaded"
+            )
+            if self._repair:
+                for _, damagedPath in [(0, path), *later]:
+                    self._dir.quarantine(damagedPath)
+                what += f", moved to {self._dir.quarantineDir}"
+        elif damage.torn and not later:
+            what = (
+                f"log segment {path.name} ends in a frame cut short at byte"
+                f" {damage.offset}: {size - damage.offset} bytes dropped"
+            )
+            if self._repair:
+                with open(path, "r+b") as f:
+                    f.truncate(damage.offset)
+        else:
+            what = (
+                f"log segment {path.name} damaged at byte {damage.offset}"
+                f" ({damage.reason}): {dropped} bytes in {1 + len(later)} segment(s)"
+                " not loaded"
+            )
+            if self._repair:
+                self._dir.quarantine(path, damage.offset)
+                for _, laterPath in later:
+                    self._dir.quarantine(laterPath)
+                what += f", moved to {self._dir.quarantineDir}"
+        self._damaged(what)
