@@ -635,3 +635,97 @@ class NodeMetrics:
         self.registry.register(self.collector)
         self.registry.register(self.requests)
         self.registry.register(RespCollector(node))
+        self.registry.register(PersistenceCollector(node))
+
+
+class PersistenceCollector(Collector):
+    """
+    The data directory's log, snapshots and loading, read at scrape time;
+    nothing while the node keeps no data directory.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        persistence = self._node.persistence
+        if persistence is None:
+            return
+        log = persistence.journal
+        logBytes, snapshotBytes = persistence.dataDir.diskBytes()
+        yield _gauge("disperse_log_bytes", "Bytes of log segments on disk.", logBytes)
+        yield _gauge(
+            "disperse_snapshot_bytes", "Bytes of snapshots on disk.", snapshotBytes
+        )
+        for name, documentation, value in (
+            ("records", "Records appended to the log.", log.counters.records),
+            ("syncs", "Syncs (fsync) of the log completed.", log.counters.syncs),
+            (
+                "lost_records",
+                "Records not written because the disk had failed (the snapshot"
+                " taken once it works again covers them).",
+                log.counters.lost,
+            ),
+            (
+                "failures",
+                "Writes or syncs of the log that failed.",
+                log.counters.failures,
+            ),
+        ):
+            yield _counter(f"disperse_log_{name}_total", documentation, value)
+        sync = HistogramMetricFamily(
+            "disperse_log_sync_duration_seconds",
+            "How long each sync of the log took (off the reactor thread).",
+        )
+        latency = persistence.syncLatency
+        sync.add_metric(
+            [], _histogram(latency.bounds, latency.buckets), latency.seconds
+        )
+        yield sync
+        yield _gauge(
+            "disperse_disk_writable",
+            "1 while the data directory takes writes, 0 while writes are refused.",
+            int(persistence.writable),
+        )
+        yield _gauge(
+            "disperse_loading",
+            "1 while the data directory is being loaded at start.",
+            int(persistence.loading),
+        )
+        report = persistence.report
+        if report is not None:
+            yield _gauge(
+                "disperse_load_seconds",
+                "How long loading the data directory took at start.",
+                report.seconds,
+            )
+            yield _gauge(
+                "disperse_load_records",
+                "Records read from the data directory at start.",
+                report.records,
+            )
+        integrity = persistence.diskFailures
+        yield _counter(
+            "disperse_disk_damage_total",
+            "Damaged records found on disk: frames cut short or failing their"
+            " checksum (with what follows them), and entries failing their"
+            " content hash.",
+            integrity,
+        )
+        last = persistence.lastSnapshot
+        if last is not None:
+            yield _gauge(
+                "disperse_snapshot_age_seconds",
+                "Time since the last snapshot started.",
+                self._node.clock.seconds() - last.startedAt,
+            )
+            yield _gauge(
+                "disperse_snapshot_duration_seconds",
+                "How long the last snapshot took.",
+                last.seconds,
+            )
+            yield _gauge(
+                "disperse_snapshot_longest_slice_seconds",
+                "The longest reactor turn the last snapshot took.",
+                last.longestSlice,
+            )

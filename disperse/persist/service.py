@@ -17,6 +17,7 @@ after loading found damage, and on request (C{POST /persistence/snapshot}).
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -44,6 +45,25 @@ CHECK_INTERVAL = 5.0
 # The Merkle trees of loaded partitions are built ahead of need, this many
 # partitions per reactor turn.
 TREES_PER_TURN = 8
+
+
+# Sync durations: from a fast SSD's page flush to a disk in trouble.
+SYNC_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class LatencyHistogram:
+    """
+    Durations counted into fixed buckets (the last one past every bound).
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = SYNC_BOUNDS) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
+        self.seconds = 0.0
+
+    def record(self, seconds: float) -> None:
+        self.buckets[bisect_left(self.bounds, seconds)] += 1
+        self.seconds += seconds
 
 
 class ThreadSyncer:
@@ -105,7 +125,19 @@ class Persistence(Service):
         self._logBytesAtSnapshot = 0
         self._snapshotBytes = 0
         self._check: LoopingCall | None = None
-        self.snapshotDuration: Callable[[float], object] = lambda seconds: None
+        self.syncLatency = LatencyHistogram()
+        self.journal.syncLatency = self.syncLatency.record
+
+    @property
+    def diskFailures(self) -> int:
+        """
+        Damage found on disk: at loading, and by the checker of stored
+        values once it reads what came from disk.
+        """
+        report = self.report
+        if report is None:
+            return 0
+        return len(report.damaged) + report.corrupt
 
     @property
     def fsync(self) -> str:
@@ -232,7 +264,6 @@ class Persistence(Service):
             self.lastSnapshot = result
             self._snapshotBytes = result.bytes
             self._logBytesAtSnapshot = logBytes
-            self.snapshotDuration(result.seconds)
             return result
 
         def failed(failure: Failure) -> Failure:

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from disperse.cluster.view import NoMajority
 from disperse.node import NotJoined
+from disperse.persist.log import DiskUnavailable
 from disperse.resp import families  # noqa: F401  (registers every handler)
 from disperse.resp.arguments import ArgumentError
 from disperse.resp.commands import (
@@ -364,6 +365,11 @@ class Dispatcher:
             return NOT_JOINED
         if isinstance(error, NoMajority):
             return clusterDown(error)
+        if isinstance(error, DiskUnavailable):
+            return ErrorReply(
+                f"ERR {error}: this node refuses writes until its disk works"
+                " again (reads go on)"
+            )
         if isinstance(error, ValueTooLarge):
             return ErrorReply(
                 "OOM command not allowed: the value is larger than this"

@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from klein import Klein
@@ -34,6 +35,8 @@ from disperse.cluster.view import NoMajority
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
 from disperse.node import Node, NotJoined
+from disperse.persist.log import DiskUnavailable
+from disperse.persist.snapshot import SnapshotResult
 from disperse.store import Record, ValueTooLarge, renderedValue
 from disperse.units import parseDuration
 from disperse.web.auth import RequestGuard, isLoopbackClient
@@ -257,6 +260,13 @@ class CacheAPI:
                 503,
                 "this node has not joined its cluster yet, so it cannot tell"
                 " which members hold the key; retry, or ask another node",
+            )
+        except DiskUnavailable as e:
+            return self._error(
+                request,
+                507,
+                f"{e}: this node refuses writes until its disk works again"
+                " (reads go on); write through another node meanwhile",
             )
         except NoMajority as e:
             request.setHeader(b"retry-after", b"1")
@@ -537,9 +547,45 @@ class CacheAPI:
                 " loopback without client tokens",
             )
 
+    @app.route("/persistence/snapshot", methods=["POST"])
+    def snapshot(self, request: IRequest) -> bytes | Deferred[bytes]:
+        """
+        Take a snapshot of this node's store now, answering once it is on
+        disk: what it holds and what it cost.
+        """
+        self._requireLocal(request)
+        persistence = self._node.persistence
+        if persistence is None:
+            raise BadRequest(409, "this node has no data directory (--data-dir)")
+        try:
+            taken = persistence.snapshot()
+        except DiskUnavailable as e:
+            raise BadRequest(507, str(e)) from None
+
+        def render(result: SnapshotResult) -> bytes:
+            return self._json(request, asdict(result))
+
+        def failed(failure: Failure) -> bytes:
+            return self._error(request, 507, f"the snapshot failed: {failure.value}")
+
+        return taken.addCallbacks(render, failed)
+
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request: IRequest) -> bytes:
-        return self._json(request, {"status": "ok", "node": self._node.config.nodeName})
+        document: dict[str, Any] = {
+            "status": "ok",
+            "node": self._node.config.nodeName,
+        }
+        persistence = self._node.persistence
+        if persistence is not None:
+            if persistence.loading:
+                document["loading"] = True
+            if not persistence.writable:
+                # Still answering 200: the node is alive and serves reads;
+                # a probe that wants writes reads the status.
+                document["status"] = "degraded"
+                document["reason"] = str(persistence.journal.failed)
+        return self._json(request, document)
 
     @app.route("/stats", methods=["GET", "HEAD"])
     def stats(self, request: IRequest) -> bytes:

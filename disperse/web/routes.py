@@ -76,6 +76,7 @@ GOSSIP_KEYS = Route("/cluster/keys", _reading(ADMIN))
 INSTALL_KEY = Route("/cluster/keys/install", {b"POST": ADMIN})
 USE_KEY = Route("/cluster/keys/use", {b"POST": ADMIN})
 REMOVE_KEY = Route("/cluster/keys/remove", {b"POST": ADMIN})
+SNAPSHOT = Route("/persistence/snapshot", {b"POST": ADMIN})
 STATS = Route("/stats", _reading(READ))
 METRICS = Route("/metrics", _reading(READ))
 # Liveness probes, and the dashboard's static page (the data it fetches
@@ -99,6 +100,7 @@ ROUTES: tuple[Route, ...] = (
     INSTALL_KEY,
     USE_KEY,
     REMOVE_KEY,
+    SNAPSHOT,
     STATS,
     METRICS,
     HEALTH,
@@ -122,6 +124,7 @@ _FIXED: dict[tuple[bytes, ...], Route] = {
     (b"cluster", b"keys", b"install"): INSTALL_KEY,
     (b"cluster", b"keys", b"use"): USE_KEY,
     (b"cluster", b"keys", b"remove"): REMOVE_KEY,
+    (b"persistence", b"snapshot"): SNAPSHOT,
     (b"health",): HEALTH,
     (b"stats",): STATS,
     (b"metrics",): METRICS,
