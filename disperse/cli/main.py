@@ -16,6 +16,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import IO, Any, NoReturn
 
 from disperse import __version__
@@ -40,6 +41,11 @@ from disperse.cli.client import (
 )
 from disperse.cli.load import FORMATS, EntryReader, LoadReport, load, parseTtl
 from disperse.cli.terminal import Progress, duration, size, table
+from disperse.persist.datadir import DataDirError
+from disperse.persist.verify import verify
+
+# verify: the data directory holds damaged files.
+EXIT_DAMAGED = 6
 
 EXIT_STATUSES = {
     EXIT_OK: "success",
@@ -50,6 +56,7 @@ EXIT_STATUSES = {
     " server error; a bench or load that saw errors",
     EXIT_CONNECT: "cannot connect to the node",
     EXIT_DENIED: "the node refused the credentials (401, 403; see DISPERSE_TOKEN)",
+    EXIT_DAMAGED: "verify found damage in the data directory",
 }
 LEVELS = ("one", "quorum", "all")
 
@@ -688,6 +695,41 @@ def _printBench(out: Output, summary: dict[str, Any]) -> None:
 # Arguments
 
 
+def cmdVerify(context: Context) -> int:
+    """
+    Check a stopped node's data directory, changing nothing.
+    """
+    out = context.output
+    try:
+        result = verify(context.args.data_dir)
+    except DataDirError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{context.args.data_dir}: {e.strerror or e}") from None
+    if out.asJSON:
+        out.json({**asdict(result), "damaged": result.damaged})
+    else:
+        out.line(f"data directory {result.path} of node {result.node}")
+        rows: list[list[object]] = [
+            [
+                check.path,
+                check.kind,
+                size(check.bytes),
+                f"{check.entries:,}",
+                "; ".join(check.problems) or "ok",
+            ]
+            for check in result.files
+        ]
+        out.line(table(["file", "kind", "size", "entries", "state"], rows))
+        if result.quarantined:
+            out.line(
+                f"quarantined at start-up ({len(result.quarantined)} files):"
+                f" {', '.join(result.quarantined)}"
+            )
+        out.line("damaged" if result.damaged else "no damage found")
+    return EXIT_DAMAGED if result.damaged else EXIT_OK
+
+
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
@@ -853,6 +895,14 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--ttl", default="5m", help="time to live of the values written")
     bench.add_argument("--seed", type=int, help="for a repeatable sequence")
+
+    checker = command(
+        "verify",
+        cmdVerify,
+        "check a stopped node's data directory (--data-dir) for damage, changing"
+        " nothing; exit status 6 when damage is found",
+    )
+    checker.add_argument("--data-dir", required=True, help="the node's data directory")
     return top
 
 
