@@ -43,7 +43,7 @@ LOG_MAGIC = b"DSPLOG\r\n"
 SNAPSHOT_MAGIC = b"DSPSNP\r\n"
 
 # magic, version, sequence, logFrom (snapshots: the first log segment
-# to replay after it; logs: 0), then the CRC32C of those fields.
+# to replay after it; logs: FRESH or 0), then the CRC32C of those fields.
 FILE_HEADER = struct.Struct(">8sHQQ")
 FILE_HEADER_SIZE = FILE_HEADER.size + 4
 _CRC = struct.Struct(">I")
@@ -81,6 +81,10 @@ class Kind(enum.IntEnum):
     SECTION = 6
     # Snapshots: the last frame (payload: the clock, entries, sections).
     END = 7
+    # Log segments: the last frame of a segment closed in order. A segment
+    # without one is the last, or is followed by a FRESH one: anything
+    # else lost its end.
+    SEAL = 8
 
 
 ENTRY_KINDS = frozenset({Kind.PUT, Kind.DELETE, Kind.EXPIRY, Kind.COUNTER})
@@ -109,6 +113,11 @@ class FormatError(ValueError):
     """
     A file's header is not one this version writes.
     """
+
+
+# In a log segment's header: the segment before it may end without a seal
+# (this one was opened by a node starting, or by a log whose disk failed).
+FRESH = 1
 
 
 def fileHeader(magic: bytes, sequence: int, logFrom: int = 0) -> bytes:
@@ -164,6 +173,10 @@ def entryFrame(partition: int, key: bytes, blob: bytes) -> bytes:
 
 def dropFrame(partition: int) -> bytes:
     return frame(Kind.DROP, partition, b"", b"")
+
+
+def sealFrame() -> bytes:
+    return frame(Kind.SEAL, 0, b"", b"")
 
 
 def sectionFrame(partition: int, clock: int, entries: int) -> bytes:
@@ -235,6 +248,8 @@ def checkFrame(kind: int, partition: int, payload: bytes) -> str | None:
         return "a section header of the wrong size"
     elif kind == Kind.END and len(payload) != _END.size:
         return "an end frame of the wrong size"
+    elif kind in (Kind.DROP, Kind.SEAL) and payload:
+        return "a drop or seal with a payload"
     return None
 
 

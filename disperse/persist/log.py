@@ -44,7 +44,14 @@ from twisted.python.failure import Failure
 
 from disperse.logs import logger
 from disperse.persist.datadir import DataDir, segmentName, syncDirectory
-from disperse.persist.format import LOG_MAGIC, dropFrame, entryFrame, fileHeader
+from disperse.persist.format import (
+    FRESH,
+    LOG_MAGIC,
+    dropFrame,
+    entryFrame,
+    fileHeader,
+    sealFrame,
+)
 
 FSYNC_MODES = ("always", "everysec", "no")
 # A segment is closed and a new one started past this size: small enough
@@ -167,7 +174,7 @@ class Log:
         """
         Start appending to a new segment numbered C{sequence}.
         """
-        self._openSegment(sequence)
+        self._openSegment(sequence, fresh=True)
         if self.fsync == "everysec":
             self._loop = LoopingCall(self._syncNow)
             self._loop.clock = self._clock
@@ -184,6 +191,11 @@ class Log:
         for loop in (self._loop, self._retry):
             if loop is not None and loop.running:
                 loop.stop()
+        if self._fd is not None and self.failed is None:
+            try:
+                self._write(sealFrame())
+            except OSError as e:
+                self.log.warn("cannot seal the log segment at stop: {e}", e=e)
         fds = list(self._retired)
         self._retired = []
         if self._fd is not None:
@@ -300,7 +312,14 @@ class Log:
         @return: the new segment's sequence number.
         """
         self.flush()
+        if self.failed is not None:
+            raise self.failed
         if self._fd is not None:
+            try:
+                self._write(sealFrame())
+            except OSError as e:
+                self._fail(e)
+                raise DiskUnavailable(str(e)) from None
             self._retired.append(self._fd)
             self._fd = None
         self._openSegment(self.sequence + 1)
@@ -311,11 +330,11 @@ class Log:
             self._syncer.sync([], fds)
         return self.sequence
 
-    def _openSegment(self, sequence: int) -> None:
+    def _openSegment(self, sequence: int, fresh: bool = False) -> None:
         path = self._dir.logDir / segmentName(sequence)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
-            header = fileHeader(LOG_MAGIC, sequence)
+            header = fileHeader(LOG_MAGIC, sequence, FRESH if fresh else 0)
             os.write(fd, header)
             syncDirectory(self._dir.logDir)
         except OSError:
@@ -402,7 +421,7 @@ class Log:
             with contextlib.suppress(OSError):
                 os.close(fd)
         try:
-            self._openSegment(self.sequence + 1)
+            self._openSegment(self.sequence + 1, fresh=True)
             assert self._fd is not None
             os.fsync(self._fd)
         except OSError as e:

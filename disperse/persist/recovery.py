@@ -36,6 +36,7 @@ from disperse.persist.datadir import DataDir
 from disperse.persist.format import (
     ENTRY_KINDS,
     FILE_HEADER_SIZE,
+    FRESH,
     LOG_MAGIC,
     SNAPSHOT_MAGIC,
     Damage,
@@ -179,10 +180,21 @@ class Loader:
         segments = [(n, p) for n, p in segments if n >= logFrom]
         for index, (sequence, path) in enumerate(segments):
             report.segments += 1
-            damage = yield from self._readSegment(sequence, path)
-            if damage is not None:
-                self._segmentDamaged(path, damage, segments[index + 1 :])
-                break
+            damage, sealed = yield from self._readSegment(sequence, path)
+            later = segments[index + 1 :]
+            # A segment may end early (torn, or without its seal) only where
+            # its writer stopped: last of all, or before a fresh start.
+            endOfRun = not later or _fresh(later[0][1])
+            if damage is None and not sealed and not endOfRun:
+                size = path.stat().st_size
+                damage = Damage(size, "the segment ends without its seal", False)
+            if damage is None:
+                continue
+            if damage.torn and endOfRun and damage.offset >= FILE_HEADER_SIZE:
+                self._tornTail(path, damage)
+                continue
+            self._segmentDamaged(path, damage, later)
+            break
         if self._maxTimestamp:
             self._store.hlc.observe(self._maxTimestamp)
         store = self._store
@@ -234,12 +246,12 @@ class Loader:
 
     def _readSegment(
         self, sequence: int, path: Path
-    ) -> Generator[None, None, Damage | None]:
+    ) -> Generator[None, None, tuple[Damage | None, bool]]:
         """
         Stage the frames of the log segment at C{path}.
 
         @return: (as the generator's value) the damage that stopped
-            reading, if any.
+            reading, if any, and whether the segment ends with its seal.
         """
         with open(path, "rb") as f:
             head = f.read(FILE_HEADER_SIZE)
@@ -248,23 +260,26 @@ class Loader:
                 if header.sequence != sequence:
                     raise FormatError(f"numbered {header.sequence}, named {sequence}")
             except FormatError as e:
-                return Damage(0, f"header: {e}", len(head) < FILE_HEADER_SIZE)
+                return Damage(0, f"header: {e}", len(head) < FILE_HEADER_SIZE), False
             offset = FILE_HEADER_SIZE
             buffer = b""
+            sealed = False
             while True:
                 chunk = f.read(CHUNK)
                 data = buffer + chunk if buffer else chunk
                 frames, used, damage = scanFrames(data, 0, final=not chunk)
+                if frames:
+                    sealed = frames[-1].kind == Kind.SEAL
                 self._stage(frames)
                 self.report.records += len(frames)
                 yield None
                 if damage is not None:
                     damage.offset += offset
-                    return damage
+                    return damage, False
                 offset += used
                 buffer = data[used:]
                 if not chunk:
-                    return None
+                    return None, sealed
 
     def _stage(self, frames: Sequence[tuple[int, int, bytes, bytes, int]]) -> None:
         staging = self._staging
@@ -297,6 +312,20 @@ class Loader:
         self.report.damaged.append(what)
         self.log.warn("{what}", what=what)
 
+    def _tornTail(self, path: Path, damage: Damage) -> None:
+        """
+        Cut back the end of a segment its writer did not finish: a crash.
+        """
+        size = path.stat().st_size
+        self.report.droppedBytes += size - damage.offset
+        if self._repair:
+            with open(path, "r+b") as f:
+                f.truncate(damage.offset)
+        self._damaged(
+            f"log segment {path.name} ends in a frame cut short at byte"
+            f" {damage.offset}: {size - damage.offset} bytes dropped"
+        )
+
     def _segmentDamaged(
         self, path: Path, damage: Damage, later: list[tuple[int, Path]]
     ) -> None:
@@ -312,14 +341,6 @@ class Loader:
                 for _, damagedPath in [(0, path), *later]:
                     self._dir.quarantine(damagedPath)
                 what += f", moved to {self._dir.quarantineDir}"
-        elif damage.torn and not later:
-            what = (
-                f"log segment {path.name} ends in a frame cut short at byte"
-                f" {damage.offset}: {size - damage.offset} bytes dropped"
-            )
-            if self._repair:
-                with open(path, "r+b") as f:
-                    f.truncate(damage.offset)
         else:
             what = (
                 f"log segment {path.name} damaged at byte {damage.offset}"
@@ -327,8 +348,22 @@ class Loader:
                 " not loaded"
             )
             if self._repair:
-                self._dir.quarantine(path, damage.offset)
+                if damage.offset < size:
+                    self._dir.quarantine(path, damage.offset)
                 for _, laterPath in later:
                     self._dir.quarantine(laterPath)
                 what += f", moved to {self._dir.quarantineDir}"
         self._damaged(what)
+
+
+def _fresh(path: Path) -> bool:
+    """
+    Whether the log segment at C{path} was started fresh (by a node starting,
+    or a log whose disk failed): the one before it may end early.
+    """
+    with open(path, "rb") as f:
+        head = f.read(FILE_HEADER_SIZE)
+    try:
+        return readFileHeader(head, LOG_MAGIC).logFrom == FRESH
+    except FormatError:
+        return False

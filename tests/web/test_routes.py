@@ -44,6 +44,7 @@ SAMPLES: dict[Route, list[bytes]] = {
     routes.INSTALL_KEY: [b"/cluster/keys/install"],
     routes.USE_KEY: [b"/cluster/keys/use"],
     routes.REMOVE_KEY: [b"/cluster/keys/remove"],
+    routes.SNAPSHOT: [b"/persistence/snapshot"],
     routes.STATS: [b"/stats"],
     routes.METRICS: [b"/metrics"],
     routes.HEALTH: [b"/health"],
