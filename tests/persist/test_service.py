@@ -1,0 +1,124 @@
+"""
+Persistence in a node (L{disperse.persist.service.Persistence} wired by
+L{disperse.node.Node.persist}): a restart gives the keys back, the replica
+serves no reads while loading, C{always} acknowledges only synced writes,
+and a failed disk refuses writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from disperse.cluster.coordinator import WriteOutcome
+from disperse.cluster.peer.server import NotCaughtUp
+from disperse.config import NodeConfig
+from disperse.node import Node
+from disperse.persist.datadir import DataDir
+from disperse.persist.log import DiskUnavailable
+from disperse.persist.service import Persistence
+from disperse.testing.node import makeNode
+
+from .helpers import NOW
+from .test_log import ControlledSyncer
+
+
+def _node(
+    path: Path, clock: Clock, fsync: str = "everysec", syncer: object = None
+) -> tuple[Node, Persistence]:
+    node = makeNode(NodeConfig(nodeName="solo", handoffTimeout=0), clock)
+    dataDir = DataDir.open(path, "solo")
+    persistence = Persistence(
+        dataDir,
+        node.store,
+        clock,
+        syncer or ControlledSyncer(),  # type: ignore[arg-type]
+        fsync,
+    )
+    node.persist(persistence)
+    return node, persistence
+
+
+def _clock() -> Clock:
+    clock = Clock()
+    clock.advance(NOW)
+    return clock
+
+
+def test_restartGivesTheKeysBack(tmp_path: Path) -> None:
+    clock = _clock()
+    syncer = ControlledSyncer()
+    node, persistence = _node(tmp_path, clock, syncer=syncer)
+    node.startService()
+    clock.advance(0)
+    assert not persistence.loading
+    for i in range(50):
+        node.put(f"k{i}", b"v%d" % i)
+    node.delete("k3")
+    clock.advance(0)
+    stopped = node.stopService()
+    while syncer.calls:
+        syncer.complete()
+    assert stopped.called
+
+    clock = _clock()
+    again, persistence = _node(tmp_path, clock)
+    assert again.replica.loading
+    again.startService()
+    clock.advance(0)
+    assert not persistence.loading and not again.replica.loading
+    outcome = again.get("k7")
+    assert not isinstance(outcome, Deferred)
+    assert outcome.value is not None and outcome.value.value == b"v7"
+    missing = again.get("k3")
+    assert not isinstance(missing, Deferred) and missing.value is None
+    assert persistence.report is not None and persistence.report.entries == 50
+
+
+def test_noReplicaReadsWhileLoading(tmp_path: Path) -> None:
+    """
+    Until loading ends, the replica answers no peer's read: what it holds
+    is not all it has.
+    """
+    clock = _clock()
+    node, persistence = _node(tmp_path, clock)
+    assert persistence.loading
+    with pytest.raises(NotCaughtUp):
+        node.replica.fetchLocal(["k"])
+    assert node.replica.countsLocal([0]) == [None]
+    node.startService()
+    clock.advance(0)
+    assert node.replica.fetchLocal(["k"]) == [None]
+
+
+def test_alwaysAcknowledgesOnceSynced(tmp_path: Path) -> None:
+    clock = _clock()
+    syncer = ControlledSyncer()
+    node, _ = _node(tmp_path, clock, "always", syncer)
+    node.startService()
+    clock.advance(0)
+    written = node.put("k", b"v")
+    assert isinstance(written, Deferred)
+    outcomes: list[WriteOutcome] = []
+    written.addCallback(outcomes.append)
+    clock.advance(0)
+    assert outcomes == []
+    syncer.complete()
+    assert len(outcomes) == 1 and outcomes[0].ok
+
+
+def test_failedDiskRefusesWrites(tmp_path: Path) -> None:
+    clock = _clock()
+    node, persistence = _node(tmp_path, clock)
+    node.startService()
+    clock.advance(0)
+    persistence.journal.failed = DiskUnavailable("cannot write: No space left")
+    with pytest.raises(DiskUnavailable):
+        node.put("k", b"v")
+    with pytest.raises(DiskUnavailable):
+        node.replica.applyLocal([("k", b"")])
+    outcome = node.get("k")
+    assert not isinstance(outcome, Deferred) and outcome.ok
