@@ -11,7 +11,8 @@ HTTP_PORT ?= 8000
 REDIS_PORT ?= 6380
 BIND ?= 127.0.0.1
 
-.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster bench-resp clean fuzz
+.PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster bench-resp \
+	bench-durability clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +65,7 @@ unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 # Benchmarks need wrk (Debian package) and taskset; see bench/README.md.
-bench: bench-http bench-memory bench-cluster bench-resp
+bench: bench-http bench-memory bench-cluster bench-resp bench-durability
 
 bench-http: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -88,6 +89,15 @@ bench-resp: $(VENV)/.installed-test
 	@command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null \
 		|| (apt-get update -qq && apt-get install -y -qq redis-server redis-tools)
 	$(BIN)/python bench/resp
+
+# What persistence costs and buys: throughput by fsync mode, restart time
+# next to redis-server loading an RDB and an AOF (Debian's redis-server and
+# redis-tools, installed when missing), disk space, stalls during a
+# snapshot; see bench/README.md.
+bench-durability: $(VENV)/.installed-test
+	@command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq redis-server redis-tools)
+	$(BIN)/python bench/durability
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -17,11 +17,13 @@ from twisted.trial.unittest import SynchronousTestCase
 MODULES = (
     "bench._bench_cluster_http",
     "bench._bench_cluster_repair",
+    "bench._bench_durability",
     "bench._bench_gossip_cluster",
     "bench._bench_http",
     "bench._bench_memory",
     "bench._bench_resp",
     "bench._resp_load",
+    "bench._resp_ping",
     "bench._resp_profile",
 )
 
@@ -186,3 +188,83 @@ class RespBenchTests(SynchronousTestCase):
             status = main(["--commands", "64", "--keyspace", "16", "--tests", "get"])
         self.assertEqual(status, 0)
         self.assertIn("GET  -P 16", out.getvalue())
+
+
+class DurabilityTests(SynchronousTestCase):
+    """
+    bench/durability subtracts each server's empty start from its restarts,
+    compares the node's load time with Redis's, and reads stalls off the
+    pinger's samples.
+    """
+
+    def test_values(self) -> None:
+        from bench._bench_durability import VALUE_BYTES, key_name, live_bytes, value_of
+
+        self.assertEqual(len(value_of(7)), VALUE_BYTES)
+        self.assertNotEqual(value_of(7), value_of(7, generation=1))
+        self.assertNotEqual(value_of(7), value_of(8))
+        self.assertEqual(live_bytes(3), 3 * (len(key_name(0)) + VALUE_BYTES))
+
+    def test_restartGoals(self) -> None:
+        from bench._bench_durability import (
+            Restart,
+            Served,
+            net_restarts,
+            restart_goals,
+        )
+
+        def restart(
+            system: str, how: str, keys: int, rep: int, seconds: float | None
+        ) -> Restart:
+            served = Served(seconds, 0.1, 0.1, keys if seconds else 0)
+            rate = 500_000.0 if how == "kill" else None
+            return Restart(system, how, keys, rep, served, replay_per_s=rate)
+
+        restarts = [
+            restart("disperse", "empty", 0, 1, 1.0),
+            restart("disperse", "clean", 1000, 1, 1.5),
+            restart("disperse", "kill", 1000, 1, 1.9),
+            restart("redis", "empty-rdb", 0, 1, 0.01),
+            restart("redis", "rdb", 1000, 1, 0.21),
+            restart("redis", "empty-aof", 0, 1, 0.02),
+            restart("redis", "aof", 1000, 1, 0.32),
+            # A second repetition without its empty start: the median of
+            # the others stands in.
+            restart("disperse", "clean", 1000, 2, None),
+        ]
+        nets = net_restarts(restarts)
+        self.assertAlmostEqual(nets[("disperse", "clean", 1000)][0], 0.5)
+        self.assertAlmostEqual(nets[("redis", "rdb", 1000)][0], 0.2)
+        goals = {g.name: g for g in restart_goals(restarts)[0]}
+        rdb = goals["load time, 1,000 keys, clean stop, vs Redis RDB"]
+        self.assertEqual((rdb.measured, rdb.ok), ("2.50x", True))
+        aof = goals["load time, 1,000 keys, kill -9, vs Redis AOF"]
+        self.assertEqual((aof.measured, aof.ok), ("3.00x", True))
+        kill = goals["load time, 1,000 keys, kill -9, vs Redis RDB"]
+        self.assertEqual((kill.measured, kill.ok), ("4.50x", False))
+        # The second clean restart never served every key.
+        failed = goals["1,000 keys after clean stop: all served"]
+        self.assertEqual((failed.measured, failed.ok), ("1 of 2", False))
+        replay = goals["replay rate after kill -9, 1,000 keys (/stats)"]
+        self.assertTrue(replay.ok)
+
+    def test_pingWindows(self) -> None:
+        from bench._bench_durability import in_window
+
+        samples = [[float(i), 0.001] for i in range(100)]
+        samples[50][1] = 0.040
+        during = in_window(samples, 45.0, 60.0)
+        self.assertEqual(during.count, 16)
+        self.assertEqual(during.max_ms, 40.0)
+        self.assertEqual(during.p50_ms, 1.0)
+        self.assertEqual(in_window(samples, 0.0, 40.0).max_ms, 1.0)
+
+    def test_nodeFigures(self) -> None:
+        from bench._bench_durability import node_longest_ms, replay_rate
+
+        self.assertEqual(node_longest_ms({"longestSliceMs": 4.5}), 4.5)
+        self.assertEqual(node_longest_ms({"seconds": 2, "longestSlice": 0.003}), 3.0)
+        self.assertIsNone(node_longest_ms({"seconds": 2}))
+        stats = {"loading": False, "replayRecords": 800, "replaySeconds": 2.0}
+        self.assertEqual(replay_rate(stats), 400.0)
+        self.assertIsNone(replay_rate({"replayRecords": 0, "replaySeconds": 0.0}))
