@@ -75,11 +75,10 @@ from disperse.testing.cluster import (
     ClusterError,
     NodeProcess,
     ProcessSet,
-    childEnv,
+    checkNodePlugin,
     freePorts,
     getJSON,
     httpRequest,
-    tool,
 )
 
 PARTS = ("throughput", "restart", "space", "stalls")
@@ -277,20 +276,7 @@ def persistence_supported() -> bool:
     """
     Whether C{twistd disperse} takes C{--data-dir}.
     """
-    argv = [tool("twistd"), "disperse", "--help"]
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, timeout=60, check=False, env=childEnv()
-        )
-    except subprocess.TimeoutExpired as e:
-        raise BenchError("`twistd disperse --help` did not answer in 60 s") from e
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).decode(errors="replace").strip()
-        raise BenchError(
-            f"`twistd disperse --help` failed (exit {done.returncode}); is the "
-            "disperse package installed?\n" + "\n".join(tail.splitlines()[-8:])
-        )
-    return b"--data-dir" in done.stdout
+    return "--data-dir" in checkNodePlugin()
 
 
 @dataclass

@@ -177,9 +177,10 @@ def childEnv(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def checkNodePlugin() -> None:
+def checkNodePlugin() -> str:
     """
-    Fail early, with a readable message, when C{twistd disperse} cannot run.
+    Fail early, with a readable message, when C{twistd disperse} cannot run;
+    its C{--help} text (the options this checkout's node takes).
     """
     argv = [tool("twistd"), "disperse", "--help"]
     try:
@@ -194,6 +195,7 @@ def checkNodePlugin() -> None:
             f"`{' '.join(argv)}` failed (exit {done.returncode}); is the disperse "
             "package installed?\n" + "\n".join(tail.splitlines()[-8:])
         )
+    return done.stdout.decode(errors="replace")
 
 
 def freePorts(count: int) -> list[int]:
