@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -79,6 +80,7 @@ from disperse.testing.cluster import (
     freePorts,
     getJSON,
     httpRequest,
+    logEvents,
 )
 
 PARTS = ("throughput", "restart", "space", "stalls")
@@ -106,6 +108,8 @@ SYNC_SETTLE_S = 2.0  # --fsync everysec: the last acknowledged write is synced
 STOP_TIMEOUT_S = 120.0
 FILL_BATCH = 1000
 FILL_WINDOW = 2  # batches in flight
+PLOT_FLOOR_S = 1e-3
+LISTENING = re.compile(r"HTTP API listening on")
 PING_INTERVAL_S = 0.001
 PING_LEAD_S = 0.5  # pings before and after a snapshot, around its window
 SNAPSHOT_TIMEOUT_S = 600.0
@@ -341,6 +345,7 @@ class DNode:
             ports,
             None,
             self.args(plan.extra),
+            precise=True,
         )
         return self.node.proc
 
@@ -386,34 +391,21 @@ def persistence_of(stats: Mapping[str, Any]) -> dict[str, Any]:
     return dict(section) if isinstance(section, Mapping) else {}
 
 
-def first_number(data: Mapping[str, Any], *words: str) -> float | None:
-    """
-    The first number in C{data} (one level of nesting) whose name holds
-    every one of C{words}, case aside.
-    """
-    for name, value in data.items():
-        if isinstance(value, Mapping):
-            found = first_number(value, *words)
-            if found is not None:
-                return found
-        elif (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and all(w in name.lower() for w in words)
-        ):
-            return float(value)
-    return None
-
-
 def replay_rate(persistence: Mapping[str, Any]) -> float | None:
     """
-    Records replayed per second at the last start, from C{/stats}.
+    Records read per second while the data directory loaded at the last
+    start (C{/stats} C{persistence.load}); C{None} when not reported.
     """
-    records = first_number(persistence, "replay", "record")
-    seconds = first_number(persistence, "replay", "second")
-    if records is None or not seconds:
+    load = persistence.get("load")
+    if not isinstance(load, Mapping):
         return None
-    return records / seconds
+    rate = load.get("recordsPerSecond")
+    if isinstance(rate, (int, float)) and rate > 0:
+        return float(rate)
+    records, seconds = load.get("records"), load.get("seconds")
+    if isinstance(records, int) and isinstance(seconds, (int, float)) and seconds > 0:
+        return records / seconds
+    return None
 
 
 @dataclass
@@ -620,6 +612,8 @@ class Restart:
     disk_bytes: int = 0
     replay_per_s: float | None = None
     persistence: dict[str, Any] = field(default_factory=dict)
+    listen_s: float | None = None  # from the start to "HTTP API listening"
+    node_load_s: float | None = None  # the node's own loading time (/stats)
 
 
 def disperse_restart(plan: Plan, keys: int, how: str, rep: int) -> Restart:
@@ -657,6 +651,7 @@ def disperse_restart(plan: Plan, keys: int, how: str, rep: int) -> Restart:
         node.stop(plan)
     finally:
         plan.scratch.remove(node.data_dir)
+    load = persistence.get("load")
     return Restart(
         "disperse",
         how,
@@ -668,7 +663,21 @@ def disperse_restart(plan: Plan, keys: int, how: str, rep: int) -> Restart:
         on_disk,
         replay_rate(persistence),
         persistence,
+        listen_s=listened(node),
+        node_load_s=load.get("seconds") if isinstance(load, Mapping) else None,
     )
+
+
+def listened(node: DNode) -> float | None:
+    """
+    When the node's latest start logged that its HTTP API listens, from
+    the start (its log has microsecond timestamps).
+    """
+    proc = node.proc
+    if proc.logPath is None:
+        return None
+    found = logEvents(proc.logPath, LISTENING)
+    return found[0][0] - proc.started if found else None
 
 
 def redis_restart(plan: Plan, keys: int, kind: str, rep: int) -> Restart:
@@ -723,8 +732,12 @@ def describe_restart(r: Restart, reps: int) -> str:
         extra += f", stopped in {r.stop_s:5.2f} s"
     if r.disk_bytes:
         extra += f", {r.disk_bytes / 1e6:6.1f} MB on disk"
+    if r.listen_s is not None:
+        extra += f", listening at {r.listen_s:.3f} s"
+    if r.node_load_s is not None:
+        extra += f", loaded in {r.node_load_s:.3f} s"
     if r.replay_per_s is not None:
-        extra += f", replay {r.replay_per_s / 1000:.0f}k records/s"
+        extra += f" ({r.replay_per_s / 1000:.0f}k records/s)"
     flag = f"  !! {s.problem}" if s.problem else ""
     return (
         f"rep {r.rep}/{reps} {r.keys:>9,} keys {what:16} serves all in {took}"
@@ -751,22 +764,20 @@ def net_restarts(
 ) -> dict[tuple[str, str, int], list[float]]:
     """
     Per (system, how, keys): each repetition's time to serve all keys less
-    the same system's empty start of that repetition (the median of the
-    empty starts when that one is missing).
+    the median of the same system's empty starts (one a repetition: the
+    median is steadier than any one of them, and start-up does not drift
+    the way req/s does).
     """
-    empty: dict[tuple[str, str, int], float] = {}
+    empties: dict[tuple[str, str], list[float]] = {}
     for r in restarts:
         if r.keys == 0 and r.served.serve_s is not None:
-            empty[(r.system, r.how, r.rep)] = r.served.serve_s
+            empties.setdefault((r.system, r.how), []).append(r.served.serve_s)
     out: dict[tuple[str, str, int], list[float]] = {}
     for r in restarts:
         if r.keys == 0 or r.served.serve_s is None:
             continue
-        kind = EMPTY_OF[(r.system, r.how)]
-        base = empty.get((r.system, kind, r.rep))
-        if base is None:
-            same = [v for (s, h, _), v in empty.items() if (s, h) == (r.system, kind)]
-            base = statistics.median(same) if same else 0.0
+        same = empties.get((r.system, EMPTY_OF[(r.system, r.how)]))
+        base = statistics.median(same) if same else 0.0
         out.setdefault((r.system, r.how, r.keys), []).append(r.served.serve_s - base)
     return out
 
@@ -791,6 +802,8 @@ def restart_table(restarts: Sequence[Restart]) -> str:
             gross = [r.served.serve_s for r in mine if r.served.serve_s is not None]
             net = nets.get((system, how, keys), [])
             rates = [r.replay_per_s for r in mine if r.replay_per_s is not None]
+            listens = [r.listen_s for r in mine if r.listen_s is not None]
+            own = [r.node_load_s for r in mine if r.node_load_s is not None]
             failed = len(mine) - len(gross)
             rows.append(
                 [
@@ -803,6 +816,8 @@ def restart_table(restarts: Sequence[Restart]) -> str:
                     f"{keys / statistics.median(net) / 1000:.0f}k"
                     if net and statistics.median(net) > 0
                     else "-",
+                    _med(listens, "{:.3f}"),
+                    _med(own, "{:.3f}"),
                     f"{statistics.median(rates) / 1000:.0f}k" if rates else "-",
                     _med([r.disk_bytes / 1e6 for r in mine], "{:.1f}"),
                     str(failed) if failed else "",
@@ -816,6 +831,8 @@ def restart_table(restarts: Sequence[Restart]) -> str:
         "load s",
         "min-max",
         "keys/s",
+        "listen s",
+        "node load s",
         "replay/s",
         "disk MB",
         "failed",
@@ -851,9 +868,12 @@ def plot_restarts(path: Path, restarts: Sequence[Restart]) -> Path | None:
         if not points:
             continue
         xs = [k for k, _ in points]
-        mids = [max(statistics.median(v), 1e-4) for _, v in points]
-        lows = [m - max(min(v), 1e-4) for m, (_, v) in zip(mids, points, strict=True)]
-        highs = [max(v) - m for m, (_, v) in zip(mids, points, strict=True)]
+        # A log axis: a load time at or below zero (the empty start's
+        # noise) is drawn at the floor.
+        clipped = [[max(x, PLOT_FLOOR_S) for x in v] for _, v in points]
+        mids = [statistics.median(v) for v in clipped]
+        lows = [m - min(v) for m, v in zip(mids, clipped, strict=True)]
+        highs = [max(v) - m for m, v in zip(mids, clipped, strict=True)]
         ax.errorbar(
             xs,
             mids,
@@ -1541,7 +1561,10 @@ def main(argv: Sequence[str]) -> int:
         goals += snapshot_goals(snap, "stalls" in args.parts, "space" in args.parts)
     plot = None
     if restarts:
-        plot = plot_restarts(bench.output.with_suffix(".png"), restarts)
+        try:
+            plot = plot_restarts(bench.output.with_suffix(".png"), restarts)
+        except (ValueError, OSError) as e:
+            print(f"The restart plot failed: {e!r}", file=sys.stderr)
     log_problems = scan_logs(plan.node_logs if plan else [], log_dir)
     results.update(
         throughput=[asdict(t) for t in runs],
@@ -1582,8 +1605,10 @@ def main(argv: Sequence[str]) -> int:
         print(
             "\nRestarts (medians; 'serves all': from the process's start until"
             " it answers, has ended loading, holds every key and a sample of"
-            f" {SAMPLE_KEYS} reads back; 'load': that less the same server's"
-            " empty start; 'replay/s': the node's own figure, /stats):\n"
+            f" {SAMPLE_KEYS} reads back; 'load': that less the median of the same"
+            " server's empty starts; 'listen': from the start to the node's"
+            " 'HTTP API listening' line; 'node load' and 'replay/s': the node's"
+            " own figures for loading its data directory, /stats):\n"
         )
         print(restart_table(restarts))
         if restart_rows:

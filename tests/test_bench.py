@@ -228,11 +228,13 @@ class DurabilityTests(SynchronousTestCase):
             restart("redis", "rdb", 1000, 1, 0.21),
             restart("redis", "empty-aof", 0, 1, 0.02),
             restart("redis", "aof", 1000, 1, 0.32),
-            # A second repetition without its empty start: the median of
-            # the others stands in.
+            restart("disperse", "empty", 0, 2, 1.2),
+            restart("disperse", "empty", 0, 3, 0.8),
+            # A restart that never served every key.
             restart("disperse", "clean", 1000, 2, None),
         ]
         nets = net_restarts(restarts)
+        # Less the median of the empty starts (0.8, 1.0, 1.2).
         self.assertAlmostEqual(nets[("disperse", "clean", 1000)][0], 0.5)
         self.assertAlmostEqual(nets[("redis", "rdb", 1000)][0], 0.2)
         goals = {g.name: g for g in restart_goals(restarts)[0]}
@@ -265,6 +267,8 @@ class DurabilityTests(SynchronousTestCase):
         self.assertEqual(node_longest_ms({"longestSliceMs": 4.5}), 4.5)
         self.assertEqual(node_longest_ms({"seconds": 2, "longestSlice": 0.003}), 3.0)
         self.assertIsNone(node_longest_ms({"seconds": 2}))
-        stats = {"loading": False, "replayRecords": 800, "replaySeconds": 2.0}
-        self.assertEqual(replay_rate(stats), 400.0)
-        self.assertIsNone(replay_rate({"replayRecords": 0, "replaySeconds": 0.0}))
+        load = {"records": 800, "seconds": 2.0, "recordsPerSecond": 400.0}
+        self.assertEqual(replay_rate({"loading": False, "load": load}), 400.0)
+        load = {"records": 800, "seconds": 2.0}
+        self.assertEqual(replay_rate({"load": load}), 400.0)
+        self.assertIsNone(replay_rate({"loading": True, "load": None}))
