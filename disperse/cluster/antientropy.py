@@ -75,6 +75,7 @@ from disperse.cluster.view import SETTLE_WINDOW, ClusterView
 from disperse.logs import logger
 from disperse.store import Record
 from disperse.store.counter import supersedes
+from disperse.store.integrity import reportDamaged
 from disperse.store.merkle import MerkleWalk
 from disperse.store.partition import PARTITION_COUNT
 
@@ -704,14 +705,21 @@ class AntiEntropy:
         now = store.nowMs()
         ours = dict(store.partitionRecords(partition, leaves))
         theirs: dict[str, Record] = {}
+        moved = False
         for key, record in remote:
             if record.expiresAtMs and record.expiresAtMs <= now:
+                continue
+            if not record.intact():
+                # Not taken, and as if the peer lacked it: ours is pushed
+                # in its place.
+                reportDamaged(store.integrity, "peer", key, "range", peer)
                 continue
             theirs[key] = record
             mine = ours.get(key)
             newer = mine is None or supersedes(record, mine)
             if pull and newer and store.merge(key, record, evict=False):
                 self.counters.keysPulled += 1
+                moved = True
         push = []
         for key, record in ours.items():
             held = theirs.get(key)
@@ -719,6 +727,13 @@ class AntiEntropy:
             # has: each side then takes the other's and merges.)
             if held is None or supersedes(record, held):
                 push.append((key, record))
+        if not push and not moved:
+            # The leaves differed, yet no record did: a tree that does not
+            # sum its entries (an entry damaged in memory and then
+            # overwritten or dropped, whose first digest could not be
+            # subtracted), or expired entries not swept yet. Ours is summed
+            # again; the peer does the same with its own when it compares.
+            store.integrity.leavesResummed += store.resumLeaves(partition, leaves)
         for start in range(0, len(push), PUSH_BATCH):
             applied = await self.peers.repair(peer, push[start : start + PUSH_BATCH])
             self.counters.keysPushed += sum(1 for done in applied if done)

@@ -38,6 +38,7 @@ from disperse.cluster.view import ClusterView, NoMajority
 from disperse.logs import logger
 from disperse.store import Record
 from disperse.store.counter import decodeState, joinRecords
+from disperse.store.integrity import reportDamaged
 from disperse.store.partition import PARTITION_COUNT, partitionOf
 
 # How often hints are offered to replicas that are back, and how many at once.
@@ -205,6 +206,9 @@ class _ReadRun:
         # newest, not towards the level.
         self.extras = extras
         self.answers: dict[str, Record | None] = {}
+        # Members that answered with a damaged copy: not an answer, but a
+        # replica to repair once the read knows the newest record.
+        self.damaged: list[str] = []
         # Members asked that have not answered, nor failed, yet.
         self.waiting: list[str] = []
         self.waitAll = False
@@ -233,7 +237,18 @@ class _ReadRun:
         if slow:
             # It answers again: reads may ask it first again.
             slow.pop(member, None)
-        self.answers[member] = records[0] if records else None
+        record = records[0] if records else None
+        if record is not None and not record.intact():
+            # Not an answer: another replica is asked in its place, and
+            # this one is repaired with what the read finds.
+            reportDamaged(self.coordinator.integrity, "peer", self.key, "read", member)
+            self.damaged.append(member)
+            if not self.done.called:
+                self.ask(1)
+                if not self.waiting:
+                    self.finish()
+            return
+        self.answers[member] = record
         if (len(self.answers) >= self.required and not self.waitAll) or not (
             self.waiting or self.candidates
         ):
@@ -340,6 +355,7 @@ class Coordinator:
         self._settledAt = view.settledAt
         self._departed = view.departed
         self._store = replica.store
+        self.integrity = replica.store.integrity
         self._held = replica.held
         self._holding = replica.holding
         self._replica = replica
@@ -665,6 +681,10 @@ class Coordinator:
                     # Older (newest is the largest), or for a counter a
                     # copy that lacks some of the others' increments.
                     self._repair(member, run.key, newest)
+            for member in run.damaged:
+                # Its copy takes an intact one in its place, whatever their
+                # versions (Store.merge).
+                self._repair(member, run.key, newest)
             if expired and not run.keepExpired:
                 newest = None
         answered = len(run.answers)

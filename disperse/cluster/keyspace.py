@@ -615,7 +615,10 @@ class Keyspace:
     ) -> list[tuple[str, Record]]:
         """
         C{member}'s records of C{leaves} of C{partition}, asked again in
-        halves when an answer may have been cut at the range limits.
+        halves when an answer may have been cut at the range limits. Their
+        values are not used, only their keys, versions and expiry, so a
+        damaged one (L{Record.intact}) is listed all the same: its key is
+        there; reads and anti-entropy find and repair the damage.
         """
         records = await self._peers.range(member, partition, leaves)
         if len(records) >= RANGE_MAX_RECORDS or (

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from disperse.cluster.peer.server import NotCaughtUp
+from disperse.cluster.peer.server import DamagedRecords, NotCaughtUp
 from disperse.logs import logger
 from disperse.store import Record, Store
+from disperse.store.integrity import reportDamaged
 from disperse.store.merkle import Digests
 from disperse.store.partition import PARTITION_COUNT, partitionOf
+from disperse.store.record import intact
 
 # A partition this node newly holds is not read from here until it caught
 # up with the replicas that held it before, or for at most this long: a
@@ -77,20 +79,40 @@ class Replica:
     # Serving coordinators
 
     def applyLocal(
-        self, records: Iterable[tuple[str, bytes]], evict: bool = True
+        self,
+        records: Iterable[tuple[str, bytes]],
+        evict: bool = True,
+        sender: str = "a peer",
     ) -> list[bool]:
         """
         Merge records another node sent, encoded as on the wire
-        (L{Record.encode}); whether each changed this replica.
+        (L{Record.encode}); whether each changed this replica. Each is
+        checked against its content hash first: a damaged one is not
+        merged (counted and logged), and once the others are merged the
+        call fails, so that the sender does not count it acknowledged and
+        sends it again (a coordinator's hint, the next repair).
 
         @param evict: C{False} for a repair: a key with no entry here is
             taken only if that evicts nothing (L{Store.merge}).
+        @param sender: who sent them, for the log: a member's name or its
+            address.
         @raise ValueError: for a blob too short to be a record.
+        @raise DamagedRecords: if some record was damaged (the others were
+            merged).
         """
         self.checkWritable()
         merge = self.store.mergeEncoded
-        applied = [merge(key, blob, evict) for key, blob in records]
+        applied = []
+        damaged = 0
+        for key, blob in records:
+            if intact(blob):
+                applied.append(merge(key, blob, evict))
+            else:
+                reportDamaged(self.store.integrity, "peer", key, "apply", sender)
+                damaged += 1
         self.counters.applied += sum(applied)
+        if damaged:
+            raise DamagedRecords(damaged)
         return applied
 
     def fetchLocal(self, keys: Iterable[str]) -> list[bytes | None]:

@@ -48,6 +48,11 @@ class IntegrityCounters:
     @ivar replaced: damaged entries of this store that an intact copy
         replaced before the scrub reached them (a repair, whatever its
         version).
+    @ivar leavesResummed: leaves of this store's Merkle trees found not to
+        sum their entries (by an exchange that found them differing from a
+        peer's while no record did) and summed again: what an entry
+        damaged in memory leaves behind once it is overwritten, expired or
+        evicted before the scrub found it.
     """
 
     peer: int = 0
@@ -56,6 +61,7 @@ class IntegrityCounters:
     scrubbed: int = 0
     scrubPasses: int = 0
     replaced: int = 0
+    leavesResummed: int = 0
 
     def failures(self) -> dict[Source, int]:
         """

@@ -247,16 +247,23 @@ class MerkleTree:
         leaves[leaf] = (leaves[leaf] + delta) & _MASK
         self._dirty.add(leaf >> self._bits)
 
-    def setLeaf(self, leaf: int, digest: int) -> None:
+    def setLeaf(self, leaf: int, digest: int) -> bool:
         """
         Make C{digest} the digest of C{leaf}: for a caller that summed the
         digests of the leaf's entries again, because one of them changed in
         a way it could not subtract (an entry damaged in memory, whose
         digest when it was added is unknown). The count of entries is the
         caller's to keep.
+
+        @return: whether the leaf held another digest.
         """
-        self._leaves[leaf] = digest & _MASK
+        digest &= _MASK
+        leaves = self._leaves
+        if leaves[leaf] == digest:
+            return False
+        leaves[leaf] = digest
         self._dirty.add(leaf >> self._bits)
+        return True
 
     def updateBlobs(self, key: str, old: bytes | None, new: bytes | None) -> None:
         """

@@ -932,6 +932,23 @@ class Store:
                 damaged.append(key)
         return damaged
 
+    def resumLeaves(self, partition: int, leaves: Iterable[int]) -> int:
+        """
+        Sum the digests of C{leaves} of C{partition}'s tree again from the
+        entries they hold: for a caller that found a leaf differing from a
+        peer's while their records did not. One pass over the partition.
+
+        @return: how many leaves held another digest.
+        """
+        wanted = set(leaves)
+        sums = dict.fromkeys(wanted, 0)
+        for key, blob in self._parts[partition].items():
+            leaf = leafHash(key) >> _LEAF_SHIFT
+            if leaf in wanted:
+                sums[leaf] += blobDigest(key, _shared(blob))
+        tree = self.partitionTree(partition)
+        return sum(tree.setLeaf(leaf, digest) for leaf, digest in sums.items())
+
     def _removeDamaged(self, partition: int, key: str, blob: bytes) -> None:
         """
         Remove C{blob}, the entry of C{key} in C{partition}, found damaged.

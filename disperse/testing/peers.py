@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from disperse.cluster.replica import Replica
 from disperse.store import Record
 from disperse.store.merkle import Digests
+from disperse.testing.damage import flipped
 
 T = TypeVar("T")
 
@@ -28,6 +29,10 @@ class MemoryPeerNetwork:
     @ivar silent: names of nodes that never answer (a paused process); calls
         to them fail after C{timeout}.
     @ivar cut: C{(source, target)} pairs that cannot talk (a partition).
+    @ivar damaging: C{(sender, receiver)} pairs over which every record
+        arrives damaged, a byte of its value flipped
+        (L{disperse.testing.damage.flipped}): records a node sends in a
+        write or repair, or answers a read or range with.
     @ivar calls: how many calls each C{(source, target)} made.
     """
 
@@ -41,6 +46,7 @@ class MemoryPeerNetwork:
         self.down: set[str] = set()
         self.silent: set[str] = set()
         self.cut: set[tuple[str, str]] = set()
+        self.damaging: set[tuple[str, str]] = set()
         self.calls: dict[tuple[str, str], int] = {}
 
     def client(self, source: str) -> MemoryPeerClient:
@@ -53,6 +59,12 @@ class MemoryPeerNetwork:
 
     def heal(self) -> None:
         self.cut.clear()
+
+    def carry(self, sender: str, receiver: str, blob: bytes) -> bytes:
+        """
+        Encoded record C{blob} as C{receiver} gets it from C{sender}.
+        """
+        return flipped(blob) if (sender, receiver) in self.damaging else blob
 
     def call(
         self, source: str, target: str, work: Callable[[Replica], T]
@@ -98,10 +110,24 @@ class MemoryPeerClient:
     def apply(
         self, member: str, records: Sequence[tuple[str, Record]]
     ) -> Deferred[Any]:
-        copies = [(key, record.encode()) for key, record in records]
+        copies = self._copies(member, records)
         return self._network.call(
-            self._source, member, lambda node: node.applyLocal(copies)
+            self._source,
+            member,
+            lambda node: node.applyLocal(copies, sender=self._source),
         )
+
+    def _copies(
+        self, member: str, records: Sequence[tuple[str, Record]]
+    ) -> list[tuple[str, bytes]]:
+        carry = self._network.carry
+        return [
+            (key, carry(self._source, member, record.encode()))
+            for key, record in records
+        ]
+
+    def _decode(self, member: str, blob: bytes) -> Record:
+        return Record.decode(self._network.carry(member, self._source, blob))
 
     def fetch(self, member: str, keys: Sequence[str]) -> Deferred[list[Record | None]]:
         wanted = list(keys)
@@ -109,7 +135,7 @@ class MemoryPeerClient:
             self._source,
             member,
             lambda node: [
-                None if blob is None else Record.decode(blob)
+                None if blob is None else self._decode(member, blob)
                 for blob in node.fetchLocal(wanted)
             ],
         )
@@ -146,7 +172,7 @@ class MemoryPeerClient:
             self._source,
             member,
             lambda node: [
-                (key, Record.decode(record.encode()))
+                (key, self._decode(member, record.encode()))
                 for key, record in node.rangeLocal(partition, wanted)
             ],
         )
@@ -154,9 +180,11 @@ class MemoryPeerClient:
     def repair(
         self, member: str, records: Sequence[tuple[str, Record]]
     ) -> Deferred[Any]:
-        copies = [(key, record.encode()) for key, record in records]
+        copies = self._copies(member, records)
         return self._network.call(
-            self._source, member, lambda node: node.applyLocal(copies, evict=False)
+            self._source,
+            member,
+            lambda node: node.applyLocal(copies, evict=False, sender=self._source),
         )
 
 

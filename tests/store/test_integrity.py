@@ -10,12 +10,14 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from disperse.logs import fingerprint
 from disperse.store import Record, Store
 from disperse.store.counter import counterRecord, increment
 from disperse.store.hlc import fromMs
-from disperse.store.integrity import SOURCES, IntegrityCounters, Scrub
+from disperse.store.integrity import SOURCES, IntegrityCounters, Scrub, reportDamaged
 from disperse.store.partition import PARTITION_COUNT, partitionOf
 from disperse.store.record import (
     EMPTY_HASH,
@@ -342,6 +344,27 @@ class ScrubTests(SynchronousTestCase):
 
 
 class CountersTests(SynchronousTestCase):
+    def test_reported(self) -> None:
+        """
+        Each damaged record is counted by source and logged as a warning
+        with the key's fingerprint (never the key), the member and what
+        found it.
+        """
+        counters = IntegrityCounters()
+        with capturedLogs() as events:
+            reportDamaged(counters, "peer", "secret-key", "read", "b")
+            reportDamaged(counters, "disk", "other", "load")
+        self.assertEqual(counters.failures(), {"peer": 1, "scrub": 0, "disk": 1})
+        warnings = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(warnings), 2)
+        first = warnings[0]
+        self.assertEqual(first["key"], fingerprint(b"secret-key"))
+        self.assertEqual(
+            (first["member"], first["source"], first["what"]), ("b", "peer", "read")
+        )
+        self.assertNotIn("secret-key", formatEvent(first))
+        self.assertEqual(warnings[1]["member"], "this node")
+
     def test_sources(self) -> None:
         self.assertEqual(SOURCES, ("peer", "scrub", "disk"))
         self.assertEqual(

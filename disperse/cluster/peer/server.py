@@ -69,6 +69,18 @@ class NotCaughtUp(Exception):
     """
 
 
+class DamagedRecords(ValueError):
+    """
+    Some records of a call did not match their content hashes: they were
+    not merged (the others were), and the call fails so that the sender
+    sends them again.
+    """
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} damaged records not applied")
+        self.count = count
+
+
 class LocalReplica(Protocol):
     """
     What the server asks of this node's replica (in a node,
@@ -77,13 +89,19 @@ class LocalReplica(Protocol):
     """
 
     def applyLocal(
-        self, records: Sequence[tuple[str, bytes]], evict: bool = True
+        self,
+        records: Sequence[tuple[str, bytes]],
+        evict: bool = True,
+        sender: str = "a peer",
     ) -> Sequence[bool]:
         """
         Merge C{records}; whether each changed the replica.
 
         @param evict: C{False} for a repair: a key with no entry here is
             taken only if that evicts nothing.
+        @param sender: the caller, for logs.
+        @raise DamagedRecords: for records that did not match their content
+            hashes (not merged; the others were).
         @raise ValueError: for a record that is not one.
         """
 
@@ -133,15 +151,17 @@ class LocalReplica(Protocol):
         """
 
 
-# One handler per kind of call: the request body (and the query) in, the
-# response body out. Each raises ValueError (ProtocolError among them) for
-# a request that is not valid.
+# One handler per kind of call: the request body (and the query, and the
+# caller's address for logs) in, the response body out. Each raises
+# ValueError (ProtocolError among them) for a request that is not valid.
 
 
-def _apply(replica: LocalReplica, body: bytes, query: bytes) -> bytes | Deferred[bytes]:
+def _apply(
+    replica: LocalReplica, body: bytes, query: bytes, client: str
+) -> bytes | Deferred[bytes]:
     records = ApplyRequest.decode(body).records
     # A repair (anti-entropy) must not evict to take a key.
-    applied = replica.applyLocal(records, evict=query != REPAIR_QUERY)
+    applied = replica.applyLocal(records, evict=query != REPAIR_QUERY, sender=client)
     answer = ApplyResponse(tuple(applied)).encode()
     synced = replica.whenSynced()
     if synced is None:
@@ -149,34 +169,34 @@ def _apply(replica: LocalReplica, body: bytes, query: bytes) -> bytes | Deferred
     return synced.addCallback(lambda _: answer)
 
 
-def _fetch(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+def _fetch(replica: LocalReplica, body: bytes, query: bytes, client: str) -> bytes:
     keys = FetchRequest.decode(body).keys
     return FetchResponse(tuple(replica.fetchLocal(keys))).encode()
 
 
-def _roots(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+def _roots(replica: LocalReplica, body: bytes, query: bytes, client: str) -> bytes:
     partitions = RootsRequest.decode(body).partitions
     return RootsResponse(tuple(replica.rootsLocal(partitions))).encode()
 
 
-def _counts(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+def _counts(replica: LocalReplica, body: bytes, query: bytes, client: str) -> bytes:
     partitions = CountsRequest.decode(body).partitions
     return CountsResponse(tuple(replica.countsLocal(partitions))).encode()
 
 
-def _digest(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+def _digest(replica: LocalReplica, body: bytes, query: bytes, client: str) -> bytes:
     asked = DigestRequest.decode(body)
     digests = replica.digestsLocal(asked.partition, asked.level, asked.nodes)
     return DigestResponse.fromDigests(digests).encode()
 
 
-def _range(replica: LocalReplica, body: bytes, query: bytes) -> bytes:
+def _range(replica: LocalReplica, body: bytes, query: bytes, client: str) -> bytes:
     wanted = RangeRequest.decode(body)
     inRange = replica.rangeLocal(wanted.partition, wanted.leaves)
     return RangeResponse(tuple((key, r.encode()) for key, r in inRange)).encode()
 
 
-Handler = Callable[[LocalReplica, bytes, bytes], bytes | Deferred[bytes]]
+Handler = Callable[[LocalReplica, bytes, bytes, str], bytes | Deferred[bytes]]
 
 HANDLERS: dict[str, Handler] = {
     "apply": _apply,
@@ -231,7 +251,7 @@ class PeerAPI:
         if handler is None:
             return self.refusal(client, 404, "no such call")
         try:
-            answer = handler(self._replica, body, query)
+            answer = handler(self._replica, body, query, client)
         except Exception as e:
             return self._failed(e, client)
         if isinstance(answer, Deferred):
@@ -247,6 +267,10 @@ class PeerAPI:
             return 503, TEXT, b"catching up"
         if isinstance(error, DiskUnavailable):
             return 507, TEXT, str(error).encode("utf-8")
+        if isinstance(error, DamagedRecords):
+            # Each record was logged and counted already.
+            self.refused += 1
+            return 422, TEXT, str(error).encode("utf-8")
         if isinstance(error, ValueError):
             # ProtocolError, and a partition, level or node outside the
             # tree.

@@ -57,6 +57,7 @@ from disperse.security.limits import REASONS, HTTPLimits
 from disperse.store import Record
 from disperse.store.merkle import Digests
 from disperse.store.partition import partitionOf
+from disperse.testing.damage import flipped
 from disperse.testing.node import makeNode
 from disperse.testing.peerserver import CLIENT, peerConnection, peerServer
 
@@ -295,6 +296,23 @@ class DispatchTests(_ServerTestCase):
         assert record is not None
         self.assertEqual(record.value, b"v")
 
+    def test_damagedRecordRefused(self) -> None:
+        """
+        An apply whose record fails its content hash: the record is not
+        merged, the call is answered 422 (the sender counts no
+        acknowledgement), and the damage is counted; the intact records of
+        the same call are merged.
+        """
+        good = self.node.store.newRecord(b"good").encode()
+        bad = flipped(self.node.store.newRecord(b"bad").encode())
+        body = ApplyRequest((("k1", good), ("k2", bad))).encode()
+        code, reason = self.post(b"/internal/v1/apply", body)
+        self.assertEqual((code, reason), (422, b"1 damaged records not applied"))
+        self.assertIsNotNone(self.node.getLocal("k1"))
+        self.assertIsNone(self.node.getLocal("k2"))
+        self.assertEqual(self.node.store.integrity.peer, 1)
+        self.assertEqual(self.api.refused, 1)
+
     def test_unsigned(self) -> None:
         code, _ = self.post(b"/internal/v1/apply", self.applyBody(), signed=False)
         self.assertEqual(code, 401)
@@ -342,6 +360,7 @@ class _Replica:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
+        self.senders: list[str] = []
         self.error: Exception | None = None
         # What applies wait on before they are answered (--fsync always).
         self.synced: Deferred[None] | None = None
@@ -355,8 +374,12 @@ class _Replica:
             raise self.error
 
     def applyLocal(
-        self, records: Sequence[tuple[str, bytes]], evict: bool = True
+        self,
+        records: Sequence[tuple[str, bytes]],
+        evict: bool = True,
+        sender: str = "a peer",
     ) -> list[bool]:
+        self.senders.append(sender)
         self._called("apply", (records, evict))
         return [True] * len(records)
 
