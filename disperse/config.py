@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from disperse.cluster.placement import Replicas
 from disperse.gossip.config import GossipSettings
+from disperse.store.integrity import DEFAULT_SCRUB_RATE
 
 
 def nodeIdFor(nodeName: str) -> int:
@@ -68,6 +69,9 @@ class NodeConfig:
     # only. When the log is synced: always, everysec or no (--fsync).
     dataDir: str | None = None
     fsync: str = "everysec"
+    # Stored entries re-checked against their content hashes a second
+    # (disperse.store.scrubber); 0 turns the scrub off.
+    scrubRate: int = DEFAULT_SCRUB_RATE
 
     @property
     def httpsAPI(self) -> bool:

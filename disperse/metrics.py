@@ -198,6 +198,7 @@ class NodeCollector(Collector):
         yield from self._gossip()
         yield from self._replication()
         yield from self._antiEntropy()
+        yield from self._integrity()
         yield _counter(
             "disperse_rate_limited_total",
             "Requests refused by the rate limiter.",
@@ -549,6 +550,42 @@ class NodeCollector(Collector):
             "Partition exchanges waiting to run.",
             stats["queued"],
         )
+
+    def _integrity(self) -> Iterator[Metric]:
+        counters = self._node.store.integrity
+        failures = CounterMetricFamily(
+            "disperse_integrity_failures_total",
+            "Records found damaged (their value does not match their content"
+            " hash) and discarded, by where: in a copy from another node, by the"
+            " scrub of this node's memory, read back from this node's disk.",
+            labels=["source"],
+        )
+        for source, count in counters.failures().items():
+            failures.add_metric([source], count)
+        yield failures
+        for name, documentation, value in (
+            (
+                "scrubbed",
+                "Stored entries the scrub checked against their content hashes.",
+                counters.scrubbed,
+            ),
+            (
+                "scrub_passes",
+                "Passes of the scrub over the whole store.",
+                counters.scrubPasses,
+            ),
+            (
+                "replaced",
+                "Damaged entries here that an intact copy from a repair replaced.",
+                counters.replaced,
+            ),
+            (
+                "leaves_resummed",
+                "Merkle leaves here found not to sum their entries, summed again.",
+                counters.leavesResummed,
+            ),
+        ):
+            yield _counter(f"disperse_integrity_{name}_total", documentation, value)
 
 
 class RespCollector(Collector):

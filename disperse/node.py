@@ -47,6 +47,7 @@ from disperse.gossip.swim import Member
 from disperse.logs import fingerprint, logger
 from disperse.persist.service import Persistence
 from disperse.store import Record, Store, ValueTooLarge
+from disperse.store.scrubber import Scrubber
 from disperse.store.sweeper import ExpirySweeper
 
 # Hints a coordinator keeps for replicas that missed writes: an eighth of
@@ -224,6 +225,7 @@ class Node(MultiService):
         self._sweeper = ExpirySweeper(self.store, clock)
         # The data directory, when the node has one (--data-dir).
         self.persistence: Persistence | None = None
+        self.scrubber = Scrubber(self.store, clock, config.scrubRate)
         view.addTableListener(self._tableChanged)
         directory.watch(self)
 
@@ -252,6 +254,7 @@ class Node(MultiService):
     def startService(self) -> None:
         super().startService()
         self._sweeper.start()
+        self.scrubber.start()
         self.coordinator.start()
         if self.persistence is None:
             self.antiEntropy.start()
@@ -277,6 +280,7 @@ class Node(MultiService):
         # while its partitions are handed off; then it leaves.
         def stopRest(_: object) -> Any:
             self._sweeper.stop()
+            self.scrubber.stop()
             self.view.stop()
             self.antiEntropy.stop()
             self.coordinator.stop()
@@ -717,6 +721,10 @@ class Node(MultiService):
             "table": self.view.table.digest(),
         }
         stats["antiEntropy"] = self.antiEntropy.stats()
+        stats["integrity"] = {
+            "scrubRate": self.scrubber.rate,
+            **asdict(self.store.integrity),
+        }
         if self.respStats is not None:
             stats["redis"] = self.respStats.summary()
         if self.persistence is not None:

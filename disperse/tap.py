@@ -56,6 +56,7 @@ from disperse.security.limits import HTTPLimits
 from disperse.security.options import SECURITY_OPTIONS, SecurityConfig, parseSecurity
 from disperse.security.tls import TLSConfigError, loadClusterTLS
 from disperse.security.wiring import TokenReloader, makeLimits, warnIfOpen
+from disperse.store.integrity import DEFAULT_SCRUB_RATE
 from disperse.units import parseDuration, parseHostPort, parsePort, parseSize
 from disperse.web.api import JSON_BODY_SLACK, CacheAPI
 from disperse.web.auth import RequestGuard, makeGuard
@@ -306,6 +307,13 @@ class Options(usage.Options):
             " next owners (0: leave at once).",
         ],
         [
+            "scrub-rate",
+            None,
+            str(DEFAULT_SCRUB_RATE),
+            "Stored entries re-checked against their content hashes a second"
+            " (0: no scrub).",
+        ],
+        [
             "cluster-secret",
             None,
             None,
@@ -459,6 +467,14 @@ class Options(usage.Options):
         self["advertise"] = _resolveAddress(self["advertise"])
         self["gossip"] = self._gossipSettings()
         self._replication()
+        try:
+            self["scrub-rate"] = int(self["scrub-rate"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--scrub-rate: {self['scrub-rate']!r} is not a whole number"
+            ) from None
+        if self["scrub-rate"] < 0:
+            raise usage.UsageError("--scrub-rate must not be negative")
         offset = self._environ.get(CLOCK_OFFSET_VARIABLE, "0") or "0"
         try:
             self["clock-offset"] = float(offset)
@@ -626,6 +642,7 @@ class Options(usage.Options):
             handoffTimeout=self["handoff-timeout"],
             dataDir=self["data-dir"],
             fsync=self["fsync"],
+            scrubRate=self["scrub-rate"],
         )
 
 

@@ -189,6 +189,11 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
                 "disperse_antientropy_repairs": "counter",
                 "disperse_antientropy_in_flight": "gauge",
                 "disperse_antientropy_queued": "gauge",
+                "disperse_integrity_failures": "counter",
+                "disperse_integrity_scrubbed": "counter",
+                "disperse_integrity_scrub_passes": "counter",
+                "disperse_integrity_replaced": "counter",
+                "disperse_integrity_leaves_resummed": "counter",
                 "disperse_rate_limited": "counter",
                 "disperse_peer_calls_served": "counter",
                 "disperse_peer_calls_refused": "counter",
@@ -398,6 +403,27 @@ class NodeMetricsTests(MetricsTestsMixin, SynchronousTestCase):
         self.assertEqual(value(samples, events, event="joined"), 1)
         self.assertEqual(value(samples, events, event="failed"), 2)
         self.assertEqual(value(samples, events, event="left"), 0)
+
+    def test_integrity(self) -> None:
+        """
+        Damaged records by source, and what the scrub checked: one series
+        per source, present at zero.
+        """
+        integrity = self.node.store.integrity
+        integrity.peer = 2
+        integrity.disk = 1
+        integrity.scrubbed = 5000
+        _, samples = self.scrape()
+        failures = "disperse_integrity_failures_total"
+        self.assertEqual(value(samples, failures, source="peer"), 2)
+        self.assertEqual(value(samples, failures, source="scrub"), 0)
+        self.assertEqual(value(samples, failures, source="disk"), 1)
+        self.assertEqual(value(samples, "disperse_integrity_scrubbed_total"), 5000)
+        stats = self.node.stats()["integrity"]
+        self.assertEqual(
+            (stats["peer"], stats["disk"], stats["scrubbed"], stats["scrubRate"]),
+            (2, 1, 5000, 10_000),
+        )
 
     def test_registryPerNode(self) -> None:
         """

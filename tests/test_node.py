@@ -24,6 +24,7 @@ from disperse.node import Node, NotJoined
 from disperse.resp.stats import RespStats
 from disperse.tap import Options, makeService
 from disperse.testing import MemoryReactorWithUDP
+from disperse.testing.damage import damageEntry
 from disperse.testing.node import makeNode
 from disperse.web.api import CacheAPI
 
@@ -185,3 +186,27 @@ class PutUntilTests(SynchronousTestCase):
         node, _ = startNode("--peer", "127.0.0.1:7002")
         self.addCleanup(node.stopService)
         self.assertRaises(NotJoined, node.putUntil, "k", b"v", 0)
+
+
+class ScrubTests(SynchronousTestCase):
+    def test_scrubRunsWithTheNode(self) -> None:
+        """
+        The scrub starts and stops with the node, at C{--scrub-rate}, on the
+        node's clock: a damaged entry is found and removed.
+        """
+        node, reactor = startNode("--scrub-rate", "2000")
+        self.assertTrue(node.scrubber.running)
+        self.assertEqual(node.scrubber.rate, 2000)
+        node.putLocal("k", b"v")
+        damageEntry(node.store, "k")
+        reactor.pump([0.1] * 10)
+        self.assertEqual(node.store.integrity.scrub, 1)
+        self.assertIsNone(node.getLocal("k"))
+        node.stopService()
+        reactor.pump([0.1] * 10)
+        self.assertFalse(node.scrubber.running)
+
+    def test_off(self) -> None:
+        node, _ = startNode("--scrub-rate", "0")
+        self.addCleanup(node.stopService)
+        self.assertFalse(node.scrubber.running)

@@ -76,6 +76,7 @@ class OptionsTests(SynchronousTestCase):
                 "--replica-timeout=250ms",
                 "--read-retry-after=40ms",
                 "--forget-departed=2m",
+                "--scrub-rate=500",
                 "--cluster-secret=sixteen chars or more",
             ]
         )
@@ -98,6 +99,7 @@ class OptionsTests(SynchronousTestCase):
                 replicaTimeout=0.25,
                 readRetryAfter=0.04,
                 forgetDeparted=120.0,
+                scrubRate=500,
                 clusterSecret=deriveSecret("sixteen chars or more"),
             ),
         )
@@ -157,6 +159,8 @@ class OptionsTests(SynchronousTestCase):
             (["--read-retry-after", "soon"], "--read-retry-after:"),
             (["--read-retry-after", "0"], "--read-retry-after must be positive"),
             (["--cluster-secret", "short"], "--cluster-secret:"),
+            (["--scrub-rate", "fast"], "--scrub-rate: 'fast' is not a whole number"),
+            (["--scrub-rate", "-1"], "--scrub-rate must not be negative"),
             (
                 ["--bind", "0.0.0.0", "--advertise", "10.0.0.1"],
                 "nodes listening beyond loopback need --cluster-secret",

@@ -30,6 +30,11 @@ Source: TypeAlias = Literal["peer", "scrub", "disk"]
 # this node's memory, in what this node read back from its disk.
 SOURCES: tuple[Source, ...] = ("peer", "scrub", "disk")
 
+# Entries the scrub checks a second unless told otherwise (--scrub-rate):
+# a pass over a million entries in under two minutes, in steps of a
+# thousand entries ten times a second.
+DEFAULT_SCRUB_RATE = 10_000
+
 log = logger()
 
 

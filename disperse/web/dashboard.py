@@ -30,6 +30,7 @@ from twisted.web.iweb import IRequest
 from disperse.gossip.messages import NodeState
 from disperse.logs import logger
 from disperse.node import Node
+from disperse.store.integrity import SOURCES
 from disperse.store.partition import PARTITION_COUNT
 
 # The page polls once a second; an answer from a member later than this is
@@ -59,6 +60,8 @@ STATS_FIELDS = (
 # Redis protocol (--redis-port): its connections and commands, shown next to
 # the HTTP figures under these names.
 REDIS_FIELDS = {"connections": "redisConnections", "commands": "redisCommands"}
+# From the "integrity" section: the damaged records a member found, all
+# sources together, shown as "integrityFailures".
 
 _CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -90,6 +93,11 @@ def _shownStats(answer: dict[str, Any]) -> dict[str, int]:
         for field, name in REDIS_FIELDS.items():
             if isinstance(redis.get(field), int):
                 shown[name] = redis[field]
+    integrity = answer.get("integrity")
+    if isinstance(integrity, dict):
+        found = [integrity.get(source) for source in SOURCES]
+        if all(isinstance(count, int) for count in found):
+            shown["integrityFailures"] = sum(found)
     return shown
 
 

@@ -346,6 +346,31 @@ class DashboardTests(SynchronousTestCase):
         self.assertEqual(byName["alpha"]["redisConnections"], 1)
         self.assertEqual(byName["alpha"]["redisCommands"], 1)
 
+    def test_integrityFailures(self) -> None:
+        """
+        A member's damaged records found, all sources together, from the
+        C{integrity} section of its C{/stats}; left out when malformed.
+        """
+        self.peers.answers["127.0.0.1:8001"] = {
+            "keys": 5,
+            "integrity": {"peer": 2, "scrub": 1, "disk": 0, "scrubbed": 10},
+        }
+        self.node.store.integrity.disk = 4
+        byName = {
+            m["name"]: m["stats"] for m in self.getJSON("/cluster/overview")["members"]
+        }
+        self.assertEqual(byName["beta"], {"keys": 5, "integrityFailures": 3})
+        self.assertEqual(byName["alpha"]["integrityFailures"], 4)
+        self.peers.answers["127.0.0.1:8001"] = {
+            "keys": 5,
+            "integrity": {"peer": "two", "scrub": 1, "disk": 0},
+        }
+        self.clock.advance(60)
+        byName = {
+            m["name"]: m["stats"] for m in self.getJSON("/cluster/overview")["members"]
+        }
+        self.assertEqual(byName["beta"], {"keys": 5})
+
     def test_noRedisFigures(self) -> None:
         self.peers.answers["127.0.0.1:8001"] = {
             "keys": 5,

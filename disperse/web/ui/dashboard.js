@@ -106,7 +106,7 @@
 
   function renderSummary(overview) {
     const counts = { alive: 0, suspect: 0, dead: 0, left: 0 };
-    let keys = 0, bytes = 0, budget = 0, connections = 0;
+    let keys = 0, bytes = 0, budget = 0, connections = 0, damaged = 0;
     const totals = {};
     for (const m of overview.members) {
       counts[m.state] = (counts[m.state] || 0) + 1;
@@ -115,6 +115,7 @@
         bytes += m.stats.bytes || 0;
         budget += m.stats.maxBytes || 0;
         connections += m.stats.redisConnections || 0;
+        damaged += m.stats.integrityFailures || 0;
       }
       for (const counter of COUNTERS) {
         const rate = rateOf(m.name, counter);
@@ -129,6 +130,7 @@
     $("sum-keys").textContent = keys.toLocaleString();
     $("sum-memory").textContent = formatBytes(bytes) + " of " + formatBytes(budget);
     $("sum-rate").textContent = shown(totals.cacheRequests);
+    $("sum-damaged").textContent = damaged.toLocaleString();
     $("sum-redis-rate").textContent = shown(totals.redisCommands);
     $("sum-redis-connections").textContent = connections.toLocaleString();
   }
