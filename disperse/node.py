@@ -272,6 +272,10 @@ class Node(MultiService):
         # Anti-entropy waits for the end: comparing trees of a store half
         # loaded would only fetch what the disk is about to give back.
         self.replica.endLoading()
+        report = self.persistence.report if self.persistence is not None else None
+        if report is not None:
+            # Entries read back that failed their content hash, not loaded.
+            self.store.integrity.disk += report.corrupt
         if self.running:
             self.antiEntropy.start()
 
