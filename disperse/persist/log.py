@@ -52,6 +52,7 @@ from disperse.persist.format import (
     fileHeader,
     sealFrame,
 )
+from disperse.send import writeFirst, written
 
 FSYNC_MODES = ("always", "everysec", "no")
 # A segment is closed and a new one started past this size: small enough
@@ -217,12 +218,19 @@ class Log:
     def stored(self, partition: int, key: str, blob: bytes) -> None:
         self._pending.append((partition, key, blob))
         if self._flushCall is None:
-            self._flushCall = self._clock.callLater(0, self.flush)
+            self._scheduleFlush()
 
     def dropped(self, partition: int) -> None:
         self._pending.append((partition, None, None))
         if self._flushCall is None:
-            self._flushCall = self._clock.callLater(0, self.flush)
+            self._scheduleFlush()
+
+    def _scheduleFlush(self) -> None:
+        self._flushCall = self._clock.callLater(0, self.flush)
+        # An answer sent before the end of the turn may acknowledge what
+        # is queued: it must reach the kernel first, or a crash right
+        # after the answer would lose an acknowledged write.
+        writeFirst(self.flush)
 
     def whenSynced(self) -> Deferred[None] | None:
         """
@@ -247,9 +255,12 @@ class Log:
     def flush(self) -> None:
         """
         Write the queued frames in one write: what the end of each reactor
-        turn does.
+        turn does, or an answer sent before it (L{disperse.send.sendNow}).
         """
-        self._flushCall = None
+        call, self._flushCall = self._flushCall, None
+        if call is not None and call.active():
+            call.cancel()
+        written(self.flush)
         pending = self._pending
         if not pending:
             return

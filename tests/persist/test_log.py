@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from disperse.persist.datadir import DataDir
 from disperse.persist.format import FILE_HEADER_SIZE, Kind, scanFrames
 from disperse.persist.log import DiskUnavailable, Log, syncFiles
+from disperse.send import sendNow
 from disperse.store import Record
 
 from .helpers import NODE, NOW
@@ -75,6 +77,29 @@ def test_oneWritePerTurn(tmp_path: Path) -> None:
         (Kind.PUT, b"b"),
         (Kind.DROP, b""),
     ]
+    assert log.counters.records == 3
+
+
+def test_answersDoNotOvertakeTheWrite(tmp_path: Path) -> None:
+    """
+    An answer sent at once, before the end of the turn, may acknowledge
+    what the log queued: the queued frames are written first (so that a
+    crash right after the answer cannot lose them), and only once.
+    """
+    clock, _, log = _log(tmp_path, "everysec")
+    log.stored(1, "a", BLOB)
+    log.stored(2, "b", BLOB)
+    transport = StringTransport()
+    sendNow(transport, b"+OK\r\n")
+    assert transport.value() == b"+OK\r\n"
+    frames, _, _ = scanFrames(_segment(tmp_path), FILE_HEADER_SIZE)
+    assert [f.key for f in frames] == [b"a", b"b"]
+    clock.advance(0)
+    log.stored(3, "c", BLOB)
+    clock.advance(0)
+    sendNow(transport, b"+OK\r\n")
+    frames, _, _ = scanFrames(_segment(tmp_path), FILE_HEADER_SIZE)
+    assert [f.key for f in frames] == [b"a", b"b", b"c"]
     assert log.counters.records == 3
 
 
