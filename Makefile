@@ -10,6 +10,10 @@ GOSSIP_PORT ?= 7946
 HTTP_PORT ?= 8000
 REDIS_PORT ?= 6380
 BIND ?= 127.0.0.1
+# Where make run and make cluster keep each node's data (--data-dir), so that
+# keys survive a restart; DATA_DIR= (empty) runs in memory only.
+DATA_DIR ?= data
+NODE ?= node0
 
 .PHONY: run cluster test lint typecheck unit bench bench-http bench-memory bench-cluster bench-resp \
 	bench-durability clean fuzz
@@ -33,7 +37,8 @@ $(VENV)/.installed-testbed: setup.py | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= disperse \
 		--bind $(BIND) --port $(GOSSIP_PORT) --http-port $(HTTP_PORT) \
-		--redis-port $(REDIS_PORT)
+		--redis-port $(REDIS_PORT) --node-name $(NODE) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)/$(NODE))
 
 # Three nodes on this machine: HTTP 8000-8002, Redis 6380-6382, gossip 7946-7948, joined
 # through the first. Ctrl-C stops all three. Each node runs in a session of
@@ -46,6 +51,7 @@ cluster: $(VENV)/.installed
 		setsid $(BIN)/twistd --nodaemon --pidfile= disperse --bind $(BIND) --profile local \
 			--node-name node$$i --port $$((7946 + i)) --http-port $$((8000 + i)) \
 			--redis-port $$((6380 + i)) \
+			$(if $(DATA_DIR),--data-dir $(DATA_DIR)/node$$i) \
 			--peer $(BIND):7946 & \
 		pids="$$pids $$!"; \
 	done; \
