@@ -52,6 +52,8 @@ FRAME_HEAD = struct.Struct(">IIBHH")
 FRAME_HEAD_SIZE = FRAME_HEAD.size
 # The bytes of a frame the length field counts before the key.
 _COUNTED = FRAME_HEAD_SIZE - 8
+# Where the key starts in a frame less its checksum.
+_BODY_KEY = FRAME_HEAD_SIZE - 4
 # No frame is larger: a length field beyond it is damage, not a record
 # to wait for (values are bounded far below by --max-value-size).
 MAX_FRAME = 1 << 31
@@ -271,40 +273,50 @@ def scanFrames(
     frames: list[Frame] = []
     append = frames.append
     unpack = FRAME_HEAD.unpack_from
-    view = memoryview(data)
     newFrame = tuple.__new__
+    # Module constants as locals: this loop runs once per record loaded.
+    headSize, counted, maxFrame, bodyKey = (
+        FRAME_HEAD_SIZE,
+        _COUNTED,
+        MAX_FRAME,
+        _BODY_KEY,
+    )
+    entryKinds, entryHeader, partitions = (
+        _ENTRY_KIND_VALUES,
+        HEADER_SIZE,
+        PARTITION_COUNT,
+    )
     while offset < size:
-        if size - offset < FRAME_HEAD_SIZE:
+        if size - offset < headSize:
             if not final:
                 break
             return frames, offset, Damage(offset, "a frame cut short", True)
         crc, length, kind, partition, keyLength = unpack(data, offset)
         end = offset + 8 + length
-        if length < _COUNTED + keyLength or length > MAX_FRAME:
+        if length < counted + keyLength or length > maxFrame:
             return frames, offset, Damage(offset, "a frame of impossible length", False)
         if end > size:
             if not final:
                 break
             return frames, offset, Damage(offset, "a frame cut short", True)
-        if crc32c(view[offset + 4 : end]) != crc:
+        # A copy of the frame costs less than a view of it, for the
+        # checksum and for the key and payload cut from it.
+        body = data[offset + 4 : end]
+        if crc32c(body) != crc:
             return frames, offset, Damage(offset, "a checksum mismatch", False)
-        keyAt = offset + FRAME_HEAD_SIZE
-        payload = data[keyAt + keyLength : end]
+        payload = body[bodyKey + keyLength :]
         # An entry needs no more than a record's header and a partition in
         # the table (its kind and flags were written together); the other
         # kinds, rare, are checked in full.
         if (
-            kind not in _ENTRY_KIND_VALUES
-            or len(payload) < HEADER_SIZE
-            or partition >= PARTITION_COUNT
+            kind not in entryKinds
+            or len(payload) < entryHeader
+            or partition >= partitions
         ):
             wrong = checkFrame(kind, partition, payload)
             if wrong is not None:
                 return frames, offset, Damage(offset, wrong, False)
-        append(
-            newFrame(
-                Frame, (kind, partition, data[keyAt : keyAt + keyLength], payload, end)
-            )
-        )
+        key = body[bodyKey : bodyKey + keyLength]
+        append(newFrame(Frame, (kind, partition, key, payload, end)))
         offset = end
     return frames, offset, None

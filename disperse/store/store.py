@@ -1014,11 +1014,16 @@ class Store:
         count = len(entries)
         self._count += count
         self._ring.extend(entries)
-        size = count * (ENTRY_OVERHEAD - HEADER_SIZE)
+        # Sizes summed without a Python loop; the loop below only looks at
+        # each entry's flags and whether it has an expiry.
+        size = (
+            count * (ENTRY_OVERHEAD - HEADER_SIZE)
+            + sum(map(len, entries))
+            + sum(map(len, entries.values()))
+        )
         tombstones = 0
         noExpiry = _NO_EXPIRY
         for key, blob in entries.items():
-            size += len(key) + len(blob)
             if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
                 tombstones += 1
             if not blob.startswith(noExpiry):
