@@ -95,6 +95,13 @@ class NotJoined(Exception):
     """
 
 
+class Loading(Exception):
+    """
+    This node is loading its data directory and holds every replica of the
+    key itself (it is alone): nothing can answer the read until it ends.
+    """
+
+
 class Node(MultiService):
     """
     One Disperse node.
@@ -369,9 +376,12 @@ class Node(MultiService):
         @raise NotJoined: before this node joined its cluster.
         @raise NoMajority: at quorum or all, when this node reaches no
             majority of the cluster.
+        @raise Loading: while this node, alone, loads its data directory.
         """
         if not self.ready:
             raise NotJoined()
+        if self.loading and len(self.view.table.members) < 2:
+            raise Loading()
         outcome = self.coordinator.read(key, level or self.readConsistency)
         if isinstance(outcome, Deferred):
             return outcome.addCallback(self._countRead)

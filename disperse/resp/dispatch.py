@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from disperse.cluster.view import NoMajority
-from disperse.node import NotJoined
+from disperse.node import Loading, NotJoined
 from disperse.persist.log import DiskUnavailable
 from disperse.resp import families  # noqa: F401  (registers every handler)
 from disperse.resp.arguments import ArgumentError
@@ -71,6 +71,9 @@ WATCH_UNSUPPORTED: Final = (
     " offered; compare-and-set will come with the consensus group of a"
     " later release. MULTI/EXEC still run queued commands in order."
 )
+# Redis's own words while it loads its files: clients know them (redis-py
+# raises BusyLoadingError and may retry).
+LOADING: Final = ErrorReply("LOADING Disperse is loading the dataset in memory")
 NOT_JOINED: Final = ErrorReply(
     "CLUSTERDOWN The cluster is down: this node has not joined its cluster yet"
 )
@@ -363,6 +366,8 @@ class Dispatcher:
             return ErrorReply(error.message)
         if isinstance(error, NotJoined):
             return NOT_JOINED
+        if isinstance(error, Loading):
+            return LOADING
         if isinstance(error, NoMajority):
             return clusterDown(error)
         if isinstance(error, DiskUnavailable):

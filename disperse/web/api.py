@@ -34,7 +34,7 @@ from disperse.cluster.coordinator import Consistency, ReadOutcome, WriteOutcome
 from disperse.cluster.view import NoMajority
 from disperse.gossip.service import KeyringError
 from disperse.logs import logger
-from disperse.node import Node, NotJoined
+from disperse.node import Loading, Node, NotJoined
 from disperse.persist.log import DiskUnavailable
 from disperse.persist.snapshot import SnapshotResult
 from disperse.store import Record, ValueTooLarge, renderedValue
@@ -260,6 +260,14 @@ class CacheAPI:
                 503,
                 "this node has not joined its cluster yet, so it cannot tell"
                 " which members hold the key; retry, or ask another node",
+            )
+        except Loading:
+            request.setHeader(b"retry-after", b"1")
+            return self._error(
+                request,
+                503,
+                "this node is loading its data directory and holds the key"
+                " alone; retry in a moment",
             )
         except DiskUnavailable as e:
             return self._error(

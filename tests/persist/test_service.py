@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from disperse.cluster.coordinator import WriteOutcome
 from disperse.cluster.peer.server import NotCaughtUp
 from disperse.config import NodeConfig
-from disperse.node import Node
+from disperse.node import Loading, Node
 from disperse.persist.datadir import DataDir
 from disperse.persist.log import DiskUnavailable
 from disperse.persist.service import Persistence
@@ -86,6 +86,9 @@ def test_noReplicaReadsWhileLoading(tmp_path: Path) -> None:
     clock = _clock()
     node, persistence = _node(tmp_path, clock)
     assert persistence.loading
+    # Alone, it cannot read another replica instead: a clear refusal.
+    with pytest.raises(Loading):
+        node.get("k")
     with pytest.raises(NotCaughtUp):
         node.replica.fetchLocal(["k"])
     assert node.replica.countsLocal([0]) == [None]
