@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from twisted.application.service import Service
@@ -293,6 +292,7 @@ class Persistence(Service):
 
     def stats(self) -> dict[str, Any]:
         logBytes, snapshotBytes = self.dataDir.diskBytes()
+        counters = self.journal.counters
         report = self.report
         last = self.lastSnapshot
         return {
@@ -304,10 +304,11 @@ class Persistence(Service):
             "logBytes": logBytes,
             "snapshotBytes": snapshotBytes,
             "segment": self.journal.sequence,
-            **{
-                f"log{k.capitalize()}": v
-                for k, v in asdict(self.journal.counters).items()
-            },
+            "logRecords": counters.records,
+            "logBytesWritten": counters.bytes,
+            "logSyncs": counters.syncs,
+            "logLost": counters.lost,
+            "logFailures": counters.failures,
             "load": None
             if report is None
             else {
