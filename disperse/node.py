@@ -230,8 +230,10 @@ class Node(MultiService):
         self.readConsistency = Consistency(config.readConsistency)
         self.writeConsistency = Consistency(config.writeConsistency)
         self._sweeper = ExpirySweeper(self.store, clock)
-        # The data directory, when the node has one (--data-dir).
+        # The data directory, when the node has one (--data-dir), and
+        # whether co-owners were compared with once it had loaded.
         self.persistence: Persistence | None = None
+        self._comparedAfterLoad = False
         self.scrubber = Scrubber(self.store, clock, config.scrubRate)
         view.addTableListener(self._tableChanged)
         directory.watch(self)
@@ -285,6 +287,23 @@ class Node(MultiService):
             self.store.integrity.disk += report.corrupt
         if self.running:
             self.antiEntropy.start()
+            self._compareAfterLoad()
+
+    def _compareAfterLoad(self) -> None:
+        """
+        Once the data directory is loaded and the node has joined, compare
+        with the co-owners at once rather than at the next periodic round:
+        what they received while this node was down is all that differs.
+        """
+        if self._comparedAfterLoad or not self.ready or self.loading:
+            return
+        if self.persistence is None or not self.running:
+            return
+        if len(self.view.table.members) < 2:
+            # No co-owner known yet: the table will change when one is.
+            return
+        self._comparedAfterLoad = True
+        self.clock.callLater(0, self.antiEntropy.runRound)
 
     def stopService(self) -> Any:
         # Requests keep being served, and gossip keeps this node a member,
@@ -345,6 +364,7 @@ class Node(MultiService):
                 "coordinating requests with {count} members holding data",
                 count=len(self.view.table.members),
             )
+        self._compareAfterLoad()
 
     def memberChanged(self, change: MemberChange, member: Member) -> None:
         self.events.record(

@@ -35,7 +35,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -43,7 +43,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from disperse.logs import logger
-from disperse.persist.datadir import DataDir, segmentName, syncDirectory
+from disperse.persist.datadir import DataDir, segmentName
 from disperse.persist.format import (
     FRESH,
     LOG_MAGIC,
@@ -53,6 +53,8 @@ from disperse.persist.format import (
     sealFrame,
 )
 from disperse.send import writeFirst, written
+
+_T = TypeVar("_T")
 
 FSYNC_MODES = ("always", "everysec", "no")
 # A segment is closed and a new one started past this size: small enough
@@ -80,6 +82,12 @@ class Syncer(Protocol):
         C{fsync} each of C{fds}, then close each of C{close}.
         """
 
+    def run(self, work: Callable[[], _T]) -> Deferred[_T]:
+        """
+        Call C{work} (renames, deletions, syncs of directories) and fire
+        with what it returns.
+        """
+
 
 def syncFiles(fds: Sequence[int], close: Sequence[int]) -> None:
     try:
@@ -102,6 +110,12 @@ class InlineSyncer:
         except OSError as e:
             return fail(e)
         return succeed(None)
+
+    def run(self, work: Callable[[], _T]) -> Deferred[_T]:
+        try:
+            return succeed(work())
+        except OSError as e:
+            return fail(e)
 
 
 @dataclass
@@ -347,7 +361,11 @@ class Log:
         try:
             header = fileHeader(LOG_MAGIC, sequence, FRESH if fresh else 0)
             os.write(fd, header)
-            syncDirectory(self._dir.logDir)
+            # The segment's name is made durable by the next sync, with
+            # the segment, off the reactor thread.
+            self._retired.append(
+                os.open(self._dir.logDir, os.O_RDONLY | os.O_DIRECTORY)
+            )
         except OSError:
             os.close(fd)
             os.unlink(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -35,6 +35,8 @@ from disperse.persist.log import DiskUnavailable, Log, Syncer, syncFiles
 from disperse.persist.recovery import Loader, LoadReport
 from disperse.persist.snapshot import SnapshotResult, SnapshotWriter
 from disperse.store.store import Store
+
+_T = TypeVar("_T")
 
 # The log must have grown by at least this much since the last snapshot
 # before the next is taken (and by as much as that snapshot's size).
@@ -82,6 +84,9 @@ class ThreadSyncer:
 
     def sync(self, fds: Sequence[int], close: Sequence[int]) -> Deferred[None]:
         return deferToThreadPool(self._reactor, self._pool, syncFiles, fds, close)
+
+    def run(self, work: Callable[[], _T]) -> Deferred[_T]:
+        return deferToThreadPool(self._reactor, self._pool, work)
 
 
 class Persistence(Service):

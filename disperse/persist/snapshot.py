@@ -175,10 +175,19 @@ class SnapshotWriter:
             os.close(fd)
             partial.unlink(missing_ok=True)
             raise
-        await self._syncer.sync([fd], [fd])
-        os.replace(partial, final)
-        syncDirectory(self._dir.snapshotDir)
-        deleted = self._deleteReplaced(sequence)
+
+        def finish() -> int:
+            # Off the reactor thread: syncs, a rename and deletions of
+            # segments that may be large.
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, final)
+            syncDirectory(self._dir.snapshotDir)
+            return self._deleteReplaced(sequence)
+
+        deleted = await self._syncer.run(finish)
         result = SnapshotResult(
             sequence=sequence,
             entries=entries,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -25,6 +26,7 @@ from disperse.store import Record
 from .helpers import NODE, NOW
 
 BLOB = Record(b"value", 0, 1, 1).encode()
+_T = TypeVar("_T")
 
 
 class ControlledSyncer:
@@ -39,6 +41,9 @@ class ControlledSyncer:
         done: Deferred[None] = Deferred()
         self.calls.append((fds, close, done))
         return done
+
+    def run(self, work: Callable[[], _T]) -> Deferred[_T]:
+        return succeed(work())
 
     def complete(self) -> None:
         fds, close, done = self.calls.pop(0)
