@@ -580,6 +580,13 @@ class Coordinator:
             run.answers[self.nodeName] = self._store.record(
                 key, expired=True, partition=partition
             )
+        mine = run.answers.get(self.nodeName)
+        if mine is not None and not mine.intact():
+            # Gone bad in this node's memory before the scrub reached it:
+            # no answer either, and repaired with what the others give.
+            reportDamaged(self.integrity, "scrub", key, "read")
+            del run.answers[self.nodeName]
+            run.damaged.append(self.nodeName)
         run.ask(len(run.candidates) if settling else required - len(run.answers))
         if not run.waiting:
             run.finish()
@@ -750,7 +757,7 @@ class Coordinator:
         for member in self.hints.members():
             if member not in names:
                 continue
-            batch = self.hints.take(member, HINT_BATCH)
+            batch = self._intactHints(self.hints.take(member, HINT_BATCH))
             if not batch:
                 continue
             self.peers.apply(member, batch).addCallbacks(
@@ -759,6 +766,20 @@ class Coordinator:
                 callbackArgs=(member, len(batch)),
                 errbackArgs=(member, batch),
             )
+
+    def _intactHints(self, batch: list[tuple[str, Record]]) -> list[tuple[str, Record]]:
+        """
+        C{batch} without the hints gone bad in this node's memory: the
+        replica would refuse the whole batch for one of them, every round.
+        Those are dropped (anti-entropy covers what they carried).
+        """
+        intact = [(key, record) for key, record in batch if record.intact()]
+        if len(intact) < len(batch):
+            for key, record in batch:
+                if not record.intact():
+                    reportDamaged(self.integrity, "scrub", key, "hint")
+            self.hints.counters.dropped += len(batch) - len(intact)
+        return intact
 
     def _hintsDelivered(self, result: object, member: str, count: int) -> None:
         self.hints.delivered(count)

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 Source: TypeAlias = Literal["peer", "scrub", "disk"]
 # Where damaged records are found: in a copy another node sent (a replica
-# write, a read's answer, a repair, a hint, a hand-off), by the scrub of
-# this node's memory, in what this node read back from its disk.
+# write, a read's answer, a repair, a hint, a hand-off); in this node's
+# memory, by the scrub or by a read or hint delivery that checked a copy
+# held here before the scrub reached it; in what this node read back from
+# its disk.
 SOURCES: tuple[Source, ...] = ("peer", "scrub", "disk")
 
 # Entries the scrub checks a second unless told otherwise (--scrub-rate):
@@ -46,7 +48,9 @@ class IntegrityCounters:
     damaged record counts it here, through L{reportDamaged}.
 
     @ivar peer: damaged copies received from other nodes.
-    @ivar scrub: damaged entries the scrub found in this store.
+    @ivar scrub: damaged records found in this node's memory: entries of
+        its store (by the scrub, or by a read that asked several replicas),
+        and hints about to be delivered.
     @ivar disk: damaged records read back from this node's disk.
     @ivar scrubbed: entries the scrub checked.
     @ivar scrubPasses: passes of the scrub over the whole store.

@@ -88,6 +88,46 @@ class IntegrityClusterTests(SynchronousTestCase):
         self.assertEqual(self.cluster["a"].coordinator.counters.readRepairs, 1)
         self.assertRootsAgree()
 
+    def test_damagedLocalCopy(self) -> None:
+        """
+        A read that asks several replicas checks the coordinator's own copy
+        too: a damaged one is no answer, another replica is asked, and the
+        copy here is repaired.
+        """
+        a = self.cluster["a"]
+        self.write(a)
+        written = a.store.record(KEY)
+        assert written is not None
+        damageEntry(a.store, KEY)
+        outcome = self.read(a)
+        self.assertTrue(outcome.ok)
+        assert outcome.value is not None
+        self.assertEqual(outcome.value.value, VALUE)
+        self.assertEqual(a.store.integrity.failures()["scrub"], 1)
+        self.assertHeldIntact("a", written)
+        self.assertEqual(a.store.integrity.replaced, 1)
+
+    def test_damagedHintDropped(self) -> None:
+        """
+        A hint gone bad in the coordinator's memory is dropped before
+        delivery, rather than fail its whole batch at every round.
+        """
+        a = self.cluster["a"]
+        a.coordinator.start()
+        self.addCleanup(a.coordinator.stop)
+        good = Record(b"good", 0, 10, 1)
+        bad = Record(b"bad", 0, 10, 1, contentHash=12345)
+        a.coordinator.hints.add("b", "k1", good)
+        a.coordinator.hints.add("b", "k2", bad)
+        a.coordinator._wakeHints()
+        self.cluster.settle(1.5)
+        self.assertEqual(self.cluster["b"].store.record("k1"), good)
+        self.assertIsNone(self.cluster["b"].store.record("k2"))
+        self.assertEqual(a.coordinator.hints.pending("b"), 0)
+        self.assertEqual(a.coordinator.hints.counters.dropped, 1)
+        self.assertEqual(a.store.integrity.failures()["scrub"], 1)
+        self.assertEqual(self.cluster["b"].store.integrity.peer, 0)
+
     def test_readAnswerDamagedInFlight(self) -> None:
         self.write(self.cluster["a"])
         first = self.firstAsked("a")
