@@ -706,6 +706,15 @@ class AntiEntropy:
         ours = dict(store.partitionRecords(partition, leaves))
         theirs: dict[str, Record] = {}
         moved = False
+        # Our copies go out or are compared from here: one gone bad in
+        # memory before the scrub reached it is dropped now, and the
+        # peer's, if any, taken in its place below.
+        damaged = [key for key, record in ours.items() if not record.intact()]
+        if damaged:
+            for key in store.dropDamaged(partition, damaged):
+                reportDamaged(store.integrity, "scrub", key, "exchange")
+                del ours[key]
+                moved = True
         for key, record in remote:
             if record.expiresAtMs and record.expiresAtMs <= now:
                 continue

@@ -217,6 +217,32 @@ class IntegrityClusterTests(SynchronousTestCase):
         )
         self.assertHeldIntact("a", newer)
 
+    def test_exchangeFindsOwnDamage(self) -> None:
+        """
+        An exchange over leaves that differ checks this node's copies too:
+        one gone bad is dropped and the peer's taken in its place.
+        """
+        a, b = self.cluster["a"], self.cluster["b"]
+        self.write(a)
+        written = a.store.record(KEY)
+        assert written is not None
+        # Another key of the same Merkle leaf, on b alone, makes the leaf
+        # differ (a hash tag of the key keeps its partition).
+        tree = a.store.partitionTree(self.partition)
+        other = next(
+            key
+            for key in (f"{{{KEY}}}{i}" for i in range(100_000))
+            if tree.leafOf(key) == tree.leafOf(KEY)
+        )
+        b.putLocal(other, b"b alone")
+        damageEntry(a.store, KEY)
+        self.cluster.until(
+            Deferred.fromCoroutine(a.antiEntropy.exchange(self.partition, "b"))
+        )
+        self.assertEqual(a.store.integrity.failures()["scrub"], 1)
+        self.assertHeldIntact("a", written)
+        self.assertIsNotNone(a.store.record(other))
+
     def test_scrubThenAntiEntropy(self) -> None:
         """
         The scrub removes a damaged entry; anti-entropy, whose trees now
