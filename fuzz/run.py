@@ -29,6 +29,7 @@ FUZZERS = (
     "peer_http",
     "resp_request",
     "resp_server",
+    "persist_log",
 )
 
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)

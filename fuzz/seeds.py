@@ -20,6 +20,7 @@ from disperse.gossip.messages import (
     PushNodeState,
     PushPull,
 )
+from disperse.persist import format
 from disperse.store import Record
 from disperse.testing.site import ADMIN, READER, WRITER
 
@@ -157,6 +158,28 @@ def respCommands() -> list[bytes]:
     ]
 
 
+def persistFrames() -> list[bytes]:
+    # The first byte: the size of the chunks loading reads.
+    value = Record(b"value", 0, 5, 1).encode()
+    expiring = Record(b"x", 1_800_000_000_000, 6, 1).encode()
+    tombstone = Record(b"", 1_800_000_000_000, 7, 1, tombstone=True).encode()
+    frames = [
+        format.entryFrame(3, b"key", value),
+        format.entryFrame(1023, "ключ".encode(), expiring),
+        format.entryFrame(0, b"gone", tombstone),
+        format.dropFrame(3),
+        format.sectionFrame(5, 99, 2),
+        format.endFrame(99, 2, 1),
+        format.sealFrame(),
+    ]
+    streams = [
+        b"".join(frames),
+        format.fileHeader(format.LOG_MAGIC, 1, format.FRESH) + frames[0],
+        frames[0] + frames[1][:-3],
+    ]
+    return [bytes((index * 5 % 64,)) + s for index, s in enumerate(streams)]
+
+
 CORPORA = {
     "gossip_packet": gossipPackets,
     "gossip_stream": gossipStreams,
@@ -165,6 +188,7 @@ CORPORA = {
     "peer_http": peerHTTPRequests,
     "resp_request": respRequests,
     "resp_server": respCommands,
+    "persist_log": persistFrames,
 }
 
 
