@@ -45,6 +45,9 @@ REPAIR_QUERY = b"repair=1"
 # larger configured limit. Note that a batch at every limit would be 50 GiB:
 # the HTTP layer must cap request bodies itself, and batchers by bytes.
 MAX_KEY_SIZE = 1024
+# (The header grew by the value's content hash without a new version:
+# nodes from before and after that change cannot be mixed; see
+# docs/operations.md, Integrity.)
 MIN_BLOB_SIZE = HEADER_SIZE
 MAX_BLOB_SIZE = 5 * 1024 * 1024
 MAX_BATCH = 10_000
