@@ -11,9 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from disperse.logs import logger
+from disperse.testbed.disks import SmallDisk
 from disperse.testbed.hosts import GOSSIP_PORT, HTTP_PORT, Host, NodeProcess, run
 from disperse.testbed.scenario import Action
 
@@ -46,8 +47,10 @@ class Faults:
         hosts: Sequence[Host],
         processes: Sequence[NodeProcess],
         relays: Sequence[Relay] | None = None,
+        disks: Mapping[int, SmallDisk] | None = None,
     ) -> None:
         self._hosts = list(hosts)
+        self._disks = dict(disks or {})
         self._processes = list(processes)
         self._relays = relays
         # (host index, iptables rule) for every rule added and not removed.
@@ -74,6 +77,19 @@ class Faults:
             assert process is not None and node is not None
             self._gone.add(node)
             process.terminate()
+        elif verb == "power-off":
+            # Every signal first, then the reaping: all die at one moment.
+            for each in self._processes:
+                each.signal(signal.SIGKILL)
+            for each in self._processes:
+                each.kill()
+        elif verb == "fill":
+            assert node is not None
+            filled = self._disks[node].fill()
+            log.info("filled n{node}'s disk: {size} bytes", node=node, size=filled)
+        elif verb == "free":
+            assert node is not None
+            self._disks[node].free()
         elif verb == "stop":
             assert process is not None
             process.signal(signal.SIGSTOP)
@@ -145,8 +161,11 @@ class Faults:
     def healAll(self) -> None:
         """
         Remove every rule, continue every paused node, start every stopped
-        one, and take latency away: the end of all faults.
+        one, free every filled disk, and take latency away: the end of all
+        faults.
         """
+        for disk in self._disks.values():
+            disk.free()
         for index, rule in list(self._rules):
             self._remove(index, rule)
         if self._relays is not None:

@@ -113,6 +113,8 @@ def plotTimeline(path: Path, verdict: Verdict, events: Sequence[Any]) -> str | N
         "one-way": "tab:cyan",
         "loss": "tab:gray",
         "latency": "tab:olive",
+        "power-loss": "darkred",
+        "disk-full": "tab:brown",
     }
     for window in verdict.windows:
         rows = sorted(window.nodes) or [-1]

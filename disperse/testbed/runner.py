@@ -8,16 +8,19 @@ hosts down again. Waiting on wall time for each phase is the point here.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from disperse.logs import logger
+from disperse.testbed.disks import SmallDisk, unmountUnder
 from disperse.testbed.faults import Faults, Relay
 from disperse.testbed.hosts import (
     Host,
@@ -38,7 +41,7 @@ from disperse.testbed.verdict import (
     falseDeaths,
     notRejoined,
 )
-from disperse.testbed.workload import Workload
+from disperse.testbed.workload import Answer, Workload
 from disperse.testing.history import History, check
 
 log = logger()
@@ -51,6 +54,9 @@ JOIN_DEADLINE = 30.0
 # fault's doing: the suspicion it started may take that long to conclude.
 GRACE = 12.0
 REPLICAS = 3
+# How long a node may take to show the effect of a disk fault (degraded
+# once its disk filled, writable again once space returned).
+DISK_DEADLINE = 15.0
 
 
 def getJSON(host: Host, path: str, timeout: float = 3.0) -> Any:
@@ -101,6 +107,9 @@ class ScenarioRunner:
         self.seed = seed
         # The bed drives real processes on a real schedule.
         self._start = time.monotonic()  # wall-clock ok
+        self._disks: dict[int, SmallDisk] = {}
+        # What the checks of disk faults and restarts saw, for the report.
+        self._notes: list[str] = []
 
     def clock(self) -> float:
         return time.monotonic() - self._start  # wall-clock ok
@@ -120,6 +129,7 @@ class ScenarioRunner:
         try:
             network.create()
             hosts = network.hosts
+            dataArgs = self._dataDirectories(hosts)
             if scenario.needsRelay:
                 relays = [Relay(h, hosts, self.clock) for h in hosts]
                 for relay in relays:
@@ -131,6 +141,7 @@ class ScenarioRunner:
                     self.directory,
                     self.clock,
                     clockOffset=scenario.clockOffsets.get(h.index, 0.0),
+                    extraArgs=dataArgs.get(h.index, ()),
                 )
                 for h in hosts
             ]
@@ -149,6 +160,35 @@ class ScenarioRunner:
             for process in processes:
                 process.kill()
             network.destroy()
+            for disk in self._disks.values():
+                disk.unmount()
+
+    def _dataDirectories(self, hosts: Sequence[Host]) -> dict[int, list[str]]:
+        """
+        A fresh data directory for each node of a persistent scenario, a
+        small disk of its own for each node whose disk is to fill; each
+        node's flags for it.
+        """
+        scenario = self.scenario
+        if not scenario.persistent:
+            return {}
+        root = (self.directory / "data").resolve()
+        unmountUnder(root)
+        shutil.rmtree(root, ignore_errors=True)
+        args = {}
+        for host in hosts:
+            path = root / host.name
+            if host.index in scenario.smallDisks:
+                disk = SmallDisk(path)
+                disk.mount()
+                self._disks[host.index] = disk
+            args[host.index] = [
+                "--data-dir",
+                str(path),
+                "--fsync",
+                scenario.fsyncMode,
+            ]
+        return args
 
     def _serveWhenHealthy(self, workload: Workload, host: Host) -> None:
         """
@@ -179,14 +219,166 @@ class ScenarioRunner:
             for view in views.values()
         )
 
-    def _waitFor(self, condition: Callable[[], bool], deadline: float) -> bool:
+    def _waitFor(
+        self, condition: Callable[[], bool], deadline: float, interval: float = 0.5
+    ) -> bool:
         # Polls nodes over HTTP: there is nothing to be woken by.
         end = time.monotonic() + deadline  # wall-clock ok
         while time.monotonic() < end:  # wall-clock ok
             if condition():
                 return True
-            time.sleep(0.5)  # wall-clock ok
+            time.sleep(interval)  # wall-clock ok
         return False
+
+    # What disk faults and restarts must show, checked while the run goes on
+
+    def _inBackground(
+        self, checks: list[threading.Thread], check: Callable[[], None]
+    ) -> None:
+        thread = threading.Thread(target=check, daemon=True)
+        checks.append(thread)
+        thread.start()
+
+    def _healthSays(self, host: Host, status: str) -> bool:
+        health = getJSON(host, "/health", timeout=1.0)
+        return (
+            isinstance(health, dict)
+            and health.get("status") == status
+            and not health.get("loading")
+        )
+
+    def _expectRefusing(
+        self,
+        host: Host,
+        hosts: Sequence[Host],
+        workload: Workload,
+        problems: list[str],
+    ) -> None:
+        """
+        A node whose disk filled says so on C{/health} once it tried to
+        write, refuses writes with 507 and serves reads, while a quorum
+        write through another node succeeds.
+        """
+        began = self.clock()
+        if not self._waitFor(
+            lambda: self._healthSays(host, "degraded"), DISK_DEADLINE, 0.1
+        ):
+            problems.append(
+                f"{host.name}'s /health did not say degraded within"
+                f" {DISK_DEADLINE:g}s of its disk filling"
+            )
+            return
+        noticed = self.clock() - began
+        client = f"disk-full-{host.name}"
+        refused = workload.perform(
+            client, host, "write", f"probe-{host.name}-refused", f"{client}-1", "quorum"
+        )
+        read = workload.perform(client, host, "read", "k0", None, "quorum")
+        other = next(h for h in hosts if h != host)
+        key = f"probe-{host.name}-via-{other.name}"
+        workload.writtenOnce.append(key)
+        elsewhere = workload.perform(
+            client, other, "write", key, f"{client}-2", "quorum"
+        )
+        expected: list[tuple[str, Answer, tuple[int, ...]]] = [
+            (f"a write through {host.name}", refused, (507,)),
+            (f"a quorum read through {host.name}", read, (200, 404)),
+            (f"a quorum write through {other.name}", elsewhere, (200,)),
+        ]
+        for what, answer, wanted in expected:
+            if answer.status not in wanted:
+                problems.append(
+                    f"disk full: {what} answered {answer.status} ({answer.body[:120]}),"
+                    f" not {' or '.join(map(str, wanted))}"
+                )
+        self._notes.append(
+            f"{host.name} degraded {noticed:.1f}s after its disk filled; a write"
+            f" through it answered {refused.status}, a quorum read {read.status};"
+            f" a quorum write through {other.name} {elsewhere.status}"
+        )
+
+    def _expectRecovered(
+        self, host: Host, workload: Workload, problems: list[str]
+    ) -> None:
+        """
+        Once its disk has room again, a node says ok on C{/health} and
+        takes writes by itself, and writes a snapshot.
+        """
+        began = self.clock()
+        if not self._waitFor(lambda: self._healthSays(host, "ok"), DISK_DEADLINE, 0.1):
+            problems.append(
+                f"{host.name}'s /health did not say ok again within"
+                f" {DISK_DEADLINE:g}s of its disk having room"
+            )
+            return
+        healthy = self.clock() - began
+        client = f"disk-freed-{host.name}"
+        key = f"probe-{host.name}-freed"
+        workload.writtenOnce.append(key)
+        answer = workload.perform(client, host, "write", key, f"{client}-1", "quorum")
+        if answer.status != 200:
+            problems.append(
+                f"{host.name} healthy again, but a write through it answered"
+                f" {answer.status} ({answer.body[:120]})"
+            )
+
+        def snapshot() -> dict[str, Any] | None:
+            stats = getJSON(host, "/stats")
+            if not isinstance(stats, dict):
+                return None
+            last = (stats.get("persistence") or {}).get("lastSnapshot")
+            return last if isinstance(last, dict) else None
+
+        # The node takes it once its log writes again: within seconds.
+        self._waitFor(lambda: snapshot() is not None, DISK_DEADLINE)
+        last = snapshot() or {}
+        self._notes.append(
+            f"{host.name} healthy {healthy:.1f}s after its disk had room, a write"
+            f" through it answered {answer.status};"
+            + (
+                f" snapshot of {last['entries']} entries in {last['seconds']:.3f}s"
+                if last
+                else " no snapshot taken"
+            )
+        )
+
+    def _expectBack(
+        self,
+        hosts: Sequence[Host],
+        processes: Sequence[NodeProcess],
+        problems: list[str],
+    ) -> None:
+        """
+        After every node was killed, each starts again, loads its data
+        directory and serves; how long that took and what they loaded.
+        """
+        if not self._waitFor(
+            lambda: all(p.running for p in processes), self.scenario.duration, 0.05
+        ):
+            return
+        restarted = self.clock()
+        if not self._waitFor(
+            lambda: all(self._healthSays(h, "ok") for h in hosts), READY_DEADLINE, 0.1
+        ):
+            problems.append(
+                f"not every node served again within {READY_DEADLINE:g}s of the restart"
+            )
+            return
+        back = self.clock() - restarted
+        loads = []
+        for host in hosts:
+            stats = getJSON(host, "/stats")
+            persistence = stats.get("persistence") if isinstance(stats, dict) else None
+            load = persistence.get("load") if isinstance(persistence, dict) else None
+            loads.append(load if isinstance(load, dict) else {})
+        entries = "/".join(str(load.get("entries", "?")) for load in loads)
+        slowest = max(float(load.get("seconds", 0.0)) for load in loads)
+        damaged = sum(len(load.get("damaged") or ()) for load in loads)
+        self._notes.append(
+            f"all {len(hosts)} nodes serving {back:.1f}s after the restart; loaded"
+            f" {entries} entries from disk, in {slowest:.3f}s at most; {damaged}"
+            " damaged files or tails"
+        )
 
     def _exercise(
         self,
@@ -198,7 +390,8 @@ class ScenarioRunner:
     ) -> Run:
         scenario = self.scenario
         plan = schedule(scenario)
-        faults = Faults(hosts, processes, relays or None)
+        faults = Faults(hosts, processes, relays or None, self._disks)
+        checks: list[threading.Thread] = []
         history = History()
         previous, self._start = self._start, time.monotonic()  # wall-clock ok
         # Log lines from start-up predate the workload: negative times.
@@ -228,6 +421,20 @@ class ScenarioRunner:
                 if action.verb == "leave" and action.node is not None:
                     workload.withdraw(hosts[action.node].name)
                 faults.apply(action)
+                node = None if action.node is None else hosts[action.node]
+                if action.verb == "fill" and node is not None:
+                    self._inBackground(
+                        checks,
+                        partial(self._expectRefusing, node, hosts, workload, problems),
+                    )
+                elif action.verb == "free" and node is not None:
+                    self._inBackground(
+                        checks, partial(self._expectRecovered, node, workload, problems)
+                    )
+                elif action.verb == "power-off":
+                    self._inBackground(
+                        checks, partial(self._expectBack, hosts, processes, problems)
+                    )
                 if (
                     action.verb == "start"
                     and action.node is not None
@@ -240,6 +447,8 @@ class ScenarioRunner:
         finally:
             workload.stop()
             faults.healAll()
+            for thread in checks:
+                thread.join(READY_DEADLINE + DISK_DEADLINE)
         healedAt = self.clock()
         # The nodes that left for good are judged no more.
         hosts = [h for h in hosts if h.index not in scenario.leaving]
@@ -295,6 +504,7 @@ class ScenarioRunner:
             },
             settled=settled,
             problems=problems,
+            notes=self._notes,
         )
         (self.directory / "history.json").write_text(
             json.dumps(

@@ -20,7 +20,15 @@ most with C{for} (how long the fault lasts):
   - C{join}: a node not started with the others starts and joins the
     cluster (scaling out);
   - C{leave}: stop a node gracefully (SIGTERM) for good: it hands its
-    partitions off and leaves (scaling in).
+    partitions off and leaves (scaling in);
+  - C{power-loss}: SIGKILL every node at the same moment, start them all
+    again C{for} seconds later (on their data directories);
+  - C{disk-full}: fill the small disk (a tmpfs) holding a node's data
+    directory, free it C{for} seconds later.
+
+A scenario with C{fsync} (C{always}, C{everysec} or C{no}) runs its nodes
+with a data directory each (C{--data-dir}, C{--fsync}); one with a
+C{disk-full} fault does too (C{everysec} unless it says otherwise).
 
 C{every} and C{times} repeat a fault: C{times} occurrences, C{every}
 seconds apart. Pure: no I/O.
@@ -44,6 +52,8 @@ FaultKind: TypeAlias = Literal[
     "rolling-restart",
     "join",
     "leave",
+    "power-loss",
+    "disk-full",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -63,11 +73,15 @@ Verb: TypeAlias = Literal[
     "delay",
     "nodelay",
     "leave",
+    "power-off",
+    "fill",
+    "free",
 ]
+FSYNC_MODES = ("always", "everysec", "no")
 
 # Faults that make a node unreachable from the others while they last: its
 # death may be declared, rightly.
-_SILENCING = ("kill", "restart", "pause", "partition", "one-way")
+_SILENCING = ("kill", "restart", "pause", "partition", "one-way", "power-loss")
 # How long after a node restarts it may still be in the middle of a
 # declaration of death made while it was gone.
 DEFAULT_GRACE = 10.0
@@ -160,6 +174,27 @@ class Scenario:
     keys: int = 24
     clockOffsets: Mapping[int, float] = field(default_factory=dict)
     settleTimeout: float = 60.0
+    fsync: str | None = None
+
+    @property
+    def smallDisks(self) -> frozenset[int]:
+        """
+        The nodes whose data directory is a small disk, to be filled.
+        """
+        return frozenset(
+            f.node for f in self.faults if f.kind == "disk-full" and f.node is not None
+        )
+
+    @property
+    def persistent(self) -> bool:
+        """
+        Whether the nodes run with a data directory each.
+        """
+        return self.fsync is not None or bool(self.smallDisks)
+
+    @property
+    def fsyncMode(self) -> str:
+        return self.fsync or "everysec"
 
     @property
     def needsRelay(self) -> bool:
@@ -249,8 +284,17 @@ def schedule(scenario: Scenario) -> Schedule:
                 add(start, "start", node=fault.node)
             elif kind == "leave":
                 add(start, "leave", node=fault.node)
+            elif kind == "power-loss":
+                add(start, "power-off")
+                for node in range(scenario.nodes):
+                    add(end, "start", node=node)
+            elif kind == "disk-full":
+                add(start, "fill", node=fault.node)
+                add(end, "free", node=fault.node)
             if kind in _SILENCING:
-                if kind == "one-way":
+                if kind == "power-loss":
+                    silenced = frozenset(range(scenario.nodes))
+                elif kind == "one-way":
                     assert fault.source is not None and fault.target is not None
                     silenced = frozenset({fault.source, fault.target})
                 else:
@@ -325,7 +369,16 @@ def parseFault(raw: Mapping[str, Any], nodes: int) -> Fault:
     fault = Fault(kind=kind, at=at, duration=duration, every=every, times=times)
     if kind in ("join", "leave") and times > 1:
         raise ScenarioError(f"a node can {kind} only once")
-    if kind in ("kill", "restart", "pause", "partition", "latency", "join", "leave"):
+    if kind in (
+        "kill",
+        "restart",
+        "pause",
+        "partition",
+        "latency",
+        "join",
+        "leave",
+        "disk-full",
+    ):
         fault = replace(fault, node=_node(raw.get("node"), nodes, f"{kind} node"))
     if kind == "one-way":
         source = _node(raw.get("from"), nodes, "one-way from")
@@ -386,6 +439,7 @@ def parseScenario(raw: Mapping[str, Any]) -> Scenario:
         keys=int(_number(raw, "keys", 24)),
         clockOffsets=offsets,
         settleTimeout=_number(raw, "settleTimeout", 60.0),
+        fsync=_fsync(raw.get("fsync")),
     )
     if scenario.clients < 1 or scenario.keys < 1:
         raise ScenarioError("'clients' and 'keys' must be at least 1")
@@ -396,6 +450,14 @@ def parseScenario(raw: Mapping[str, Any]) -> Scenario:
             f"{duration:g}s of the workload"
         )
     return scenario
+
+
+def _fsync(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if raw in FSYNC_MODES:
+        return str(raw)
+    raise ScenarioError(f"'fsync' must be one of {', '.join(FSYNC_MODES)}")
 
 
 def _checkMembership(scenario: Scenario) -> None:
@@ -420,6 +482,10 @@ def _checkMembership(scenario: Scenario) -> None:
         scenario.joining or scenario.leaving
     ):
         raise ScenarioError("rolling-restart restarts every node: no join or leave")
+    if any(f.kind == "power-loss" for f in scenario.faults) and (
+        scenario.joining or scenario.leaving
+    ):
+        raise ScenarioError("power-loss restarts every node: no join or leave")
 
 
 def loadScenario(text: str) -> Scenario:
@@ -525,6 +591,25 @@ SUITE: tuple[dict[str, Any], ...] = (
             {"kind": "leave", "node": "n0", "at": 18},
             {"kind": "leave", "node": "n1", "at": 26},
         ],
+    },
+    {
+        "name": "power-loss",
+        "description": "every node killed at once (SIGKILL) under load, all "
+        "started again 4 s later on their data directories (--fsync always)",
+        "nodes": 4,
+        "duration": 24,
+        # A quorum acknowledgment is then two copies on disk: nothing
+        # acknowledged may be lost even though no node survives.
+        "fsync": "always",
+        "faults": [{"kind": "power-loss", "at": 8, "for": 4}],
+    },
+    {
+        "name": "disk-full",
+        "description": "the small disk (tmpfs) of n1's data directory full "
+        "for 12 s: n1 refuses writes, serves reads, recovers by itself",
+        "nodes": 4,
+        "duration": 30,
+        "faults": [{"kind": "disk-full", "node": "n1", "at": 6, "for": 12}],
     },
 )
 

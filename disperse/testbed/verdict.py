@@ -174,6 +174,8 @@ class Verdict:
     settled: bool
     problems: list[str] = field(default_factory=list)
     grace: float = DEFAULT_GRACE
+    # What the run measured beyond the history: recovery times, loads.
+    notes: list[str] = field(default_factory=list)
 
     def failing(self) -> list[Violation]:
         """
@@ -240,6 +242,7 @@ class Verdict:
             "notRejoined": {k: list(v) for k, v in self.notRejoined.items()},
             "divergent": [d.describe() for d in self.divergent],
             "problems": list(self.problems),
+            "notes": list(self.notes),
             "history": self.history.toDict(),
         }
 
@@ -280,6 +283,8 @@ class Verdict:
             )
         for divergence in self.divergent[:10]:
             lines.append(f"  divergent: {divergence.describe()}")
+        for note in self.notes:
+            lines.append(f"  {note}")
         for problem in self.problems:
             lines.append(f"  problem: {problem}")
         # The counted violations; the others are in the JSON report.

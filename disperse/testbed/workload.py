@@ -160,10 +160,10 @@ class Workload:
         key: str,
         value: str | None,
         level: str,
-    ) -> None:
+    ) -> Answer:
         """
         One operation, recorded: invoke before the request, the outcome
-        after it.
+        after it; the answer.
         """
         with self._lock:
             invoked = self._clock()
@@ -188,5 +188,8 @@ class Workload:
                 # Nothing listening, or refused before anything was written.
                 self._history.fail(client, time=now)
             else:
-                # A 503 (some replicas may hold it), or no answer at all.
+                # A 503 (some replicas may hold it), a 507 (with --fsync
+                # always, the disk may fail after the write was applied),
+                # or no answer at all.
                 self._history.timeout(client, time=now)
+        return answer

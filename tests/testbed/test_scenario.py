@@ -137,6 +137,50 @@ def test_joinAndLeave() -> None:
     assert all(not w.nodes for w in plan.windows)
 
 
+def test_powerLossKillsEveryNodeAtOnce() -> None:
+    """
+    A power loss kills every node in one action and starts each again
+    when it ends; every node is silenced meanwhile. Its nodes keep their
+    data on disk, synced as the scenario says.
+    """
+    parsed = parseScenario(
+        scenario({"kind": "power-loss", "at": 8, "for": 4}, fsync="always")
+    )
+    assert (parsed.persistent, parsed.fsyncMode) == (True, "always")
+    plan = schedule(parsed)
+    assert [(a.time, a.describe()) for a in plan.actions] == [
+        (8, "power-off"),
+        *((12, f"start n{n}") for n in range(4)),
+    ]
+    [window] = plan.windows
+    assert (window.kind, window.nodes) == ("power-loss", frozenset(range(4)))
+
+
+def test_diskFullFillsAndFrees() -> None:
+    """
+    A node's disk fills and is freed again; the node stays up (nobody is
+    silenced), on a small disk of its own, with a data directory synced
+    every second unless the scenario says otherwise.
+    """
+    parsed = parseScenario(
+        scenario({"kind": "disk-full", "node": "n1", "at": 6, "for": 12})
+    )
+    assert parsed.smallDisks == {1}
+    assert (parsed.persistent, parsed.fsyncMode) == (True, "everysec")
+    plan = schedule(parsed)
+    assert [(a.time, a.describe()) for a in plan.actions] == [
+        (6, "fill n1"),
+        (18, "free n1"),
+    ]
+    [window] = plan.windows
+    assert (window.kind, window.nodes) == ("disk-full", frozenset())
+
+
+def test_inMemoryByDefault() -> None:
+    parsed = parseScenario(scenario({"kind": "kill", "node": 1, "at": 1, "for": 1}))
+    assert (parsed.persistent, parsed.smallDisks) == (False, frozenset())
+
+
 def test_clockOffsets() -> None:
     parsed = parseScenario(scenario(clockOffsets={"n1": 0.25, "2": -1}))
     assert parsed.clockOffsets == {1: 0.25, 2: -1.0}
@@ -188,6 +232,15 @@ def test_clockOffsets() -> None:
             scenario({"kind": "leave", "node": 1, "at": 1}, nodes=3),
             "at least 3 nodes must end",
         ),
+        (scenario(fsync="sometimes"), "'fsync' must be one of"),
+        (scenario({"kind": "disk-full", "at": 1, "for": 1}), "disk-full node"),
+        (
+            scenario(
+                {"kind": "power-loss", "at": 1, "for": 1},
+                {"kind": "join", "node": 3, "at": 5},
+            ),
+            "power-loss restarts every node",
+        ),
     ],
 )
 def test_badScenarios(raw: dict[str, object], message: str) -> None:
@@ -227,6 +280,8 @@ def test_suiteCoversTheIssueWithinItsTimeBound() -> None:
         "flapping-node",
         "rolling-restart",
         "scale-out-in",
+        "power-loss",
+        "disk-full",
     ]
     assert all(3 <= s.nodes <= 5 for s in scenarios)
-    assert sum(s.duration for s in scenarios) <= 300
+    assert sum(s.duration for s in scenarios) <= 360

@@ -140,6 +140,19 @@ def test_passingVerdictText() -> None:
     ]
 
 
+def test_notesAreReportedWithoutFailing() -> None:
+    """
+    What a run measured beyond the history (how long a node took to
+    recover) is reported, and passes.
+    """
+    noted = verdict(notes=["n1 healthy 0.6s after its disk had room"])
+    assert noted.passed
+    assert (
+        noted.toText().splitlines()[-1] == "  n1 healthy 0.6s after its disk had room"
+    )
+    assert noted.toDict()["notes"] == ["n1 healthy 0.6s after its disk had room"]
+
+
 def test_failingVerdict() -> None:
     failing = verdict(
         falseDeaths=[Death(15, "n0", "n1")],
