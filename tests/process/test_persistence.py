@@ -177,7 +177,8 @@ def checkKeys(node: NodeProcess, written: dict[str, tuple[str, int]]) -> None:
 def test_singleNodeKeepsItsKeys(tmp_path: Path) -> None:
     """
     One node's keys, written over HTTP and RESP, come back with their
-    expiry after a SIGTERM and after a SIGKILL; meanwhile its data
+    expiry after a SIGTERM, and after a snapshot, more writes and a
+    SIGKILL; meanwhile its data
     directory refuses a second process, and afterwards a node of another
     name, each with one line naming the cause.
     """
@@ -201,12 +202,19 @@ def test_singleNodeKeepsItsKeys(tmp_path: Path) -> None:
         assert report["damaged"] == []
         checkKeys(node, written)
 
-        # Acknowledged, then killed at once: what reached the kernel is
-        # kept (a power cut is what the sync modes are about).
+        # A snapshot, then more writes after it, acknowledged, then killed
+        # at once: the snapshot and the log after it give all back (what
+        # reached the kernel is kept; a power cut is what the sync modes
+        # are about).
+        status, body = httpRequest(node.httpPort, "POST", "/persistence/snapshot")
+        assert status == 200, body
+        snapshot = json.loads(body)
+        assert snapshot["entries"] >= len(written)
         written |= writeKeys(node, "b")
         node.kill()
         node = start("n0", dataDir)
         report = waitLoaded(node)
+        assert report["snapshot"] == snapshot["sequence"]
         assert report["entries"] >= len(written)
         checkKeys(node, written)
     finally:
