@@ -63,6 +63,11 @@ REDIS_FIELDS = {"connections": "redisConnections", "commands": "redisCommands"}
 # From the "integrity" section: the damaged records a member found, all
 # sources together, shown as "integrityFailures".
 
+# From the "persistence" section, on members with a data directory: whether
+# it takes writes and is loading (1 or 0), its bytes on disk, and the age
+# of its last snapshot in seconds.
+
+
 _CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
     ".js": b"text/javascript; charset=utf-8",
@@ -98,7 +103,31 @@ def _shownStats(answer: dict[str, Any]) -> dict[str, int]:
         found = [integrity.get(source) for source in SOURCES]
         if all(isinstance(count, int) for count in found):
             shown["integrityFailures"] = sum(found)
+    persistence = answer.get("persistence")
+    if isinstance(persistence, dict):
+        shown.update(_diskFigures(persistence))
     return shown
+
+
+def _diskFigures(persistence: dict[str, Any]) -> dict[str, int]:
+    writable = persistence.get("writable")
+    loading = persistence.get("loading")
+    sizes = [persistence.get("logBytes"), persistence.get("snapshotBytes")]
+    if not (
+        isinstance(writable, bool)
+        and isinstance(loading, bool)
+        and all(isinstance(size, int) for size in sizes)
+    ):
+        return {}
+    figures = {
+        "diskWritable": int(writable),
+        "diskLoading": int(loading),
+        "diskBytes": sum(size for size in sizes if isinstance(size, int)),
+    }
+    last = persistence.get("lastSnapshot")
+    if isinstance(last, dict) and isinstance(last.get("age"), int | float):
+        figures["snapshotAge"] = int(last["age"])
+    return figures
 
 
 class StatsClient(Protocol):

@@ -371,6 +371,46 @@ class DashboardTests(SynchronousTestCase):
         }
         self.assertEqual(byName["beta"], {"keys": 5})
 
+    def test_diskFigures(self) -> None:
+        """
+        A member with a data directory shows whether it takes writes and is
+        loading, its bytes on disk and its last snapshot's age; malformed
+        sections are left out.
+        """
+        self.peers.answers["127.0.0.1:8001"] = {
+            "keys": 5,
+            "persistence": {
+                "writable": False,
+                "loading": False,
+                "logBytes": 100,
+                "snapshotBytes": 900,
+                "lastSnapshot": {"age": 61.5, "entries": 3},
+            },
+        }
+        byName = {
+            m["name"]: m["stats"] for m in self.getJSON("/cluster/overview")["members"]
+        }
+        self.assertEqual(
+            byName["beta"],
+            {
+                "keys": 5,
+                "diskWritable": 0,
+                "diskLoading": 0,
+                "diskBytes": 1000,
+                "snapshotAge": 61,
+            },
+        )
+        self.assertNotIn("diskWritable", byName["alpha"])
+        self.peers.answers["127.0.0.1:8001"] = {
+            "keys": 5,
+            "persistence": {"writable": "yes", "loading": False},
+        }
+        self.clock.advance(60)
+        byName = {
+            m["name"]: m["stats"] for m in self.getJSON("/cluster/overview")["members"]
+        }
+        self.assertEqual(byName["beta"], {"keys": 5})
+
     def test_noRedisFigures(self) -> None:
         self.peers.answers["127.0.0.1:8001"] = {
             "keys": 5,

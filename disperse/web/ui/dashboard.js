@@ -17,6 +17,7 @@
     previous: {},       // name -> {time, counters} from the last poll
     rates: {},          // name -> {counter: per second}
     redis: false,       // some member serves the Redis protocol
+    disk: false,        // some member keeps a data directory
     lastUpdate: null,
     page: 0,
     // A node with --auth-tokens answers the overview only with a token; it
@@ -97,6 +98,11 @@
     for (const node of document.querySelectorAll("[data-redis]")) {
       node.hidden = !state.redis;
     }
+    state.disk = overview.members.some(
+      (m) => m.stats && typeof m.stats.diskWritable === "number");
+    for (const node of document.querySelectorAll("[data-disk]")) {
+      node.hidden = !state.disk;
+    }
   }
 
   function rateOf(name, counter) {
@@ -107,6 +113,7 @@
   function renderSummary(overview) {
     const counts = { alive: 0, suspect: 0, dead: 0, left: 0 };
     let keys = 0, bytes = 0, budget = 0, connections = 0, damaged = 0;
+    let disks = 0, writable = 0, diskBytes = 0;
     const totals = {};
     for (const m of overview.members) {
       counts[m.state] = (counts[m.state] || 0) + 1;
@@ -116,6 +123,11 @@
         budget += m.stats.maxBytes || 0;
         connections += m.stats.redisConnections || 0;
         damaged += m.stats.integrityFailures || 0;
+        if (typeof m.stats.diskWritable === "number") {
+          disks += 1;
+          writable += m.stats.diskWritable;
+          diskBytes += m.stats.diskBytes || 0;
+        }
       }
       for (const counter of COUNTERS) {
         const rate = rateOf(m.name, counter);
@@ -131,6 +143,8 @@
     $("sum-memory").textContent = formatBytes(bytes) + " of " + formatBytes(budget);
     $("sum-rate").textContent = shown(totals.cacheRequests);
     $("sum-damaged").textContent = damaged.toLocaleString();
+    $("sum-disk").textContent = writable + " of " + disks + " writable, "
+      + formatBytes(diskBytes);
     $("sum-redis-rate").textContent = shown(totals.redisCommands);
     $("sum-redis-connections").textContent = connections.toLocaleString();
   }
@@ -186,6 +200,7 @@
         tr.append(el("td", commands === null ? "–" : commands.toFixed(1),
           "num redis-rate"));
       }
+      if (state.disk) tr.append(diskCell(s, overview.time));
       const held = perMember[m.name];
       tr.append(el("td", held ? held.primary + " / " + held.replicas : "–", "num"));
 
@@ -201,6 +216,24 @@
       rows.push(tr);
     }
     body.replaceChildren(...rows);
+  }
+
+  // A member's data directory: loading, refusing writes, or its size and
+  // the age of its last snapshot.
+  function diskCell(s, now) {
+    const td = el("td", null, "disk");
+    if (!s || typeof s.diskWritable !== "number") {
+      td.textContent = "–";
+    } else if (s.diskLoading) {
+      td.textContent = "loading";
+    } else if (!s.diskWritable) {
+      td.append(el("span", "writes refused", "state state-dead"));
+    } else {
+      const age = typeof s.snapshotAge === "number"
+        ? ", snapshot " + formatAgo(now - s.snapshotAge, now) : "";
+      td.textContent = formatBytes(s.diskBytes || 0) + age;
+    }
+    return td;
   }
 
   function renderPartitions(overview) {
