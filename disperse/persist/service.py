@@ -41,6 +41,8 @@ _T = TypeVar("_T")
 # The log must have grown by at least this much since the last snapshot
 # before the next is taken (and by as much as that snapshot's size).
 SNAPSHOT_MIN_LOG = 64 * 1024 * 1024
+# How long after a failed snapshot the next is tried (unless asked for).
+SNAPSHOT_RETRY = 60.0
 # How often the log's size is looked at.
 CHECK_INTERVAL = 5.0
 # The Merkle trees of loaded partitions are built ahead of need, this many
@@ -126,6 +128,8 @@ class Persistence(Service):
         self.lastSnapshot: SnapshotResult | None = None
         self.snapshotFailures = 0
         self._needSnapshot = False
+        # No automatic snapshot before then: the last one failed.
+        self._retryAt = 0.0
         self._logBytesAtSnapshot = 0
         self._snapshotBytes = 0
         self._check: LoopingCall | None = None
@@ -273,12 +277,17 @@ class Persistence(Service):
         def failed(failure: Failure) -> Failure:
             self.snapshotFailures += 1
             self._needSnapshot = True
+            # Each attempt rolls the log: a snapshot that keeps failing
+            # (no room for it) must not leave a segment every few seconds.
+            self._retryAt = self._clock.seconds() + SNAPSHOT_RETRY
             return failure
 
         return taking.addCallbacks(taken, failed)
 
     def _maybeSnapshot(self) -> None:
         if self.loading or self.snapshots.running is not None or not self.writable:
+            return
+        if self._clock.seconds() < self._retryAt:
             return
         grown = self.journal.counters.bytes - self._logBytesAtSnapshot
         if self._needSnapshot or grown >= max(
@@ -291,6 +300,7 @@ class Persistence(Service):
 
     def _recovered(self) -> None:
         self._needSnapshot = True
+        self._retryAt = 0.0
         self._clock.callLater(0, self._maybeSnapshot)
 
     # What it says

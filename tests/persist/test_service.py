@@ -7,10 +7,11 @@ and a failed disk refuses writes.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
 from disperse.cluster.coordinator import WriteOutcome
@@ -18,8 +19,9 @@ from disperse.cluster.peer.server import NotCaughtUp
 from disperse.config import NodeConfig
 from disperse.node import Loading, Node
 from disperse.persist.datadir import DataDir
-from disperse.persist.log import DiskUnavailable
-from disperse.persist.service import Persistence
+from disperse.persist.log import DiskUnavailable, InlineSyncer
+from disperse.persist.service import CHECK_INTERVAL, SNAPSHOT_RETRY, Persistence
+from disperse.persist.snapshot import SnapshotResult
 from disperse.testing.node import makeNode
 
 from .helpers import NOW
@@ -27,7 +29,11 @@ from .test_log import ControlledSyncer
 
 
 def _node(
-    path: Path, clock: Clock, fsync: str = "everysec", syncer: object = None
+    path: Path,
+    clock: Clock,
+    fsync: str = "everysec",
+    syncer: object = None,
+    snapshotMinLog: int = 64 * 1024 * 1024,
 ) -> tuple[Node, Persistence]:
     node = makeNode(NodeConfig(nodeName="solo", handoffTimeout=0), clock)
     dataDir = DataDir.open(path, "solo")
@@ -37,6 +43,7 @@ def _node(
         clock,
         syncer or ControlledSyncer(),  # type: ignore[arg-type]
         fsync,
+        snapshotMinLog=snapshotMinLog,
     )
     node.persist(persistence)
     return node, persistence
@@ -125,3 +132,32 @@ def test_failedDiskRefusesWrites(tmp_path: Path) -> None:
         node.replica.applyLocal([("k", b"")])
     outcome = node.get("k")
     assert not isinstance(outcome, Deferred) and outcome.ok
+
+
+def test_failedSnapshotRetriedLater(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A snapshot that fails (no room for it) is tried again, but not at every
+    check: each attempt rolls the log.
+    """
+    clock = _clock()
+    # Any write makes a snapshot due.
+    node, persistence = _node(tmp_path, clock, syncer=InlineSyncer(), snapshotMinLog=1)
+    node.startService()
+    clock.advance(0)
+    node.put("k", b"v")
+    attempts: list[int] = []
+
+    def take() -> Deferred[SnapshotResult]:
+        attempts.append(1)
+        return fail(OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(persistence.snapshots, "take", take)
+    clock.advance(CHECK_INTERVAL)
+    assert len(attempts) == 1
+    clock.pump([CHECK_INTERVAL] * int(SNAPSHOT_RETRY // CHECK_INTERVAL - 1))
+    assert len(attempts) == 1
+    clock.advance(CHECK_INTERVAL)
+    assert len(attempts) == 2
+    assert persistence.snapshotFailures == 2
