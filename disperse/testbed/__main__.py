@@ -14,6 +14,7 @@ from types import FrameType
 
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
+from disperse.testbed.disks import unmountUnder
 from disperse.testbed.faults import iptablesProblem
 from disperse.testbed.hosts import (
     HostError,
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "cleanup":
         with exclusive():
-            print("removed:", " ".join(cleanLeftovers()) or "nothing")
+            removed = cleanLeftovers() + unmountUnder(Path(args.out))
+            print("removed:", " ".join(removed) or "nothing")
         return 0
     try:
         scenarios = _scenarios(args)
