@@ -10,12 +10,13 @@ other or into the store directly.
 
 from __future__ import annotations
 
+import enum
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -86,6 +87,18 @@ class FrontEndStats(Protocol):
         """
         The counters as a JSON object.
         """
+
+
+class Elsewhere(enum.Enum):
+    """
+    What L{Node.readHere} and its kin answer for a request this node's
+    replica alone does not answer at once.
+    """
+
+    elsewhere = "elsewhere"
+
+
+ELSEWHERE: Final = Elsewhere.elsewhere
 
 
 class NotJoined(Exception):
@@ -250,6 +263,7 @@ class Node(MultiService):
         self.persistence = persistence
         self.replica.beginLoading()
         self.replica.whenSynced = persistence.whenSynced
+        self.replica.waitsForSync = persistence.fsync == "always"
         self.replica.checkWritable = persistence.checkWritable
         persistence.setServiceParent(self)
 
@@ -620,6 +634,92 @@ class Node(MultiService):
         return Deferred.fromCoroutine(
             self.keyspace.flush(level or self.writeConsistency)
         )
+
+    # Requests this node's replica alone answers at once: for a front end
+    # that serves a batch of them in one pass (a pipeline of the Redis
+    # port), without an outcome or a Deferred each. Each answers Elsewhere
+    # when it would not be answered that way, having done nothing: the
+    # caller then goes through get or putUntil (which raise what they
+    # raise).
+
+    def readHere(self, key: str, level: Consistency) -> Record | Elsewhere | None:
+        """
+        The live value of C{key}, what L{get} at C{level} would read (and
+        count as a hit or a miss), when this node's replica alone answers
+        it; else L{ELSEWHERE}.
+        """
+        if not self.ready or self.loading:
+            return ELSEWHERE
+        coordinator = self.coordinator
+        partition = coordinator.localPartition(key, level, False)
+        if partition < 0:
+            return ELSEWHERE
+        record = coordinator.readLocal(key, partition)
+        if record is None or record.tombstone:
+            self.store.misses += 1
+            return None
+        self.store.hits += 1
+        return record
+
+    def readAllHere(
+        self, keys: list[str], level: Consistency
+    ) -> list[Record | None] | Elsewhere:
+        """
+        L{readHere} of each of C{keys}, when this node's replica alone
+        answers every one of them; else L{ELSEWHERE}, none read.
+        """
+        if not self.ready or self.loading:
+            return ELSEWHERE
+        coordinator = self.coordinator
+        where = coordinator.localPartition
+        partitions = [where(key, level, False) for key in keys]
+        if -1 in partitions:
+            return ELSEWHERE
+        store = self.store
+        read = coordinator.readLocal
+        values: list[Record | None] = []
+        for key, partition in zip(keys, partitions, strict=True):
+            record = read(key, partition)
+            if record is None or record.tombstone:
+                store.misses += 1
+                values.append(None)
+            else:
+                store.hits += 1
+                values.append(record)
+        return values
+
+    def writeHere(
+        self,
+        key: str,
+        value: bytes,
+        expiresAtMs: int,
+        binary: bool,
+        level: Consistency,
+    ) -> bool:
+        """
+        Write C{value} under C{key} as L{putUntil} would at C{level}
+        (acknowledged by this node's replica, which is the only one) when
+        it can do so at once, and whether it did: nothing is written
+        before this node joined, while its disk fails, for an expiry
+        already past or an entry larger than the store, or when other
+        replicas hold the key.
+        """
+        if not self.ready:
+            return False
+        persistence = self.persistence
+        if persistence is not None and not persistence.writable:
+            return False
+        store = self.store
+        if expiresAtMs and expiresAtMs <= store.nowMs():
+            return False
+        if not store.fits(key, value):
+            return False
+        coordinator = self.coordinator
+        partition = coordinator.localPartition(key, level, True)
+        if partition < 0:
+            return False
+        coordinator.writeLocal(key, value, expiresAtMs, binary, partition)
+        return True
 
     # This node's store alone: the original's X-Is-Sync
 

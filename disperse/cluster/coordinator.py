@@ -508,6 +508,63 @@ class Coordinator:
             self._expiring.add(run)
         return run.done
 
+    # The local replica alone: for callers that serve a batch of requests
+    # in one pass (a pipeline of the Redis front end), one key at a time,
+    # with none of the outcomes and Deferreds above.
+
+    def localPartition(self, key: str, level: Consistency, writing: bool) -> int:
+        """
+        The partition of C{key} if this node's own replica alone answers a
+        read of it at C{level} now (C{writing} false), or alone holds every
+        copy a write of it makes and acknowledges it at once (C{writing}
+        true): what L{read} or L{write} would do without asking, or telling,
+        any other member. Otherwise -1, and the caller goes through L{read}
+        or L{write}. Changes nothing.
+        """
+        if self._departed:
+            # The majority check is read's and write's.
+            return -1
+        partition = partitionOf(key)
+        owners = self._owners[partition]
+        if writing:
+            if (
+                len(owners) != 1
+                or owners[0] != self.nodeName
+                or self._replica.waitsForSync
+            ):
+                return -1
+        elif (
+            self.nodeName not in owners
+            or level.required(len(owners)) > 1
+            or (self._held and self._holding(partition))
+        ):
+            return -1
+        if self._clock.seconds() < self._settledAt:
+            return -1
+        return partition
+
+    def readLocal(self, key: str, partition: int) -> Record | None:
+        """
+        The record of C{key} (tombstones included, expired ones not), in
+        C{partition} as L{localPartition} gave it for a read: what L{read}
+        answers when the local replica alone meets the level, counted as a
+        read.
+        """
+        self.counters.reads += 1
+        return self._store.record(key, True, False, partition)
+
+    def writeLocal(
+        self, key: str, value: bytes, expiresAtMs: int, binary: bool, partition: int
+    ) -> None:
+        """
+        Write C{value} under C{key} as a new version, expiring at
+        C{expiresAtMs} (0 for never), in C{partition} as L{localPartition}
+        gave it for a write: what L{write} does with a new record when this
+        node's replica is the only one, counted as a write.
+        """
+        self.counters.writes += 1
+        self._store.writeNew(key, value, expiresAtMs, binary, partition)
+
     def _earlierApplyFailed(
         self, failure: Failure, member: str, run: _WriteRun
     ) -> None:

@@ -72,6 +72,9 @@ class Replica:
         # With --fsync always, what to wait on before a write applied here
         # is acknowledged (disperse.persist.log.Log.whenSynced).
         self.whenSynced: Callable[[], Deferred[None] | None] = _nothingToWait
+        # Whether whenSynced ever waits: a write is then acknowledged here
+        # only later, never at once.
+        self.waitsForSync = False
         # Raises while this node cannot write to its data directory
         # (disperse.persist.log.DiskUnavailable): records are refused.
         self.checkWritable: Callable[[], None] = _nothingToWait

@@ -36,6 +36,7 @@ from disperse.node import Loading, NotJoined
 from disperse.persist.log import DiskUnavailable
 from disperse.resp import families  # noqa: F401  (registers every handler)
 from disperse.resp.arguments import ArgumentError
+from disperse.resp.batch import LocalBatch
 from disperse.resp.commands import (
     Command,
     CommandError,
@@ -138,6 +139,9 @@ class Dispatcher:
     @param perClient: the rate limit of each client (its token, else its
         address), or L{None}.
     @param overall: the rate limit of the whole node, or L{None}.
+    @param batch: serve runs of plain reads and writes in one pass
+        (L{disperse.resp.batch}); without it each command runs alone, as
+        the tests that compare both ways need.
     """
 
     log = Logger()
@@ -149,6 +153,7 @@ class Dispatcher:
         handlers: Mapping[str, Handler] = HANDLERS,
         perClient: RateLimiter | None = None,
         overall: RateLimiter | None = None,
+        batch: bool = True,
     ) -> None:
         self._stats = stats
         self._series = stats.commands
@@ -169,6 +174,15 @@ class Dispatcher:
             watch=self._watch,
             unwatch=self._unwatch,
         )
+        self._batch = LocalBatch(
+            stats,
+            now,
+            self._handlers if batch else {},
+            HANDLERS,
+            self._call,
+            self._limit if self._limited else None,
+        )
+        self.executeBatch = self._batch.run
 
     @property
     def stats(self) -> RespStats:
@@ -561,6 +575,7 @@ class Pipeline:
     ) -> None:
         self._dispatcher = dispatcher
         self._execute = dispatcher.execute
+        self._batch = dispatcher.executeBatch
         self._context = context
         self._session = context.session
         self._encoder = encoder
@@ -600,14 +615,31 @@ class Pipeline:
         once) kept in one loop.
         """
         execute = self._execute
+        batch = self._batch
         context = self._context
         session = self._session
         encoder = self._encoder
-        for index, line in enumerate(lines):
+        index = 0
+        count = len(lines)
+        while index < count:
             if self._order or self._waiting or self.held or session.closing:
                 for rest in lines[index:]:
                     self.run(rest)
                 return
+            # A run of plain reads and writes, in one pass (and, if one of
+            # them waits on replicas, that one's Deferred).
+            encoder.protocol = session.protocol
+            index, pending = batch(context, lines, index, encoder)
+            if pending is not None:
+                slot = _Slot(footprint(lines[index - 1]))
+                self._order.append(slot)
+                self._occupy(slot.footprint)
+                pending.addBoth(self._completed, slot)
+                continue
+            if index >= count:
+                return
+            line = lines[index]
+            index += 1
             result = execute(context, line)
             if type(result) is Deferred:
                 slot = _Slot(footprint(line))

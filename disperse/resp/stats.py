@@ -83,6 +83,18 @@ class RespStats:
         series.seconds += seconds
         series.buckets[bisect_left(self.bounds, seconds)] += 1
 
+    def recordMany(self, name: str, calls: int, seconds: float) -> None:
+        """
+        Count C{calls} calls of command C{name} that took C{seconds} each:
+        a run of them served together, timed together.
+        """
+        series = self.commands.get(name)
+        if series is None:
+            series = self.commands[name] = CommandSeries([0] * (len(self.bounds) + 1))
+        series.calls += calls
+        series.seconds += seconds * calls
+        series.buckets[bisect_left(self.bounds, seconds)] += calls
+
     @property
     def calls(self) -> int:
         """

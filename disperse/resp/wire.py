@@ -480,6 +480,14 @@ class ReplyEncoder:
         self.protocol = protocol
         self._pieces: list[bytes] = []
 
+    @property
+    def pieces(self) -> list[bytes]:
+        """
+        The pieces written since the last L{take}, for a caller that
+        appends replies it encoded itself (L{disperse.resp.batch}).
+        """
+        return self._pieces
+
     def take(self) -> bytes:
         """
         The replies written since the last call, as one bytes object.

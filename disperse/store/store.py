@@ -729,6 +729,44 @@ class Store:
             partition,
         )
 
+    def writeNew(
+        self,
+        key: str,
+        value: bytes,
+        expiresAtMs: int,
+        binary: bool,
+        partition: int,
+    ) -> bool:
+        """
+        L{merge} a new version of C{key} stamped now: what
+        C{merge(key, newRecord(value, binary=binary,
+        expiresAtMs=expiresAtMs), partition=partition)} does, without the
+        L{Record} in between, for a coordinator whose own replica is the
+        only one to write (L{disperse.cluster.coordinator.Coordinator.writeLocal}).
+
+        @return: whether the record was applied.
+        """
+        timestamp = self.hlc.now()
+        flags = FLAG_BINARY if binary else 0
+        nodeId = self.nodeId
+        return self._mergeBlob(
+            key,
+            _HEADER.pack(
+                expiresAtMs,
+                timestamp,
+                nodeId,
+                _contentHashOf(value) if value else EMPTY_HASH,
+                flags,
+            )
+            + value,
+            expiresAtMs,
+            timestamp,
+            nodeId,
+            flags,
+            True,
+            partition,
+        )
+
     def mergeEncoded(
         self,
         key: str,

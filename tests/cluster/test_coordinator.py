@@ -760,3 +760,85 @@ class ReadPreferenceTests(SynchronousTestCase):
         clock.advance(SETTLE_WINDOW)
         node.read("k", Consistency.quorum)
         self.assertEqual(peers.fetched, ["b", "c"])
+
+
+class LocalTests(SynchronousTestCase):
+    """
+    L{Coordinator.localPartition}: when the local replica alone answers,
+    and the reads and writes it then serves.
+    """
+
+    def test_alone(self) -> None:
+        """
+        A node alone reads and writes every key at every level by itself,
+        as read and write would, and counts them.
+        """
+        cluster = Cluster(names=["n0"])
+        node = cluster.nodes["n0"]
+        for level in Consistency:
+            self.assertEqual(
+                node.localPartition("k", level, writing=True), partitionOf("k")
+            )
+        node.writeLocal("k", b"v", 0, False, partitionOf("k"))
+        record = node.readLocal("k", partitionOf("k"))
+        assert record is not None
+        self.assertEqual((record.value, record.binary), (b"v", False))
+        self.assertEqual(record, node.read("k", Consistency.all).record)  # type: ignore[union-attr]
+        self.assertEqual((node.counters.reads, node.counters.writes), (2, 1))
+
+    def test_replicated(self) -> None:
+        """
+        With three replicas, the local one alone answers a read at level
+        one only, and never takes a write alone.
+        """
+        cluster = Cluster()
+        node = cluster.nodes["n0"]
+        partition = partitionOf("k")
+        self.assertEqual(node.localPartition("k", Consistency.one, False), partition)
+        self.assertEqual(node.localPartition("k", Consistency.quorum, False), -1)
+        for level in Consistency:
+            self.assertEqual(node.localPartition("k", level, writing=True), -1)
+
+    def test_notAnOwner(self) -> None:
+        """
+        A key this node holds no replica of is read elsewhere.
+        """
+        cluster = Cluster(names=["n0", "n1", "n2", "n3", "n4"], replicas=1)
+        node = cluster.nodes["n0"]
+        owners = {key: node.owners(key) for key in (f"k{n}" for n in range(50))}
+        self.assertIn(("n0",), owners.values())
+        self.assertNotEqual(set(owners.values()), {("n0",)})
+        for key, held in owners.items():
+            expected = partitionOf(key) if held == ("n0",) else -1
+            self.assertEqual(node.localPartition(key, Consistency.one, False), expected)
+            self.assertEqual(node.localPartition(key, Consistency.one, True), expected)
+
+    def test_held(self) -> None:
+        """
+        A partition whose reads are held here is read elsewhere.
+        """
+        cluster = Cluster()
+        cluster.replicas["n0"].beginLoading()
+        self.assertEqual(
+            cluster.nodes["n0"].localPartition("k", Consistency.one, False), -1
+        )
+
+    def test_syncs(self) -> None:
+        """
+        A write acknowledged only once synced to disk is not taken alone.
+        """
+        cluster = Cluster(names=["n0"])
+        cluster.replicas["n0"].waitsForSync = True
+        self.assertEqual(
+            cluster.nodes["n0"].localPartition("k", Consistency.one, True), -1
+        )
+
+    def test_settling(self) -> None:
+        """
+        In the moments after a table change, reads and writes go the long
+        way (earlier owners are asked too).
+        """
+        cluster = Cluster(names=["n0"])
+        cluster.views["n0"].updateMembers([MemberSpec("n0"), MemberSpec("n1")])
+        node = cluster.nodes["n0"]
+        self.assertEqual(node.localPartition("k", Consistency.one, False), -1)
