@@ -10,13 +10,12 @@ other or into the store directly.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any, Final, Protocol, Self
+from typing import Any, Protocol, Self
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -25,8 +24,10 @@ from twisted.internet.interfaces import IReactorTime
 from disperse.cluster.antientropy import AntiEntropy
 from disperse.cluster.clients import RepairClient
 from disperse.cluster.coordinator import (
+    ELSEWHERE,
     Consistency,
     Coordinator,
+    Elsewhere,
     ReadOutcome,
     WriteOutcome,
 )
@@ -87,18 +88,6 @@ class FrontEndStats(Protocol):
         """
         The counters as a JSON object.
         """
-
-
-class Elsewhere(enum.Enum):
-    """
-    What L{Node.readHere} and its kin answer for a request this node's
-    replica alone does not answer at once.
-    """
-
-    elsewhere = "elsewhere"
-
-
-ELSEWHERE: Final = Elsewhere.elsewhere
 
 
 class NotJoined(Exception):
@@ -650,12 +639,12 @@ class Node(MultiService):
         """
         if not self.ready or self.loading:
             return ELSEWHERE
-        coordinator = self.coordinator
-        partition = coordinator.localPartition(key, level, False)
-        if partition < 0:
-            return ELSEWHERE
-        record = coordinator.readLocal(key, partition)
-        if record is None or record.tombstone:
+        record = self.coordinator.readHere(key, level)
+        if record is None or record is ELSEWHERE:
+            if record is None:
+                self.store.misses += 1
+            return record
+        if record.tombstone:
             self.store.misses += 1
             return None
         self.store.hits += 1
@@ -670,16 +659,12 @@ class Node(MultiService):
         """
         if not self.ready or self.loading:
             return ELSEWHERE
-        coordinator = self.coordinator
-        where = coordinator.localPartition
-        partitions = [where(key, level, False) for key in keys]
-        if -1 in partitions:
-            return ELSEWHERE
+        records = self.coordinator.readAllHere(keys, level)
+        if records is ELSEWHERE:
+            return records
         store = self.store
-        read = coordinator.readLocal
         values: list[Record | None] = []
-        for key, partition in zip(keys, partitions, strict=True):
-            record = read(key, partition)
+        for record in records:
             if record is None or record.tombstone:
                 store.misses += 1
                 values.append(None)
@@ -714,12 +699,7 @@ class Node(MultiService):
             return False
         if not store.fits(key, value):
             return False
-        coordinator = self.coordinator
-        partition = coordinator.localPartition(key, level, True)
-        if partition < 0:
-            return False
-        coordinator.writeLocal(key, value, expiresAtMs, binary, partition)
-        return True
+        return self.coordinator.writeHere(key, value, expiresAtMs, binary, level)
 
     # This node's store alone: the original's X-Is-Sync
 

@@ -21,10 +21,11 @@ replicas through a L{PeerClient}. Time comes from the injected clock.
 from __future__ import annotations
 
 import enum
+from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -39,7 +40,11 @@ from disperse.logs import logger
 from disperse.store import Record
 from disperse.store.counter import decodeState, joinRecords
 from disperse.store.integrity import reportDamaged
-from disperse.store.partition import PARTITION_COUNT, partitionOf
+from disperse.store.partition import (
+    PARTITION_COUNT,
+    SLOTS_PER_PARTITION,
+    partitionOf,
+)
 
 # How often hints are offered to replicas that are back, and how many at once.
 HINT_INTERVAL = 1.0
@@ -59,6 +64,12 @@ SLOW_FOR = 1.0
 # them would only add load: at most a tenth more calls.
 RETRY_BUDGET = 0.1
 RETRY_BURST = 100.0
+
+# partitionOf inlined where every request of a batch asks (as the store
+# does): a key without a brace is bits 4 to 13 of its CRC16.
+_crc = crc_hqx
+_PARTITION_SHIFT = SLOTS_PER_PARTITION.bit_length() - 1
+_PARTITION_MASK = PARTITION_COUNT - 1
 
 
 class Consistency(enum.Enum):
@@ -83,6 +94,18 @@ class Consistency(enum.Enum):
 
 _ONE = Consistency.one
 _QUORUM = Consistency.quorum
+
+
+class Elsewhere(enum.Enum):
+    """
+    What L{Coordinator.readHere} and its kin (and the node's) answer for a
+    request this node's replica alone does not answer at once.
+    """
+
+    elsewhere = "elsewhere"
+
+
+ELSEWHERE: Final = Elsewhere.elsewhere
 
 
 @dataclass(frozen=True)
@@ -524,7 +547,12 @@ class Coordinator:
         if self._departed:
             # The majority check is read's and write's.
             return -1
-        partition = partitionOf(key)
+        # partitionOf inlined, as in the store.
+        partition = (
+            _crc(key.encode(), 0) >> _PARTITION_SHIFT & _PARTITION_MASK
+            if "{" not in key
+            else partitionOf(key)
+        )
         owners = self._owners[partition]
         if writing:
             if (
@@ -534,8 +562,9 @@ class Coordinator:
             ):
                 return -1
         elif (
-            self.nodeName not in owners
-            or level.required(len(owners)) > 1
+            # Level.required(len(owners)) > 1, without the call.
+            (level is not _ONE and len(owners) > 1)
+            or self.nodeName not in owners
             or (self._held and self._holding(partition))
         ):
             return -1
@@ -543,27 +572,51 @@ class Coordinator:
             return -1
         return partition
 
-    def readLocal(self, key: str, partition: int) -> Record | None:
+    def readHere(self, key: str, level: Consistency) -> Record | Elsewhere | None:
         """
-        The record of C{key} (tombstones included, expired ones not), in
-        C{partition} as L{localPartition} gave it for a read: what L{read}
-        answers when the local replica alone meets the level, counted as a
-        read.
+        What L{read} at C{level} finds for C{key} (tombstones included,
+        expired records not) when this node's replica alone answers it at
+        once, counted as a read; else L{ELSEWHERE}, nothing done.
         """
+        partition = self.localPartition(key, level, False)
+        if partition < 0:
+            return ELSEWHERE
         self.counters.reads += 1
         return self._store.record(key, True, False, partition)
 
-    def writeLocal(
-        self, key: str, value: bytes, expiresAtMs: int, binary: bool, partition: int
-    ) -> None:
+    def readAllHere(
+        self, keys: list[str], level: Consistency
+    ) -> list[Record | None] | Elsewhere:
+        """
+        L{readHere} of each of C{keys} when this node's replica alone
+        answers every one of them, else L{ELSEWHERE}, none read.
+        """
+        where = self.localPartition
+        partitions = [where(key, level, False) for key in keys]
+        if -1 in partitions:
+            return ELSEWHERE
+        self.counters.reads += len(keys)
+        record = self._store.record
+        return [
+            record(key, True, False, partition)
+            for key, partition in zip(keys, partitions, strict=True)
+        ]
+
+    def writeHere(
+        self, key: str, value: bytes, expiresAtMs: int, binary: bool, level: Consistency
+    ) -> bool:
         """
         Write C{value} under C{key} as a new version, expiring at
-        C{expiresAtMs} (0 for never), in C{partition} as L{localPartition}
-        gave it for a write: what L{write} does with a new record when this
-        node's replica is the only one, counted as a write.
+        C{expiresAtMs} (0 for never), when this node's replica is its only
+        one and acknowledges at once: what L{write} does with a new record
+        then, counted as a write. Whether it did; nothing is done when not.
         """
+        partition = self.localPartition(key, level, True)
+        if partition < 0:
+            return False
         self.counters.writes += 1
         self._store.writeNew(key, value, expiresAtMs, binary, partition)
+        return True
 
     def _earlierApplyFailed(
         self, failure: Failure, member: str, run: _WriteRun

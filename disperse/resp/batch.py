@@ -31,9 +31,10 @@ from typing import Final
 
 from twisted.internet.defer import Deferred
 
-from disperse.cluster.coordinator import Consistency
+from disperse.cluster.coordinator import ELSEWHERE, Consistency, Elsewhere
 from disperse.cluster.peer.messages import MAX_KEY_SIZE
-from disperse.node import ELSEWHERE
+from disperse.cluster.serial import KeySerializer
+from disperse.node import Node
 from disperse.resp.context import Context, Handler, Session
 from disperse.resp.replies import ErrorReply, Reply, encodeReply
 from disperse.resp.stats import RespStats
@@ -58,8 +59,19 @@ _KINDS: Final = {
 _NAMES: Final = {_GET: "get", _SET: "set", _MGET: "mget"}
 
 _OK: Final = b"+OK\r\n"
-_NULL: Final = {2: b"$-1\r\n", 3: b"_\r\n"}
+# A missing value, in RESP2 and in RESP3.
+_NULLS: Final = (b"$-1\r\n", b"_\r\n")
 _INT64_MAX: Final = 2**63 - 1
+
+# What a run uses of the node: the node, its readHere and writeHere, its
+# key serializer, its largest value.
+_Bound = tuple[
+    "Node",
+    Callable[[str, Consistency], "Record | Elsewhere | None"],
+    Callable[[str, bytes, int, bool, Consistency], bool],
+    KeySerializer,
+    int,
+]
 
 # What calls a command's handler as the dispatcher does once its checks
 # passed (Dispatcher._call): the reply, or a Deferred of it.
@@ -99,6 +111,7 @@ class LocalBatch:
             for kind, name in _NAMES.items()
             if name in handlers and handlers[name] is registered.get(name)
         }
+        self._bound: _Bound | None = None
         self.kinds: dict[bytes, int] = {
             spelling: kind
             for spelling, kind in _KINDS.items()
@@ -134,19 +147,16 @@ class LocalBatch:
         mayRead = grant is None or grant.allows(READ)
         mayWrite = grant is None or grant.allows(WRITE)
         node = context.node
+        bound = self._bound
+        if bound is None or bound[0] is not node:
+            bound = self._bind(node)
+        _, readHere, writeHere, serial, maxValueSize = bound
         level = session.level
         readLevel: Consistency = level or node.readConsistency
         writeLevel: Consistency = level or node.writeConsistency
-        maxValueSize = node.config.maxValueSize
-        serial = node.serial
-        readHere = node.readHere
-        writeHere = node.writeHere
-        handlers = self._handlers
-        call = self._call
         limit = self._limit
-        pieces = encoder.pieces
-        add = pieces.append
-        null = _NULL[3 if session.protocol >= 3 else 2]
+        add = encoder.pieces.append
+        null = _NULLS[session.protocol >= 3]
         # Commands answered here, of each kind.
         gets = sets = mgets = 0
         lastKind = 0
@@ -229,7 +239,7 @@ class LocalBatch:
                             lastKind = kind
                             continue
             else:
-                records = self._readAll(context, line, readLevel)
+                records = self._readAll(node, session, line, readLevel)
                 if records is not None:
                     reply = _rendered(records, null)
                     if reply is None:
@@ -242,7 +252,7 @@ class LocalBatch:
                     continue
             # Not answered here: the handler runs it, as it would have
             # outside a batch (the checks above are the dispatcher's).
-            result = call(context, _NAMES[kind], handlers[kind], line)
+            result = self._call(context, _NAMES[kind], self._handlers[kind], line)
             if type(result) is Deferred:
                 pending = result
                 break
@@ -267,14 +277,27 @@ class LocalBatch:
                 session.lastCommandMs = int(now * 1000)
         return index, pending
 
+    def _bind(self, node: Node) -> _Bound:
+        """
+        What every run on C{node} uses of it, looked up once.
+        """
+        bound = self._bound = (
+            node,
+            node.readHere,
+            node.writeHere,
+            node.serial,
+            node.config.maxValueSize,
+        )
+        return bound
+
     def _readAll(
-        self, context: Context, line: list[bytes], level: Consistency
+        self, node: Node, session: Session, line: list[bytes], level: Consistency
     ) -> list[Record | None] | None:
         """
         The values of C{MGET}'s keys when the node's replica alone answers
         them all, else L{None}, none read.
         """
-        grant = context.session.grant
+        grant = session.grant
         keys = []
         for raw in line[1:]:
             if len(raw) > MAX_KEY_SIZE or (grant is not None and not grant.covers(raw)):
@@ -283,7 +306,7 @@ class LocalBatch:
                 keys.append(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 return None
-        records = context.node.readAllHere(keys, level)
+        records = node.readAllHere(keys, level)
         if records is ELSEWHERE:
             return None
         return records

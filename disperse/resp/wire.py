@@ -88,7 +88,7 @@ class WireLimits:
     maxInlineLength: int = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Requests:
     """
     What one call to L{RequestReader.feed} found.
@@ -478,42 +478,36 @@ class ReplyEncoder:
 
     def __init__(self, protocol: int = 2) -> None:
         self.protocol = protocol
-        self._pieces: list[bytes] = []
-
-    @property
-    def pieces(self) -> list[bytes]:
-        """
-        The pieces written since the last L{take}, for a caller that
-        appends replies it encoded itself (L{disperse.resp.batch}).
-        """
-        return self._pieces
+        # The pieces written since the last take(); a caller may append
+        # replies it encoded itself (disperse.resp.batch).
+        self.pieces: list[bytes] = []
 
     def take(self) -> bytes:
         """
         The replies written since the last call, as one bytes object.
         """
-        pieces = self._pieces
-        self._pieces = []
+        pieces = self.pieces
+        self.pieces = []
         return b"".join(pieces)
 
     def simple(self, text: str) -> None:
         encoded = _SIMPLE.get(text)
         if encoded is not None:
-            self._pieces.append(encoded)
+            self.pieces.append(encoded)
         else:
-            self._pieces += (b"+", _clean(text), CRLF)
+            self.pieces += (b"+", _clean(text), CRLF)
 
     def error(self, text: str) -> None:
         """
         An error reply; C{text} starts with its code (C{ERR}, C{WRONGTYPE}).
         """
-        self._pieces += (b"-", _clean(text), CRLF)
+        self.pieces += (b"-", _clean(text), CRLF)
 
     def integer(self, value: int) -> None:
-        self._pieces.append(b":%d\r\n" % value)
+        self.pieces.append(b":%d\r\n" % value)
 
     def bulk(self, value: bytes) -> None:
-        self._pieces += (b"$%d\r\n" % len(value), value, CRLF)
+        self.pieces += (b"$%d\r\n" % len(value), value, CRLF)
 
     def bulkOrNull(self, value: bytes | None) -> None:
         if value is None:
@@ -525,16 +519,16 @@ class ReplyEncoder:
         """
         No value: RESP3's null, RESP2's null bulk string.
         """
-        self._pieces.append(b"_\r\n" if self.protocol >= 3 else b"$-1\r\n")
+        self.pieces.append(b"_\r\n" if self.protocol >= 3 else b"$-1\r\n")
 
     def nullArray(self) -> None:
         """
         No array (C{EXEC} after an aborted transaction): RESP2's null array.
         """
-        self._pieces.append(b"_\r\n" if self.protocol >= 3 else b"*-1\r\n")
+        self.pieces.append(b"_\r\n" if self.protocol >= 3 else b"*-1\r\n")
 
     def arrayHeader(self, length: int) -> None:
-        self._pieces.append(b"*%d\r\n" % length)
+        self.pieces.append(b"*%d\r\n" % length)
 
     def array(self, values: list[bytes | None]) -> None:
         """
@@ -546,26 +540,26 @@ class ReplyEncoder:
 
     def mapHeader(self, pairs: int) -> None:
         if self.protocol >= 3:
-            self._pieces.append(b"%%%d\r\n" % pairs)
+            self.pieces.append(b"%%%d\r\n" % pairs)
         else:
             self.arrayHeader(2 * pairs)
 
     def setHeader(self, length: int) -> None:
         if self.protocol >= 3:
-            self._pieces.append(b"~%d\r\n" % length)
+            self.pieces.append(b"~%d\r\n" % length)
         else:
             self.arrayHeader(length)
 
     def double(self, value: float) -> None:
         text = formatDouble(value)
         if self.protocol >= 3:
-            self._pieces += (b",", text, CRLF)
+            self.pieces += (b",", text, CRLF)
         else:
             self.bulk(text)
 
     def boolean(self, value: bool) -> None:
         if self.protocol >= 3:
-            self._pieces.append(b"#t\r\n" if value else b"#f\r\n")
+            self.pieces.append(b"#t\r\n" if value else b"#f\r\n")
         else:
             self.integer(1 if value else 0)
 
@@ -575,6 +569,6 @@ class ReplyEncoder:
         three bytes, C{txt} or C{mkd}.
         """
         if self.protocol >= 3:
-            self._pieces += (b"=%d\r\n" % (len(text) + 4), format, b":", text, CRLF)
+            self.pieces += (b"=%d\r\n" % (len(text) + 4), format, b":", text, CRLF)
         else:
             self.bulk(text)

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from disperse.cluster.clients import PeerClient
 from disperse.cluster.coordinator import (
+    ELSEWHERE,
     HINT_INTERVAL,
     READ_RETRY_AFTER,
     RETRY_BUDGET,
@@ -779,12 +780,15 @@ class LocalTests(SynchronousTestCase):
             self.assertEqual(
                 node.localPartition("k", level, writing=True), partitionOf("k")
             )
-        node.writeLocal("k", b"v", 0, False, partitionOf("k"))
-        record = node.readLocal("k", partitionOf("k"))
-        assert record is not None
+        self.assertTrue(node.writeHere("k", b"v", 0, False, Consistency.quorum))
+        record = node.readHere("k", Consistency.quorum)
+        assert isinstance(record, Record)
         self.assertEqual((record.value, record.binary), (b"v", False))
-        self.assertEqual(record, node.read("k", Consistency.all).record)  # type: ignore[union-attr]
-        self.assertEqual((node.counters.reads, node.counters.writes), (2, 1))
+        outcome = node.read("k", Consistency.all)
+        assert isinstance(outcome, ReadOutcome)
+        self.assertEqual(record, outcome.record)
+        self.assertEqual(node.readAllHere(["k", "j"], Consistency.one), [record, None])
+        self.assertEqual((node.counters.reads, node.counters.writes), (4, 1))
 
     def test_replicated(self) -> None:
         """
@@ -798,6 +802,11 @@ class LocalTests(SynchronousTestCase):
         self.assertEqual(node.localPartition("k", Consistency.quorum, False), -1)
         for level in Consistency:
             self.assertEqual(node.localPartition("k", level, writing=True), -1)
+        self.assertIs(node.readHere("k", Consistency.quorum), ELSEWHERE)
+        self.assertIs(node.readAllHere(["k"], Consistency.all), ELSEWHERE)
+        self.assertFalse(node.writeHere("k", b"v", 0, False, Consistency.one))
+        self.assertEqual(cluster.holds("k"), {"n0": None, "n1": None, "n2": None})
+        self.assertEqual((node.counters.reads, node.counters.writes), (0, 0))
 
     def test_notAnOwner(self) -> None:
         """
