@@ -168,7 +168,7 @@ def persistFrames() -> list[bytes]:
         format.entryFrame(1023, "ключ".encode(), expiring),
         format.entryFrame(0, b"gone", tombstone),
         format.dropFrame(3),
-        format.sectionFrame(5, 99, 2),
+        format.entriesFrame(5, [("a", value), ("b", expiring)]),
         format.endFrame(99, 2, 1),
         format.sealFrame(),
     ]

@@ -13,6 +13,12 @@ Both kinds of file are a header followed by frames:
     payload    the rest: an entry as the store keeps it (its encoded record,
                local flags included), or a kind's own fields
 
+A log holds one frame per change. A snapshot holds, for each partition,
+frames of up to L{BATCH_ENTRIES} entries each (L{Kind.ENTRIES}: the payload
+is the keys and entries, alternating, as one msgpack array), so that loading
+one decodes thousands of entries in C rather than a frame at a time in
+Python; then an end frame.
+
 A reader trusts a frame only once its checksum matched, and stops at the
 first frame that is cut short or does not match: what comes after a damaged
 frame is not read, so what is loaded is always a prefix of what was written
@@ -27,13 +33,20 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import NamedTuple
 
 from crc32c import crc32c
+from msgpack import packb, unpackb
 
 from disperse.store.partition import PARTITION_COUNT
 from disperse.store.record import FLAG_COUNTER, FLAG_TOMBSTONE, FLAGS_AT, HEADER_SIZE
+
+# Entries in one batch frame of a snapshot: a few hundred KiB at most for
+# small values, decoded in one call.
+BATCH_ENTRIES = 4096
 
 # Bumped whenever a reader of the previous version would misread a file;
 # a data directory of another version is refused, not guessed at.
@@ -58,7 +71,6 @@ _BODY_KEY = FRAME_HEAD_SIZE - 4
 # to wait for (values are bounded far below by --max-value-size).
 MAX_FRAME = 1 << 31
 
-_SECTION = struct.Struct(">QI")
 _END = struct.Struct(">QQI")
 
 
@@ -78,10 +90,10 @@ class Kind(enum.IntEnum):
     COUNTER = 4
     # Forget every entry of the frame's partition (no longer held here).
     DROP = 5
-    # Snapshots: the entries of one partition follow (payload: the
-    # store's clock when they were taken, and how many there are).
-    SECTION = 6
-    # Snapshots: the last frame (payload: the clock, entries, sections).
+    # Snapshots: a batch of entries of one partition (payload: a msgpack
+    # array of keys and entries, alternating).
+    ENTRIES = 6
+    # Snapshots: the last frame (payload: the clock, entries, batches).
     END = 7
     # Log segments: the last frame of a segment closed in order. A segment
     # without one is the last, or is followed by a FRESH one: anything
@@ -181,28 +193,49 @@ def sealFrame() -> bytes:
     return frame(Kind.SEAL, 0, b"", b"")
 
 
-def sectionFrame(partition: int, clock: int, entries: int) -> bytes:
-    return frame(Kind.SECTION, partition, b"", _SECTION.pack(clock, entries))
-
-
-def endFrame(clock: int, entries: int, sections: int) -> bytes:
-    return frame(Kind.END, 0, b"", _END.pack(clock, entries, sections))
-
-
-def sectionFields(payload: bytes) -> tuple[int, int]:
+def entriesFrame(partition: int, entries: Sequence[tuple[str, bytes]]) -> bytes:
     """
-    The clock and entry count of a L{Kind.SECTION} frame's payload.
+    A L{Kind.ENTRIES} frame of C{entries}, keys of C{partition} and their
+    entries as the store keeps them.
     """
-    clock, entries = _SECTION.unpack(payload)
-    return clock, entries
+    flat = list(chain.from_iterable(entries))
+    return frame(Kind.ENTRIES, partition, b"", packb(flat, use_bin_type=True))
+
+
+def entriesOf(payload: bytes) -> tuple[list[str], list[bytes]]:
+    """
+    The keys and entries of a L{Kind.ENTRIES} frame's payload.
+
+    @raise ValueError: if it is not an array of key and entry pairs, each
+        entry at least a record's header long.
+    """
+    try:
+        flat = unpackb(payload, raw=False, use_list=True)
+    except Exception as e:  # msgpack raises several kinds
+        raise ValueError(f"a batch of entries that does not decode: {e}") from None
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise ValueError("a batch of entries that is not key and entry pairs")
+    keys = flat[0::2]
+    entries = flat[1::2]
+    if not all(map(str.__instancecheck__, keys)) or not all(
+        map(bytes.__instancecheck__, entries)
+    ):
+        raise ValueError("a batch of entries with a key or entry of another type")
+    if entries and min(map(len, entries)) < HEADER_SIZE:
+        raise ValueError("a batch with an entry shorter than a record's header")
+    return keys, entries
+
+
+def endFrame(clock: int, entries: int, batches: int) -> bytes:
+    return frame(Kind.END, 0, b"", _END.pack(clock, entries, batches))
 
 
 def endFields(payload: bytes) -> tuple[int, int, int]:
     """
-    The clock, entries and sections of a L{Kind.END} frame's payload.
+    The clock, entries and batches of a L{Kind.END} frame's payload.
     """
-    clock, entries, sections = _END.unpack(payload)
-    return clock, entries, sections
+    clock, entries, batches = _END.unpack(payload)
+    return clock, entries, batches
 
 
 class Frame(NamedTuple):
@@ -246,8 +279,8 @@ def checkFrame(kind: int, partition: int, payload: bytes) -> str | None:
     if kind in _ENTRY_KIND_VALUES:
         if len(payload) < HEADER_SIZE or entryKind(payload) != kind:
             return "an entry whose kind does not match its record"
-    elif kind == Kind.SECTION and len(payload) != _SECTION.size:
-        return "a section header of the wrong size"
+    elif kind == Kind.ENTRIES and not payload:
+        return "an empty batch of entries"
     elif kind == Kind.END and len(payload) != _END.size:
         return "an end frame of the wrong size"
     elif kind in (Kind.DROP, Kind.SEAL) and payload:

@@ -9,6 +9,8 @@ names as where replay starts after it. Then, for each partition in turn,
 it copies the partition's entries (a list of references to immutable
 bytes, so the copy is the partition at that instant) and writes them out
 over as many reactor turns as it takes, each turn bounded in time.
+Entries go out in batches (L{disperse.persist.format.entriesFrame}), so
+that loading decodes thousands at a time.
 Replaying the log from the named segment over a snapshot taken this way
 gives the store as it was last: each partition's copy was taken after the
 roll, and every change after the roll is in the log, applied in order.
@@ -38,11 +40,11 @@ from disperse.persist.datadir import (
     syncDirectory,
 )
 from disperse.persist.format import (
+    BATCH_ENTRIES,
     SNAPSHOT_MAGIC,
     endFrame,
-    entryFrame,
+    entriesFrame,
     fileHeader,
-    sectionFrame,
 )
 from disperse.persist.log import Log, Syncer
 from disperse.store.partition import PARTITION_COUNT
@@ -53,8 +55,7 @@ from disperse.store.store import Store
 SLICE_SECONDS = 0.005
 # Frames are gathered into writes of about this many bytes.
 WRITE_BYTES = 1024 * 1024
-# How many entries are framed between looks at the timer.
-_BATCH = 256
+_NO_EXPIRY = bytes(8)
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,10 @@ class SnapshotWriter:
         final = self._dir.snapshotDir / snapshotName(sequence)
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        entries = sections = written = 0
+        entries = batches = written = 0
         longest = 0.0
+        noExpiry = _NO_EXPIRY
+        unpack = HEADER.unpack_from
         try:
             buffer: list[bytes] = [fileHeader(SNAPSHOT_MAGIC, sequence, sequence)]
             buffered = len(buffer[0])
@@ -146,19 +149,19 @@ class SnapshotWriter:
                 if not items:
                     continue
                 nowMs = store.nowMs()
+                # Expired entries leave the disk here.
                 kept = [
                     (key, blob)
                     for key, blob in items
-                    if not (expiry := HEADER.unpack_from(blob)[0]) or expiry > nowMs
+                    if blob.startswith(noExpiry) or unpack(blob)[0] > nowMs
                 ]
-                buffer.append(sectionFrame(partition, store.hlc.last, len(kept)))
-                sections += 1
-                for start in range(0, len(kept), _BATCH):
-                    for key, blob in kept[start : start + _BATCH]:
-                        frame = entryFrame(partition, key.encode(), blob)
-                        buffer.append(frame)
-                        buffered += len(frame)
-                    entries += min(_BATCH, len(kept) - start)
+                for start in range(0, len(kept), BATCH_ENTRIES):
+                    batch = kept[start : start + BATCH_ENTRIES]
+                    frame = entriesFrame(partition, batch)
+                    buffer.append(frame)
+                    buffered += len(frame)
+                    entries += len(batch)
+                    batches += 1
                     if buffered >= WRITE_BYTES:
                         written += _writeAll(fd, b"".join(buffer))
                         buffer, buffered = [], 0
@@ -168,7 +171,7 @@ class SnapshotWriter:
                         if self._stopping:
                             raise _Abandoned()
                         sliceStart = self._timer()
-            buffer.append(endFrame(store.hlc.last, entries, sections))
+            buffer.append(endFrame(store.hlc.last, entries, batches))
             written += _writeAll(fd, b"".join(buffer))
             longest = max(longest, self._timer() - sliceStart)
         except BaseException:

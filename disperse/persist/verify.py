@@ -17,6 +17,7 @@ from disperse.persist.format import (
     SNAPSHOT_MAGIC,
     FormatError,
     Kind,
+    entriesOf,
     readFileHeader,
     scanFrames,
 )
@@ -87,6 +88,19 @@ def _check(path: Path, magic: bytes, kind: str) -> FileCheck:
             if not intact(frame.payload):
                 check.problems.append(
                     f"an entry failing its content hash, ending at byte {frame.end}"
+                )
+        elif frame.kind == Kind.ENTRIES:
+            try:
+                _, batch = entriesOf(frame.payload)
+            except ValueError as e:
+                check.problems.append(f"{e}, ending at byte {frame.end}")
+                continue
+            check.entries += len(batch)
+            damaged = sum(not intact(entry) for entry in batch)
+            if damaged:
+                check.problems.append(
+                    f"{damaged} entries failing their content hash in the batch"
+                    f" ending at byte {frame.end}"
                 )
         elif frame.kind == Kind.END:
             ended = True

@@ -46,6 +46,8 @@ from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
 from typing import Protocol
 
 from disperse.store.counter import canonicalValue, joinRecords
@@ -105,6 +107,11 @@ DEFAULT_EXPIRY_TOMBSTONE_TTL = 600.0
 
 _WHEEL_SLACK = 65536
 _NO_EXPIRY = bytes(8)
+# For Store.install: an entry's flags byte and expiry field, and each flags
+# byte mapped to 1 for a tombstone, 0 otherwise.
+_flagsOf = itemgetter(FLAGS_AT)
+_expiryBytesOf = itemgetter(slice(0, 8))
+_TOMBSTONE_BYTES = bytes(int(bool(flags & FLAG_TOMBSTONE)) for flags in range(256))
 
 # A Record from a tuple of its fields, without the generated constructor's
 # argument handling: a third of the cost of Record(...) where every read
@@ -1059,13 +1066,14 @@ class Store:
             + sum(map(len, entries))
             + sum(map(len, entries.values()))
         )
-        tombstones = 0
-        noExpiry = _NO_EXPIRY
-        for key, blob in entries.items():
-            if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
-                tombstones += 1
-            if not blob.startswith(noExpiry):
-                self._schedule(key, _HEADER.unpack_from(blob)[0])
+        # Tombstones counted, and entries with an expiry found, by C loops
+        # too: the flags bytes gathered and mapped to 1 for a tombstone;
+        # the expiry fields compared with zero.
+        values = entries.values()
+        tombstones = bytes(map(_flagsOf, values)).translate(_TOMBSTONE_BYTES).count(1)
+        expiring = map(_NO_EXPIRY.__ne__, map(_expiryBytesOf, values))
+        for key, blob in compress(entries.items(), expiring):
+            self._schedule(key, _HEADER.unpack_from(blob)[0])
         self._bytes += size
         self._tombstones += tombstones
         self._partTombstones[partition] += tombstones
