@@ -716,7 +716,7 @@ def cmdVerify(context: Context) -> int:
                 check.kind,
                 size(check.bytes),
                 f"{check.entries:,}",
-                "; ".join(check.problems) or "ok",
+                "; ".join(check.problems) or "; ".join(["ok", *check.notes]),
             ]
             for check in result.files
         ]

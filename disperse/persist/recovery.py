@@ -77,6 +77,8 @@ class LoadReport:
     @ivar records: frames read, of entries and drops.
     @ivar entries: entries the store holds from disk once loading ended.
     @ivar damaged: what was dropped and why, one line each.
+    @ivar cut: log segments whose last frame a crash cut short, cut back
+        (not damage: what a crash mid-write leaves).
     @ivar corrupt: entries skipped because their content hash did not match.
     @ivar droppedBytes: bytes of files not read because of damage.
     @ivar seconds: from the start of loading to its end.
@@ -87,6 +89,7 @@ class LoadReport:
     records: int = 0
     entries: int = 0
     damaged: list[str] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
     corrupt: int = 0
     droppedBytes: int = 0
     seconds: float = 0.0
@@ -365,10 +368,14 @@ class Loader:
         if self._repair:
             with open(path, "r+b") as f:
                 f.truncate(damage.offset)
-        self._damaged(
+        # Not damage: what a crash mid-write leaves.
+        what = (
             f"log segment {path.name} ends in a frame cut short at byte"
-            f" {damage.offset}: {size - damage.offset} bytes dropped"
+            f" {damage.offset} (a crash mid-write): {size - damage.offset} bytes"
+            " cut"
         )
+        self.report.cut.append(what)
+        self.log.info("{what}", what=what)
 
     def _segmentDamaged(
         self, path: Path, damage: Damage, later: list[tuple[int, Path]]

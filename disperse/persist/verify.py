@@ -13,9 +13,11 @@ from disperse.persist.datadir import DataDir
 from disperse.persist.format import (
     ENTRY_KINDS,
     FILE_HEADER_SIZE,
+    FRESH,
     LOG_MAGIC,
     SNAPSHOT_MAGIC,
     FormatError,
+    Frame,
     Kind,
     entriesOf,
     readFileHeader,
@@ -38,6 +40,9 @@ class FileCheck:
     frames: int = 0
     entries: int = 0
     problems: list[str] = field(default_factory=list)
+    # What is not damage but worth saying: the end of a log segment a
+    # crash cut short, which a starting node cuts back.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,14 +69,32 @@ def verify(path: str | Path) -> Verification:
     snapshots = dataDir.snapshots()
     for _, snapshot in snapshots:
         result.files.append(_check(snapshot, SNAPSHOT_MAGIC, "snapshot"))
-    for _, segment in dataDir.segments():
-        result.files.append(_check(segment, LOG_MAGIC, "log"))
+    segments = dataDir.segments()
+    for index, (_, segment) in enumerate(segments):
+        later = segments[index + 1 :]
+        # As loading judges it: a segment may end early only where its
+        # writer stopped, last of all or before a fresh start.
+        endOfRun = not later or _fresh(later[0][1])
+        result.files.append(_check(segment, LOG_MAGIC, "log", endOfRun))
     if dataDir.quarantineDir.is_dir():
         result.quarantined = sorted(p.name for p in dataDir.quarantineDir.iterdir())
     return result
 
 
-def _check(path: Path, magic: bytes, kind: str) -> FileCheck:
+def _sealed(frames: list[Frame]) -> bool:
+    return bool(frames) and frames[-1].kind == Kind.SEAL
+
+
+def _fresh(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(FILE_HEADER_SIZE)
+    try:
+        return readFileHeader(head, LOG_MAGIC).logFrom == FRESH
+    except FormatError:
+        return False
+
+
+def _check(path: Path, magic: bytes, kind: str, endOfRun: bool = True) -> FileCheck:
     data = path.read_bytes()
     check = FileCheck(path.name, kind, len(data))
     try:
@@ -104,11 +127,21 @@ def _check(path: Path, magic: bytes, kind: str) -> FileCheck:
                 )
         elif frame.kind == Kind.END:
             ended = True
-    if damage is not None:
+    if damage is not None and damage.torn and kind == "log" and endOfRun:
+        check.notes.append(
+            f"ends in a record cut short at byte {damage.offset} (a crash"
+            f" mid-write): a starting node cuts the last"
+            f" {len(data) - damage.offset} bytes"
+        )
+    elif damage is not None:
         check.problems.append(
             f"{damage.reason} at byte {damage.offset}: {len(data) - damage.offset}"
             " bytes after it unreadable"
         )
     elif kind == "snapshot" and not ended:
         check.problems.append("no end frame: the snapshot is cut short")
+    elif (
+        kind == "log" and not endOfRun and not (frames and frames[-1].kind == Kind.SEAL)
+    ):
+        check.problems.append("ends without its seal: the segment lost its end")
     return check

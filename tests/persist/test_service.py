@@ -20,7 +20,12 @@ from disperse.config import NodeConfig
 from disperse.node import Loading, Node
 from disperse.persist.datadir import DataDir
 from disperse.persist.log import DiskUnavailable, InlineSyncer
-from disperse.persist.service import CHECK_INTERVAL, SNAPSHOT_RETRY, Persistence
+from disperse.persist.service import (
+    CHECK_INTERVAL,
+    SNAPSHOT_AT_STOP,
+    SNAPSHOT_RETRY,
+    Persistence,
+)
 from disperse.persist.snapshot import SnapshotResult
 from disperse.testing.node import makeNode
 
@@ -161,3 +166,30 @@ def test_failedSnapshotRetriedLater(
     clock.advance(CHECK_INTERVAL)
     assert len(attempts) == 2
     assert persistence.snapshotFailures == 2
+
+
+def test_cleanStopTakesASnapshot(tmp_path: Path) -> None:
+    """
+    A clean stop with much logged since the last snapshot takes one, so
+    that the next start reads it rather than the log.
+    """
+    clock = _clock()
+    node, persistence = _node(tmp_path, clock, syncer=InlineSyncer())
+    node.startService()
+    clock.advance(0)
+    for i in range(SNAPSHOT_AT_STOP // 1000 + 50):
+        node.put(f"k{i}", b"x" * 1000)
+    clock.advance(0)
+    stopped: list[object] = []
+    node.stopService().addBoth(stopped.append)
+    while not stopped:
+        clock.advance(0)
+    assert [n for n, _ in DataDir.inspect(tmp_path).snapshots()] == [2]
+
+    clock = _clock()
+    again, persistence = _node(tmp_path, clock)
+    again.startService()
+    clock.advance(0)
+    assert persistence.report is not None
+    assert persistence.report.snapshot == 2
+    assert len(again.store) == SNAPSHOT_AT_STOP // 1000 + 50
