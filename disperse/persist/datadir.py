@@ -12,6 +12,7 @@ the offline checker (L{disperse.persist.verify}), never on a busy reactor.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -197,10 +198,13 @@ def _lock(path: Path) -> IO[str]:
                 f" file {path / LOCK} is held)"
             ) from None
         raise DataDirError(f"cannot lock data directory {path}: {e.strerror}") from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
+    # Who holds it, for a person looking; not needed for the lock, so a
+    # full disk does not stop the node here.
+    with contextlib.suppress(OSError):
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
     return lock
 
 

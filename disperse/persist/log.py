@@ -189,7 +189,13 @@ class Log:
         """
         Start appending to a new segment numbered C{sequence}.
         """
-        self._openSegment(sequence, fresh=True)
+        self.sequence = sequence - 1
+        try:
+            self._openSegment(sequence, fresh=True)
+        except OSError as e:
+            # A full or failing disk at start: the node starts refusing
+            # writes and tries again, as if the disk had failed later.
+            self._fail(e)
         if self.fsync == "everysec":
             self._loop = LoopingCall(self._syncNow)
             self._loop.clock = self._clock

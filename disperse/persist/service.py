@@ -166,14 +166,17 @@ class Persistence(Service):
         if start is not None:
             start()
         segments = self.dataDir.segments()
-        self.journal.open(segments[-1][0] + 1 if segments else 1)
+        # Appends go to a segment after every one there is; loading reads
+        # those before it.
+        first = segments[-1][0] + 1 if segments else 1
+        self.journal.open(first)
         self.store.journal = self.journal
         loader = Loader(
             self.dataDir,
             self.store,
             self._clock,
             self._timer,
-            before=self.journal.sequence,
+            before=first,
         )
         loader.run().addCallbacks(self._loadedOk, self._loadFailed)
         self._check = LoopingCall(self._maybeSnapshot)

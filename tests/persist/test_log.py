@@ -217,3 +217,27 @@ def test_closeSeals(tmp_path: Path) -> None:
     syncer.complete()
     frames, _, _ = scanFrames(_segment(tmp_path), FILE_HEADER_SIZE)
     assert [f.kind for f in frames] == [Kind.PUT, Kind.SEAL]
+
+
+def test_diskFullAtStart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A disk that cannot take the first segment at start fails the log (the
+    node starts refusing writes) rather than the start; it recovers later.
+    """
+    clock = Clock()
+    clock.advance(NOW)
+    log = Log(DataDir.open(tmp_path, NODE), clock, ControlledSyncer(), "everysec")
+    realOpen = os.open
+    full = True
+
+    def openFile(path: str, flags: int, mode: int = 0o777) -> int:
+        if full and str(path).endswith(".log"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return realOpen(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", openFile)
+    log.open(5)
+    assert isinstance(log.failed, DiskUnavailable)
+    full = False
+    clock.advance(1)
+    assert log.failed is None and log.sequence == 5
