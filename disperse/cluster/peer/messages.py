@@ -128,10 +128,28 @@ def _indexes(value: object, what: str) -> tuple[int, ...]:
 
 
 def _records(value: object) -> tuple[tuple[str, bytes], ...]:
-    out = []
+    # _array, _key and _blob inlined for the common record (an ASCII key,
+    # which is its own UTF-8 and can hold no surrogate, and a blob of a
+    # valid size): every replicated write is checked here twice, when it
+    # is sent and when it is received. Anything else takes the calls, for
+    # their checks and their errors.
+    out: list[tuple[str, bytes]] = []
+    maxKey = MAX_KEY_SIZE
     for item in _array(value, "records"):
-        key, blob = _array(item, "record", 2)
-        out.append((_key(key), _blob(blob)))
+        if (type(item) is list or type(item) is tuple) and len(item) == 2:
+            key: object = item[0]
+            blob: object = item[1]
+            if (
+                type(key) is str
+                and type(blob) is bytes
+                and len(key) <= maxKey
+                and key.isascii()
+                and MIN_BLOB_SIZE <= len(blob) <= MAX_BLOB_SIZE
+            ):
+                out.append((key, blob))
+                continue
+        pair = _array(item, "record", 2)
+        out.append((_key(pair[0]), _blob(pair[1])))
     return tuple(out)
 
 
