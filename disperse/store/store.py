@@ -42,6 +42,7 @@ them within seconds.
 from __future__ import annotations
 
 import heapq
+import struct
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -71,6 +72,8 @@ from disperse.store.record import (
 from disperse.timesource import OffsetTime, TimeSource
 
 _HEADER = HEADER
+# The version in a record's header (timestamp, writer), without the rest.
+_VERSION = struct.Struct(">8xQI")
 _KNOWN_FLAGS = KNOWN_FLAGS
 _contentHashOf = contentHashOf
 # Replica-local, never sent nor hashed: this value, which expires, replaced
@@ -831,17 +834,16 @@ class Store:
         part = self._parts[partition]
         current = part.get(key)
         shared = blob
-        if (
-            current is not None
-            and (flags | current[_FLAGS_AT]) & FLAG_COUNTER
-            and not intact(current)
-        ):
-            # A damaged counter cannot be joined with: the intact copy
-            # takes its place.
-            self._replaceDamaged(partition, key, current)
-            current = None
+        counters = False
         if current is not None:
-            if (flags | current[_FLAGS_AT]) & FLAG_COUNTER:
+            counters = (flags | current[_FLAGS_AT]) & FLAG_COUNTER != 0
+            if counters and not intact(current):
+                # A damaged counter cannot be joined with: the intact copy
+                # takes its place.
+                self._replaceDamaged(partition, key, current)
+                current = None
+        if current is not None:
+            if counters:
                 # Counters merge: what is stored becomes the join of both
                 # copies, which may be neither.
                 held = _shared(current)
@@ -851,7 +853,7 @@ class Store:
                 expiresAtMs, _, _, _, flags = _HEADER.unpack_from(blob)
             else:
                 # _newer inlined for the common case, versions that differ.
-                _, heldTimestamp, heldNodeId, _, _ = _HEADER.unpack_from(current)
+                heldTimestamp, heldNodeId = _VERSION.unpack_from(current)
                 if timestamp != heldTimestamp or nodeId != heldNodeId:
                     stale = (timestamp, nodeId) < (heldTimestamp, heldNodeId)
                 else:
@@ -1186,7 +1188,6 @@ class Store:
         maxBytes = self.maxBytes
         if maxBytes is not None and size > maxBytes:
             raise ValueTooLarge(key)
-        oldExpiry = 0
         oldShared = None
         if old is None:
             self._ring.append(key)
@@ -1194,7 +1195,6 @@ class Store:
         else:
             self._bytes -= len(key) + len(old) - HEADER_SIZE + ENTRY_OVERHEAD
             self._referenced.add(key)
-            oldExpiry = _HEADER.unpack_from(old)[0]
             oldFlags = old[_FLAGS_AT]
             if oldFlags & FLAG_TOMBSTONE:
                 self._tombstones -= 1
@@ -1216,7 +1216,11 @@ class Store:
         if blob[_FLAGS_AT] & FLAG_TOMBSTONE:
             self._tombstones += 1
             self._partTombstones[partition] += 1
-        if expiresAtMs and expiresAtMs // 1000 != oldExpiry // 1000:
+        # The old expiry is read only for a write that expires: a key keeps
+        # its slot in the wheel while its expiry second stays the same.
+        if expiresAtMs and (
+            old is None or expiresAtMs // 1000 != _HEADER.unpack_from(old)[0] // 1000
+        ):
             self._schedule(key, expiresAtMs)
         if len(self._ring) > 2 * self._count + _WHEEL_SLACK:
             self._compactRing()
