@@ -35,6 +35,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -90,9 +91,18 @@ class Syncer(Protocol):
 
 
 def syncFiles(fds: Sequence[int], close: Sequence[int]) -> None:
+    """
+    Sync each of C{fds}, then close each of C{close}. A file is synced with
+    C{fdatasync}: its data and what reading it back needs (its size), not
+    its times, which on an appended file costs several times less than
+    C{fsync} (C{bench/durability}); a directory with C{fsync}.
+    """
     try:
         for fd in fds:
-            os.fsync(fd)
+            if S_ISDIR(os.fstat(fd).st_mode):
+                os.fsync(fd)
+            else:
+                os.fdatasync(fd)
     finally:
         for fd in close:
             os.close(fd)
@@ -458,7 +468,7 @@ class Log:
         try:
             self._openSegment(self.sequence + 1, fresh=True)
             assert self._fd is not None
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)
         except OSError as e:
             self.log.debug("the disk still fails: {error}", error=e.strerror or e)
             self._fd = None

@@ -52,7 +52,7 @@ from disperse.store.record import HEADER
 from disperse.store.store import Store
 
 # The longest a slice of snapshot work runs before the reactor gets a turn.
-SLICE_SECONDS = 0.005
+SLICE_SECONDS = 0.004
 # Frames are gathered into writes of about this many bytes.
 WRITE_BYTES = 1024 * 1024
 _NO_EXPIRY = bytes(8)
@@ -183,7 +183,7 @@ class SnapshotWriter:
             # Off the reactor thread: syncs, a rename and deletions of
             # segments that may be large.
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)
             finally:
                 os.close(fd)
             os.replace(partial, final)
