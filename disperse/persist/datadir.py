@@ -20,7 +20,14 @@ import os
 from pathlib import Path
 from typing import IO
 
-from disperse.persist.format import FORMAT_VERSION
+from disperse.persist.format import (
+    FILE_HEADER_SIZE,
+    FORMAT_VERSION,
+    FRESH,
+    LOG_MAGIC,
+    FormatError,
+    readFileHeader,
+)
 
 IDENTITY = "disperse.json"
 LOCK = "lock"
@@ -53,6 +60,20 @@ def _numbered(directory: Path, suffix: str) -> list[tuple[int, Path]]:
         if path.name.endswith(suffix) and stem.isdigit():
             found.append((int(stem), path))
     return sorted(found)
+
+
+def segmentIsFresh(path: Path) -> bool:
+    """
+    Whether the log segment at C{path} was started fresh (by a node starting,
+    or a log whose disk failed), so that the one before it may end early;
+    not when its header cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(FILE_HEADER_SIZE)
+    try:
+        return readFileHeader(head, LOG_MAGIC).logFrom == FRESH
+    except FormatError:
+        return False
 
 
 def syncDirectory(path: Path) -> None:

@@ -31,13 +31,13 @@ from pathlib import Path
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 
 from disperse.logs import logger
-from disperse.persist.datadir import DataDir
+from disperse.persist.datadir import DataDir, segmentIsFresh
 from disperse.persist.format import (
     ENTRY_KINDS,
     FILE_HEADER_SIZE,
-    FRESH,
     LOG_MAGIC,
     SNAPSHOT_MAGIC,
     Damage,
@@ -156,15 +156,10 @@ class Loader:
         sliceEnd = started + self._slice
         for _ in self._steps():
             if self._timer() >= sliceEnd:
-                await self._nextTurn()
+                await deferLater(self._clock, 0, _nothing)
                 sliceEnd = self._timer() + self._slice
         self.report.seconds = self._timer() - started
         return self.report
-
-    def _nextTurn(self) -> Deferred[None]:
-        turn: Deferred[None] = Deferred()
-        self._clock.callLater(0, turn.callback, None)
-        return turn
 
     # The work, as steps small enough to yield between
 
@@ -195,7 +190,7 @@ class Loader:
             later = segments[index + 1 :]
             # A segment may end early (torn, or without its seal) only where
             # its writer stopped: last of all, or before a fresh start.
-            endOfRun = not later or _fresh(later[0][1])
+            endOfRun = not later or segmentIsFresh(later[0][1])
             if damage is None and not sealed and not endOfRun:
                 size = path.stat().st_size
                 damage = Damage(size, "the segment ends without its seal", False)
@@ -407,14 +402,5 @@ class Loader:
         self._damaged(what)
 
 
-def _fresh(path: Path) -> bool:
-    """
-    Whether the log segment at C{path} was started fresh (by a node starting,
-    or a log whose disk failed): the one before it may end early.
-    """
-    with open(path, "rb") as f:
-        head = f.read(FILE_HEADER_SIZE)
-    try:
-        return readFileHeader(head, LOG_MAGIC).logFrom == FRESH
-    except FormatError:
-        return False
+def _nothing() -> None:
+    return None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from disperse.logs import logger
@@ -167,7 +168,7 @@ class SnapshotWriter:
                         buffer, buffered = [], 0
                     if self._timer() - sliceStart >= self._slice:
                         longest = max(longest, self._timer() - sliceStart)
-                        await self._nextTurn()
+                        await deferLater(self._clock, 0, _nothing)
                         if self._stopping:
                             raise _Abandoned()
                         sliceStart = self._timer()
@@ -212,11 +213,6 @@ class SnapshotWriter:
         )
         return result
 
-    def _nextTurn(self) -> Deferred[None]:
-        turn: Deferred[None] = Deferred()
-        self._clock.callLater(0, turn.callback, None)
-        return turn
-
     def _deleteReplaced(self, sequence: int) -> int:
         for number, path in self._dir.snapshots():
             if number < sequence:
@@ -251,3 +247,7 @@ def _writeAll(fd: int, data: bytes) -> int:
     while done < len(data):
         done += os.write(fd, view[done:])
     return done
+
+
+def _nothing() -> None:
+    return None

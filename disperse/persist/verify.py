@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from disperse.persist.datadir import DataDir
+from disperse.persist.datadir import DataDir, segmentIsFresh
 from disperse.persist.format import (
     ENTRY_KINDS,
     FILE_HEADER_SIZE,
-    FRESH,
     LOG_MAGIC,
     SNAPSHOT_MAGIC,
     FormatError,
@@ -74,7 +73,7 @@ def verify(path: str | Path) -> Verification:
         later = segments[index + 1 :]
         # As loading judges it: a segment may end early only where its
         # writer stopped, last of all or before a fresh start.
-        endOfRun = not later or _fresh(later[0][1])
+        endOfRun = not later or segmentIsFresh(later[0][1])
         result.files.append(_check(segment, LOG_MAGIC, "log", endOfRun))
     if dataDir.quarantineDir.is_dir():
         result.quarantined = sorted(p.name for p in dataDir.quarantineDir.iterdir())
@@ -83,15 +82,6 @@ def verify(path: str | Path) -> Verification:
 
 def _sealed(frames: list[Frame]) -> bool:
     return bool(frames) and frames[-1].kind == Kind.SEAL
-
-
-def _fresh(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(FILE_HEADER_SIZE)
-    try:
-        return readFileHeader(head, LOG_MAGIC).logFrom == FRESH
-    except FormatError:
-        return False
 
 
 def _check(path: Path, magic: bytes, kind: str, endOfRun: bool = True) -> FileCheck:
