@@ -289,7 +289,7 @@ def checkFrame(kind: int, partition: int, payload: bytes) -> str | None:
 
 
 def scanFrames(
-    data: bytes, offset: int = 0, final: bool = True
+    data: bytes, offset: int = 0, final: bool = True, most: int = -1
 ) -> tuple[list[Frame], int, Damage | None]:
     """
     The frames of C{data} from C{offset}, up to the first that is cut short
@@ -298,6 +298,7 @@ def scanFrames(
     @param final: C{data} is all there is: a frame cut short at its end is
         damage (a torn write). Otherwise the caller has more to read, and a
         frame cut short is where the next scan starts.
+    @param most: stop after this many frames (-1: no limit).
     @return: the frames, where reading stopped, and the damage found there
         (L{None} when it stopped at the end, or before a frame the next
         chunk completes).
@@ -352,4 +353,6 @@ def scanFrames(
         key = body[bodyKey : bodyKey + keyLength]
         append(newFrame(Frame, (kind, partition, key, payload, end)))
         offset = end
+        if len(frames) == most:
+            break
     return frames, offset, None
