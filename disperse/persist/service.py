@@ -146,8 +146,8 @@ class Persistence(Service):
     @property
     def diskFailures(self) -> int:
         """
-        Damage found on disk: at loading, and by the checker of stored
-        values once it reads what came from disk.
+        Damage loading found: files or parts of files not read, and
+        entries that failed their content hash.
         """
         report = self.report
         if report is None:
