@@ -54,6 +54,7 @@ from bench._bench_common import (
 )
 from bench._bench_resp import (
     REDIS_TOOLS_HINT,
+    SHARED_CORE_PCT,
     Latency,
     Load,
     Run,
@@ -584,7 +585,13 @@ def latency_run(
 
 def describe_throughput(t: ThroughputRun, reps: int) -> str:
     r = t.run
-    flags = "  !! " + "; ".join(r.warnings) if r.warnings else ""
+    problems = list(r.warnings)
+    if r.server_cpu_pct < SHARED_CORE_PCT:
+        problems.append(
+            f"the node got {r.server_cpu_pct:.0f}% of its core: it shared it, "
+            "or the load generator was the limit"
+        )
+    flags = "  !! " + "; ".join(problems) if problems else ""
     return (
         f"rep {r.rep}/{reps} SET -P 1 {MODE_TITLES[r.server]:17} "
         f"{r.requests_per_sec:9.0f} req/s  p50 {r.p50_ms:6.3f} ms  "
@@ -1599,6 +1606,14 @@ def main(argv: Sequence[str]) -> int:
             " 'by CPU/req': the inverse ratio of CPU per request):\n"
         )
         print(format_table(["", "req/s", "by CPU/req"], ratio_rows))
+        shared = [t for t in throughput if t.server_cpu_pct < SHARED_CORE_PCT]
+        if shared:
+            print(
+                f"\n{len(shared)} of {len(throughput)} runs had less than"
+                f" {SHARED_CORE_PCT:.0f}% of the server core: their req/s is"
+                " what the core's share allowed, which hides what each mode"
+                " costs; the 'by CPU/req' column does not."
+            )
     if latencies:
         print(
             f"\nLatency at {LATENCY_FRACTION:.0%} of the slowest mode's median req/s"
