@@ -127,6 +127,15 @@ def _indexes(value: object, what: str) -> tuple[int, ...]:
     return out
 
 
+def _keys(value: object) -> tuple[str, ...]:
+    # _key inlined for an ASCII key, as in _records.
+    maxKey = MAX_KEY_SIZE
+    return tuple(
+        key if type(key) is str and len(key) <= maxKey and key.isascii() else _key(key)
+        for key in _array(value, "keys")
+    )
+
+
 def _records(value: object) -> tuple[tuple[str, bytes], ...]:
     # _array, _key and _blob inlined for the common record (an ASCII key,
     # which is its own UTF-8 and can hold no surrogate, and a blob of a
@@ -275,7 +284,7 @@ class FetchRequest(_Message):
     @classmethod
     def _fromWire(cls, value: object) -> Self:
         (keys,) = _array(value, cls.kind, 1)
-        return cls(tuple(_key(key) for key in _array(keys, "keys")))
+        return cls(_keys(keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,9 +303,13 @@ class FetchResponse(_Message):
     @classmethod
     def _fromWire(cls, value: object) -> Self:
         (records,) = _array(value, cls.kind, 1)
+        low, high = MIN_BLOB_SIZE, MAX_BLOB_SIZE
         return cls(
             tuple(
-                None if blob is None else _blob(blob)
+                # _blob inlined for the blobs of a valid size.
+                blob
+                if blob is None or (type(blob) is bytes and low <= len(blob) <= high)
+                else _blob(blob)
                 for blob in _array(records, "records")
             )
         )
