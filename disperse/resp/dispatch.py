@@ -510,11 +510,31 @@ def _milliseconds(seconds: float) -> int:
 Footprint = tuple[bytes, ...] | None
 
 
+# GET, SET and MGET as clients spell them, with their arity (as in the
+# command table: 2, at least 3, at least 2).
+_KEYED: Final = {
+    **dict.fromkeys((b"GET", b"get"), 2),
+    **dict.fromkeys((b"SET", b"set"), 3),
+    **dict.fromkeys((b"MGET", b"mget"), -2),
+}
+
+
 def footprint(line: list[bytes]) -> Footprint:
     """
     The keys of command line C{line}, or L{None} if it must wait for all
     earlier commands (and all later ones for it).
     """
+    # The commands of nearly every pipeline, without the table: their one
+    # key (GET, SET with or without options), or every argument (MGET).
+    shape = _KEYED.get(line[0])
+    if shape is not None:
+        size = len(line)
+        if shape == 2 and size == 2:
+            return (line[1],)
+        if shape == 3 and size >= 3:
+            return (line[1],)
+        if shape == -2 and size >= 2:
+            return tuple(line[1:])
     command = lookupCommand(line[0])
     if command is None:
         # Refused at once, touching nothing.

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from disperse.cluster.view import NoMajority
 from disperse.config import NodeConfig
 from disperse.node import NotJoined
-from disperse.resp.commands import CommandError
+from disperse.resp.commands import CommandError, keyPositions, lookupCommand
 from disperse.resp.context import HANDLERS, Context, Handler, Session
 from disperse.resp.dispatch import (
     DROP,
@@ -463,6 +463,23 @@ class FootprintTests(SynchronousTestCase):
         self.assertEqual(footprint([b"GET", b"a"]), (b"a",))
         self.assertEqual(footprint([b"mset", b"a", b"1", b"b", b"2"]), (b"a", b"b"))
         self.assertEqual(footprint([b"DEL", b"a", b"b"]), (b"a", b"b"))
+
+    def test_common(self) -> None:
+        """
+        GET, SET and MGET, which the footprint reads without the command
+        table, have the keys the table gives them, in every shape.
+        """
+        for name in (b"GET", b"get", b"SET", b"set", b"MGET", b"mget", b"Get"):
+            for size in range(1, 6):
+                line = [name, *(b"k%d" % n for n in range(1, size))]
+                command = lookupCommand(name)
+                assert command is not None
+                expected = (
+                    tuple(line[i] for i in keyPositions(command, size))
+                    if command.arityAccepts(size)
+                    else ()
+                )
+                self.assertEqual(footprint(line), expected, line)
 
     def test_barriers(self) -> None:
         """
