@@ -12,10 +12,17 @@ leaves to the transport whatever the kernel did not take, so ordering, flow
 control and error handling stay the transport's.
 
 Sending at once must not overtake what the reactor would have done first:
-writes queued for the end of the turn that an answer may acknowledge (the
-persistence log's group commit, L{disperse.persist.log.Log}) are made
-before it, as they would be before a buffered write went out. A writer
-registers with L{writeFirst} while it has such writes queued.
+while writes an answer may acknowledge are queued for the end of the turn
+(the persistence log's group commit, L{disperse.persist.log.Log}; a writer
+says so with L{writeFirst}), an answer on a plain TCP connection with
+nothing buffered goes into the transport's buffer instead. The reactor
+sends it only once the socket polls writable, and it starts watching for
+that now, so the earliest is the next poll, which comes after the
+end-of-turn calls have run: the log's write reaches the kernel first.
+Anywhere that cannot be known (TLS, data buffered already, whose socket
+may be written in this very poll), the queued writes are made first.
+Making them for every answer would cost a write of the log per answer and
+lose group commit.
 """
 
 from __future__ import annotations
@@ -28,15 +35,17 @@ from twisted.internet import tcp
 # Exactly these types: a subclass may write differently.
 _PLAIN_TCP = frozenset({tcp.Server, tcp.Client})
 
-# The writes to make before anything is sent at once.
+# Writes queued for the end of the turn: while there are any, nothing is
+# sent at once.
 _writeFirst: set[Callable[[], object]] = set()
 
 
 def writeFirst(write: Callable[[], object]) -> None:
     """
-    Have the next L{sendNow} call C{write} before it sends: C{write} makes
-    writes queued for the end of this reactor turn, which an answer about
-    to be sent may acknowledge. Registering it again changes nothing.
+    Send nothing at once (see L{sendNow}) until C{write}, which makes writes
+    queued for the end of this reactor turn that an answer about to be sent
+    may acknowledge, has run and said so (L{written}). Registering it again
+    changes nothing.
     """
     _writeFirst.add(write)
 
@@ -55,15 +64,21 @@ def sendNow(transport: Any, data: bytes) -> None:
     is a plain TCP connection with nothing waiting to be sent.
 
     Anything else (TLS, a connection closing or closed, data already
-    queued) goes through C{transport.write} unchanged.
+    queued, writes queued for the end of the turn: L{writeFirst}) goes
+    through C{transport.write} unchanged.
     """
-    while _writeFirst:
-        _writeFirst.pop()()
     # A TCP connection itself, not anything wrapping one: a TLS transport
     # (TLSMemoryBIOProtocol) passes attribute lookups through to the TCP
     # connection under it, socket included, and that must never be written
     # to directly.
-    if type(transport) not in _PLAIN_TCP:
+    plain = type(transport) in _PLAIN_TCP
+    if _writeFirst:
+        if plain and _nothingBuffered(transport):
+            transport.write(data)
+            return
+        while _writeFirst:
+            _writeFirst.pop()()
+    if not plain:
         transport.write(data)
         return
     sock = transport.socket
@@ -73,8 +88,7 @@ def sendNow(transport: Any, data: bytes) -> None:
         or not getattr(transport, "connected", False)
         or getattr(transport, "disconnecting", True)
         or getattr(transport, "_writeDisconnected", True)
-        or getattr(transport, "dataBuffer", True)
-        or getattr(transport, "_tempDataBuffer", True)
+        or not _nothingBuffered(transport)
     ):
         transport.write(data)
         return
@@ -89,3 +103,10 @@ def sendNow(transport: Any, data: bytes) -> None:
         return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+def _nothingBuffered(transport: Any) -> bool:
+    return not (
+        getattr(transport, "dataBuffer", True)
+        or getattr(transport, "_tempDataBuffer", True)
+    )

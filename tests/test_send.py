@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.tcp import Connection
 from twisted.trial.unittest import SynchronousTestCase
 
-from disperse.send import sendNow
+from disperse.send import sendNow, writeFirst, written
 
 
 class _Collect(Protocol):
@@ -94,6 +94,34 @@ async def test_whatTheKernelDoesNotTakeIsQueued() -> None:
     assert transport in reactor.getWriters()
     sendNow(transport, b"end")
     assert await server.whole == data + b"end"
+    await close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_writesQueuedForTheTurnGoFirst() -> None:
+    """
+    While writes an answer may acknowledge are queued for the end of the
+    turn (L{writeFirst}), an idle connection's answer waits in the
+    transport, which the reactor sends only after the end-of-turn calls:
+    the queued writes are not made per answer. A connection with data
+    buffered already may be written in this very poll: the queued writes
+    are made first.
+    """
+    made: list[str] = []
+
+    def flush() -> None:
+        made.append("flushed")
+        written(flush)
+
+    server, transport, close = await _connected(15)
+    writeFirst(flush)
+    sendNow(transport, b"hello")
+    assert made == []
+    assert transport in reactor.getWriters()
+    transport.write(b"first")
+    sendNow(transport, b"after")
+    assert made == ["flushed"]
+    assert await server.whole == b"hellofirstafter"
     await close()
 
 

@@ -258,8 +258,8 @@ class Log:
     def _scheduleFlush(self) -> None:
         self._flushCall = self._clock.callLater(0, self.flush)
         # An answer sent before the end of the turn may acknowledge what
-        # is queued: it must reach the kernel first, or a crash right
-        # after the answer would lose an acknowledged write.
+        # is queued: it must not leave before the queue reaches the kernel,
+        # or a crash right after it would lose an acknowledged write.
         writeFirst(self.flush)
 
     def whenSynced(self) -> Deferred[None] | None:
@@ -285,7 +285,7 @@ class Log:
     def flush(self) -> None:
         """
         Write the queued frames in one write: what the end of each reactor
-        turn does, or an answer sent before it (L{disperse.send.sendNow}).
+        turn does.
         """
         call, self._flushCall = self._flushCall, None
         if call is not None and call.active():
