@@ -46,7 +46,7 @@ from disperse.store.record import FLAG_COUNTER, FLAG_TOMBSTONE, FLAGS_AT, HEADER
 
 # Entries in one batch frame of a snapshot: a few hundred KiB at most for
 # small values, decoded in one call.
-BATCH_ENTRIES = 2048
+BATCH_ENTRIES = 1024
 
 # Bumped whenever a reader of the previous version would misread a file;
 # a data directory of another version is refused, not guessed at.

@@ -37,7 +37,7 @@ from disperse.logs import logger
 from disperse.persist.datadir import DataDir
 from disperse.persist.log import DiskUnavailable, Log, Syncer, syncFiles
 from disperse.persist.recovery import Loader, LoadReport
-from disperse.persist.snapshot import SnapshotResult, SnapshotWriter
+from disperse.persist.snapshot import Abandoned, SnapshotResult, SnapshotWriter
 from disperse.store.store import Store
 
 _T = TypeVar("_T")
@@ -319,6 +319,9 @@ class Persistence(Service):
             self.snapshot().addErrback(self._snapshotFailed)
 
     def _snapshotFailed(self, failure: Failure) -> None:
+        if failure.check(Abandoned):
+            self.log.info("a snapshot was abandoned: the node is stopping")
+            return
         self.log.failure("a snapshot failed", failure)
 
     def _recovered(self) -> None:

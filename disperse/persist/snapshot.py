@@ -8,9 +8,10 @@ from then on is in segments numbered from the new one, which the snapshot
 names as where replay starts after it. Then, for each partition in turn,
 it copies the partition's entries (a list of references to immutable
 bytes, so the copy is the partition at that instant) and writes them out
-over as many reactor turns as it takes, each turn bounded in time.
+over as many reactor turns as it takes, each turn bounded in time and
+followed by a pause as long, so that requests keep at least half the core.
 Entries go out in batches (L{disperse.persist.format.entriesFrame}), so
-that loading decodes thousands at a time.
+that loading decodes a thousand at a time.
 Replaying the log from the named segment over a snapshot taken this way
 gives the store as it was last: each partition's copy was taken after the
 roll, and every change after the roll is in the log, applied in order.
@@ -52,8 +53,9 @@ from disperse.store.partition import PARTITION_COUNT
 from disperse.store.record import HEADER
 from disperse.store.store import Store
 
-# The longest a slice of snapshot work runs before the reactor gets a turn.
-SLICE_SECONDS = 0.004
+# The longest a slice of snapshot work runs before the reactor gets a turn:
+# a request arriving meanwhile waits for the slice to end.
+SLICE_SECONDS = 0.002
 # Frames are gathered into writes of about this many bytes.
 WRITE_BYTES = 1024 * 1024
 _NO_EXPIRY = bytes(8)
@@ -166,11 +168,14 @@ class SnapshotWriter:
                     if buffered >= WRITE_BYTES:
                         written += _writeAll(fd, b"".join(buffer))
                         buffer, buffered = [], 0
-                    if self._timer() - sliceStart >= self._slice:
-                        longest = max(longest, self._timer() - sliceStart)
-                        await deferLater(self._clock, 0, _nothing)
+                    spent = self._timer() - sliceStart
+                    if spent >= self._slice:
+                        longest = max(longest, spent)
+                        # As long off as on: requests get at least half
+                        # the core while a snapshot runs.
+                        await deferLater(self._clock, spent, _nothing)
                         if self._stopping:
-                            raise _Abandoned()
+                            raise Abandoned()
                         sliceStart = self._timer()
             buffer.append(endFrame(store.hlc.last, entries, batches))
             written += _writeAll(fd, b"".join(buffer))
@@ -227,9 +232,10 @@ class SnapshotWriter:
         return deleted
 
 
-class _Abandoned(Exception):
+class Abandoned(Exception):
     """
-    The node stopped while a snapshot was being written.
+    The node stopped while a snapshot was being written: it is not taken,
+    and the log it would have replaced stays.
     """
 
 

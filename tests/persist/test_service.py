@@ -183,7 +183,7 @@ def test_cleanStopTakesASnapshot(tmp_path: Path) -> None:
     stopped: list[object] = []
     node.stopService().addBoth(stopped.append)
     while not stopped:
-        clock.advance(0)
+        clock.advance(0.01)
     assert [n for n, _ in DataDir.inspect(tmp_path).snapshots()] == [2]
 
     clock = _clock()
