@@ -64,8 +64,9 @@ REDIS_FIELDS = {"connections": "redisConnections", "commands": "redisCommands"}
 # sources together, shown as "integrityFailures".
 
 # From the "persistence" section, on members with a data directory: whether
-# it takes writes and is loading (1 or 0), its bytes on disk, and the age
-# of its last snapshot in seconds.
+# it takes writes and is loading (1 or 0), its bytes on disk, the age of its
+# last snapshot in seconds, how long that took and how long loading took at
+# start, in milliseconds.
 
 
 _CONTENT_TYPES = {
@@ -125,8 +126,14 @@ def _diskFigures(persistence: dict[str, Any]) -> dict[str, int]:
         "diskBytes": sum(size for size in sizes if isinstance(size, int)),
     }
     last = persistence.get("lastSnapshot")
-    if isinstance(last, dict) and isinstance(last.get("age"), int | float):
-        figures["snapshotAge"] = int(last["age"])
+    if isinstance(last, dict):
+        if isinstance(last.get("age"), int | float):
+            figures["snapshotAge"] = int(last["age"])
+        if isinstance(last.get("seconds"), int | float):
+            figures["snapshotMs"] = int(last["seconds"] * 1000)
+    load = persistence.get("load")
+    if isinstance(load, dict) and isinstance(load.get("seconds"), int | float):
+        figures["loadMs"] = int(load["seconds"] * 1000)
     return figures
 
 

@@ -384,7 +384,8 @@ class DashboardTests(SynchronousTestCase):
                 "loading": False,
                 "logBytes": 100,
                 "snapshotBytes": 900,
-                "lastSnapshot": {"age": 61.5, "entries": 3},
+                "lastSnapshot": {"age": 61.5, "entries": 3, "seconds": 0.25},
+                "load": {"seconds": 1.5, "records": 10},
             },
         }
         byName = {
@@ -398,6 +399,8 @@ class DashboardTests(SynchronousTestCase):
                 "diskLoading": 0,
                 "diskBytes": 1000,
                 "snapshotAge": 61,
+                "snapshotMs": 250,
+                "loadMs": 1500,
             },
         )
         self.assertNotIn("diskWritable", byName["alpha"])

@@ -233,6 +233,12 @@
         ? ", snapshot " + formatAgo(now - s.snapshotAge, now) : "";
       td.textContent = formatBytes(s.diskBytes || 0) + age;
     }
+    const details = [];
+    if (s && typeof s.loadMs === "number") details.push("loaded in " + s.loadMs + " ms");
+    if (s && typeof s.snapshotMs === "number") {
+      details.push("last snapshot took " + s.snapshotMs + " ms");
+    }
+    if (details.length) td.title = details.join("; ");
     return td;
   }
 
