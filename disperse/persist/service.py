@@ -44,7 +44,7 @@ _T = TypeVar("_T")
 
 # The log must have grown by at least this much since the last snapshot
 # before the next is taken (and by as much as that snapshot's size).
-SNAPSHOT_MIN_LOG = 16 * 1024 * 1024
+SNAPSHOT_MIN_LOG = 4 * 1024 * 1024
 # A clean stop takes a snapshot first when the log has grown by more than
 # this since the last: the next start loads it rather than the log.
 SNAPSHOT_AT_STOP = 1024 * 1024
