@@ -48,8 +48,7 @@ from disperse.persist.datadir import DataDir, segmentName
 from disperse.persist.format import (
     FRESH,
     LOG_MAGIC,
-    dropFrame,
-    entryFrame,
+    changeFrames,
     fileHeader,
     sealFrame,
 )
@@ -302,14 +301,7 @@ class Log:
             for waiter in waiters:
                 waiter.errback(self.failed or DiskUnavailable("the log is closed"))
             return
-        data = b"".join(
-            [
-                dropFrame(partition)
-                if key is None or blob is None
-                else entryFrame(partition, key.encode(), blob)
-                for partition, key, blob in pending
-            ]
-        )
+        data = changeFrames(pending)
         try:
             self._write(data)
         except OSError as e:

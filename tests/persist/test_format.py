@@ -12,6 +12,7 @@ from disperse.persist.format import (
     SNAPSHOT_MAGIC,
     FormatError,
     Kind,
+    changeFrames,
     dropFrame,
     entryFrame,
     entryKind,
@@ -112,3 +113,24 @@ def test_otherVersionRefused() -> None:
     header = head + crc32c(head).to_bytes(4, "big")
     with pytest.raises(FormatError, match="format version 99"):
         readFileHeader(header, LOG_MAGIC)
+
+
+def test_changeFramesAsEntryFrames() -> None:
+    """
+    The log's batch encoder writes exactly the frames L{entryFrame} and
+    L{dropFrame} do, kinds included.
+    """
+    changes: list[tuple[int, str | None, bytes | None]] = [
+        (3, "a", VALUE),
+        (4, "b", Record(b"", 10, 6, 1, tombstone=True).encode()),
+        (5, "ключ", Record(b"x", 99, 7, 1).encode()),
+        (6, "c", Record(b"\x00", 0, 8, 1, counter=True).encode()),
+        (3, None, None),
+    ]
+    expected = b"".join(
+        dropFrame(partition)
+        if key is None or blob is None
+        else entryFrame(partition, key.encode(), blob)
+        for partition, key, blob in changes
+    )
+    assert changeFrames(changes) == expected
