@@ -71,13 +71,13 @@ class Replica:
         self.loading = False
         # With --fsync always, what to wait on before a write applied here
         # is acknowledged (disperse.persist.log.Log.whenSynced).
-        self.whenSynced: Callable[[], Deferred[None] | None] = _nothingToWait
+        self.whenSynced: Callable[[], Deferred[None] | None] = _nothing
         # Whether whenSynced ever waits: a write is then acknowledged here
         # only later, never at once.
         self.waitsForSync = False
         # Raises while this node cannot write to its data directory
         # (disperse.persist.log.DiskUnavailable): records are refused.
-        self.checkWritable: Callable[[], None] = _nothingToWait
+        self.checkWritable: Callable[[], None] = _nothing
 
     # Serving coordinators
 
@@ -252,7 +252,7 @@ class Replica:
         return records
 
 
-def _nothingToWait() -> None:
+def _nothing() -> None:
     return None
 
 

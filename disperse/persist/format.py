@@ -42,7 +42,13 @@ from crc32c import crc32c
 from msgpack import packb, unpackb
 
 from disperse.store.partition import PARTITION_COUNT
-from disperse.store.record import FLAG_COUNTER, FLAG_TOMBSTONE, FLAGS_AT, HEADER_SIZE
+from disperse.store.record import (
+    FLAG_COUNTER,
+    FLAG_TOMBSTONE,
+    FLAGS_AT,
+    HEADER_SIZE,
+    NO_EXPIRY,
+)
 
 # Entries in one batch frame of a snapshot: a few hundred KiB at most for
 # small values, decoded in one call.
@@ -115,12 +121,9 @@ def entryKind(blob: bytes) -> Kind:
         return Kind.DELETE
     if flags & FLAG_COUNTER:
         return Kind.COUNTER
-    if blob[:8] != _NO_EXPIRY:
+    if blob[:8] != NO_EXPIRY:
         return Kind.EXPIRY
     return Kind.PUT
-
-
-_NO_EXPIRY = bytes(8)
 
 
 class FormatError(ValueError):
@@ -199,7 +202,7 @@ def changeFrames(changes: Sequence[tuple[int, str | None, bytes | None]]) -> byt
     """
     parts: list[bytes] = []
     append = parts.append
-    noExpiry = _NO_EXPIRY
+    noExpiry = NO_EXPIRY
     for partition, key, blob in changes:
         if key is None or blob is None:
             append(dropFrame(partition))
@@ -268,14 +271,6 @@ def entriesOf(payload: bytes) -> tuple[list[str], list[bytes]]:
 
 def endFrame(clock: int, entries: int, batches: int) -> bytes:
     return frame(Kind.END, 0, b"", _END.pack(clock, entries, batches))
-
-
-def endFields(payload: bytes) -> tuple[int, int, int]:
-    """
-    The clock, entries and batches of a L{Kind.END} frame's payload.
-    """
-    clock, entries, batches = _END.unpack(payload)
-    return clock, entries, batches
 
 
 class Frame(NamedTuple):

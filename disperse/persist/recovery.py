@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
+from typing import BinaryIO
 
 from crc32c import crc32c
 from twisted.internet.defer import Deferred
@@ -52,7 +53,7 @@ from disperse.persist.format import (
     scanFrames,
 )
 from disperse.store.partition import PARTITION_COUNT
-from disperse.store.record import HASH_AT, HEADER_SIZE, contentHashOf
+from disperse.store.record import HASH_AT, HEADER_SIZE, contentHashOf, intact
 from disperse.store.store import Store
 
 # Bytes read from a file at a time.
@@ -97,7 +98,6 @@ class LoadReport:
     corrupt: int = 0
     droppedBytes: int = 0
     seconds: float = 0.0
-    lastSegment: int = 0
 
     @property
     def rate(self) -> float:
@@ -182,12 +182,11 @@ class Loader:
             except FormatError as e:
                 self._damaged(f"snapshot {path.name} not read: {e}")
                 report.droppedBytes += path.stat().st_size
-        segments = self._dir.segments()
-        if self._before is not None:
-            segments = [(n, p) for n, p in segments if n < self._before]
-        if segments:
-            report.lastSegment = segments[-1][0]
-        segments = [(n, p) for n, p in segments if n >= logFrom]
+        segments = [
+            (n, p)
+            for n, p in self._dir.segments()
+            if n >= logFrom and (self._before is None or n < self._before)
+        ]
         for index, (sequence, path) in enumerate(segments):
             report.segments += 1
             damage, sealed = yield from self._readSegment(sequence, path)
@@ -213,7 +212,8 @@ class Loader:
                 store.install(partition, entries)
                 self._staging[partition] = {}
                 yield None
-        report.entries = store.stats().keys + store.stats().tombstones
+        stats = store.stats()
+        report.entries = stats.keys + stats.tombstones
 
     def _readSnapshot(self, path: Path) -> Generator[None, None, int]:
         """
@@ -223,34 +223,27 @@ class Loader:
             after it.
         @raise FormatError: if its header is not one this version writes.
         """
+        ended = False
+
+        def stage(data: bytes, final: bool) -> tuple[int, Damage | None]:
+            nonlocal ended
+            frames, used, damage = scanFrames(data, 0, final)
+            if any(frame.kind == Kind.END for frame in frames):
+                ended = True
+            self._stage(frames)
+            return used, damage
+
         with open(path, "rb") as f:
             header = readFileHeader(f.read(FILE_HEADER_SIZE), SNAPSHOT_MAGIC)
-            ended = False
-            offset = FILE_HEADER_SIZE
-            buffer = b""
-            while True:
-                chunk = f.read(CHUNK)
-                data = buffer + chunk if buffer else chunk
-                frames, used, damage = scanFrames(data, 0, final=not chunk)
-                for frame in frames:
-                    if frame.kind == Kind.END:
-                        ended = True
-                self._stage(frames)
-                yield None
-                if damage is not None:
-                    self._damaged(
-                        f"snapshot {path.name} damaged at byte"
-                        f" {offset + damage.offset} ({damage.reason}): the rest"
-                        " of it is not loaded"
-                    )
-                    self.report.droppedBytes += path.stat().st_size - offset - used
-                    break
-                offset += used
-                buffer = data[used:]
-                if not chunk:
-                    break
-            if not ended and damage is None:
-                self._damaged(f"snapshot {path.name} has no end: it may be cut short")
+            damage = yield from _readChunks(f, stage)
+        if damage is not None:
+            self._damaged(
+                f"snapshot {path.name} damaged at byte {damage.offset}"
+                f" ({damage.reason}): the rest of it is not loaded"
+            )
+            self.report.droppedBytes += path.stat().st_size - damage.offset
+        elif not ended:
+            self._damaged(f"snapshot {path.name} has no end: it may be cut short")
         return header.logFrom
 
     def _readSegment(
@@ -270,23 +263,17 @@ class Loader:
                     raise FormatError(f"numbered {header.sequence}, named {sequence}")
             except FormatError as e:
                 return Damage(0, f"header: {e}", len(head) < FILE_HEADER_SIZE), False
-            offset = FILE_HEADER_SIZE
-            buffer = b""
             sealed = False
-            while True:
-                chunk = f.read(CHUNK)
-                data = buffer + chunk if buffer else chunk
-                used, damage, last = self._stageLog(data, not chunk)
+
+            def stage(data: bytes, final: bool) -> tuple[int, Damage | None]:
+                nonlocal sealed
+                used, damage, last = self._stageLog(data, final)
                 if last:
                     sealed = last == Kind.SEAL
-                yield None
-                if damage is not None:
-                    damage.offset += offset
-                    return damage, False
-                offset += used
-                buffer = data[used:]
-                if not chunk:
-                    return None, sealed
+                return used, damage
+
+            damage = yield from _readChunks(f, stage)
+        return damage, sealed and damage is None
 
     def _stageLog(self, data: bytes, final: bool) -> tuple[int, Damage | None, int]:
         """
@@ -364,23 +351,18 @@ class Loader:
             )
 
     def _stage(self, frames: Sequence[tuple[int, int, bytes, bytes, int]]) -> None:
+        # Entry frames come here only when the one-pass log loader
+        # (_stageLog) left them to the long way: rare, so not inlined.
         staging = self._staging
-        entryKinds = _ENTRY_KINDS
-        unpack = _VERSION_AND_HASH.unpack_from
-        hashOf = contentHashOf
         newest = self._maxTimestamp
         corrupt = 0
         for kind, partition, key, payload, _ in frames:
-            if kind in entryKinds:
-                # intact() inlined: a whole frame holds a whole header.
-                timestamp, contentHash = unpack(payload)
-                if contentHash != hashOf(payload[HEADER_SIZE:]):
+            if kind in _ENTRY_KINDS:
+                if not intact(payload):
                     corrupt += 1
                     continue
                 staging[partition][key.decode()] = payload
-                # Not max(): a call per record is a tenth of this loop.
-                if timestamp > newest:  # noqa: PLR1730
-                    newest = timestamp
+                newest = max(newest, _STORED_TIMESTAMP.unpack_from(payload)[0])
             elif kind == Kind.DROP:
                 staging[partition] = {}
             elif kind == Kind.ENTRIES:
@@ -475,3 +457,30 @@ class Loader:
 
 def _nothing() -> None:
     return None
+
+
+def _readChunks(
+    f: BinaryIO, stage: Callable[[bytes, bool], tuple[int, Damage | None]]
+) -> Generator[None, None, Damage | None]:
+    """
+    Hand the rest of the open file C{f} to C{stage} a chunk at a time (with
+    what the last chunk left of a frame cut at its end, and whether it is
+    the last), yielding after each.
+
+    @return: (as the generator's value) the damage C{stage} stopped at,
+        its offset made one in the file, or L{None} at the end.
+    """
+    offset = f.tell()
+    buffer = b""
+    while True:
+        chunk = f.read(CHUNK)
+        data = buffer + chunk if buffer else chunk
+        used, damage = stage(data, not chunk)
+        yield None
+        if damage is not None:
+            damage.offset += offset
+            return damage
+        offset += used
+        buffer = data[used:]
+        if not chunk:
+            return None

@@ -50,7 +50,7 @@ from disperse.persist.format import (
 )
 from disperse.persist.log import Log, Syncer
 from disperse.store.partition import PARTITION_COUNT
-from disperse.store.record import HEADER
+from disperse.store.record import HEADER, NO_EXPIRY
 from disperse.store.store import Store
 
 # The longest a slice of snapshot work runs before the reactor gets a turn:
@@ -58,7 +58,6 @@ from disperse.store.store import Store
 SLICE_SECONDS = 0.002
 # Frames are gathered into writes of about this many bytes.
 WRITE_BYTES = 1024 * 1024
-_NO_EXPIRY = bytes(8)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class SnapshotWriter:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         entries = batches = written = 0
         longest = 0.0
-        noExpiry = _NO_EXPIRY
+        noExpiry = NO_EXPIRY
         unpack = HEADER.unpack_from
         try:
             buffer: list[bytes] = [fileHeader(SNAPSHOT_MAGIC, sequence, sequence)]

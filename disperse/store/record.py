@@ -39,6 +39,8 @@ HEADER = struct.Struct(">qQIQB")
 HEADER_SIZE = HEADER.size
 FLAGS_AT = HEADER_SIZE - 1
 HASH_AT = FLAGS_AT - 8
+# The expiry field of a record that never expires: its first bytes.
+NO_EXPIRY = bytes(8)
 _hashIn = struct.Struct(">Q").unpack_from
 _COPY_BELOW = 4096
 

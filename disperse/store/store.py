@@ -65,6 +65,7 @@ from disperse.store.record import (
     HEADER,
     HEADER_SIZE,
     KNOWN_FLAGS,
+    NO_EXPIRY,
     Record,
     contentHashOf,
     intact,
@@ -109,7 +110,6 @@ DEFAULT_TOMBSTONE_TTL = 3600.0
 DEFAULT_EXPIRY_TOMBSTONE_TTL = 600.0
 
 _WHEEL_SLACK = 65536
-_NO_EXPIRY = bytes(8)
 # For Store.install: an entry's flags byte and expiry field, and each flags
 # byte mapped to 1 for a tombstone, 0 otherwise.
 _flagsOf = itemgetter(FLAGS_AT)
@@ -1073,7 +1073,7 @@ class Store:
         # the expiry fields compared with zero.
         values = entries.values()
         tombstones = bytes(map(_flagsOf, values)).translate(_TOMBSTONE_BYTES).count(1)
-        expiring = map(_NO_EXPIRY.__ne__, map(_expiryBytesOf, values))
+        expiring = map(NO_EXPIRY.__ne__, map(_expiryBytesOf, values))
         for key, blob in compress(entries.items(), expiring):
             self._schedule(key, _HEADER.unpack_from(blob)[0])
         self._bytes += size
